@@ -1,0 +1,17 @@
+"""Shared bits of the command-line entry points: logging set-up and one-line failures."""
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "urllib3", "filelock", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print one `error:` line to stderr and return the exit code (2 = user mistake)."""
+    print(f"error: {message}", file=sys.stderr)
+    return code

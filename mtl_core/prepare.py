@@ -1,0 +1,57 @@
+"""From a validated Config to training-ready splits: resolve the data, build caches, tokenise."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mtl_core.config import Config
+from mtl_core.data.arrays import default_cache_dir, load_split
+from mtl_core.data.dataset import SplitData, token_rows
+from mtl_core.data.synth import default_synthetic_dir
+from mtl_core.data.text_cache import cached_hidden
+from mtl_core.model.text_encoder import TextEncoder, load_text_encoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    root: Path
+    encoder: TextEncoder
+    splits: dict[str, SplitData]
+
+
+def cache_root(cfg: Config) -> Path:
+    return Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else default_cache_dir()
+
+
+def data_root(cfg: Config) -> Path:
+    """The dataset folder: the configured one, or the embedded synthetic default (written once)."""
+    if cfg.data.root is not None:
+        return Path(cfg.data.root).expanduser()
+    s = cfg.data.synthetic
+    return default_synthetic_dir(cache_root(cfg), s.seed, s.n_train, s.n_val, s.n_test)
+
+
+def prepare(cfg: Config, device: torch.device, splits: tuple[str, ...] = ("train", "val", "test"),
+            encoder: TextEncoder | None = None) -> Prepared:
+    root = data_root(cfg)
+    encoder = encoder or load_text_encoder(cfg.model.text_encoder)
+    files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
+    out = {}
+    for split in splits:
+        arrays = load_split(root, split, use_cache=cfg.data.use_cache, cache_dir=cache_root(cfg),
+                            derive_binary=cfg.data.derive_binary, video_len=cfg.data.video_len,
+                            audio_len=cfg.data.audio_len, files=files)
+        rows = token_rows(arrays, encoder.tokenizer, cfg.data.retokenize, cfg.data.text_max_len)
+        hidden = None
+        if cfg.model.freeze_text:
+            encoder.model.to(device)
+            hidden = cached_hidden(encoder.model, encoder.identity, rows, cache_root(cfg), device)
+        out[split] = SplitData(arrays, rows, cfg.tasks, hidden)
+        log.info("%s: %d clips, %d without video, %d without audio", split, len(arrays),
+                 arrays.missing_video, arrays.missing_audio)
+    return Prepared(root, encoder, out)

@@ -1,0 +1,61 @@
+"""Strategy registries: YAML names map to classes here, once; after that code passes objects."""
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any
+
+from mtl_core.strategies import combiners, modality, schedulers
+from mtl_core.strategies.base import (
+    LossCombiner, ModalitySchedule, StrategyContext, TaskScheduler,
+)
+
+REGISTRIES: dict[str, dict[str, type]] = {
+    "scheduler": schedulers.REGISTRY,
+    "combiner": combiners.REGISTRY,
+    "modality": modality.REGISTRY,
+}
+
+
+def strategy_params(cls: type) -> dict[str, inspect.Parameter]:
+    """The user-settable parameters of a strategy: its keyword-only constructor arguments."""
+    sig = inspect.signature(cls.__init__)
+    return {n: p for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _resolve(axis: str, choice) -> tuple[type, dict[str, Any]]:
+    from mtl_core.config import ConfigError, coerce_value
+
+    registry = REGISTRIES[axis]
+    path = f"strategy.{axis}"
+    if choice.name not in registry:
+        raise ConfigError(f"{path}.name: unknown {axis} {choice.name!r}; valid choices: {', '.join(registry)}")
+    cls = registry[choice.name]
+    allowed = strategy_params(cls)
+    hints = typing.get_type_hints(cls.__init__)
+    kwargs = {}
+    for key, value in choice.params.items():
+        if key not in allowed:
+            valid = ", ".join(allowed) or "none"
+            raise ConfigError(f"{path}.{key}: unknown parameter of {axis} {choice.name!r}; valid parameters: {valid}")
+        kwargs[key] = coerce_value(hints.get(key, Any), value, f"{path}.{key}")
+    return cls, kwargs
+
+
+def build_strategy(axis: str, choice, ctx: StrategyContext):
+    """Instantiate a validated choice; constructor ValueErrors become ConfigErrors naming the axis."""
+    from mtl_core.config import ConfigError
+
+    cls, kwargs = _resolve(axis, choice)
+    try:
+        return cls(ctx, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"strategy.{axis}: {exc}") from None
+
+
+def validate_strategy(axis: str, choice, cfg) -> None:
+    build_strategy(axis, choice, StrategyContext(tuple(cfg.tasks), cfg.train.epochs, cfg.train.seed))
+
+
+__all__ = ["REGISTRIES", "StrategyContext", "TaskScheduler", "LossCombiner", "ModalitySchedule",
+           "build_strategy", "validate_strategy", "strategy_params"]

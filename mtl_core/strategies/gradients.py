@@ -1,0 +1,69 @@
+"""Per-task gradients of the shared parameters, aggregated by a gradient combiner, written to `.grad`.
+
+One batched backward computes the Jacobian: first dL_t/dz for every active task (through the heads
+only, cheap), then one vector-Jacobian product through the encoder with the T rows batched
+(`is_grads_batched`, i.e. vmap). Where vmap has no rule for an op (cuDNN LSTM backward, some CPU
+kernels) we fall back to one retained backward per task and remember the choice per model class.
+Heads receive their own task's gradient; aggregation acts on shared parameters only.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+_BATCHED_OK: dict[type, bool] = {}
+
+
+def _vjp_rows(outputs: torch.Tensor, inputs: list[torch.Tensor], rows: torch.Tensor, key: type
+              ) -> list[torch.Tensor]:
+    """[A, *p.shape] for each input: the VJP of `outputs` with each of the A cotangent rows."""
+    if _BATCHED_OK.get(key, True):
+        try:
+            grads = torch.autograd.grad(outputs, inputs, grad_outputs=rows, is_grads_batched=True,
+                                        retain_graph=True, allow_unused=True, materialize_grads=True)
+            _BATCHED_OK[key] = True
+            return list(grads)
+        except RuntimeError as exc:  # no batching rule for some op in the graph
+            log.info("batched per-task backward unavailable (%s); using one backward per task",
+                     str(exc).splitlines()[0][:120])
+            _BATCHED_OK[key] = False
+    per_row = [torch.autograd.grad(outputs, inputs, grad_outputs=r, retain_graph=True, allow_unused=True,
+                                   materialize_grads=True) for r in rows]
+    return [torch.stack(g) for g in zip(*per_row)]
+
+
+def shared_jacobian(model, z: torch.Tensor, losses: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The Jacobian [A, d] of the losses `idx` w.r.t. the model's shared parameters (flattened)."""
+    shared = model.shared_parameters()
+    eye = torch.eye(len(idx), device=z.device, dtype=losses.dtype)
+    dz = _vjp_rows(losses[idx], [z], eye, type(model.heads))[0]  # [A, B, D] through heads only
+    rows = _vjp_rows(z, shared, dz, type(model))  # one batched backward through the encoder
+    return torch.cat([r.reshape(len(idx), -1) for r in rows], dim=1), shared
+
+
+def mean_pairwise_cosine(jac: torch.Tensor) -> float:
+    if len(jac) < 2:
+        return float("nan")
+    unit = jac / jac.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    cos = unit @ unit.T
+    a = len(jac)
+    return float((cos.sum() - cos.diagonal().sum()) / (a * (a - 1)))
+
+
+def backward_aggregated(model, z: torch.Tensor, losses: torch.Tensor, active: torch.Tensor, combiner) -> None:
+    """Fill `.grad`: heads from their own task loss, shared parameters from the aggregated Jacobian."""
+    idx = active.nonzero().flatten()
+    head_params = [p for t_i in idx.tolist() for p in model.heads[model.tasks[t_i]].parameters()]
+    head_grads = torch.autograd.grad(losses[idx].sum(), head_params, retain_graph=True, allow_unused=True)
+    for p, g in zip(head_params, head_grads):
+        p.grad = g
+    jac, shared = shared_jacobian(model, z, losses, idx)
+    combiner.record_cosine(mean_pairwise_cosine(jac.detach()))
+    direction = combiner.aggregate(jac, losses[idx].detach())  # [d]
+    offset = 0
+    for p in shared:
+        n = p.numel()
+        p.grad = direction[offset:offset + n].view_as(p).to(p.dtype)
+        offset += n

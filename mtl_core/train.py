@@ -1,0 +1,278 @@
+"""The training loop: one configuration, one model, per-epoch metrics through a `report` callback.
+
+`train(cfg, report)` is what `search/` wraps as a Ray Tune trainable; `python -m mtl_core.train`
+runs it alone for debugging.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtl_core.checkpoint import load_checkpoint, save_checkpoint
+from mtl_core.config import Config, ConfigError
+from mtl_core.data.dataset import SplitData
+from mtl_core.metrics import binary_task_metrics, mean_over_tasks
+from mtl_core.model.hiccap import HICCAP
+from mtl_core.model.text_encoder import TextEncoder
+from mtl_core.prepare import Prepared, prepare
+from mtl_core.strategies import StrategyContext, build_strategy
+from mtl_core.strategies.gradients import backward_aggregated
+
+log = logging.getLogger(__name__)
+Report = Callable[[int, dict, Path], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss: the run cannot continue (the message names epoch, step and task)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
+    width, heads = encoder.hidden_size, cfg.model.attention_heads
+    if width % heads:
+        raise ConfigError(f"model.attention_heads: {heads} does not divide the text encoder width {width}")
+    m = cfg.model
+    return HICCAP(cfg.tasks, width, text_encoder=None if m.freeze_text else encoder.model,
+                  freeze_text=m.freeze_text, rnn_units=m.rnn_units, attention_heads=heads,
+                  dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
+
+
+def task_losses(logits: dict[str, torch.Tensor], labels: torch.Tensor, tasks) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-task mean cross-entropy over labelled clips [T], and which tasks had any label [T]."""
+    losses, has = [], []
+    for j, t in enumerate(tasks):
+        y = labels[:, j]
+        keep = y >= 0  # a missing label is masked out, never read as 0
+        n = keep.sum()
+        ce = F.cross_entropy(logits[t], y.clamp(min=0), reduction="none")
+        losses.append((ce * keep).sum() / n.clamp(min=1))
+        has.append(n > 0)
+    return torch.stack(losses), torch.stack(has)
+
+
+@torch.no_grad()
+def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.device, prefix: str) -> dict[str, float]:
+    model.eval()
+    logits_all = {t: [] for t in split.tasks}
+    for inputs, _ in split.batches(batch_size):
+        for t, lg in model(inputs.to(device)).items():
+            logits_all[t].append(lg.float().cpu())
+    out: dict[str, float] = {}
+    for j, t in enumerate(split.tasks):
+        lg = torch.cat(logits_all[t])
+        y = split.labels[:, j]
+        keep = y >= 0
+        loss = F.cross_entropy(lg[keep], torch.from_numpy(y[keep])).item() if keep.any() else float("nan")
+        out[f"{prefix}/{t}/loss"] = loss
+        for k, v in binary_task_metrics(y, lg.argmax(1).numpy()).items():
+            out[f"{prefix}/{t}/{k}"] = v
+    out[f"{prefix}/avg_f1"] = mean_over_tasks(out, split.tasks, "f1", prefix)
+    out[f"{prefix}/avg_loss"] = mean_over_tasks(out, split.tasks, "loss", prefix)
+    return out
+
+
+def _optimizer(cfg: Config, model: HICCAP, extra: list[torch.nn.Parameter], steps_total: int):
+    params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": cfg.train.weight_decay}]
+    if extra:  # learned task weights must not be decayed (METHODS.md 2, pitfall on UW)
+        params.append({"params": extra, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(params, lr=cfg.train.lr)
+    if cfg.train.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps_total), eta_min=cfg.train.lr / 10)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run", *, resume: bool = False,
+          prepared: Prepared | None = None, progress: Callable | None = None) -> list[dict]:
+    """Train one configuration; call `report(epoch, metrics, checkpoint_dir)` after every epoch.
+
+    With `resume`, continue from `run_dir/checkpoint` exactly where it stopped."""
+    run_dir = Path(run_dir)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    torch.manual_seed(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    data = prepared or prepare(cfg, device, splits=("train", "val"))
+    train_split, val_split = data.splits["train"], data.splits["val"]
+    model = build_model(cfg, data.encoder).to(device)
+
+    ctx = StrategyContext(tuple(cfg.tasks), cfg.train.epochs, cfg.train.seed)
+    scheduler = build_strategy("scheduler", cfg.strategy.scheduler, ctx)
+    combiner = build_strategy("combiner", cfg.strategy.combiner, ctx)
+    modality = build_strategy("modality", cfg.strategy.modality, ctx)
+    bs = cfg.train.batch_size
+    drop_last = len(train_split) > bs  # BatchNorm cannot train on a final batch of one
+    steps_per_epoch = len(train_split) // bs if drop_last else 1
+    opt, lr_sched = _optimizer(cfg, model, combiner.parameters(), steps_per_epoch * cfg.train.epochs)
+    strategies = {"scheduler": scheduler, "combiner": combiner, "modality": modality}
+
+    start_epoch, step, best, history = 0, 0, -math.inf, []
+    ckpt_dir = run_dir / "checkpoint"
+    if resume:
+        state = load_checkpoint(ckpt_dir, model, opt, lr_sched, strategies)
+        start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        t0 = time.perf_counter()
+        for s in strategies.values():
+            s.start_epoch(epoch)
+        model.train()
+        loss_sum = torch.zeros(len(cfg.tasks))
+        loss_n = torch.zeros(len(cfg.tasks))
+        order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(train_split))
+        batches = train_split.batches(bs, order, drop_last=drop_last)
+        for inputs, labels in (progress(batches, steps_per_epoch, epoch) if progress else batches):
+            inputs.present = inputs.present & modality.mask(len(labels))
+            inputs, labels = inputs.to(device), labels.to(device)
+            z = model.encode(inputs)
+            losses, has = task_losses(model.heads_forward(z), labels, cfg.tasks)
+            detached = losses.detach().cpu()
+            if not torch.isfinite(detached).all():
+                bad = cfg.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
+                raise TrainingDiverged(f"epoch {epoch} step {step}: the loss of task {bad!r} is not finite")
+            active = scheduler.step_mask(step) & has.cpu()
+            if active.any():
+                opt.zero_grad(set_to_none=True)
+                if combiner.uses_gradients:
+                    backward_aggregated(model, z, losses, active.to(device), combiner)
+                else:
+                    combiner.combine(losses, active.to(device)).backward()
+                if cfg.train.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                opt.step()
+            lr_sched.step()
+            scheduler.observe(detached, active)
+            loss_sum += detached * has.cpu()
+            loss_n += has.cpu()
+            step += 1
+
+        metrics = {"epoch": epoch}
+        train_losses = {t: float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(cfg.tasks)}
+        metrics.update({f"train/{t}/loss": v for t, v in train_losses.items()})
+        metrics.update(evaluate(model, val_split, cfg.train.eval_batch_size, device, "val"))
+        scheduler.end_epoch(epoch, metrics)
+        combiner.end_epoch(epoch, train_losses)
+        for s in strategies.values():
+            metrics.update(s.log())
+        metrics["time/epoch_s"] = time.perf_counter() - t0
+        score = metrics["val/avg_f1"]
+        is_best = math.isfinite(score) and score > best
+        best = max(best, score) if math.isfinite(score) else best
+        history.append(metrics)
+        save_checkpoint(ckpt_dir, model, opt, lr_sched, strategies,
+                        {"epoch": epoch, "step": step, "best": best, "history": history}, best_model=is_best)
+        if report is not None:
+            report(epoch, metrics, ckpt_dir)
+    return history
+
+
+def evaluate_best(cfg: Config, run_dir: str | Path, split: str = "test", prepared: Prepared | None = None) -> dict:
+    """Metrics of the best checkpoint (highest val/avg_f1) of a finished run on `split`."""
+    device = resolve_device(cfg.train.device)
+    data = prepared or prepare(cfg, device, splits=(split,))
+    model = build_model(cfg, data.encoder).to(device)
+    model.load_state_dict(torch.load(Path(run_dir) / "checkpoint" / "best_model.pt", map_location=device))
+    return evaluate(model, data.splits[split], cfg.train.eval_batch_size, device, split)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: python -m mtl_core.train CONFIG.yaml [--set key.path=value ...] [--out DIR]
+
+
+def _progress_bar(enabled: bool):
+    from tqdm import tqdm
+
+    def wrap(batches, total, epoch):
+        return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not enabled, dynamic_ncols=True)
+    return wrap
+
+
+def _print_row(metrics: dict, tasks, first: bool) -> None:
+    cols = ["epoch", "train_loss", "val_loss", "val_avg_f1"] + [f"{t}_f1" for t in tasks] + ["sec"]
+    if first:
+        print(" ".join(f"{c:>11}" for c in cols), flush=True)
+    train_loss = float(np.mean([metrics[f"train/{t}/loss"] for t in tasks]))
+    vals = [metrics["epoch"], train_loss, metrics["val/avg_loss"], metrics["val/avg_f1"]]
+    vals += [metrics[f"val/{t}/f1"] for t in tasks] + [metrics["time/epoch_s"]]
+    print(f"{vals[0]:>11d} " + " ".join(f"{v:>11.4f}" for v in vals[1:]), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+
+    import yaml
+
+    from mtl_core.cli import fail, setup_logging
+    from mtl_core.config import load_config
+    from mtl_core.data.layout import DataError
+    from mtl_core.model.text_encoder import EncoderNotFound
+
+    p = argparse.ArgumentParser(prog="python -m mtl_core.train", description="Train one configuration (no Ray).")
+    p.add_argument("config", type=Path, nargs="?", help="YAML config; omitted = all defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config key (repeatable), e.g. --set train.epochs=3")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<config>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--eval-test", action="store_true", help="evaluate the best checkpoint on the test split")
+    args = p.parse_args(argv)
+    setup_logging()
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        return fail(str(exc))
+    if args.resume and (args.out is None or not (args.out / "checkpoint" / "state.pt").is_file()):
+        return fail("--resume: needs --out DIR holding a checkpoint from an earlier run")
+    out = args.out or Path("runs") / f"{args.config.stem if args.config else 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    metrics_path = out / "metrics.jsonl"
+    if not args.resume:
+        metrics_path.unlink(missing_ok=True)
+    first = [True]
+
+    def report(epoch: int, metrics: dict, checkpoint_dir: Path) -> None:
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        _print_row(metrics, cfg.tasks, first[0])
+        first[0] = False
+
+    try:
+        history = train(cfg, report, out, resume=args.resume,
+                        progress=_progress_bar(cfg.train.progress and sys.stderr.isatty()))
+        if args.eval_test:
+            test = evaluate_best(cfg, out)
+            (out / "test_metrics.json").write_text(json.dumps(test, indent=2))
+            print(f"test/avg_f1 {test['test/avg_f1']:.4f} (best checkpoint) -> {out / 'test_metrics.json'}")
+    except (ConfigError, EncoderNotFound) as exc:
+        return fail(str(exc))
+    except DataError as exc:
+        return fail(str(exc), code=1)
+    except TrainingDiverged as exc:
+        return fail(f"training diverged: {exc}", code=1)
+    except KeyboardInterrupt:
+        print(f"interrupted; resume with: python -m mtl_core.train {args.config or ''} --out {out} --resume",
+              file=sys.stderr)
+        return 130
+    if history:
+        best = max(history, key=lambda m: m["val/avg_f1"] if math.isfinite(m["val/avg_f1"]) else -1)
+        print(f"best val/avg_f1 {best['val/avg_f1']:.4f} at epoch {best['epoch']}; run folder {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
