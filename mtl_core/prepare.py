@@ -10,6 +10,7 @@ import torch
 from mtl_core.config import Config
 from mtl_core.data.arrays import default_cache_dir, load_split
 from mtl_core.data.dataset import SplitData, token_rows
+from mtl_core.data.layout import DataError
 from mtl_core.data.synth import default_synthetic_dir
 from mtl_core.data.text_cache import cached_hidden
 from mtl_core.model.text_encoder import TextEncoder, load_text_encoder
@@ -47,6 +48,10 @@ def prepare(cfg: Config, device: torch.device, splits: tuple[str, ...] = ("train
                             derive_binary=cfg.data.derive_binary, video_len=cfg.data.video_len,
                             audio_len=cfg.data.audio_len, files=files)
         rows = token_rows(arrays, encoder.tokenizer, cfg.data.retokenize, cfg.data.text_max_len)
+        vocab = encoder.model.config.vocab_size
+        if any(len(r) and (r.max() >= vocab or r.min() < 0) for r in rows):
+            raise DataError(f"{root}: split {split!r} has token ids outside the {cfg.model.text_encoder} "
+                            f"vocabulary ({vocab}); set data.retokenize: true")
         hidden = None
         if cfg.model.freeze_text:
             encoder.model.to(device)

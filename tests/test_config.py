@@ -1,0 +1,61 @@
+import subprocess
+import sys
+
+import pytest
+
+from mtl_core.config import ConfigError, apply_overrides, build_config, load_config
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"trian": {}}, "trian: unknown key"),
+    ({"train": {"lr": "fast"}}, "train.lr: expected a number, got 'fast'"),
+    ({"train": {"epochs": 2.5}}, "train.epochs: expected an integer"),
+    ({"train": {"epochs": 0}}, "train.epochs: must be positive"),
+    ({"model": {"freeze_text": "yes"}}, "model.freeze_text: expected true or false"),
+    ({"data": {"root": "/no/such/folder"}}, "data.root: dataset folder not found"),
+    ({"tasks": ["binary", "gorey"]}, "tasks: unknown task 'gorey'"),
+    ({"strategy": {"scheduler": {"name": "nope"}}}, "strategy.scheduler.name: unknown scheduler 'nope'; valid choices: all"),
+    ({"strategy": {"combiner": {"name": "equal", "alpha": 1}}}, "strategy.combiner.alpha: unknown parameter"),
+    ({"model": {"dropout": 1.5}}, "model.dropout: must be in [0, 1)"),
+    ({"train": {"lr_schedule": "step"}}, "train.lr_schedule: unknown schedule 'step'"),
+])
+def test_bad_config_names_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        build_config(raw)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    cfg = load_config(path, ["train.lr=0.01", "tasks=[gory, mature]", "strategy.combiner.name=equal"])
+    assert cfg.train.epochs == 3 and cfg.train.lr == 0.01
+    assert cfg.tasks == ("gory", "mature")
+    assert cfg.data.text_max_len == 500
+    assert build_config(cfg.to_dict()) == cfg  # round trip
+
+
+def test_override_syntax_error():
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        apply_overrides({}, ["train.lr"])
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  batch_sise: 4\n")
+    proc = subprocess.run([sys.executable, "-m", "mtl_core.train", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: train.batch_sise: unknown key; valid keys here: "
+                                                "epochs, batch_size, eval_batch_size, lr, lr_schedule, weight_decay, "
+                                                "grad_clip, seed, device, num_threads, progress"]
+
+
+def test_cli_missing_and_unparsable_files(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mtl_core.train", str(tmp_path / "nope.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "config file not found" in proc.stderr
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("train: [unclosed\n")
+    proc = subprocess.run([sys.executable, "-m", "mtl_core.train", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr

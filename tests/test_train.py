@@ -1,0 +1,124 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mtl_core import TASKS
+from mtl_core.config import build_config
+from mtl_core.data.synth import write_synthetic
+from mtl_core.metrics import binary_task_metrics
+from mtl_core.prepare import prepare
+from mtl_core.train import TrainingDiverged, train
+
+from conftest import tiny_raw
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _strip_time(history):
+    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
+
+
+def test_reports_every_metric_each_epoch(tiny_cfg, tmp_path):
+    seen = []
+    history = train(tiny_cfg(), lambda e, m, d: seen.append((e, m, d)), tmp_path / "run")
+    assert [e for e, _, _ in seen] == [0, 1] and len(history) == 2
+    m = history[-1]
+    for t in TASKS:
+        for k in ("loss", "acc", "f1", "f1_pos"):
+            assert np.isfinite(m[f"val/{t}/{k}"])
+        assert np.isfinite(m[f"train/{t}/loss"])
+    assert m["val/avg_f1"] == pytest.approx(np.mean([m[f"val/{t}/f1"] for t in TASKS]))
+    assert (seen[-1][2] / "state.pt").is_file()
+
+
+def test_same_seed_same_metrics(tiny_cfg, tmp_path):
+    a = train(tiny_cfg(), None, tmp_path / "a")
+    b = train(tiny_cfg(), None, tmp_path / "b")
+    c = train(tiny_cfg(train={"seed": 1}), None, tmp_path / "c")
+    assert _strip_time(a) == _strip_time(b)
+    assert _strip_time(a) != _strip_time(c)
+
+
+def test_resume_is_exact(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(train={"epochs": 3}, model={"freeze_text": False})
+    full = train(cfg, None, tmp_path / "full")
+
+    def stop_after_second(epoch, metrics, ckpt):
+        if epoch == 1:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        train(cfg, stop_after_second, tmp_path / "part")
+    resumed = train(cfg, None, tmp_path / "part", resume=True)
+    assert _strip_time(resumed) == _strip_time(full)
+
+
+def test_subset_of_tasks(tiny_cfg, tmp_path):
+    history = train(tiny_cfg(tasks=["gory", "sarcasm"]), None, tmp_path / "r")
+    assert {k.split("/")[1] for k in history[0] if k.startswith("val/") and k.count("/") == 2} == {"gory", "sarcasm"}
+
+
+def test_nan_loss_is_reported_clearly(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(data={"use_cache": False})
+    data = prepare(cfg, torch.device("cpu"), splits=("train", "val"))
+    data.splits["train"].arrays.audio[:] = np.nan
+    with pytest.raises(TrainingDiverged, match=r"epoch 0 step 0: the loss of task '\w+' is not finite"):
+        train(cfg, None, tmp_path / "r", prepared=data)
+
+
+def _majority_avg_f1(train_labels, val_labels):
+    scores = []
+    for j in range(train_labels.shape[1]):
+        majority = int(np.mean(train_labels[:, j]) > 0.5)
+        scores.append(binary_task_metrics(val_labels[:, j], np.full(len(val_labels), majority))["f1"])
+    return float(np.mean(scores))
+
+
+@pytest.mark.slow
+def test_beats_majority_baseline(tmp_path):
+    root = write_synthetic(tmp_path / "data", seed=0, n_train=320, n_val=120, n_test=10)
+    cfg = build_config(tiny_raw(root, model={"rnn_units": 32, "head_dims": [64, 32, 16]},
+                                train={"epochs": 8, "batch_size": 16, "lr": 0.003}))
+    data = prepare(cfg, torch.device("cpu"), splits=("train", "val"))
+    history = train(cfg, None, tmp_path / "run", prepared=data)
+    baseline = _majority_avg_f1(data.splits["train"].labels, data.splits["val"].labels)
+    best = max(m["val/avg_f1"] for m in history)
+    assert best > baseline + 0.1, (best, baseline)
+
+
+def test_cli_writes_metrics_resumes_and_evaluates_test(tiny_data, tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_raw(tiny_data)))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mtl_core.train", str(cfg_path), "--out", str(out)]
+    proc = subprocess.run(cmd + ["--set", "train.epochs=1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "val_avg_f1" in proc.stdout  # the table header
+    proc = subprocess.run(cmd + ["--resume", "--eval-test"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [0, 1]
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert 0.0 <= test["test/avg_f1"] <= 1.0 and "test/gory/f1_pos" in test
+
+
+def test_cli_resume_without_checkpoint(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mtl_core.train", "--out", str(tmp_path / "x"), "--resume"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --resume")
+
+
+def test_unknown_encoder_is_one_line(tiny_data, tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_raw(tiny_data, model={"text_encoder": "no-such/encoder"})))
+    proc = subprocess.run([sys.executable, "-m", "mtl_core.train", str(cfg_path), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: model.text_encoder: 'no-such/encoder'")
+    assert "Traceback" not in proc.stderr
