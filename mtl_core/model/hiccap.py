@@ -142,6 +142,8 @@ class HICCAP(nn.Module):
 
     def _fill_missing(self, seq, mask, present, idx):
         # Absent modality: step 0 becomes the learned token, every other step is masked.
+        if bool(present.all()):
+            return seq, mask  # the common case costs nothing
         token_only = torch.zeros_like(mask)
         token_only[:, 0] = True
         filler = torch.zeros_like(seq)

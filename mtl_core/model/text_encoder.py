@@ -55,6 +55,10 @@ def load_tokenizer(name: str):
 
 def load_text_encoder(name: str) -> TextEncoder:
     from transformers import AutoModel, AutoTokenizer, BertModel, BertTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the load report lists the unused pooler: noise, not news
+    hf_logging.disable_progress_bar()
 
     if name == "tiny":
         with torch.random.fork_rng(devices=[]):
