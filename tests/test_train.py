@@ -84,7 +84,7 @@ def _majority_avg_f1(train_labels, val_labels):
 def test_beats_majority_baseline(tmp_path):
     root = write_synthetic(tmp_path / "data", seed=0, n_train=320, n_val=120, n_test=10)
     cfg = build_config(tiny_raw(root, model={"rnn_units": 32, "head_dims": [64, 32, 16]},
-                                train={"epochs": 8, "batch_size": 16, "lr": 0.003}))
+                                train={"epochs": 10, "batch_size": 16, "lr": 0.003}))
     data = prepare(cfg, torch.device("cpu"), splits=("train", "val"))
     history = train(cfg, None, tmp_path / "run", prepared=data)
     baseline = _majority_avg_f1(data.splits["train"].labels, data.splits["val"].labels)
