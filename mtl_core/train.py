@@ -23,7 +23,7 @@ from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
 from mtl_core.prepare import Prepared, prepare
 from mtl_core.strategies import StrategyContext, build_strategy
-from mtl_core.strategies.gradients import backward_aggregated
+from mtl_core.strategies.gradients import backward_aggregated, last_layer_grad_norms
 
 log = logging.getLogger(__name__)
 Report = Callable[[int, dict, Path], None]
@@ -109,7 +109,8 @@ def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run"
     train_split, val_split = data.splits["train"], data.splits["val"]
     model = build_model(cfg, data.encoder).to(device)
 
-    ctx = StrategyContext(tuple(cfg.tasks), cfg.train.epochs, cfg.train.seed)
+    positives = tuple(int((train_split.labels[:, j] == 1).sum()) for j in range(len(cfg.tasks)))
+    ctx = StrategyContext(tuple(cfg.tasks), cfg.train.epochs, cfg.train.seed, positives)
     scheduler = build_strategy("scheduler", cfg.strategy.scheduler, ctx)
     combiner = build_strategy("combiner", cfg.strategy.combiner, ctx)
     modality = build_strategy("modality", cfg.strategy.modality, ctx)
@@ -149,7 +150,8 @@ def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run"
                 if combiner.uses_gradients:
                     backward_aggregated(model, z, losses, active.to(device), combiner)
                 else:
-                    combiner.combine(losses, active.to(device)).backward()
+                    norms = last_layer_grad_norms(model, losses, active) if combiner.needs_grad_norms else None
+                    combiner.combine(losses, active.to(device), norms).backward()
                 if cfg.train.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
                 opt.step()
@@ -164,7 +166,7 @@ def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run"
         metrics.update({f"train/{t}/loss": v for t, v in train_losses.items()})
         metrics.update(evaluate(model, val_split, cfg.train.eval_batch_size, device, "val"))
         scheduler.end_epoch(epoch, metrics)
-        combiner.end_epoch(epoch, train_losses)
+        combiner.end_epoch(epoch, metrics)
         for s in strategies.values():
             metrics.update(s.log())
         metrics["time/epoch_s"] = time.perf_counter() - t0

@@ -132,6 +132,10 @@ class HICCAP(nn.Module):
         head_ids = {id(p) for p in self.heads.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The last layer before the heads (the pools' output LayerNorms): GradNorm's W."""
+        return [p for pool in self.pools for p in pool.out[-1].parameters()]
+
     def _text_hidden(self, x: ModelInputs) -> torch.Tensor:
         if x.text_hidden is not None:
             return x.text_hidden

@@ -16,6 +16,11 @@ class StrategyContext:
     tasks: tuple[str, ...]
     epochs: int
     seed: int
+    positives: tuple[int, ...] | None = None  # positive training labels per task (size-based sampling)
+
+    def generator(self, salt: int) -> torch.Generator:
+        """A generator owned by one strategy; `salt` keeps strategies' streams apart."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
 
     @property
     def num_tasks(self) -> int:
@@ -54,6 +59,8 @@ class TaskScheduler(Stateful):
 
     def __init__(self, ctx: StrategyContext):
         self.ctx = ctx
+        self._active_steps = torch.zeros(ctx.num_tasks)
+        self._steps = 0
 
     def start_epoch(self, epoch: int) -> None:
         """Called before the first step of `epoch` (0-based)."""
@@ -63,13 +70,35 @@ class TaskScheduler(Stateful):
         raise NotImplementedError
 
     def observe(self, losses: torch.Tensor, active: torch.Tensor) -> None:
-        """Detached per-task training losses [T] of the step just taken (for loss-driven schedules)."""
+        """Detached per-task training losses [T] and the mask that was applied, after each step."""
+        self._active_steps += active.float()
+        self._steps += 1
 
-    def end_epoch(self, epoch: int, val_metrics: dict[str, float]) -> None:
-        """Validation metrics of the epoch just finished (for DSG, sequential, curricula)."""
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """The epoch's metrics (`val/<task>/f1`, ...) once it is finished (DSG, sequential, curricula)."""
 
     def log(self) -> dict[str, float]:
-        return {}
+        """Fraction of the epoch's steps each task was active; resets the count (once per epoch)."""
+        frac = self._active_steps / max(1, self._steps)
+        self._active_steps.zero_()
+        self._steps = 0
+        return {f"strategy/{t}/active": float(frac[j]) for j, t in enumerate(self.ctx.tasks)}
+
+    def _one_hot(self, tasks) -> torch.Tensor:
+        mask = torch.zeros(self.ctx.num_tasks, dtype=torch.bool)
+        for t in tasks:
+            mask[self.ctx.tasks.index(t)] = True
+        return mask
+
+
+def task_order(order, tasks: tuple[str, ...], what: str = "order") -> tuple[str, ...]:
+    """A permutation of the configured tasks (default: their configured order)."""
+    if order is None:
+        return tuple(tasks)
+    order = tuple(order)
+    if sorted(order) != sorted(tasks):
+        raise ValueError(f"{what} must list each configured task once ({', '.join(tasks)}), got {list(order)}")
+    return order
 
 
 class LossCombiner(Stateful):
@@ -80,6 +109,7 @@ class LossCombiner(Stateful):
 
     name: ClassVar[str]
     uses_gradients: ClassVar[bool] = False
+    needs_grad_norms: ClassVar[bool] = False
 
     def __init__(self, ctx: StrategyContext):
         self.ctx = ctx
@@ -103,17 +133,26 @@ class LossCombiner(Stateful):
         """Extra trainable parameters (learned weights); optimised without weight decay."""
         return []
 
-    def combine(self, losses: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def combine(self, losses: torch.Tensor, active: torch.Tensor, grad_norms: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Scalar loss to back-propagate from the per-task losses [T] (inactive tasks must not count).
+
+        `grad_norms` [T] (norms of each task's gradient at the last shared layer) is passed to
+        combiners that set `needs_grad_norms`."""
         raise NotImplementedError
 
-    def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Shared-parameter update direction [d] from the Jacobian [A, d] of the active tasks `idx`."""
         raise NotImplementedError
+
+    def _weights_log(self, weights) -> dict[str, float]:
+        return {f"strategy/{t}/weight": float(weights[j]) for j, t in enumerate(self.ctx.tasks)}
 
     def start_epoch(self, epoch: int) -> None:
         pass
 
-    def end_epoch(self, epoch: int, train_losses: dict[str, float]) -> None:
-        pass
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """The epoch's metrics (`train/<task>/loss`, `val/<task>/f1`, ...) once it is finished."""
 
     def log(self) -> dict[str, float]:
         return self.grad_cosine_log()

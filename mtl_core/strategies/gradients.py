@@ -40,7 +40,11 @@ def shared_jacobian(model, z: torch.Tensor, losses: torch.Tensor, idx: torch.Ten
     eye = torch.eye(len(idx), device=z.device, dtype=losses.dtype)
     dz = _vjp_rows(losses[idx], [z], eye, type(model.heads))[0]  # [A, B, D] through heads only
     rows = _vjp_rows(z, shared, dz, type(model))  # one batched backward through the encoder
-    return torch.cat([r.reshape(len(idx), -1) for r in rows], dim=1), shared
+    a = len(idx)
+    # A parameter this batch never reached (the missing-modality token when all are present) comes
+    # back unbatched from materialize_grads: its rows are zero.
+    rows = [r if r.dim() == p.dim() + 1 else r.new_zeros(a, *p.shape) for r, p in zip(rows, shared)]
+    return torch.cat([r.reshape(a, -1) for r in rows], dim=1), shared
 
 
 def mean_pairwise_cosine(jac: torch.Tensor) -> float:
@@ -61,9 +65,21 @@ def backward_aggregated(model, z: torch.Tensor, losses: torch.Tensor, active: to
         p.grad = g
     jac, shared = shared_jacobian(model, z, losses, idx)
     combiner.record_cosine(mean_pairwise_cosine(jac.detach()))
-    direction = combiner.aggregate(jac, losses[idx].detach())  # [d]
+    direction = combiner.aggregate(jac, losses[idx].detach(), idx)  # [d]
     offset = 0
     for p in shared:
         n = p.numel()
         p.grad = direction[offset:offset + n].view_as(p).to(p.dtype)
         offset += n
+
+
+def last_layer_grad_norms(model, losses: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """‖∇_W L_t‖ at the model's last shared layer W for each active task (0 elsewhere), [T].
+
+    Each backward stops at W, so it only runs through the heads and one layer."""
+    params = model.last_shared_parameters()
+    norms = torch.zeros(len(losses))
+    for j in active.nonzero().flatten().tolist():
+        grads = torch.autograd.grad(losses[j], params, retain_graph=True, allow_unused=True, materialize_grads=True)
+        norms[j] = torch.sqrt(sum((g.detach().float() ** 2).sum() for g in grads)).cpu()
+    return norms

@@ -1,5 +1,3 @@
-import torch
-
 from mtl_core.strategies.base import LossCombiner
 
 
@@ -10,8 +8,8 @@ class Equal(LossCombiner):
 
     name = "equal"
 
-    def combine(self, losses: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def combine(self, losses, active, grad_norms=None):
         return (losses * active).sum()
 
-    def log(self) -> dict[str, float]:
-        return {f"strategy/{t}/weight": 1.0 for t in self.ctx.tasks}
+    def log(self):
+        return {**super().log(), **self._weights_log([1.0] * self.ctx.num_tasks)}

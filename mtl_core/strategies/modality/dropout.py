@@ -1,0 +1,42 @@
+import torch
+
+from mtl_core import MODALITIES
+from mtl_core.strategies.base import ModalitySchedule, StrategyContext
+
+
+class ModalityDropout(ModalitySchedule):
+    """ModDrop (Neverova et al.; METHODS.md 11.1): per sample and modality, drop with probability
+    p_text / p_video / p_audio (each defaults to `p`). A sample whose draw drops all three keeps one
+    modality chosen uniformly at random. Dropped modalities are masked (the model's learned missing
+    token), never zero-filled. Training only; evaluation always sees every modality."""
+
+    name = "dropout"
+    _state_keys = ("gen",)
+
+    def __init__(self, ctx: StrategyContext, *, p: float = 0.2, p_text: float | None = None,
+                 p_video: float | None = None, p_audio: float | None = None):
+        super().__init__(ctx)
+        probs = [p if q is None else q for q in (p_text, p_video, p_audio)]
+        if not all(0.0 <= q < 1.0 for q in probs):
+            raise ValueError(f"drop probabilities must be in [0, 1), got {probs}")
+        self.drop = torch.tensor(probs)
+        self._params = {"p_text": probs[0], "p_video": probs[1], "p_audio": probs[2]}
+        self.gen = ctx.generator(salt=13)
+        self._kept = torch.zeros(3)
+        self._n = 0
+
+    def mask(self, batch_size: int) -> torch.Tensor:
+        keep = torch.rand(batch_size, 3, generator=self.gen) >= self.drop  # [B, 3]
+        none = ~keep.any(1)
+        if none.any():
+            pick = torch.randint(0, 3, (int(none.sum()),), generator=self.gen)
+            keep[none.nonzero().flatten(), pick] = True
+        self._kept += keep.float().sum(0)
+        self._n += batch_size
+        return keep
+
+    def log(self):
+        out = {f"strategy/modality/{m}": float(self._kept[j] / max(1, self._n)) for j, m in enumerate(MODALITIES)}
+        self._kept.zero_()
+        self._n = 0
+        return out
