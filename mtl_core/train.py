@@ -165,9 +165,8 @@ def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run"
         train_losses = {t: float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(cfg.tasks)}
         metrics.update({f"train/{t}/loss": v for t, v in train_losses.items()})
         metrics.update(evaluate(model, val_split, cfg.train.eval_batch_size, device, "val"))
-        scheduler.end_epoch(epoch, metrics)
-        combiner.end_epoch(epoch, metrics)
         for s in strategies.values():
+            s.end_epoch(epoch, metrics)
             metrics.update(s.log())
         metrics["time/epoch_s"] = time.perf_counter() - t0
         score = metrics["val/avg_f1"]

@@ -173,5 +173,8 @@ class ModalitySchedule(Stateful):
         """[B, 3] bool: True where the modality is used for that sample."""
         raise NotImplementedError
 
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
     def log(self) -> dict[str, float]:
         return {}
