@@ -62,6 +62,15 @@ def task_losses(logits: dict[str, torch.Tensor], labels: torch.Tensor, tasks) ->
     return torch.stack(losses), torch.stack(has)
 
 
+def backward_step(model: HICCAP, z: torch.Tensor, losses: torch.Tensor, active: torch.Tensor, combiner) -> None:
+    """Fill `.grad` for one step by the combiner's rule: a weighted loss, or aggregated task gradients."""
+    if combiner.uses_gradients:
+        backward_aggregated(model, z, losses, active, combiner)
+    else:
+        norms = last_layer_grad_norms(model, losses, active) if combiner.needs_grad_norms else None
+        combiner.combine(losses, active, norms).backward()
+
+
 @torch.no_grad()
 def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.device, prefix: str) -> dict[str, float]:
     model.eval()
@@ -147,11 +156,7 @@ def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run"
             active = scheduler.step_mask(step) & has.cpu()
             if active.any():
                 opt.zero_grad(set_to_none=True)
-                if combiner.uses_gradients:
-                    backward_aggregated(model, z, losses, active.to(device), combiner)
-                else:
-                    norms = last_layer_grad_norms(model, losses, active) if combiner.needs_grad_norms else None
-                    combiner.combine(losses, active.to(device), norms).backward()
+                backward_step(model, z, losses, active.to(device), combiner)
                 if cfg.train.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
                 opt.step()

@@ -1,0 +1,102 @@
+"""Per-step cost of every loss combiner relative to `equal` (issue 3): prints ratios, not a test.
+
+    python bench/bench_combiners.py [--steps 20] [--rnn-units 128] [--batch-size 16]
+
+Each combiner runs in its own process on the same batches and model (same seed), so the peak RSS
+it reports is its own. Gradient methods also run with the per-task loop (T retained backward passes)
+instead of the one batched backward, to show what batching buys.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtl_core import TASKS
+
+
+def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, loop: bool) -> dict:
+    warnings.filterwarnings("ignore")
+    from mtl_core.config import StrategyChoice, build_config
+    from mtl_core.prepare import prepare
+    from mtl_core.strategies import StrategyContext, build_strategy, gradients
+    from mtl_core.train import backward_step, build_model, task_losses
+
+    cfg = build_config({"data": {"root": data_dir}, "model": {"text_encoder": "tiny", "rnn_units": rnn_units,
+                                                              "attention_heads": 4}})
+    data = prepare(cfg, torch.device("cpu"), splits=("train",))
+    torch.manual_seed(0)
+    model = build_model(cfg, data.encoder)
+    combiner = build_strategy("combiner", StrategyChoice(name), StrategyContext(TASKS, 1, 0))
+    if loop:
+        gradients._BATCHED_OK[type(model)] = False
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + combiner.parameters(), lr=1e-4)
+    split = data.splits["train"]
+    batches = list(split.batches(batch_size, np.arange(len(split)), drop_last=True))
+    model.train()
+    times = []
+    for i in range(steps + 2):
+        inputs, labels = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        z = model.encode(inputs)
+        losses, has = task_losses(model.heads_forward(z), labels, TASKS)
+        opt.zero_grad(set_to_none=True)
+        backward_step(model, z, losses, has, combiner)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    shared = sum(p.numel() for p in model.shared_parameters())
+    return {"ms": 1000 * float(np.median(times[2:])), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "shared_params": shared}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rnn-units", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--one", default=None)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--data", default=None)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, args.steps, args.rnn_units, args.batch_size, args.data, args.loop)))
+        return
+    from mtl_core.data.synth import write_synthetic
+    from mtl_core.strategies import REGISTRIES
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MTL_CACHE_DIR": str(Path(tmp) / "cache")}
+        data = write_synthetic(Path(tmp) / "data", seed=0, n_train=128, n_val=8, n_test=8)
+
+        def run(name, loop=False):
+            cmd = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--rnn-units",
+                   str(args.rnn_units), "--batch-size", str(args.batch_size), "--data", str(data)]
+            out = subprocess.run(cmd + (["--loop"] if loop else []), capture_output=True, text=True, env=env, check=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+        print(f"device: cpu, {torch.get_num_threads()} threads; HICCAP rnn_units={args.rnn_units}, tiny encoder "
+              f"(frozen, cached), batch {args.batch_size}, T={len(TASKS)}, median of {args.steps} steps")
+        base = run("equal")
+        print(f"shared parameters: {base['shared_params']:,}")
+        print(f"{'combiner':<14}{'ms/step':>9}{'x equal':>9}{'x T':>7}{'peak MB':>9}{'loop x equal':>14}")
+        for name, cls in REGISTRIES["combiner"].items():
+            r = base if name == "equal" else run(name)
+            ratio = r["ms"] / base["ms"]
+            loop = ""
+            if cls.uses_gradients:
+                loop = f"{run(name, loop=True)['ms'] / base['ms']:>14.2f}"
+            print(f"{name:<14}{r['ms']:>9.1f}{ratio:>9.2f}{ratio / len(TASKS):>7.2f}{r['peak_mb']:>9.0f}{loop}")
+
+
+if __name__ == "__main__":
+    main()
