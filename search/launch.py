@@ -1,0 +1,101 @@
+"""python -m search.launch SPACE.yaml: run a strategy search on Ray Tune (Optuna TPE + ASHA), tracked in MLflow.
+
+Exit codes: 0 done, 2 bad space or options (one line, before Ray starts), 1 the sweep failed,
+130 interrupted (resume with --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from mtl_core.cli import fail, setup_logging
+from mtl_core.config import ConfigError
+from search.space import SpaceSpec, dump_resolved, load_space, sample_configs
+
+log = logging.getLogger("search.launch")
+STATE_FILE = "launch_state.json"  # our own bookkeeping beside Tune's: MLflow parent run, space file
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m search.launch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("space", type=Path, help="search space YAML (see spaces/)")
+    p.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--storage", default="experiments", help="experiment storage folder (default ./experiments)")
+    p.add_argument("--mlflow-uri", default=None, help="tracking URI (default: SQLite inside the experiment folder)")
+    p.add_argument("--num-samples", type=int, default=None, help="override search.num_samples")
+    p.add_argument("--max-concurrent", type=int, default=None, help="override search.max_concurrent")
+    p.add_argument("--name", default=None, help="experiment name (default <space>-<time>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any key of the space file, e.g. --set data.root=/data/cm (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (--name, or the latest)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print sampled configurations; no Ray")
+    return p.parse_args(argv)
+
+
+def _apply_cli(spec: SpaceSpec, args) -> SpaceSpec:
+    from dataclasses import replace
+
+    if args.num_samples is not None:
+        if args.num_samples < 1:
+            raise ConfigError("--num-samples: must be >= 1")
+        spec.search = replace(spec.search, num_samples=args.num_samples)
+    if args.max_concurrent is not None:
+        if args.max_concurrent < 1:
+            raise ConfigError("--max-concurrent: must be >= 1")
+        spec.search = replace(spec.search, max_concurrent=args.max_concurrent)
+    return spec
+
+
+def _experiment_dir(args, spec: SpaceSpec) -> Path:
+    storage = Path(args.storage).expanduser().resolve()
+    if args.name:
+        return storage / args.name
+    if args.resume:
+        candidates = sorted((p for p in storage.glob(f"{spec.name}-*") if (p / STATE_FILE).is_file()),
+                            key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise ConfigError(f"--resume: no experiment of {spec.name!r} under {storage} (pass --name)")
+        return candidates[-1]
+    return storage / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    try:
+        spec = _apply_cli(load_space(args.space, args.overrides), args)
+        exp_dir = _experiment_dir(args, spec)
+        if args.resume and not (exp_dir / STATE_FILE).is_file():
+            raise ConfigError(f"--resume: {exp_dir} holds no experiment to resume")
+        if not args.resume and exp_dir.exists() and any(exp_dir.iterdir()):
+            raise ConfigError(f"--name: {exp_dir} already exists (use --resume to continue it)")
+    except ConfigError as exc:
+        return fail(str(exc))
+    if args.dry_run:
+        print(f"space {args.space} is valid; {spec.search.num_samples} trials of up to "
+              f"{spec.base_config().train.epochs} epochs; first configurations:")
+        for i, cfg in enumerate(sample_configs(spec, min(spec.search.num_samples, 10))):
+            print(f"  {i}: {json.dumps(cfg)}")
+        return 0
+
+    from search.tracking import TrackingUnavailable, check_tracking, default_tracking_uri
+
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    uri = args.mlflow_uri or default_tracking_uri(exp_dir)
+    try:
+        check_tracking(uri)
+    except TrackingUnavailable as exc:
+        return fail(str(exc))
+    from search.sweep import run_experiment
+
+    return run_experiment(spec, exp_dir, uri, address=args.address, resume=args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Sweep results as tables: per-epoch history and per-trial summary (Parquet via pyarrow), leaderboard (CSV)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtl_core import TASKS
+
+STRATEGY_COLUMNS = ("strategy.scheduler.name", "strategy.combiner.name", "strategy.modality.name")
+
+
+def _trial_id(result) -> str:
+    if result.metrics and result.metrics.get("trial_id"):
+        return str(result.metrics["trial_id"])
+    return Path(result.path).name.removeprefix("trial_")
+
+
+def _error_line(error: Any) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(history: one row per trial and epoch, trials: one row per trial at its best epoch)."""
+    history, trials = [], []
+    for r in results:
+        tid = _trial_id(r)
+        overrides = (r.config or {}).get("overrides", {})
+        df = r.metrics_dataframe
+        epochs = 0 if df is None or df.empty else int(df["training_iteration"].max())
+        row: dict[str, Any] = {"trial_id": tid, "epochs": epochs}
+        row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in overrides.items()})
+        if r.error is not None:
+            row["status"], row["error"] = "failed", _error_line(r.error)
+        else:
+            row["status"], row["error"] = ("finished" if epochs >= max_t else "stopped"), ""
+        if df is not None and not df.empty:
+            keep = [c for c in df.columns if c.startswith(("train/", "val/", "test/", "strategy/"))
+                    or c in ("epoch", "training_iteration", "time_total_s", "hostname", "node_ip")]
+            h = df[keep].copy()
+            h.insert(0, "trial_id", tid)
+            history.append(h)
+            values = df[metric].where(df[metric].abs() < 1e8)
+            best = df.loc[values.idxmax() if mode == "max" else values.idxmin()] if values.notna().any() else df.iloc[-1]
+            for c in keep:
+                if c.startswith(("val/", "test/")) or c in ("hostname", "node_ip"):
+                    row[c] = best[c]
+            row["best_epoch"] = int(best.get("epoch", best["training_iteration"] - 1))
+            row["time_total_s"] = float(df["time_total_s"].max())
+        trials.append(row)
+    hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
+    return hist, pd.DataFrame(trials)
+
+
+def leaderboard(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+    """Trials ranked by their best-epoch metric; failed trials last with their reason."""
+    if trials.empty:
+        return trials
+    df = trials.copy()
+    if metric not in df:
+        df[metric] = math.nan
+    df["_ok"] = df["status"] != "failed"
+    df = df.sort_values(["_ok", metric], ascending=[False, mode == "min"], na_position="last").drop(columns="_ok")
+    df.insert(0, "rank", range(1, len(df) + 1))
+    cols = ["rank", "trial_id", "status", "epochs", metric] + [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in df]
+    cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "hostname", "error"]
+    cols += [c for c in df.columns if c.startswith("final/")]
+    return df[[c for c in dict.fromkeys(cols) if c in df]]
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    # object columns mixing types (e.g. a config value that is a string in one trial, a number in
+    # another) are written as strings so the schema is stable
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, compression="zstd")
+
+
+def compute_saved(trials: pd.DataFrame, num_samples: int, max_t: int) -> dict[str, float]:
+    used = int(trials["epochs"].sum()) if not trials.empty else 0
+    full = num_samples * max_t
+    return {"epochs_run": used, "epochs_budget": full, "compute_saved_frac": 1 - used / full if full else 0.0}
+
+
+def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
+    if board.empty:
+        print("no trials")
+        return
+    short = {"strategy.scheduler.name": "scheduler", "strategy.combiner.name": "combiner",
+             "strategy.modality.name": "modality"}
+    show = ["rank", "trial_id", "status", "epochs", metric] + [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in board]
+    show += [f"config/{c}" for c in STRATEGY_COLUMNS if f"config/{c}" in board]
+    view = board[show].head(top).rename(columns={f"config/{k}": v for k, v in short.items()})
+    view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
+        print(view.to_string(index=False))
+    failed = board[board["status"] == "failed"]
+    for _, row in failed.iterrows():
+        print(f"trial {row['trial_id']} failed: {row['error']}")
