@@ -1,0 +1,111 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtl_core.config import ConfigError
+from search.space import DefineByRun, corner_samples, load_space, sample_configs
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
+
+
+def _write(tmp_path, data, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BASE = {"model": {"text_encoder": "tiny"}, "train": {"epochs": 2},
+        "space": {"train": {"lr": {"loguniform": [1e-4, 1e-2]}},
+                  "strategy": {"combiner": {"choice": {"equal": {}, "gradnorm": {"alpha": {"uniform": [0.5, 2]}}}}}}}
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda p: p.name)
+def test_shipped_spaces_are_valid(space, monkeypatch, tmp_path):
+    monkeypatch.setenv("CM_DATA", str(tmp_path))  # the real-data space reads its path from here
+    spec = load_space(space, ["data.root=" + str(tmp_path)] if "real" in space.name else [])
+    assert spec.search.num_samples >= 1
+    for cfg in sample_configs(spec, 5):
+        spec.trial_config(cfg)
+
+
+def test_define_by_run_samples_only_the_chosen_branch(tmp_path):
+    spec = load_space(_write(tmp_path, BASE))
+    configs = sample_configs(spec, 30)
+    names = {c["strategy.combiner.name"] for c in configs}
+    assert names == {"equal", "gradnorm"}
+    for c in configs:
+        assert ("strategy.combiner.alpha" in c) == (c["strategy.combiner.name"] == "gradnorm")
+        assert 1e-4 <= c["train.lr"] <= 1e-2
+        cfg = spec.trial_config(c)
+        assert cfg.strategy.combiner.name == c["strategy.combiner.name"]
+
+
+def test_branch_parameters_have_unique_optuna_names():
+    import optuna
+
+    space = {"strategy": {"scheduler": {"choice": {"dsg": {"iter_gap": {"int": [2, 4]}},
+                                                  "sequential": {"patience": {"int": [1, 3]}}}}}}
+    study = optuna.create_study()
+    trial = study.ask()
+    DefineByRun(space)(trial)
+    assert all(name == "strategy.scheduler" or name.startswith("strategy.scheduler.") for name in trial.params)
+    assert any(name.startswith("strategy.scheduler.dsg.") or name.startswith("strategy.scheduler.sequential.")
+               for name in trial.params)
+
+
+def test_corner_samples_cover_every_option():
+    corners = corner_samples(BASE["space"])
+    assert {c["strategy.combiner.name"] for c in corners} == {"equal", "gradnorm"}
+    assert {c["train.lr"] for c in corners} == {1e-4, 1e-2}
+
+
+BAD = [
+    ({"space": {"train": {"lrr": {"uniform": [0.1, 0.2]}}}}, "space.train.lrr: unknown key"),
+    ({"space": {"strategy": {"combiner": {"choice": {"equal": {}, "magic": {}}}}}},
+     "space.strategy.combiner.name: unknown combiner 'magic'"),
+    ({"space": {"strategy": {"combiner": {"choice": {"gradnorm": {"alpah": {"uniform": [0, 1]}}}}}}},
+     "space.strategy.combiner.alpah: unknown parameter of combiner 'gradnorm'"),
+    ({"search": {"num_samples": "many"}}, "search.num_samples: expected an integer"),
+    ({"space": {"train": {"lr": {"uniform": [0.1, 0.01]}}}}, "space.train.lr.uniform: low must be below high"),
+    ({"space": {"train": {"lr": {"loguniform": [0, 0.01]}}}}, "space.train.lr.loguniform: bounds must be > 0"),
+    ({"space": {"train": {"epochs": {"int": [1.5, 3]}}}}, "space.train.epochs.int: bounds must be integers"),
+    ({"data": {"root": "/no/such/dataset"}}, "data.root: dataset folder not found"),
+    ({"search": {"metric": "val/avg_f2"}}, "search.metric: 'val/avg_f2' is not a reported metric"),
+    ({"search": {"resources_per_trial": {"gpu": 0.3}}}, "a fraction must divide 1"),
+    ({"serach": {}}, "serach: unknown key"),
+]
+
+
+@pytest.mark.parametrize("patch, message", BAD)
+def test_invalid_spaces_are_one_line_errors(tmp_path, patch, message):
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    for key, value in patch.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) and key != "space" else value
+    with pytest.raises(ConfigError) as err:
+        load_space(_write(tmp_path, data))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_launch_rejects_bad_space_with_exit_2_before_ray(tmp_path):
+    data = dict(BASE, space={"train": {"lr": {"uniform": [1, 0]}}})
+    path = _write(tmp_path, data)
+    code = ("import sys; from search.launch import main; rc = main(sys.argv[1:]); "
+            "print('ray imported' if 'ray' in sys.modules else 'no ray'); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path), "--storage", str(tmp_path / "exp")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: space.train.lr.uniform: low must be below high, got [1, 0]"
+    assert proc.stdout.strip() == "no ray"
+    assert not (tmp_path / "exp").exists()
+
+
+def test_dry_run_prints_configurations(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "search.launch", str(ROOT / "spaces" / "smoke.yaml"), "--dry-run",
+                           "--num-samples", "3", "--set", "train.epochs=2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 trials of up to 2 epochs" in proc.stdout
+    assert proc.stdout.count("strategy.combiner.name") == 3

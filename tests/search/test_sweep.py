@@ -1,0 +1,106 @@
+"""End-to-end sweeps on a local Ray started and stopped by the launcher (in a subprocess)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "spaces" / "smoke.yaml"
+pytestmark = pytest.mark.slow
+
+
+def _launch(*args):
+    return subprocess.Popen([sys.executable, "-u", "-m", "search.launch", str(SMOKE), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finish(proc, timeout=600):
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    finally:
+        if proc.poll() is None:  # never leave a launcher (or its Ray) behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _child_runs(exp_dir: Path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{exp_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(exp_dir.name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return client, [r for r in runs if r.data.tags.get("phase") == "search"], \
+        [r for r in runs if "phase" not in r.data.tags]
+
+
+def test_smoke_sweep_end_to_end(tmp_path):
+    rc, out = _finish(_launch("--storage", str(tmp_path), "--name", "smoke"))
+    assert rc == 0, out
+    exp = tmp_path / "smoke"
+    client, children, parents = _child_runs(exp)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 8
+    statuses = {r.info.status for r in children}
+    assert "KILLED" in statuses  # ASHA stopped at least one trial early
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.params["strategy.combiner.name"] in {"equal", "uncertainty", "gradnorm", "pcgrad"}
+        history = client.get_metric_history(run.info.run_id, "val/avg_f1")
+        epochs = int(run.data.tags["epochs_run"])
+        assert sorted(m.step for m in history) == list(range(epochs))
+        assert ("strategy.combiner.alpha" in run.data.params) == (run.data.params["strategy.combiner.name"] == "gradnorm")
+    board = pd.read_csv(exp / "leaderboard.csv")
+    assert len(board) == 8 and board["rank"].tolist() == list(range(1, 9))
+    assert (board["val/avg_f1"].diff().dropna() <= 1e-12).all()  # sorted best first
+    trials = pd.read_parquet(exp / "trials.parquet")
+    history = pd.read_parquet(exp / "history.parquet")
+    assert set(history["trial_id"]) == set(trials["trial_id"])
+    assert (trials["status"] == "stopped").any()
+    for png in ("by_scheduler", "by_combiner", "learning_curves", "task_f1_heatmap", "param_importances"):
+        assert (exp / "report" / f"{png}.png").stat().st_size > 1000
+    assert "Sweep report" in (exp / "report" / "summary.md").read_text()
+    assert "ASHA" in out and "rank" in out  # compute saved and the leaderboard were printed
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="smoke", storage=JournalStorage(JournalFileBackend(str(exp / "optuna.journal"))))
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 8 and "PRUNED" in states and "COMPLETE" in states
+
+
+def test_interrupt_then_resume_counts_each_trial_once(tmp_path):
+    args = ["--storage", str(tmp_path), "--name", "resumable", "--set", "train.epochs=3"]
+    proc = _launch(*args)
+    lines = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if " 2 stopped early" in line or " 2 finished" in line or "1 finished, 1 stopped" in line:
+                proc.send_signal(signal.SIGINT)  # Ctrl-C
+                break
+        rc, out = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(lines) + (out or "")
+    assert rc == 130, out
+    assert "--resume" in out
+    rc, out = _finish(_launch(*args, "--resume"))
+    assert rc == 0, out
+    exp = tmp_path / "resumable"
+    _, children, parents = _child_runs(exp)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 8  # no duplicates after the resume
+    assert len({r.data.tags["tune_trial_id"] for r in children}) == 8
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
+    assert len(pd.read_parquet(exp / "trials.parquet")) == 8
