@@ -6,6 +6,7 @@ e.g. ``train.lr: expected a number, got 'fast'``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -139,7 +140,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def build_config(raw: dict[str, Any] | None = None) -> Config:
     """Validate a plain dict (from YAML) into a Config, or raise ConfigError naming the key."""
-    cfg = _build(Config, raw or {}, "")
+    raw = dict(raw or {})
+    data = raw.get("data")
+    if isinstance(data, dict):  # paths may name environment variables: root: ${CM_DATA}
+        raw["data"] = {k: os.path.expandvars(v) if k in ("root", "cache_dir") and isinstance(v, str) else v
+                       for k, v in data.items()}
+    cfg = _build(Config, raw, "")
     _check_semantics(cfg)
     return cfg
 
@@ -182,7 +188,8 @@ def _check_semantics(cfg: Config) -> None:
     if cfg.data.text_max_len > 512:
         raise ConfigError(f"data.text_max_len: at most 512 (BERT positions), got {cfg.data.text_max_len}")
     if cfg.data.root is not None and not Path(cfg.data.root).expanduser().is_dir():
-        raise ConfigError(f"data.root: dataset folder not found: {cfg.data.root}")
+        hint = " (set that environment variable or --set data.root=PATH)" if "$" in cfg.data.root else ""
+        raise ConfigError(f"data.root: dataset folder not found: {cfg.data.root}{hint}")
     # Strategy names and parameters are checked against the registries' constructors.
     from mtl_core.strategies import validate_strategy
 

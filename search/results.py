@@ -102,6 +102,14 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
     view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(view.to_string(index=False))
+    if "final/test/avg_f1/mean" in board:
+        final = board.dropna(subset=["final/test/avg_f1/mean"])
+        print("final retraining on the test split (mean ± std over seeds):")
+        for _, row in final.iterrows():
+            tasks = "  ".join(f"{t} {row[f'final/test/{t}/f1/mean']:.3f}±{row[f'final/test/{t}/f1/std']:.3f}"
+                              for t in TASKS if f"final/test/{t}/f1/mean" in row)
+            print(f"  rank {row['rank']} ({row['trial_id']}): avg_f1 {row['final/test/avg_f1/mean']:.4f}"
+                  f"±{row['final/test/avg_f1/std']:.4f}  {tasks}")
     failed = board[board["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"trial {row['trial_id']} failed: {row['error']}")

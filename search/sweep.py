@@ -122,7 +122,8 @@ def _final_phase(spec, exp_dir, uri, parent, board, overrides_by_trial, resume) 
     runs = pd.DataFrame(rows)
     if runs.empty or "test/avg_f1" not in runs:
         return pd.DataFrame()
-    stats = runs.groupby("rank")[[c for c in runs.columns if c.startswith("test/")]].agg(["mean", "std"])
+    keep = [c for c in runs.columns if c == "test/avg_f1" or (c.startswith("test/") and c.endswith("/f1"))]
+    stats = runs.groupby("rank")[keep].agg(["mean", "std"])
     stats.columns = [f"final/{k}/{agg}" for k, agg in stats.columns]
     write_parquet(runs, exp_dir / "final_runs.parquet")
     return stats.reset_index()
