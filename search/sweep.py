@@ -68,7 +68,8 @@ def _tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, search_alg=searcher, num_samples=s.num_samples,
             scheduler=ASHAScheduler(max_t=max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor),
-            max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname),
+            max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
+            reuse_actors=True),  # no new process (torch import, data mapping) per trial
         run_config=tune.RunConfig(
             name="search", storage_path=str(exp_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
