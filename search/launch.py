@@ -8,17 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 from mtl_core.cli import fail, setup_logging
 from mtl_core.config import ConfigError
-from search.space import SpaceSpec, dump_resolved, load_space, sample_configs
+from search.space import SpaceSpec, load_space, sample_configs
+from search.sweep import STATE_FILE
 
 log = logging.getLogger("search.launch")
-STATE_FILE = "launch_state.json"  # our own bookkeeping beside Tune's: MLflow parent run, space file
 
 
 def parse_args(argv):

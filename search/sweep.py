@@ -14,7 +14,7 @@ from search.results import collect, compute_saved, leaderboard, print_leaderboar
 from search.space import SpaceSpec, dump_resolved
 
 log = logging.getLogger("search.sweep")
-STATE_FILE = "launch_state.json"
+STATE_FILE = "launch_state.json"  # our bookkeeping beside Tune's: the MLflow parent run, the space file
 
 
 def _prepare_data(spec: SpaceSpec) -> None:

@@ -28,7 +28,9 @@ class StrategyContext:
 
 
 class Stateful:
-    """Default state handling: tensors, numbers, lists and torch Generators in `_state_keys`."""
+    """Default state handling for the attributes named in `_state_keys`: tensors, numbers, lists,
+    torch Generators (their RNG state) and learned Parameters (copied in place, so the optimizer
+    keeps pointing at them)."""
 
     _state_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -36,7 +38,11 @@ class Stateful:
         out = {}
         for k in self._state_keys:
             v = getattr(self, k)
-            out[k] = v.get_state() if isinstance(v, torch.Generator) else v
+            if isinstance(v, torch.Generator):
+                v = v.get_state()
+            elif isinstance(v, torch.nn.Parameter):
+                v = v.detach().clone()
+            out[k] = v
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -44,6 +50,9 @@ class Stateful:
             cur = getattr(self, k)
             if isinstance(cur, torch.Generator):
                 cur.set_state(state[k])
+            elif isinstance(cur, torch.nn.Parameter):
+                with torch.no_grad():
+                    cur.copy_(state[k])
             else:
                 setattr(self, k, state[k])
 

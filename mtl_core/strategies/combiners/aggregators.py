@@ -7,7 +7,6 @@ IMTL-G return a combination whose weights sum to 1, so learning rates differ fro
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torchjd import aggregation as jd
 
 from mtl_core.strategies.base import LossCombiner, StrategyContext

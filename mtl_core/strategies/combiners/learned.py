@@ -13,6 +13,7 @@ class Learned(LossCombiner):
     `entropy: 0` gives the collapsing textbook version, for comparison."""
 
     name = "learned"
+    _state_keys = ("logits",)
 
     def __init__(self, ctx: StrategyContext, *, entropy: float = 1.0):
         super().__init__(ctx)
@@ -32,13 +33,6 @@ class Learned(LossCombiner):
         p = torch.softmax(self.logits.to(losses.device), 0)
         entropy = -(p * p.clamp(min=1e-12).log()).sum()
         return (self.ctx.num_tasks * p * losses * active).sum() - self.entropy * entropy
-
-    def state_dict(self):
-        return {"logits": self.logits.detach().clone()}
-
-    def load_state_dict(self, state):
-        with torch.no_grad():
-            self.logits.copy_(state["logits"])
 
     def log(self):
         return {**super().log(), **self._weights_log(self.weights().detach())}

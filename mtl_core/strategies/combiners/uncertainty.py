@@ -11,6 +11,7 @@ class Uncertainty(LossCombiner):
     `clamp` bounds |s_t| so an over-fitted task's weight cannot explode."""
 
     name = "uncertainty"
+    _state_keys = ("log_var",)
 
     def __init__(self, ctx: StrategyContext, *, init: float = 0.0, clamp: float | None = None):
         super().__init__(ctx)
@@ -30,13 +31,6 @@ class Uncertainty(LossCombiner):
     def combine(self, losses, active, grad_norms=None):
         s = self._s(losses.device)
         return ((torch.exp(-s) * losses + 0.5 * s) * active).sum()
-
-    def state_dict(self):
-        return {"log_var": self.log_var.detach().clone()}
-
-    def load_state_dict(self, state):
-        with torch.no_grad():
-            self.log_var.copy_(state["log_var"])
 
     def log(self):
         return {**super().log(), **self._weights_log(torch.exp(-self._s()).detach())}
