@@ -39,7 +39,8 @@ def _child_runs(exp_dir: Path):
 
 
 def test_smoke_sweep_end_to_end(tmp_path):
-    rc, out = _finish(_launch("--storage", str(tmp_path), "--name", "smoke"))
+    rc, out = _finish(_launch("--storage", str(tmp_path), "--name", "smoke",
+                              "--set", "search.final_k=1", "--set", "search.final_seeds=2"))
     assert rc == 0, out
     exp = tmp_path / "smoke"
     client, children, parents = _child_runs(exp)
@@ -65,6 +66,13 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert (exp / "report" / f"{png}.png").stat().st_size > 1000
     assert "Sweep report" in (exp / "report" / "summary.md").read_text()
     assert "ASHA" in out and "rank" in out  # compute saved and the leaderboard were printed
+    # the best configuration was retrained with 2 seeds and evaluated on the test split
+    top = board.iloc[0]
+    assert 0 <= top["final/test/avg_f1/mean"] <= 1 and top["final/test/avg_f1/std"] >= 0
+    assert {"final/test/gory/f1/mean", "final/test/gory/f1/std"} <= set(board.columns)
+    final_runs = [r for r in client.search_runs([parents[0].info.experiment_id]) if r.data.tags.get("phase") == "final"]
+    assert len(final_runs) == 2 and all(r.info.status == "FINISHED" for r in final_runs)
+    assert all("test/avg_f1" in r.data.metrics for r in final_runs)
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -104,3 +112,20 @@ def test_interrupt_then_resume_counts_each_trial_once(tmp_path):
     assert len({r.data.tags["tune_trial_id"] for r in children}) == 8
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
     assert len(pd.read_parquet(exp / "trials.parquet")) == 8
+
+
+def test_failing_trials_are_marked_failed_with_their_reason(tmp_path):
+    # lr 1e30 makes the first AdamW step blow the weights up: the trainer raises TrainingDiverged
+    rc, out = _finish(_launch("--storage", str(tmp_path), "--name", "nan", "--num-samples", "2",
+                              "--set", "space.train.lr=1.0e+30", "--set", "search.max_failures=0",
+                              "--set", "search.final_k=0"))
+    assert rc == 1, out  # every trial failed: the sweep failed
+    exp = tmp_path / "nan"
+    _, children, parents = _child_runs(exp)
+    assert len(children) == 2
+    for run in children:
+        assert run.info.status == "FAILED"
+        assert "TrainingDiverged" in run.data.tags["error"] and "is not finite" in run.data.tags["error"]
+    board = pd.read_csv(exp / "leaderboard.csv")
+    assert (board["status"] == "failed").all() and board["error"].str.contains("not finite").all()
+    assert "failed: " in out
