@@ -17,33 +17,36 @@ def _atomic_save(obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
-def save_checkpoint(folder: Path, model, optimizer, lr_scheduler, strategies: dict, progress: dict,
-                    best_model: bool = False) -> None:
+def save_checkpoint(folder: Path, runs: list, progress: dict, best_model: bool = False) -> None:
+    """Everything needed to resume `runs` (one per task group) exactly, plus the progress dict."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "lr_scheduler": lr_scheduler.state_dict(),
-        "strategies": {k: s.state_dict() for k, s in strategies.items()},
+        "groups": [{"model": r.model.state_dict(), "optimizer": r.opt.state_dict(),
+                    "lr_scheduler": r.lr_sched.state_dict(), "step": r.step,
+                    "strategies": {k: s.state_dict() for k, s in r.strategies.items()}} for r in runs],
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         **progress,
     }
     if best_model:
-        _atomic_save(state["model"], folder / "best_model.pt")
+        _atomic_save([g["model"] for g in state["groups"]], folder / "best_model.pt")
     _atomic_save(state, folder / "state.pt")
 
 
-def load_checkpoint(folder: Path, model, optimizer, lr_scheduler, strategies: dict) -> dict:
+def load_checkpoint(folder: Path, runs: list) -> dict:
     path = folder / "state.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    lr_scheduler.load_state_dict(state["lr_scheduler"])
-    for k, s in strategies.items():
-        s.load_state_dict(state["strategies"][k])
+    if len(state["groups"]) != len(runs):
+        raise ValueError(f"{path}: checkpoint of {len(state['groups'])} group models, config has {len(runs)}")
+    for r, g in zip(runs, state["groups"]):
+        r.model.load_state_dict(g["model"])
+        r.opt.load_state_dict(g["optimizer"])
+        r.lr_sched.load_state_dict(g["lr_scheduler"])
+        r.step = g["step"]
+        for k, s in r.strategies.items():
+            s.load_state_dict(g["strategies"][k])
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])

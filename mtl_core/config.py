@@ -67,6 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0  # max global grad norm; None disables clipping
     seed: int = 0
+    affinity_every: int = 0  # measure TAG inter-task affinity every n steps (0 = off; TAG uses 10)
     device: str = "auto"  # `auto`, `cpu`, `cuda`, `cuda:1`, ...
     num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
     progress: bool = True  # progress bar within an epoch (CLI only)
@@ -90,6 +91,7 @@ class StrategyConfig:
 @dataclass(frozen=True)
 class Config:
     tasks: tuple[str, ...] = TASKS
+    groups: tuple[tuple[str, ...], ...] | None = None  # a partition of `tasks`: one model per group
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -97,6 +99,10 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
+
+    def partition(self) -> tuple[tuple[str, ...], ...]:
+        """The groups that train as separate models (one group of all tasks by default)."""
+        return self.groups or (tuple(self.tasks),)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +169,15 @@ def _check_semantics(cfg: Config) -> None:
             raise ConfigError(f"tasks: unknown task {t!r}; valid tasks: {', '.join(TASKS)}")
     if len(set(cfg.tasks)) != len(cfg.tasks):
         raise ConfigError("tasks: a task is listed twice")
+    if cfg.groups is not None:
+        from mtl_core.grouping import check_partition
+
+        try:
+            check_partition(cfg.groups, cfg.tasks)
+        except ValueError as exc:
+            raise ConfigError(f"groups: not a partition of the tasks: {exc}") from None
+    if cfg.train.affinity_every < 0:
+        raise ConfigError(f"train.affinity_every: must be >= 0, got {cfg.train.affinity_every}")
     positive = {
         "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
         "train.eval_batch_size": cfg.train.eval_batch_size, "train.lr": cfg.train.lr,

@@ -1,4 +1,4 @@
-"""The training loop: one configuration, one model, per-epoch metrics through a `report` callback.
+"""The training loop: one configuration (one model per task group), per-epoch metrics through `report`.
 
 `train(cfg, report)` is what `search/` wraps as a Ray Tune trainable; `python -m mtl_core.train`
 runs it alone for debugging.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtl_core import TASKS
+from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
 from mtl_core.config import Config, ConfigError
 from mtl_core.data.dataset import SplitData
@@ -104,82 +107,134 @@ def _optimizer(cfg: Config, model: HICCAP, extra: list[torch.nn.Parameter], step
     return opt, sched
 
 
+@dataclass
+class GroupRun:
+    """One model, its optimizer and its strategies, training the tasks of one group."""
+
+    tasks: tuple[str, ...]
+    model: HICCAP
+    opt: torch.optim.Optimizer
+    lr_sched: torch.optim.lr_scheduler.LRScheduler
+    strategies: dict
+    train_split: SplitData
+    val_split: SplitData
+    step: int = 0
+    affinity: list = field(default_factory=list)  # this epoch's TAG measurements
+
+
+def build_group(cfg: Config, tasks: tuple[str, ...], data: Prepared, device: torch.device) -> GroupRun:
+    gcfg = replace(cfg, tasks=tuple(tasks), groups=None)
+    train_split = data.splits["train"].for_tasks(tasks)
+    model = build_model(gcfg, data.encoder).to(device)
+    positives = tuple(int((train_split.labels[:, j] == 1).sum()) for j in range(len(tasks)))
+    ctx = StrategyContext(tuple(tasks), cfg.train.epochs, cfg.train.seed, positives)
+    strategies = {axis: build_strategy(axis, getattr(cfg.strategy, axis), ctx)
+                  for axis in ("scheduler", "combiner", "modality")}
+    steps = _steps_per_epoch(len(train_split), cfg.train.batch_size) * cfg.train.epochs
+    opt, lr_sched = _optimizer(cfg, model, strategies["combiner"].parameters(), steps)
+    return GroupRun(tuple(tasks), model, opt, lr_sched, strategies, train_split, data.splits["val"].for_tasks(tasks))
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    return n // batch_size if n > batch_size else 1  # drop_last when possible: BatchNorm needs 2+ clips
+
+
+def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, progress=None) -> dict[str, float]:
+    """One epoch of one group: train, validate, let the strategies react; returns that group's metrics."""
+    scheduler, combiner, modality = (run.strategies[k] for k in ("scheduler", "combiner", "modality"))
+    for s in run.strategies.values():
+        s.start_epoch(epoch)
+    run.model.train()
+    n_tasks = len(run.tasks)
+    loss_sum, loss_n = torch.zeros(n_tasks), torch.zeros(n_tasks)
+    bs = cfg.train.batch_size
+    order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(run.train_split))
+    batches = run.train_split.batches(bs, order, drop_last=len(run.train_split) > bs)
+    for inputs, labels in (progress(batches, _steps_per_epoch(len(run.train_split), bs), epoch) if progress else batches):
+        inputs.present = inputs.present & modality.mask(len(labels))
+        inputs, labels = inputs.to(device), labels.to(device)
+        if cfg.train.affinity_every and n_tasks > 1 and run.step % cfg.train.affinity_every == 0:
+            run.affinity.append(lookahead_affinity(run.model, inputs, labels, run.tasks, run.lr_sched.get_last_lr()[0]))
+        z = run.model.encode(inputs)
+        losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks)
+        detached = losses.detach().cpu()
+        if not torch.isfinite(detached).all():
+            bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
+            raise TrainingDiverged(f"epoch {epoch} step {run.step}: the loss of task {bad!r} is not finite")
+        active = scheduler.step_mask(run.step) & has.cpu()
+        if active.any():
+            run.opt.zero_grad(set_to_none=True)
+            backward_step(run.model, z, losses, active.to(device), combiner)
+            if cfg.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
+            run.opt.step()
+        run.lr_sched.step()
+        scheduler.observe(detached, active)
+        loss_sum += detached * has.cpu()
+        loss_n += has.cpu()
+        run.step += 1
+
+    metrics = {f"train/{t}/loss": float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
+    metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val"))
+    for s in run.strategies.values():
+        s.end_epoch(epoch, metrics)
+        metrics.update(s.log())
+    if run.affinity:
+        mean = torch.nanmean(torch.stack(run.affinity), dim=0)
+        metrics.update({f"affinity/{a}/{b}": float(mean[i, j])
+                        for i, a in enumerate(run.tasks) for j, b in enumerate(run.tasks) if i != j})
+        run.affinity = []
+    return metrics
+
+
+def _group_keys(metrics: dict, index: int, several: bool) -> dict:
+    """Task keys stay as they are; a group's own keys (grad cosine, stage, ...) get `group<i>/`."""
+    if not several:
+        return metrics
+    out = {}
+    for k, v in metrics.items():
+        parts = k.split("/")
+        task_key = len(parts) >= 2 and parts[1] in TASKS or k.startswith("affinity/")
+        out[k if task_key else f"{parts[0]}/group{index}/{'/'.join(parts[1:])}"] = v
+    return out
+
+
 def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run", *, resume: bool = False,
           prepared: Prepared | None = None, progress: Callable | None = None) -> list[dict]:
     """Train one configuration; call `report(epoch, metrics, checkpoint_dir)` after every epoch.
 
-    With `resume`, continue from `run_dir/checkpoint` exactly where it stopped."""
+    With `groups`, one model per group trains side by side and the epoch's metrics are the partition's:
+    each task's from the model of its group, `val/avg_f1` their mean. With `resume`, continue from
+    `run_dir/checkpoint` exactly where it stopped."""
     run_dir = Path(run_dir)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     data = prepared or prepare(cfg, device, splits=("train", "val"))
-    train_split, val_split = data.splits["train"], data.splits["val"]
-    model = build_model(cfg, data.encoder).to(device)
+    groups = cfg.partition()
+    runs = [build_group(cfg, g, data, device) for g in groups]
 
-    positives = tuple(int((train_split.labels[:, j] == 1).sum()) for j in range(len(cfg.tasks)))
-    ctx = StrategyContext(tuple(cfg.tasks), cfg.train.epochs, cfg.train.seed, positives)
-    scheduler = build_strategy("scheduler", cfg.strategy.scheduler, ctx)
-    combiner = build_strategy("combiner", cfg.strategy.combiner, ctx)
-    modality = build_strategy("modality", cfg.strategy.modality, ctx)
-    bs = cfg.train.batch_size
-    drop_last = len(train_split) > bs  # BatchNorm cannot train on a final batch of one
-    steps_per_epoch = len(train_split) // bs if drop_last else 1
-    opt, lr_sched = _optimizer(cfg, model, combiner.parameters(), steps_per_epoch * cfg.train.epochs)
-    strategies = {"scheduler": scheduler, "combiner": combiner, "modality": modality}
-
-    start_epoch, step, best, history = 0, 0, -math.inf, []
+    start_epoch, best, history = 0, -math.inf, []
     ckpt_dir = run_dir / "checkpoint"
     if resume:
-        state = load_checkpoint(ckpt_dir, model, opt, lr_sched, strategies)
-        start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
+        state = load_checkpoint(ckpt_dir, runs)
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
-        for s in strategies.values():
-            s.start_epoch(epoch)
-        model.train()
-        loss_sum = torch.zeros(len(cfg.tasks))
-        loss_n = torch.zeros(len(cfg.tasks))
-        order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(train_split))
-        batches = train_split.batches(bs, order, drop_last=drop_last)
-        for inputs, labels in (progress(batches, steps_per_epoch, epoch) if progress else batches):
-            inputs.present = inputs.present & modality.mask(len(labels))
-            inputs, labels = inputs.to(device), labels.to(device)
-            z = model.encode(inputs)
-            losses, has = task_losses(model.heads_forward(z), labels, cfg.tasks)
-            detached = losses.detach().cpu()
-            if not torch.isfinite(detached).all():
-                bad = cfg.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
-                raise TrainingDiverged(f"epoch {epoch} step {step}: the loss of task {bad!r} is not finite")
-            active = scheduler.step_mask(step) & has.cpu()
-            if active.any():
-                opt.zero_grad(set_to_none=True)
-                backward_step(model, z, losses, active.to(device), combiner)
-                if cfg.train.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                opt.step()
-            lr_sched.step()
-            scheduler.observe(detached, active)
-            loss_sum += detached * has.cpu()
-            loss_n += has.cpu()
-            step += 1
-
-        metrics = {"epoch": epoch}
-        train_losses = {t: float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(cfg.tasks)}
-        metrics.update({f"train/{t}/loss": v for t, v in train_losses.items()})
-        metrics.update(evaluate(model, val_split, cfg.train.eval_batch_size, device, "val"))
-        for s in strategies.values():
-            s.end_epoch(epoch, metrics)
-            metrics.update(s.log())
+        metrics: dict = {"epoch": epoch}
+        for i, run in enumerate(runs):
+            metrics.update(_group_keys(train_epoch(run, cfg, epoch, device, progress), i, len(runs) > 1))
+        if len(runs) > 1:
+            metrics["val/avg_f1"] = mean_over_tasks(metrics, cfg.tasks, "f1", "val")
+            metrics["val/avg_loss"] = mean_over_tasks(metrics, cfg.tasks, "loss", "val")
         metrics["time/epoch_s"] = time.perf_counter() - t0
         score = metrics["val/avg_f1"]
         is_best = math.isfinite(score) and score > best
         best = max(best, score) if math.isfinite(score) else best
         history.append(metrics)
-        save_checkpoint(ckpt_dir, model, opt, lr_sched, strategies,
-                        {"epoch": epoch, "step": step, "best": best, "history": history}, best_model=is_best)
+        save_checkpoint(ckpt_dir, runs, {"epoch": epoch, "best": best, "history": history}, best_model=is_best)
         if report is not None:
             report(epoch, metrics, ckpt_dir)
     return history
@@ -189,9 +244,15 @@ def evaluate_best(cfg: Config, run_dir: str | Path, split: str = "test", prepare
     """Metrics of the best checkpoint (highest val/avg_f1) of a finished run on `split`."""
     device = resolve_device(cfg.train.device)
     data = prepared or prepare(cfg, device, splits=(split,))
-    model = build_model(cfg, data.encoder).to(device)
-    model.load_state_dict(torch.load(Path(run_dir) / "checkpoint" / "best_model.pt", map_location=device))
-    return evaluate(model, data.splits[split], cfg.train.eval_batch_size, device, split)
+    states = torch.load(Path(run_dir) / "checkpoint" / "best_model.pt", map_location=device)
+    out: dict[str, float] = {}
+    for tasks, state in zip(cfg.partition(), states):
+        model = build_model(replace(cfg, tasks=tasks, groups=None), data.encoder).to(device)
+        model.load_state_dict(state)
+        out.update(evaluate(model, data.splits[split].for_tasks(tasks), cfg.train.eval_batch_size, device, split))
+    out[f"{split}/avg_f1"] = mean_over_tasks(out, cfg.tasks, "f1", split)
+    out[f"{split}/avg_loss"] = mean_over_tasks(out, cfg.tasks, "loss", split)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ longest clip, so short batches cost little.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -58,6 +59,13 @@ class SplitData:
 
     def __len__(self) -> int:
         return len(self.arrays)
+
+    def for_tasks(self, tasks: tuple[str, ...]) -> "SplitData":
+        """The same clips and features (shared, not copied) with the labels of `tasks`."""
+        view = copy.copy(self)
+        view.tasks = tuple(tasks)
+        view.labels = self.arrays.labels[:, [TASKS.index(t) for t in tasks]].astype(np.int64)
+        return view
 
     def batch(self, idx: np.ndarray) -> tuple[ModelInputs, torch.Tensor]:
         """Inputs and labels [B, T] (-1 = missing) for clip indices `idx`."""

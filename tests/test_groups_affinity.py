@@ -1,0 +1,125 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mtl_core import TASKS
+from mtl_core.affinity import lookahead_affinity
+from mtl_core.config import ConfigError, build_config
+from mtl_core.prepare import prepare
+from mtl_core.train import build_model, evaluate, train
+
+from conftest import tiny_raw
+
+GROUPS = [["binary", "gory"], ["mature", "slapstick", "sarcasm"]]
+
+
+def test_groups_must_partition_the_tasks(tiny_data):
+    with pytest.raises(ConfigError, match="groups: not a partition of the tasks: leaves out sarcasm"):
+        build_config(tiny_raw(tiny_data, groups=[["binary", "gory"], ["mature", "slapstick"]]))
+
+
+def test_grouping_trial_trains_one_model_per_group_and_reports_from_the_right_one(tiny_data, tmp_path):
+    cfg = build_config(tiny_raw(tiny_data, groups=GROUPS, train={"epochs": 2},
+                                strategy={"combiner": {"name": "pcgrad"}}))
+    history = train(cfg, None, tmp_path)
+    best = max(history, key=lambda m: m["val/avg_f1"])
+    assert best["val/avg_f1"] == pytest.approx(sum(best[f"val/{t}/f1"] for t in TASKS) / 5)
+    assert "strategy/group0/grad_cosine" in best and "strategy/group1/grad_cosine" in best
+    states = torch.load(tmp_path / "checkpoint" / "best_model.pt")
+    assert len(states) == 2
+    data = prepare(cfg, torch.device("cpu"), splits=("val",))
+    for group, state in zip(cfg.partition(), states):
+        assert {k.split(".")[1] for k in state if k.startswith("heads.")} == set(group)
+        model = build_model(build_config(tiny_raw(tiny_data, tasks=list(group))), data.encoder)
+        model.load_state_dict(state)
+        metrics = evaluate(model, data.splits["val"].for_tasks(group), 64, torch.device("cpu"), "val")
+        for t in group:  # the trial reported each task from the model of its group
+            assert metrics[f"val/{t}/f1"] == pytest.approx(best[f"val/{t}/f1"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_grouped_resume_is_exact(tiny_data, tmp_path):
+    cfg = build_config(tiny_raw(tiny_data, groups=GROUPS, train={"epochs": 3}, strategy={"scheduler": "sampling"}))
+    full = train(cfg, None, tmp_path / "full")
+
+    def stop(epoch, metrics, ckpt):
+        if epoch == 0:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        train(cfg, stop, tmp_path / "part")
+    resumed = train(cfg, None, tmp_path / "part", resume=True)
+    strip = lambda h: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in h]  # noqa: E731
+    assert strip(resumed) == strip(full)
+
+
+# --- TAG lookahead -------------------------------------------------------------------------------
+
+class Toy(nn.Module):
+    """A shared layer and three heads; the interface the lookahead needs."""
+
+    tasks = ("a", "b", "c")
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.shared = nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Dropout(0.2))
+        head = nn.Linear(6, 2)
+        self.heads = nn.ModuleDict({t: nn.Linear(6, 2) for t in self.tasks})
+        for h in self.heads.values():  # identical heads: tasks differ only by their labels
+            h.load_state_dict(head.state_dict())
+
+    def shared_parameters(self):
+        return list(self.shared.parameters())
+
+    def encode(self, x):
+        return torch.tanh(self.shared(x))
+
+    def heads_forward(self, z, tasks=None):
+        return {t: self.heads[t](z) for t in (tasks or self.tasks)}
+
+
+def _toy_batch():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+    # a and b share their latent factor; c is in conflict with both
+    return x, torch.stack([y, y, 1 - y], dim=1)
+
+
+def test_affinity_sign_shared_factor_positive_conflict_negative():
+    model = Toy().train()
+    x, labels = _toy_batch()
+    z = lookahead_affinity(model, x, labels, Toy.tasks, lr=0.5)
+    a, b, c = 0, 1, 2
+    assert z[a, b] > 0 and z[b, a] > 0
+    assert z[c, a] < 0 and z[a, c] < 0 and z[c, b] < 0
+    assert z[a, a] > 0  # a step on a task lowers its own loss
+
+
+def test_lookahead_leaves_the_model_exactly_as_it_was():
+    model = Toy().train()
+    x, labels = _toy_batch()
+    model.shared[0].weight.grad = torch.ones_like(model.shared[0].weight)
+    params = {k: v.clone() for k, v in model.state_dict().items()}  # includes BatchNorm statistics
+    rng = torch.get_rng_state()
+    lookahead_affinity(model, x, labels, Toy.tasks, lr=0.5)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, params[k]), k
+    assert torch.equal(model.shared[0].weight.grad, torch.ones_like(model.shared[0].weight))
+    assert model.shared[0].bias.grad is None
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_measuring_affinity_does_not_change_training(tiny_data, tmp_path):
+    plain = train(build_config(tiny_raw(tiny_data)), None, tmp_path / "a")
+    measured = train(build_config(tiny_raw(tiny_data, train={"affinity_every": 2})), None, tmp_path / "b")
+    keys = [k for k in plain[-1] if not k.startswith("time/")]
+    assert [{k: m[k] for k in keys} for m in measured] == [{k: m[k] for k in keys} for m in plain]
+    last = measured[-1]
+    values = [last[f"affinity/{i}/{j}"] for i in TASKS for j in TASKS if i != j]
+    assert len(values) == 20 and all(math.isfinite(v) for v in values)
