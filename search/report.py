@@ -102,6 +102,33 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
         plt.close(fig)
         lines += ["![per-task F1](task_f1_heatmap.png)", ""]
 
+    aff_cols = [c for c in history.columns if c.startswith("affinity/")] if not history.empty else []
+    if aff_cols and not ranked.empty:
+        measured = history.dropna(subset=aff_cols, how="all")
+        measured = measured[measured["trial_id"].isin(ranked["trial_id"])]
+        if not measured.empty:
+            tid = next(t for t in ranked["trial_id"] if t in set(measured["trial_id"]))
+            last = measured[measured["trial_id"] == tid].sort_values("training_iteration").iloc[-1]
+            tasks = [t for t in TASKS if any(c.startswith(f"affinity/{t}/") for c in aff_cols)]
+            matrix = np.array([[last.get(f"affinity/{i}/{j}", np.nan) if i != j else np.nan for j in tasks]
+                               for i in tasks], dtype=float)
+            bound = np.nanmax(np.abs(matrix)) or 1.0
+            fig, ax = plt.subplots(figsize=(6, 5))
+            im = ax.imshow(matrix, cmap="RdBu", vmin=-bound, vmax=bound)
+            ax.set_xticks(range(len(tasks)), tasks, rotation=30)
+            ax.set_yticks(range(len(tasks)), tasks)
+            ax.set_xlabel("j (task whose loss changes)")
+            ax.set_ylabel("i (task stepped on)")
+            for (i, j), v in np.ndenumerate(matrix):
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8)
+            fig.colorbar(im, ax=ax, label="Z(i -> j)")
+            ax.set_title(f"inter-task affinity, trial {tid} (last epoch)")
+            fig.tight_layout()
+            fig.savefig(out / "affinity.png", dpi=110)
+            plt.close(fig)
+            lines += ["![inter-task affinity](affinity.png)", ""]
+
     importances = _importances(exp_dir)
     if importances:
         fig, ax = plt.subplots(figsize=(7, 0.4 * len(importances) + 1.5))

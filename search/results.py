@@ -41,7 +41,7 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
         else:
             row["status"], row["error"] = ("finished" if epochs >= max_t else "stopped"), ""
         if df is not None and not df.empty:
-            keep = [c for c in df.columns if c.startswith(("train/", "val/", "test/", "strategy/"))
+            keep = [c for c in df.columns if c.startswith(("train/", "val/", "test/", "strategy/", "affinity/"))
                     or c in ("epoch", "training_iteration", "time_total_s", "hostname", "node_ip")]
             h = df[keep].copy()
             h.insert(0, "trial_id", tid)
@@ -95,9 +95,9 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
         print("no trials")
         return
     short = {"strategy.scheduler.name": "scheduler", "strategy.combiner.name": "combiner",
-             "strategy.modality.name": "modality"}
+             "strategy.modality.name": "modality", "groups": "groups"}
     show = ["rank", "trial_id", "status", "epochs", metric] + [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in board]
-    show += [f"config/{c}" for c in STRATEGY_COLUMNS if f"config/{c}" in board]
+    show += [f"config/{c}" for c in STRATEGY_COLUMNS + ("groups",) if f"config/{c}" in board]
     view = board[show].head(top).rename(columns={f"config/{k}": v for k, v in short.items()})
     view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):

@@ -8,6 +8,8 @@ entries mirror the config keys they override. A `space` leaf is a fixed value or
     {choice: {optA: {k: ...}, optB: {}}}     # a strategy choice: `name` plus that option's own knobs,
                                              # sampled only when the option is chosen
     {uniform: [lo, hi]}  {loguniform: [lo, hi]}  {int: [lo, hi]}
+    groups: {partition: all}                 # a task grouping: any partition of `tasks` (52 for five),
+    groups: {partition: [[[binary, gory], [mature, slapstick, sarcasm]], [[binary, ...]]]}  # or some
 
 Optuna parameter names are dotted paths (`train.lr`, `strategy.combiner`,
 `strategy.combiner.gradnorm.alpha`), unique per branch as define-by-run requires. A trial's config is
@@ -28,7 +30,7 @@ import yaml
 
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
 
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy")
 
 
@@ -46,6 +48,7 @@ class SearchSettings:
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)
     final_k: int = 3  # retrain the top k configurations ...
     final_seeds: int = 3  # ... with this many seeds, evaluated on the test split; final_k 0 = off
+    grouping_mode: str = "search"  # `search` (Optuna + ASHA over the space) or `exhaustive` (every group)
 
 
 @dataclass
@@ -131,6 +134,9 @@ def _check_node(node: Any, path: str) -> None:
                         _check_node(v, f"{path}.choice.{option}.{k}")
             else:
                 raise ConfigError(f"{path}.choice: expected a list of values or a mapping of options")
+        elif kind == "partition":
+            if arg != "all" and not (isinstance(arg, list) and arg and all(isinstance(p, list) for p in arg)):
+                raise ConfigError(f"{path}.partition: expected `all` or a list of partitions (lists of task lists)")
         else:
             _check_range(kind, arg, path)
     elif isinstance(node, dict):
@@ -138,7 +144,20 @@ def _check_node(node: Any, path: str) -> None:
             _check_node(v, f"{path}.{k}")
 
 
-def corner_samples(space: dict[str, Any]) -> list[dict[str, Any]]:
+def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]:
+    """The partitions a `partition` entry allows, as lists of task lists in configured order."""
+    from mtl_core.grouping import canonical, partitions
+
+    chosen = partitions(tasks) if arg == "all" else [canonical(p, tasks) for p in arg]
+    return [[list(g) for g in p] for p in chosen]
+
+
+def partition_label(partition: list[list[str]]) -> str:
+    """`binary+gory|mature+slapstick+sarcasm`: a readable categorical value for Optuna and MLflow."""
+    return "|".join("+".join(g) for g in partition)
+
+
+def corner_samples(space: dict[str, Any], tasks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Dotted overrides covering every option of every choice, with the bounds of every range.
 
     Validating each of these catches an unknown key, strategy name or parameter in any branch."""
@@ -154,6 +173,8 @@ def corner_samples(space: dict[str, Any]) -> list[dict[str, Any]]:
                 return out
             if kind == "choice":
                 return [{path: v} for v in arg]
+            if kind == "partition":
+                return [{path: p} for p in partition_options(arg, tasks)]
             lo, hi = arg
             return [{path: lo}, {path: hi}]
         if isinstance(node, dict):
@@ -188,13 +209,15 @@ def _search_settings(raw: Any) -> SearchSettings:
         raise ConfigError(f"search.{bad[0]}: unknown key; valid keys here: {', '.join(sorted(known))}, resources_per_trial")
     from mtl_core.config import coerce_value
 
-    hints = {"metric": str, "mode": str, "num_samples": int, "seed": int, "max_concurrent": int,
+    hints = {"grouping_mode": str, "metric": str, "mode": str, "num_samples": int, "seed": int, "max_concurrent": int,
              "grace_period": int, "reduction_factor": int, "max_failures": int, "final_k": int, "final_seeds": int}
     kwargs = {k: coerce_value(hints[k], v, f"search.{k}") for k, v in raw.items()}
     for k in ("cpu", "gpu"):
         if k in resources:
             kwargs[k] = coerce_value(float, resources[k], f"search.resources_per_trial.{k}")
     s = SearchSettings(**kwargs)
+    if s.grouping_mode not in ("search", "exhaustive"):
+        raise ConfigError(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; valid choices: search, exhaustive")
     if s.mode not in ("min", "max"):
         raise ConfigError(f"search.mode: expected min or max, got {s.mode!r}")
     for key in ("num_samples", "max_concurrent", "grace_period", "final_seeds"):
@@ -236,7 +259,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
         raise ConfigError("space: expected a mapping of config keys to values or distributions")
     _check_node(space, "space")
     spec = SpaceSpec(path, str(raw.get("name") or path.stem), base, search, space, raw)
-    for sample in corner_samples(space):
+    for sample in corner_samples(space, base_cfg.tasks):
         try:
             spec.trial_config(sample)
         except ConfigError as exc:
@@ -252,8 +275,8 @@ class DefineByRun:
     """The space as an Optuna define-by-run function (a picklable module-level class: Tune pickles the
     searcher into the experiment, and a function defined in __main__ would not restore)."""
 
-    def __init__(self, space: dict[str, Any]):
-        self.space = space
+    def __init__(self, space: dict[str, Any], tasks: tuple[str, ...] = ()):
+        self.space, self.tasks = space, tuple(tasks)
 
     def __call__(self, trial) -> dict[str, Any]:
         used: dict[str, Any] = {}
@@ -280,6 +303,9 @@ class DefineByRun:
                     used[path] = trial.suggest_categorical(path, arg)
                 else:
                     used[path] = arg[trial.suggest_categorical(path, list(range(len(arg))))]
+            elif kind == "partition":
+                options = {partition_label(p): p for p in partition_options(arg, self.tasks)}
+                used[path] = options[trial.suggest_categorical(path, list(options))]
             elif kind == "uniform":
                 used[path] = trial.suggest_float(path, float(arg[0]), float(arg[1]))
             elif kind == "loguniform":
@@ -300,7 +326,7 @@ def sample_configs(spec: SpaceSpec, n: int) -> list[dict[str, Any]]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.search.seed),
                                 direction="maximize" if spec.search.mode == "max" else "minimize")
-    fn = DefineByRun(spec.space)
+    fn = DefineByRun(spec.space, spec.base_config().tasks)
     out = []
     for _ in range(n):
         trial = study.ask()

@@ -59,7 +59,7 @@ def _tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
     if resume and tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False), max_t
     searcher = PrunedAwareOptunaSearch(
-        space=DefineByRun(spec.space), sampler=TPESampler(seed=s.seed, multivariate=True, group=True),
+        space=DefineByRun(spec.space, spec.base_config().tasks), sampler=TPESampler(seed=s.seed, multivariate=True, group=True),
         storage=JournalStorage(JournalFileBackend(str(exp_dir / "optuna.journal"))),
         study_name=exp_dir.name, max_t=max_t, metric=s.metric, mode=s.mode)  # define-by-run: set here too
     tuner = tune.Tuner(
@@ -130,6 +130,60 @@ def _final_phase(spec, exp_dir, uri, parent, board, overrides_by_trial, resume) 
     return stats.reset_index()
 
 
+def _exhaustive(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
+    """Every non-empty group of tasks, once per sampled strategy configuration, at the full budget."""
+    from ray import tune
+
+    from search.groupings import group_trials
+    from search.progress import Progress
+    from search.space import sample_configs
+    from search.tracking import MLflowTrials
+    from search.trainable import train_trial, trial_dirname
+
+    s = spec.search
+    max_t = spec.base_config().train.epochs
+    grid = group_trials(sample_configs(spec, s.num_samples), spec.base_config().tasks)
+    trainable = tune.with_resources(train_trial, {"cpu": s.cpu, "gpu": s.gpu})
+    path = exp_dir / "groups"
+    if resume and tune.Tuner.can_restore(str(path)):
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True), max_t, len(grid)
+    print(f"exhaustive groupings: {len(grid)} group trials "
+          f"({len(grid) // (2 ** len(spec.base_config().tasks) - 1)} strategy configurations)", flush=True)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"base": spec.base, "metric": s.metric, "mode": s.mode, "cpus": s.cpu,
+                     "overrides": tune.grid_search(grid)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name="groups", storage_path=str(exp_dir), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, phase="group"),
+                       Progress(s.metric, s.mode, len(grid), max_t)]),
+    )
+    return tuner, max_t, len(grid)
+
+
+def _score_groupings(trials: pd.DataFrame, tasks: tuple[str, ...], exp_dir: Path) -> list[Path]:
+    from search.groupings import score_table, summarise
+
+    ok = trials[trials["status"] != "failed"].copy()
+    ok["group"] = ok["config/tasks"].map(lambda v: "+".join(json.loads(v) if isinstance(v, str) else v))
+    ok["config"] = ok["config/_config"].astype(int)
+    parts, picks = summarise(score_table(ok, tasks), tasks)
+    parts.to_csv(exp_dir / "groupings.csv", index=False)
+    picks.to_csv(exp_dir / "selection.csv", index=False)
+    if not parts.empty:
+        print("top partitions (validation macro-F1 of each task from its group's model, averaged):")
+        for _, r in parts[parts["rank"] <= 5].iterrows():
+            print(f"  config {r['config']} #{r['rank']}: {r['partition']:<55} {r['val_avg_f1']:.4f}")
+        print("best selection per budget (overlapping groups allowed):")
+        for _, r in picks.iterrows():
+            print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r['val_avg_f1']:.4f}")
+    return [exp_dir / "groupings.csv", exp_dir / "selection.csv"]
+
+
 def _state(exp_dir: Path) -> dict:
     path = exp_dir / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -159,24 +213,29 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
 
     started = _start_ray(address)
     try:
-        tuner, max_t = _tuner(spec, exp_dir, uri, parent, resume)
-        results = tuner.fit()
         s = spec.search
+        exhaustive = s.grouping_mode == "exhaustive"
+        if exhaustive:
+            tuner, max_t, expected = _exhaustive(spec, exp_dir, uri, parent, resume)
+        else:
+            (tuner, max_t), expected = _tuner(spec, exp_dir, uri, parent, resume), s.num_samples
+        results = tuner.fit()
         history, trials = collect(results, s.metric, s.mode, max_t)
         # Ctrl-C makes fit() return normally with partial results: count what really ended
-        interrupted = results.num_terminated + results.num_errors < s.num_samples
+        interrupted = results.num_terminated + results.num_errors < expected
         board = leaderboard(trials, s.metric, s.mode)
         write_parquet(history, exp_dir / "history.parquet")
         write_parquet(trials, exp_dir / "trials.parquet")
         if interrupted:
             board.to_csv(exp_dir / "leaderboard.csv", index=False)
             client.set_terminated(parent, status="KILLED")
-            print(f"interrupted with {len(trials)} of {s.num_samples} trials; continue with:\n"
+            print(f"interrupted with {len(trials)} of {expected} trials; continue with:\n"
                   f"  python -m search.launch {spec.path} --name {exp_dir.name} --storage {exp_dir.parent} --resume",
                   flush=True)
             return 130
-        saved = compute_saved(trials, s.num_samples, max_t)
-        if s.final_k > 0:
+        saved = compute_saved(trials, expected, max_t)
+        extra = _score_groupings(trials, spec.base_config().tasks, exp_dir) if exhaustive else []
+        if s.final_k > 0 and not exhaustive:
             overrides = {_tid(r): r.config["overrides"] for r in results}
             final = _final_phase(spec, exp_dir, uri, parent, board, overrides, resume)
             if not final.empty:
@@ -187,6 +246,8 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
         print_leaderboard(board, s.metric)
         print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
               f"({saved['compute_saved_frac']:.0%} saved by ASHA)", flush=True)
+        for path in extra:
+            client.log_artifact(parent, str(path))
         _finish_parent(client, parent, board, saved, s.metric, exp_dir)
         failed = int((trials["status"] == "failed").sum()) if not trials.empty else 0
         return 1 if failed == len(trials) else 0

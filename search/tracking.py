@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
-METRIC_PREFIXES = ("train/", "val/", "test/", "strategy/")
+METRIC_PREFIXES = ("train/", "val/", "test/", "strategy/", "affinity/")
 
 
 class TrackingUnavailable(RuntimeError):

@@ -118,3 +118,16 @@ def test_readme_space_example_is_valid(tmp_path):
     configs = sample_configs(spec, 20)
     assert {c["train.batch_size"] for c in configs} <= {8, 16, 32}
     assert spec.search.gpu == 0.5 and spec.search.final_k == 2
+
+
+def test_partition_entries_sample_valid_groupings(tmp_path):
+    data = dict(BASE, space={"groups": {"partition": "all"}})
+    spec = load_space(_write(tmp_path, data))
+    seen = set()
+    for c in sample_configs(spec, 200):
+        cfg = spec.trial_config(c)
+        seen.add(cfg.partition())
+    assert 30 < len(seen) <= 52
+    bad = dict(BASE, space={"groups": {"partition": [[["binary", "gory"], ["mature"]]]}})
+    with pytest.raises(ConfigError, match=r"^space\.groups: not a partition of the tasks: leaves out"):
+        load_space(_write(tmp_path, bad, "bad.yaml"))

@@ -1,0 +1,64 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from mtl_core import TASKS
+from mtl_core.grouping import subsets
+from search.groupings import group_trials, score_table, summarise
+
+
+def test_group_trials_cover_every_group_once_per_configuration():
+    configs = [{"train.lr": 0.01, "groups": [["binary"]]}, {"train.lr": 0.01}, {"train.lr": 0.02}]
+    trials = group_trials(configs, TASKS)
+    assert len(trials) == 2 * 31  # the repeated configuration is trained once
+    keys = {(t["_config"], tuple(t["tasks"])) for t in trials}
+    assert len(keys) == 62
+    assert all(t["groups"] is None for t in trials)
+
+
+def test_scores_and_selection_from_group_results():
+    rows = []
+    for g in subsets(TASKS):
+        row = {"config": 0, "group": "+".join(g)}
+        for t in g:  # single-task models score 0.5; sarcasm does best alone (0.9)
+            row[f"val/{t}/f1"] = 0.5 if len(g) == 1 else 0.6
+        if g == ("sarcasm",):
+            row["val/sarcasm/f1"] = 0.9
+        rows.append(row)
+    parts, picks = summarise(score_table(pd.DataFrame(rows), TASKS), TASKS)
+    assert parts.iloc[0]["partition"] == "binary+mature+gory+slapstick|sarcasm"
+    assert parts.iloc[0]["val_avg_f1"] == pytest.approx((4 * 0.6 + 0.9) / 5)
+    assert picks.set_index("budget").loc[1, "groups"] == "+".join(TASKS)
+    assert picks.set_index("budget").loc[2, "val_avg_f1"] == pytest.approx((4 * 0.6 + 0.9) / 5)
+
+
+@pytest.mark.slow
+def test_exhaustive_experiment_trains_exactly_31_group_models(tmp_path, tiny_data):
+    space = {
+        "data": {"root": str(tiny_data)},
+        "model": {"text_encoder": "tiny", "rnn_units": 8, "attention_heads": 4, "head_dims": [8, 8, 4]},
+        "train": {"epochs": 1, "batch_size": 16},
+        "search": {"grouping_mode": "exhaustive", "num_samples": 1, "max_concurrent": 2, "final_k": 0},
+        "space": {"strategy": {"combiner": "equal"}},
+    }
+    path = tmp_path / "ex.yaml"
+    path.write_text(yaml.safe_dump(space))
+    proc = subprocess.run([sys.executable, "-m", "search.launch", str(path), "--storage", str(tmp_path),
+                           "--name", "ex"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "ex"
+    trials = pd.read_parquet(exp / "trials.parquet")
+    groups = sorted(tuple(json.loads(v)) for v in trials["config/tasks"])
+    assert groups == sorted(subsets(TASKS))
+    parts = pd.read_csv(exp / "groupings.csv")
+    picks = pd.read_csv(exp / "selection.csv")
+    assert len(parts) == 10 and list(picks["budget"]) == [1, 2, 3, 4, 5]
+    client = MlflowClient(tracking_uri=f"sqlite:///{exp / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ex").experiment_id], max_results=100)
+    assert sum(r.data.tags.get("phase") == "group" for r in runs) == 31
+    assert "best selection per budget" in proc.stdout
