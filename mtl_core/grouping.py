@@ -141,3 +141,15 @@ def tag_selection(affinity: Mapping[tuple[str, str], float], tasks: Sequence[str
                   ) -> tuple[float, tuple[Group, ...]]:
     """TAG: the best collection of at most k groups (overlap allowed) under the affinity scores."""
     return best_selection(affinity_scores(affinity, tasks), tasks, budget=k)
+
+
+def tag_partitions(affinity: Mapping[tuple[str, str], float], tasks: Sequence[str]) -> dict[int, tuple[float, Partition]]:
+    """For k = 1..T groups, the partition (disjoint groups) with the best TAG score (METHODS.md 10.2:
+    restricting TAG's covers to partitions when every task must be served by one model)."""
+    scores = affinity_scores(affinity, tasks)
+    best: dict[int, tuple[float, Partition]] = {}
+    for p in partitions(tasks):
+        value = score_partition(p, scores)
+        if len(p) not in best or value > best[len(p)][0]:
+            best[len(p)] = (value, p)
+    return dict(sorted(best.items()))

@@ -16,19 +16,22 @@ import pandas as pd
 from mtl_core.grouping import best_selection, rank_partitions, subsets
 
 
-def group_trials(configs: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Trial overrides: every (configuration, group) pair once; duplicates of a configuration dropped."""
+def distinct_configs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Strategy configurations without their `groups`, each once (in first-seen order)."""
     out, seen = [], set()
     for cfg in configs:
         cfg = {k: v for k, v in cfg.items() if k != "groups"}
         key = json.dumps(cfg, sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        config_id = len(seen) - 1
-        for group in subsets(tasks):
-            out.append({**cfg, "tasks": list(group), "groups": None, "_config": config_id})
+        if key not in seen:
+            seen.add(key)
+            out.append(cfg)
     return out
+
+
+def group_trials(configs: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Trial overrides: every (configuration, group) pair once; duplicates of a configuration dropped."""
+    return [{**cfg, "tasks": list(group), "groups": None, "_config": i}
+            for i, cfg in enumerate(distinct_configs(configs)) for group in subsets(tasks)]
 
 
 def score_table(runs: pd.DataFrame, tasks: tuple[str, ...], metric: str = "f1") -> dict[int, dict]:

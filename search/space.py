@@ -48,7 +48,7 @@ class SearchSettings:
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)
     final_k: int = 3  # retrain the top k configurations ...
     final_seeds: int = 3  # ... with this many seeds, evaluated on the test split; final_k 0 = off
-    grouping_mode: str = "search"  # `search` (Optuna + ASHA over the space) or `exhaustive` (every group)
+    grouping_mode: str = "search"  # `search` (Optuna + ASHA), `exhaustive` (every group), `affinity` (TAG), `both`
 
 
 @dataclass
@@ -216,8 +216,9 @@ def _search_settings(raw: Any) -> SearchSettings:
         if k in resources:
             kwargs[k] = coerce_value(float, resources[k], f"search.resources_per_trial.{k}")
     s = SearchSettings(**kwargs)
-    if s.grouping_mode not in ("search", "exhaustive"):
-        raise ConfigError(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; valid choices: search, exhaustive")
+    if s.grouping_mode not in ("search", "exhaustive", "affinity", "both"):
+        raise ConfigError(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; "
+                          "valid choices: search, exhaustive, affinity, both")
     if s.mode not in ("min", "max"):
         raise ConfigError(f"search.mode: expected min or max, got {s.mode!r}")
     for key in ("num_samples", "max_concurrent", "grace_period", "final_seeds"):

@@ -80,8 +80,10 @@ def _tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
     return tuner, max_t
 
 
-def _final_phase(spec, exp_dir, uri, parent, board, overrides_by_trial, resume) -> pd.DataFrame:
-    """Retrain the top k configurations with `final_seeds` seeds at the full budget; test metrics."""
+def _grid_tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool, name: str,
+                grid: list[dict], metric: str | None = None, eval_test: bool = False):
+    """A Tune experiment that trains each of `grid`'s overrides once at the full budget (no searcher,
+    no early stopping); restored instead when --resume finds it."""
     from ray import tune
 
     from search.progress import Progress
@@ -89,31 +91,37 @@ def _final_phase(spec, exp_dir, uri, parent, board, overrides_by_trial, resume) 
     from search.trainable import train_trial, trial_dirname
 
     s = spec.search
+    max_t = spec.base_config().train.epochs
+    trainable = tune.with_resources(train_trial, {"cpu": s.cpu, "gpu": s.gpu})
+    path = exp_dir / name
+    if resume and tune.Tuner.can_restore(str(path)):
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True)
+    return tune.Tuner(
+        trainable,
+        param_space={"base": spec.base, "metric": s.metric, "mode": s.mode, "cpus": s.cpu, "eval_test": eval_test,
+                     "overrides": tune.grid_search(grid)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(exp_dir), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, phase=name),
+                       Progress(metric or s.metric, s.mode, len(grid), max_t)]),
+    )
+
+
+def _final_phase(spec, exp_dir, uri, parent, board, overrides_by_trial, resume) -> pd.DataFrame:
+    """Retrain the top k configurations with `final_seeds` seeds at the full budget; test metrics."""
+    s = spec.search
     top = board[board["status"] != "failed"].head(s.final_k)
     if top.empty:
         return pd.DataFrame()
-    max_t = spec.base_config().train.epochs
     grid = []
     for rank, tid in enumerate(top["trial_id"], start=1):
         for seed in range(s.final_seeds):
             grid.append({**overrides_by_trial[tid], "train.seed": seed, "_rank": rank})
-    trainable = tune.with_resources(train_trial, {"cpu": s.cpu, "gpu": s.gpu})
-    path = exp_dir / "final"
-    if resume and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"base": spec.base, "metric": s.metric, "mode": s.mode, "cpus": s.cpu, "eval_test": True,
-                         "overrides": tune.grid_search(grid)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(
-                name="final", storage_path=str(exp_dir), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=s.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, phase="final"),
-                           Progress("test/avg_f1", "max", len(grid), max_t)]),
-        )
+    tuner = _grid_tuner(spec, exp_dir, uri, parent, resume, "final", grid, metric="test/avg_f1", eval_test=True)
     print(f"final: retraining the top {len(top)} configurations with {s.final_seeds} seeds each", flush=True)
     rows = []
     for r in tuner.fit():
@@ -130,48 +138,77 @@ def _final_phase(spec, exp_dir, uri, parent, board, overrides_by_trial, resume) 
     return stats.reset_index()
 
 
+def _strategy_configs(spec: SpaceSpec) -> list[dict]:
+    """The distinct strategy configurations a grouping mode trains groups with (`groups` dropped)."""
+    from search.groupings import distinct_configs
+    from search.space import sample_configs
+
+    return distinct_configs(sample_configs(spec, spec.search.num_samples))
+
+
 def _exhaustive(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
     """Every non-empty group of tasks, once per sampled strategy configuration, at the full budget."""
-    from ray import tune
-
     from search.groupings import group_trials
-    from search.progress import Progress
-    from search.space import sample_configs
-    from search.tracking import MLflowTrials
-    from search.trainable import train_trial, trial_dirname
 
-    s = spec.search
-    max_t = spec.base_config().train.epochs
-    grid = group_trials(sample_configs(spec, s.num_samples), spec.base_config().tasks)
-    trainable = tune.with_resources(train_trial, {"cpu": s.cpu, "gpu": s.gpu})
-    path = exp_dir / "groups"
-    if resume and tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True), max_t, len(grid)
-    print(f"exhaustive groupings: {len(grid)} group trials "
-          f"({len(grid) // (2 ** len(spec.base_config().tasks) - 1)} strategy configurations)", flush=True)
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"base": spec.base, "metric": s.metric, "mode": s.mode, "cpus": s.cpu,
-                     "overrides": tune.grid_search(grid)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(
-            name="groups", storage_path=str(exp_dir), verbose=0,
-            failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, phase="group"),
-                       Progress(s.metric, s.mode, len(grid), max_t)]),
-    )
-    return tuner, max_t, len(grid)
+    grid = group_trials(_strategy_configs(spec), spec.base_config().tasks)
+    print(f"exhaustive groupings: {len(grid)} group trials", flush=True)
+    return _grid_tuner(spec, exp_dir, uri, parent, resume, "group", grid), len(grid)
 
 
-def _score_groupings(trials: pd.DataFrame, tasks: tuple[str, ...], exp_dir: Path) -> list[Path]:
+def _affinity_phase(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool, exhaustive: pd.DataFrame):
+    """TAG: one all-task run per configuration measures affinities; the best partition for each number
+    of groups is then trained. Returns the comparison table (and the grouping trials' results)."""
+    from mtl_core.grouping import tag_partitions
+
+    cfg = spec.base_config()
+    tasks = cfg.tasks
+    every = cfg.train.affinity_every or 10
+    configs = _strategy_configs(spec)
+    grid = [{**c, "groups": None, "train.affinity_every": every, "_config": i} for i, c in enumerate(configs)]
+    print(f"affinity: measuring inter-task affinity in {len(grid)} all-task runs (every {every} steps)", flush=True)
+    measured = list(_grid_tuner(spec, exp_dir, uri, parent, resume, "affinity", grid).fit())
+    proposals = []
+    for r in measured:
+        df = r.metrics_dataframe
+        if r.error is not None or df is None or df.empty:
+            continue
+        cols = {(i, j): f"affinity/{i}/{j}" for i in tasks for j in tasks if i != j}
+        affinity = {k: float(df[c].mean()) for k, c in cols.items() if c in df}  # averaged over training
+        for k, (score, partition) in tag_partitions(affinity, tasks).items():
+            proposals.append({**configs[r.config["overrides"]["_config"]], "groups": [list(g) for g in partition],
+                              "_config": r.config["overrides"]["_config"], "_k": k, "_tag_score": score})
+    print(f"affinity: training the {len(proposals)} proposed groupings", flush=True)
+    trained = list(_grid_tuner(spec, exp_dir, uri, parent, resume, "tag", proposals).fit())
+    rows = []
+    for r in trained:
+        ov, df = r.config["overrides"], r.metrics_dataframe
+        partition = "|".join("+".join(g) for g in ov["groups"])
+        best = float(df[spec.search.metric].max()) if df is not None and not df.empty else float("nan")
+        row = {"config": ov["_config"], "groups": ov["_k"], "partition": partition, "tag_score": ov["_tag_score"],
+               "trained_val_avg_f1": best, "error": "" if r.error is None else str(r.error).strip().splitlines()[-1]}
+        if not exhaustive.empty:  # the exhaustive score of the same partition, when both ran
+            match = exhaustive[(exhaustive["config"] == ov["_config"]) & (exhaustive["partition"] == partition)]
+            row["exhaustive_val_avg_f1"] = float(match["val_avg_f1"].iloc[0]) if len(match) else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values(["config", "groups"]) if rows else pd.DataFrame()
+    table.to_csv(exp_dir / "affinity_groupings.csv", index=False)
+    if not table.empty:
+        print("TAG proposals (best partition per number of groups), trained:")
+        for _, r in table.iterrows():
+            print(f"  config {r['config']} k={r['groups']}: {r['partition']:<55} val/avg_f1 {r['trained_val_avg_f1']:.4f}")
+    return table
+
+
+def _score_groupings(trials: pd.DataFrame, tasks: tuple[str, ...], exp_dir: Path) -> pd.DataFrame:
+    """Writes groupings.csv (top partitions) and selection.csv; returns every partition's score."""
     from search.groupings import score_table, summarise
 
     ok = trials[trials["status"] != "failed"].copy()
     ok["group"] = ok["config/tasks"].map(lambda v: "+".join(json.loads(v) if isinstance(v, str) else v))
     ok["config"] = ok["config/_config"].astype(int)
-    parts, picks = summarise(score_table(ok, tasks), tasks)
+    tables = score_table(ok, tasks)
+    every, picks = summarise(tables, tasks, top=len(tasks) ** len(tasks))
+    parts = every[every["rank"] <= 10] if not every.empty else every
     parts.to_csv(exp_dir / "groupings.csv", index=False)
     picks.to_csv(exp_dir / "selection.csv", index=False)
     if not parts.empty:
@@ -181,7 +218,7 @@ def _score_groupings(trials: pd.DataFrame, tasks: tuple[str, ...], exp_dir: Path
         print("best selection per budget (overlapping groups allowed):")
         for _, r in picks.iterrows():
             print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r['val_avg_f1']:.4f}")
-    return [exp_dir / "groupings.csv", exp_dir / "selection.csv"]
+    return every
 
 
 def _state(exp_dir: Path) -> dict:
@@ -214,11 +251,17 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     started = _start_ray(address)
     try:
         s = spec.search
-        exhaustive = s.grouping_mode == "exhaustive"
+        max_t = spec.base_config().train.epochs
+        exhaustive = s.grouping_mode in ("exhaustive", "both")
+        if s.grouping_mode == "affinity":  # the TAG phases are the whole experiment
+            table = _affinity_phase(spec, exp_dir, uri, parent, resume, pd.DataFrame())
+            client.log_artifact(parent, str(exp_dir / "affinity_groupings.csv"))
+            client.set_terminated(parent, status="FINISHED" if not table.empty else "FAILED")
+            return 0 if not table.empty else 1
         if exhaustive:
-            tuner, max_t, expected = _exhaustive(spec, exp_dir, uri, parent, resume)
+            tuner, expected = _exhaustive(spec, exp_dir, uri, parent, resume)
         else:
-            (tuner, max_t), expected = _tuner(spec, exp_dir, uri, parent, resume), s.num_samples
+            tuner, expected = _tuner(spec, exp_dir, uri, parent, resume)[0], s.num_samples
         results = tuner.fit()
         history, trials = collect(results, s.metric, s.mode, max_t)
         # Ctrl-C makes fit() return normally with partial results: count what really ended
@@ -234,7 +277,13 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
                   flush=True)
             return 130
         saved = compute_saved(trials, expected, max_t)
-        extra = _score_groupings(trials, spec.base_config().tasks, exp_dir) if exhaustive else []
+        extra = []
+        if exhaustive:
+            scores = _score_groupings(trials, spec.base_config().tasks, exp_dir)
+            extra = [exp_dir / "groupings.csv", exp_dir / "selection.csv"]
+            if s.grouping_mode == "both":
+                _affinity_phase(spec, exp_dir, uri, parent, resume, scores)
+                extra.append(exp_dir / "affinity_groupings.csv")
         if s.final_k > 0 and not exhaustive:
             overrides = {_tid(r): r.config["overrides"] for r in results}
             final = _final_phase(spec, exp_dir, uri, parent, board, overrides, resume)

@@ -92,3 +92,17 @@ def test_tag_selection_groups_tasks_with_positive_affinity():
     value, groups = tag_selection(aff, TASKS, 2)
     assert {frozenset(g) for g in groups} == {frozenset({"mature", "gory"}),
                                                frozenset({"binary", "slapstick", "sarcasm"})}
+
+
+def test_tag_partitions_one_per_group_count():
+    aff = {(i, j): -0.1 for i in TASKS for j in TASKS if i != j}
+    aff[("mature", "gory")] = aff[("gory", "mature")] = 0.4
+    aff[("binary", "slapstick")] = aff[("slapstick", "binary")] = 0.3
+    from mtl_core.grouping import tag_partitions
+
+    best = tag_partitions(aff, TASKS)
+    assert sorted(best) == [1, 2, 3, 4, 5]
+    assert best[1][1] == (TASKS,)
+    assert {frozenset(g) for g in best[3][1]} == {frozenset({"mature", "gory"}), frozenset({"binary", "slapstick"}),
+                                                  frozenset({"sarcasm"})}  # (2,2,1): one singleton
+    assert len(best[5][1]) == 5

@@ -38,12 +38,13 @@ def test_scores_and_selection_from_group_results():
 
 
 @pytest.mark.slow
-def test_exhaustive_experiment_trains_exactly_31_group_models(tmp_path, tiny_data):
+def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
+    """grouping_mode both: exactly 31 group models, partition scores, then TAG's proposals trained."""
     space = {
         "data": {"root": str(tiny_data)},
         "model": {"text_encoder": "tiny", "rnn_units": 8, "attention_heads": 4, "head_dims": [8, 8, 4]},
         "train": {"epochs": 1, "batch_size": 16},
-        "search": {"grouping_mode": "exhaustive", "num_samples": 1, "max_concurrent": 2, "final_k": 0},
+        "search": {"grouping_mode": "both", "num_samples": 1, "max_concurrent": 2, "final_k": 0},
         "space": {"strategy": {"combiner": "equal"}},
     }
     path = tmp_path / "ex.yaml"
@@ -62,3 +63,11 @@ def test_exhaustive_experiment_trains_exactly_31_group_models(tmp_path, tiny_dat
     runs = client.search_runs([client.get_experiment_by_name("ex").experiment_id], max_results=100)
     assert sum(r.data.tags.get("phase") == "group" for r in runs) == 31
     assert "best selection per budget" in proc.stdout
+    # TAG: one all-task run measured the affinities, then one partition per number of groups was trained
+    assert sum(r.data.tags.get("phase") == "affinity" for r in runs) == 1
+    measured = next(r for r in runs if r.data.tags.get("phase") == "affinity")
+    assert "affinity/mature/gory" in measured.data.metrics
+    tag = pd.read_csv(exp / "affinity_groupings.csv")
+    assert list(tag["groups"]) == [1, 2, 3, 4, 5] and (tag["error"].fillna("") == "").all()
+    assert tag["exhaustive_val_avg_f1"].notna().all()  # beside the exhaustive score of the same partition
+    assert sum(r.data.tags.get("phase") == "tag" for r in runs) == 5
