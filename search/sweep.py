@@ -33,6 +33,9 @@ def _start_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
     if address is not None:
+        # Ray 2.60 clusters use token authentication; a driver given an explicit address must opt in
+        if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
+            os.environ["RAY_AUTH_MODE"] = "token"
         ray.init(address=address, log_to_driver=False)
         return False
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False)

@@ -131,3 +131,13 @@ def test_partition_entries_sample_valid_groupings(tmp_path):
     bad = dict(BASE, space={"groups": {"partition": [[["binary", "gory"], ["mature"]]]}})
     with pytest.raises(ConfigError, match=r"^space\.groups: not a partition of the tasks: leaves out"):
         load_space(_write(tmp_path, bad, "bad.yaml"))
+
+
+def test_unreachable_tracking_server_is_rejected_before_training(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "search.launch", str(ROOT / "spaces" / "smoke.yaml"),
+                           "--storage", str(tmp_path), "--name", "x", "--mlflow-uri", "http://127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: --mlflow-uri: cannot reach the MLflow tracking store at http://127.0.0.1:9")
+    assert not (tmp_path / "x" / "search").exists()  # no Tune experiment was started
