@@ -5,8 +5,12 @@ dashboard would show no pruning. Importable module: Tune pickles the searcher in
 """
 from __future__ import annotations
 
+import logging
+
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):
@@ -14,11 +18,20 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._max_t, self._time_attr = max_t, time_attr
 
+    def _finished_in_study(self, trial_id) -> bool:
+        # After a killed launcher the journal can be ahead of the pickled searcher state: a trial the
+        # restored experiment still runs may already be finished in the study.
+        ot_trial = self._ot_trials.get(trial_id)
+        return ot_trial is not None and ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished()
+
+    def on_trial_result(self, trial_id, result):
+        if not self._finished_in_study(trial_id):
+            super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id, result=None, error=False):
         ot_trial = self._ot_trials.get(trial_id)
         if error and ot_trial is not None and trial_id not in self._completed_trials:
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)  # not COMPLETE with a partial value
-            self._completed_trials.add(trial_id)
+            self._tell(trial_id, ot_trial, TrialState.FAIL)  # not COMPLETE with a partial value
             return
         stopped_early = (ot_trial is not None and result and not error
                          and trial_id not in self._completed_trials
@@ -29,5 +42,13 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         step = int(result[self._time_attr])
         if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
             ot_trial.report(float(result[self.metric]), step)  # the step ASHA decided on
-        self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        self._tell(trial_id, ot_trial, TrialState.PRUNED)
+
+    def _tell(self, trial_id, ot_trial, state) -> None:
+        # After a killed launcher the journal may already hold this trial's end (written before the
+        # searcher state was last saved): the study keeps what it has, the searcher moves on.
+        try:
+            self._ot_study.tell(ot_trial, state=state)
+        except ValueError as exc:
+            logger.info("optuna trial %s already finished: %s", trial_id, exc)
         self._completed_trials.add(trial_id)

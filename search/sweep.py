@@ -76,7 +76,6 @@ def _tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
         run_config=tune.RunConfig(
             name="search", storage_path=str(exp_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t),
                        Progress(s.metric, s.mode, s.num_samples, max_t)]),
     )
@@ -108,7 +107,6 @@ def _grid_tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: b
         run_config=tune.RunConfig(
             name=name, storage_path=str(exp_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, phase=name),
                        Progress(metric or s.metric, s.mode, len(grid), max_t)]),
     )
@@ -267,6 +265,10 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
             tuner, expected = _tuner(spec, exp_dir, uri, parent, resume)[0], s.num_samples
         results = tuner.fit()
         history, trials = collect(results, s.metric, s.mode, max_t)
+        if resume:
+            from search.tracking import close_orphans
+
+            close_orphans(uri, exp_dir.name, parent, "group" if exhaustive else "search", set(trials["trial_id"]))
         # Ctrl-C makes fit() return normally with partial results: count what really ended
         interrupted = results.num_terminated + results.num_errors < expected
         board = leaderboard(trials, s.metric, s.mode)

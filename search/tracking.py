@@ -146,3 +146,19 @@ def trial_error(trial) -> str:
     text = text or str(getattr(trial, "error_msg", "") or "")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "error"
+
+
+def close_orphans(uri: str, experiment: str, parent_run_id: str, phase: str, known_trials: set[str]) -> int:
+    """Child runs of trials the experiment no longer knows (started just before a killed launcher's
+    last saved state, then proposed afresh on --resume): tagged `orphaned` and ended KILLED."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=5000,
+                              filter_string=f"tags.phase = '{phase}' and tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    closed = 0
+    for run in runs:
+        if run.data.tags.get("tune_trial_id") not in known_trials and run.data.tags.get("orphaned") != "true":
+            client.set_tag(run.info.run_id, "orphaned", "true")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed += 1
+    return closed

@@ -1,10 +1,12 @@
 """A real two-node Ray cluster on this host (cluster/local.sh): a worker node dies mid-sweep and every
 trial still completes from its checkpoint on the surviving node."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,15 +25,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def two_nodes(tmp_path):
-    env = {**os.environ, "MTL_LOCAL_CLUSTER": str(tmp_path / "cluster"), "RAY_PORT": str(_free_port()),
-           "RAY_AUTH_MODE": "token"}
+def two_nodes():
+    # a short folder: Ray's unix socket paths live below it and must stay under 108 characters
+    state = tempfile.mkdtemp(prefix="mtlc-", dir="/tmp")
+    env = {**os.environ, "MTL_LOCAL_CLUSTER": state, "RAY_PORT": str(_free_port()), "RAY_AUTH_MODE": "token",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     script = str(ROOT / "cluster" / "local.sh")
     try:
-        subprocess.run([script, "up", "1"], env=env, check=True, capture_output=True, timeout=180)
+        up = subprocess.run([script, "up", "1"], env=env, capture_output=True, text=True, timeout=180)
+        assert up.returncode == 0, up.stdout + up.stderr
         yield env
     finally:  # stop exactly what the fixture started, even when the test failed
         subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _worker_raylet(state: str) -> int:

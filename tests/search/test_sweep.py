@@ -129,3 +129,40 @@ def test_failing_trials_are_marked_failed_with_their_reason(tmp_path):
     board = pd.read_csv(exp / "leaderboard.csv")
     assert (board["status"] == "failed").all() and board["error"].str.contains("not finite").all()
     assert "failed: " in out
+
+
+def _ray_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "ray/core/src/ray/(raylet|gcs)"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_killed_launcher_resumes_without_losing_or_repeating_trials(tmp_path):
+    before = _ray_pids()
+    args = ["--storage", str(tmp_path), "--name", "killed", "--set", "train.epochs=3", "--set", "search.final_k=0"]
+    proc = _launch(*args)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line or " 2 stopped early" in line or " 2 finished" in line or "1 finished, 1 stopped" in line:
+                break
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and everything in its session, at once
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60  # the killed launcher's own Ray must not outlive it
+    while _ray_pids() - before and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _ray_pids() - before
+    rc, out = _finish(_launch(*args, "--resume"))
+    assert rc == 0, out
+    exp = tmp_path / "killed"
+    _, children, parents = _child_runs(exp)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert len(trials) == 8 and (trials["status"] != "failed").all()
+    # one child run per trial of the experiment; a trial the kill lost before Tune saved it is closed
+    kept = [r for r in children if r.data.tags.get("orphaned") != "true"]
+    assert sorted(r.data.tags["tune_trial_id"] for r in kept) == sorted(trials["trial_id"])
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
