@@ -26,13 +26,32 @@ def _error_line(error: Any) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def _with_lost_epochs(df: pd.DataFrame | None, checkpoint) -> pd.DataFrame | None:
+    """A trial retried on another node can miss earlier epochs in Tune's result log; mtl_core keeps the
+    whole metric history in each checkpoint, so the missing epochs are taken from the latest one."""
+    if df is None or df.empty or "epoch" not in df or checkpoint is None:
+        return df
+    missing = set(range(int(df["epoch"].max()) + 1)) - set(df["epoch"].astype(int))
+    if not missing:
+        return df
+    import torch
+
+    with checkpoint.as_directory() as d:
+        history = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)["history"]
+    lost = pd.DataFrame([m for m in history if m["epoch"] in missing])
+    if lost.empty:
+        return df
+    lost["training_iteration"] = lost["epoch"] + 1
+    return pd.concat([lost, df], ignore_index=True).sort_values("training_iteration", ignore_index=True)
+
+
 def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history: one row per trial and epoch, trials: one row per trial at its best epoch)."""
     history, trials = [], []
     for r in results:
         tid = _trial_id(r)
         overrides = (r.config or {}).get("overrides", {})
-        df = r.metrics_dataframe
+        df = _with_lost_epochs(r.metrics_dataframe, r.checkpoint)
         epochs = 0 if df is None or df.empty else int(df["training_iteration"].max())
         row: dict[str, Any] = {"trial_id": tid, "epochs": epochs}
         row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in overrides.items()})
@@ -52,7 +71,7 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
                 if c.startswith(("val/", "test/")) or c in ("hostname", "node_ip"):
                     row[c] = best[c]
             row["best_epoch"] = int(best.get("epoch", best["training_iteration"] - 1))
-            row["time_total_s"] = float(df["time_total_s"].max())
+            row["time_total_s"] = float(df["time_total_s"].max()) if "time_total_s" in df else float("nan")
         trials.append(row)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     return hist, pd.DataFrame(trials)

@@ -81,3 +81,6 @@ def test_sweep_survives_a_worker_node_dying(two_nodes, tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("nodes").experiment_id])
     children = [r for r in runs if r.data.tags.get("phase") == "search"]
     assert len(children) == 6 and len({r.data.tags["tune_trial_id"] for r in children}) == 6
+    for run in children:  # every epoch of every trial reached MLflow, the retried one's included
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, "val/avg_f1")}
+        assert steps == {0, 1, 2}, run.data.tags["tune_trial_id"]
