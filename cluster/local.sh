@@ -37,7 +37,7 @@ case "${1:-}" in
       --include-dashboard=true --dashboard-host=127.0.0.1 --disable-usage-stats > "$STATE/head.log" 2>&1
     for i in $(seq 1 "$n"); do
       ray start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" \
-        --resources="{\"node_worker$i\": 1}" --temp-dir="$STATE/ray" --object-store-memory="$STORE" \
+        --resources="{\"node_worker$i\": 1}" --temp-dir="$STATE/ray-w$i" --object-store-memory="$STORE" \
         --disable-usage-stats > "$STATE/worker$i.log" 2>&1
     done
     echo "127.0.0.1:$PORT" > "$STATE/address"
