@@ -76,7 +76,7 @@ def _tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
         run_config=tune.RunConfig(
             name="search", storage_path=str(exp_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t),
+            callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, spool=str(exp_dir / "mlflow_pending.jsonl")),
                        Progress(s.metric, s.mode, s.num_samples, max_t)]),
     )
     return tuner, max_t
@@ -107,7 +107,8 @@ def _grid_tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: b
         run_config=tune.RunConfig(
             name=name, storage_path=str(exp_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, phase=name),
+            callbacks=[MLflowTrials(uri, exp_dir.name, parent, max_t, phase=name,
+                                    spool=str(exp_dir / "mlflow_pending.jsonl")),
                        Progress(metric or s.metric, s.mode, len(grid), max_t)]),
     )
 

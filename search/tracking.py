@@ -71,12 +71,20 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 class MLflowTrials(tune.Callback):
-    """Child run per trial: sampled parameters, per-epoch metrics (step = epoch), final status."""
+    """Child run per trial: sampled parameters, per-epoch metrics (step = epoch), final status.
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, max_t: int, phase: str = "search"):
+    When the tracking server goes away mid-sweep, training goes on: every MLflow operation is queued
+    and replayed in order once the server answers again (retried at most every `retry_s`; the queue is
+    part of the callback's saved state). Whatever is still queued when the experiment ends is written
+    to `spool` (JSON lines) and reported loudly, never dropped silently."""
+
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, max_t: int, phase: str = "search",
+                 spool: str | None = None, retry_s: float = 30.0):
         self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
-        self.max_t, self.phase = max_t, phase
+        self.max_t, self.phase, self.spool, self.retry_s = max_t, phase, spool, retry_s
         self._runs: dict[str, str] = {}
+        self._pending: list[tuple] = []
+        self._retry_at = 0.0
         self._client: MlflowClient | None = None
         self._exp_id: str | None = None
 
@@ -84,57 +92,101 @@ class MLflowTrials(tune.Callback):
     def client(self) -> MlflowClient:
         if self._client is None:
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        if self._exp_id is None:
             self._exp_id = self._client.get_experiment_by_name(self.experiment).experiment_id
         return self._client
 
     def get_state(self) -> dict:
-        return {"runs": dict(self._runs)}
+        return {"runs": dict(self._runs), "pending": list(self._pending)}
 
     def set_state(self, state: dict) -> None:
         self._runs.update(state.get("runs", {}))
+        self._pending = list(state.get("pending", [])) + self._pending
 
-    def run_id(self, trial) -> str:
-        if trial.trial_id in self._runs:
-            return self._runs[trial.trial_id]
+    # -- queue -----------------------------------------------------------------------------------
+
+    def _queue(self, op: tuple) -> None:
+        self._pending.append(op)
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        if not force and time.monotonic() < self._retry_at:
+            return
+        while self._pending:
+            try:
+                self._apply(self._pending[0])
+            except Exception as exc:  # unreachable store: keep the queue, try again later
+                if not self._retry_at:
+                    print(f"warning: MLflow at {self.tracking_uri} is not answering ({type(exc).__name__}); "
+                          f"buffering tracking data and retrying every {self.retry_s:.0f}s", flush=True)
+                self._retry_at = time.monotonic() + self.retry_s
+                return
+            self._pending.pop(0)
+        if self._retry_at:
+            print(f"MLflow at {self.tracking_uri} answers again; buffered tracking data written", flush=True)
+        self._retry_at = 0.0
+
+    def _apply(self, op: tuple) -> None:
+        kind, tid = op[0], op[1]
+        if kind == "start":
+            self._ensure_run(tid, op[2])
+        elif kind == "metrics":
+            _, _, step, values, tags, stamp = op
+            run_id = self._ensure_run(tid, None)
+            metrics = [Metric(k, v if math.isfinite(v) else float("nan"), stamp, step) for k, v in values.items()]
+            run_tags = [RunTag(k, v) for k, v in tags.items()]
+            for i in range(0, max(1, len(metrics)), 900):  # MLflow caps a batch at 1000 entries
+                self.client.log_batch(run_id, metrics=metrics[i:i + 900], tags=run_tags if i == 0 else [])
+        elif kind == "end":
+            _, _, status, tags = op
+            run_id = self._ensure_run(tid, None)
+            for k, v in tags.items():
+                self.client.set_tag(run_id, k, v)
+            self.client.set_terminated(run_id, status=status)
+
+    def _ensure_run(self, tid: str, overrides: dict | None) -> str:
+        if tid in self._runs:
+            return self._runs[tid]
         client = self.client
-        found = client.search_runs(
-            [self._exp_id], max_results=1,
-            filter_string=f"tags.tune_trial_id = '{trial.trial_id}' and tags.phase = '{self.phase}'")
+        found = client.search_runs([self._exp_id], max_results=1,
+                                   filter_string=f"tags.tune_trial_id = '{tid}' and tags.phase = '{self.phase}'")
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
         else:
-            tags = {"mlflow.parentRunId": self.parent_run_id, "tune_trial_id": trial.trial_id, "phase": self.phase}
-            run = client.create_run(self._exp_id, run_name=f"{self.phase}-{trial.trial_id}", tags=tags)
-            run_id = run.info.run_id
-            client.log_batch(run_id, params=flat_params(trial.config.get("overrides", {})))
-        self._runs[trial.trial_id] = run_id
+            tags = {"mlflow.parentRunId": self.parent_run_id, "tune_trial_id": tid, "phase": self.phase}
+            run_id = client.create_run(self._exp_id, run_name=f"{self.phase}-{tid}", tags=tags).info.run_id
+            client.log_batch(run_id, params=flat_params(overrides or {}))
+        self._runs[tid] = run_id
         return run_id
 
+    # -- Tune hooks ------------------------------------------------------------------------------
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.run_id(trial)
+        self._queue(("start", trial.trial_id, trial.config.get("overrides", {})))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self.run_id(trial)
         step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v if math.isfinite(v) else float("nan"), now, step)
-                   for k, v in numeric_metrics(result).items()]
-        tags = [RunTag("node", str(result.get("hostname", ""))), RunTag("epochs_run", str(step + 1))]
-        for i in range(0, len(metrics), 900):  # MLflow caps a batch at 1000 entries
-            self.client.log_batch(run_id, metrics=metrics[i:i + 900], tags=tags if i == 0 else [])
+        tags = {"node": str(result.get("hostname", "")), "epochs_run": str(step + 1)}
+        self._queue(("metrics", trial.trial_id, step, numeric_metrics(result), tags, int(time.time() * 1000)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        run_id = self.run_id(trial)
         epochs = int((trial.last_result or {}).get("training_iteration", 0))
         status = "FINISHED" if epochs >= self.max_t else "KILLED"  # KILLED: ASHA stopped it early
-        self.client.set_tag(run_id, "stopped_early", str(status == "KILLED").lower())
-        self.client.set_terminated(run_id, status=status)
+        self._queue(("end", trial.trial_id, status, {"stopped_early": str(status == "KILLED").lower()}))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        run_id = self.run_id(trial)
-        self.client.set_tag(run_id, "error", trial_error(trial)[:5000])
-        self.client.set_terminated(run_id, status="FAILED")
+        self._queue(("end", trial.trial_id, "FAILED", {"error": trial_error(trial)[:5000]}))
+
+    def on_experiment_end(self, trials, **info):
+        self.flush(force=True)
+        if self._pending:
+            where = self.spool or "mlflow_pending.jsonl"
+            with open(where, "a") as f:
+                for op in self._pending:
+                    f.write(json.dumps(op) + "\n")
+            print(f"WARNING: MLflow at {self.tracking_uri} is still unreachable: {len(self._pending)} tracking "
+                  f"operations were not logged; they are saved in {where}", flush=True)
 
 
 def trial_error(trial) -> str:
