@@ -49,3 +49,26 @@ def tiny_cfg(tiny_data):
     def make(**sections):
         return build_config(tiny_raw(tiny_data, **sections))
     return make
+
+
+class Interrupt(Exception):
+    """Raised from a report callback to stop a run after a given epoch, as a killed process would."""
+
+
+def strip_time(history):
+    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
+
+
+def assert_resume_exact(cfg, root, stop_after: int = 1, prepared=None):
+    """Training interrupted after `stop_after` and resumed gives exactly the uninterrupted metrics."""
+    from mtl_core.train import train
+
+    full = train(cfg, None, root / "full", prepared=prepared)
+
+    def stop(epoch, metrics, ckpt):
+        if epoch == stop_after:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        train(cfg, stop, root / "part", prepared=prepared)
+    resumed = train(cfg, None, root / "part", resume=True, prepared=prepared)
+    assert strip_time(resumed) == strip_time(full)

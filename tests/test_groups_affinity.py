@@ -10,7 +10,7 @@ from mtl_core.config import ConfigError, build_config
 from mtl_core.prepare import prepare
 from mtl_core.train import build_model, evaluate, train
 
-from conftest import tiny_raw
+from conftest import assert_resume_exact, tiny_raw
 
 GROUPS = [["binary", "gory"], ["mature", "slapstick", "sarcasm"]]
 
@@ -39,22 +39,9 @@ def test_grouping_trial_trains_one_model_per_group_and_reports_from_the_right_on
             assert metrics[f"val/{t}/f1"] == pytest.approx(best[f"val/{t}/f1"])
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_grouped_resume_is_exact(tiny_data, tmp_path):
     cfg = build_config(tiny_raw(tiny_data, groups=GROUPS, train={"epochs": 3}, strategy={"scheduler": "sampling"}))
-    full = train(cfg, None, tmp_path / "full")
-
-    def stop(epoch, metrics, ckpt):
-        if epoch == 0:
-            raise Interrupt
-    with pytest.raises(Interrupt):
-        train(cfg, stop, tmp_path / "part")
-    resumed = train(cfg, None, tmp_path / "part", resume=True)
-    strip = lambda h: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in h]  # noqa: E731
-    assert strip(resumed) == strip(full)
+    assert_resume_exact(cfg, tmp_path, stop_after=0)
 
 
 # --- TAG lookahead -------------------------------------------------------------------------------

@@ -14,15 +14,9 @@ from mtl_core.metrics import binary_task_metrics
 from mtl_core.prepare import prepare
 from mtl_core.train import TrainingDiverged, train
 
-from conftest import tiny_raw
+from conftest import assert_resume_exact, strip_time, tiny_raw
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _strip_time(history):
-    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
 
 
 def test_reports_every_metric_each_epoch(tiny_cfg, tmp_path):
@@ -42,21 +36,12 @@ def test_same_seed_same_metrics(tiny_cfg, tmp_path):
     a = train(tiny_cfg(), None, tmp_path / "a")
     b = train(tiny_cfg(), None, tmp_path / "b")
     c = train(tiny_cfg(train={"seed": 1}), None, tmp_path / "c")
-    assert _strip_time(a) == _strip_time(b)
-    assert _strip_time(a) != _strip_time(c)
+    assert strip_time(a) == strip_time(b)
+    assert strip_time(a) != strip_time(c)
 
 
 def test_resume_is_exact(tiny_cfg, tmp_path):
-    cfg = tiny_cfg(train={"epochs": 3}, model={"freeze_text": False})
-    full = train(cfg, None, tmp_path / "full")
-
-    def stop_after_second(epoch, metrics, ckpt):
-        if epoch == 1:
-            raise Interrupt
-    with pytest.raises(Interrupt):
-        train(cfg, stop_after_second, tmp_path / "part")
-    resumed = train(cfg, None, tmp_path / "part", resume=True)
-    assert _strip_time(resumed) == _strip_time(full)
+    assert_resume_exact(tiny_cfg(train={"epochs": 3}, model={"freeze_text": False}), tmp_path, stop_after=1)
 
 
 def test_subset_of_tasks(tiny_cfg, tmp_path):

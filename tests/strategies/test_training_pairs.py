@@ -12,7 +12,7 @@ from mtl_core.prepare import prepare
 from mtl_core.strategies import REGISTRIES
 from mtl_core.train import train
 
-from conftest import tiny_raw
+from conftest import assert_resume_exact, tiny_raw
 
 PAIRS = [(s, c) for s in REGISTRIES["scheduler"] for c in REGISTRIES["combiner"]]
 
@@ -61,10 +61,6 @@ def test_strategy_metrics_are_reported(micro, tmp_path):
     assert 0 < history[-1]["strategy/modality/video"] <= 1
 
 
-class Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("scheduler, combiner, modality", [
     ("sampling", "rlw", "dropout"),
     ("dsg", "gradnorm", "one_at_a_time"),
@@ -75,14 +71,4 @@ class Interrupt(Exception):
 ])
 def test_resume_with_stateful_strategies_is_exact(micro, tmp_path, scheduler, combiner, modality):
     root, data = micro
-    cfg = _cfg(root, scheduler, combiner, modality, epochs=4)
-    full = train(cfg, None, tmp_path / "full", prepared=data)
-
-    def stop(epoch, metrics, ckpt):
-        if epoch == 1:
-            raise Interrupt
-    with pytest.raises(Interrupt):
-        train(cfg, stop, tmp_path / "part", prepared=data)
-    resumed = train(cfg, None, tmp_path / "part", resume=True, prepared=data)
-    strip = lambda h: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in h]  # noqa: E731
-    assert strip(resumed) == strip(full)
+    assert_resume_exact(_cfg(root, scheduler, combiner, modality, epochs=4), tmp_path, stop_after=1, prepared=data)
