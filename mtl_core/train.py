@@ -157,11 +157,11 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
             run.affinity.append(lookahead_affinity(run.model, inputs, labels, run.tasks, run.lr_sched.get_last_lr()[0]))
         z = run.model.encode(inputs)
         losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks)
-        detached = losses.detach().cpu()
+        detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
         if not torch.isfinite(detached).all():
             bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
             raise TrainingDiverged(f"epoch {epoch} step {run.step}: the loss of task {bad!r} is not finite")
-        active = scheduler.step_mask(run.step) & has.cpu()
+        active = scheduler.step_mask(run.step) & has
         if active.any():
             run.opt.zero_grad(set_to_none=True)
             backward_step(run.model, z, losses, active.to(device), combiner)
@@ -170,8 +170,8 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
             run.opt.step()
         run.lr_sched.step()
         scheduler.observe(detached, active)
-        loss_sum += detached * has.cpu()
-        loss_n += has.cpu()
+        loss_sum += detached * has
+        loss_n += has
         run.step += 1
 
     metrics = {f"train/{t}/loss": float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
