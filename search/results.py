@@ -15,15 +15,16 @@ from mtl_core import TASKS
 STRATEGY_COLUMNS = ("strategy.scheduler.name", "strategy.combiner.name", "strategy.modality.name")
 
 
-def _trial_id(result) -> str:
+def trial_id_of(result) -> str:
     if result.metrics and result.metrics.get("trial_id"):
         return str(result.metrics["trial_id"])
     return Path(result.path).name.removeprefix("trial_")
 
 
-def _error_line(error: Any) -> str:
+def error_line(error: Any, default: str = "error") -> str:
+    """The last non-empty line of an error or traceback (e.g. `TrainingDiverged: epoch 1 step 9: ...`)."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    return lines[-1] if lines else default
 
 
 def _with_lost_epochs(df: pd.DataFrame | None, checkpoint) -> pd.DataFrame | None:
@@ -49,14 +50,14 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
     """(history: one row per trial and epoch, trials: one row per trial at its best epoch)."""
     history, trials = [], []
     for r in results:
-        tid = _trial_id(r)
+        tid = trial_id_of(r)
         overrides = (r.config or {}).get("overrides", {})
         df = _with_lost_epochs(r.metrics_dataframe, r.checkpoint)
         epochs = 0 if df is None or df.empty else int(df["training_iteration"].max())
         row: dict[str, Any] = {"trial_id": tid, "epochs": epochs}
         row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in overrides.items()})
         if r.error is not None:
-            row["status"], row["error"] = "failed", _error_line(r.error)
+            row["status"], row["error"] = "failed", error_line(r.error, type(r.error).__name__)
         else:
             row["status"], row["error"] = ("finished" if epochs >= max_t else "stopped"), ""
         if df is not None and not df.empty:

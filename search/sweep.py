@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.results import collect, compute_saved, leaderboard, print_leaderboard, write_parquet
+from search.results import (
+    collect, compute_saved, error_line, leaderboard, print_leaderboard, trial_id_of, write_parquet,
+)
 from search.space import SpaceSpec, dump_resolved
 
 log = logging.getLogger("search.sweep")
@@ -187,7 +189,7 @@ def _affinity_phase(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resum
         partition = "|".join("+".join(g) for g in ov["groups"])
         best = float(df[spec.search.metric].max()) if df is not None and not df.empty else float("nan")
         row = {"config": ov["_config"], "groups": ov["_k"], "partition": partition, "tag_score": ov["_tag_score"],
-               "trained_val_avg_f1": best, "error": "" if r.error is None else str(r.error).strip().splitlines()[-1]}
+               "trained_val_avg_f1": best, "error": "" if r.error is None else error_line(r.error)}
         if not exhaustive.empty:  # the exhaustive score of the same partition, when both ran
             match = exhaustive[(exhaustive["config"] == ov["_config"]) & (exhaustive["partition"] == partition)]
             row["exhaustive_val_avg_f1"] = float(match["val_avg_f1"].iloc[0]) if len(match) else float("nan")
@@ -291,7 +293,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
                 _affinity_phase(spec, exp_dir, uri, parent, resume, scores)
                 extra.append(exp_dir / "affinity_groupings.csv")
         if s.final_k > 0 and not exhaustive:
-            overrides = {_tid(r): r.config["overrides"] for r in results}
+            overrides = {trial_id_of(r): r.config["overrides"] for r in results}
             final = _final_phase(spec, exp_dir, uri, parent, board, overrides, resume)
             if not final.empty:
                 ranked = board[board["status"] != "failed"].head(len(final))
@@ -309,12 +311,6 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     finally:
         if started:
             ray.shutdown()
-
-
-def _tid(result) -> str:
-    from search.results import _trial_id
-
-    return _trial_id(result)
 
 
 def _finish_parent(client, parent: str, board: pd.DataFrame, saved: dict, metric: str, exp_dir: Path) -> None:

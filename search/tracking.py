@@ -18,6 +18,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
+from search.results import error_line
+
 METRIC_PREFIXES = ("train/", "val/", "test/", "strategy/", "affinity/")
 
 
@@ -190,14 +192,12 @@ class MLflowTrials(tune.Callback):
 
 
 def trial_error(trial) -> str:
-    """The last line of the trial's error (e.g. `TrainingDiverged: epoch 1 step 9: the loss ...`)."""
+    """The last line of the trial's error file (or message)."""
     path = getattr(trial, "error_file", None)
     text = ""
     if path and Path(path).is_file():
         text = Path(path).read_text(errors="replace")
-    text = text or str(getattr(trial, "error_msg", "") or "")
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "error"
+    return error_line(text or str(getattr(trial, "error_msg", "") or ""))
 
 
 def close_orphans(uri: str, experiment: str, parent_run_id: str, phase: str, known_trials: set[str]) -> int:
