@@ -30,7 +30,8 @@ def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, l
     from mtl_core.config import StrategyChoice, build_config
     from mtl_core.prepare import prepare
     from mtl_core.strategies import StrategyContext, build_strategy, gradients
-    from mtl_core.train import backward_step, build_model, task_losses
+    from mtl_core.losses import task_losses
+    from mtl_core.train import backward_step, build_model
 
     cfg = build_config({"data": {"root": data_dir}, "model": {"text_encoder": "tiny", "rnn_units": rnn_units,
                                                               "attention_heads": 4}})

@@ -24,7 +24,7 @@ from mtl_core.data.synth import write_synthetic
 from mtl_core.data.text_cache import cached_hidden
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import load_text_encoder
-from mtl_core.train import task_losses
+from mtl_core.losses import task_losses
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "comic_mischief"
 

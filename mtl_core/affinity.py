@@ -3,8 +3,8 @@
 Z(i -> j) = 1 - L_j(batch; θ_s - lr·∇_{θ_s} L_i, θ_j) / L_j(batch; θ_s, θ_j): how much one SGD step of
 the shared parameters on task i alone changes task j's loss on the same batch. Z > 0: i helps j.
 
-The lookahead runs in training mode with the same dropout masks as the reference forward (the torch
-RNG is replayed), moves only the shared parameters (heads untouched), and leaves the model exactly as
+The lookahead runs in training mode with the same dropout masks as the reference forward (the CPU
+and, on CUDA, the device's generator are replayed), moves only the shared parameters (heads untouched), and leaves the model exactly as
 it was: parameters, BatchNorm statistics, gradients and the RNG state are all restored, so measuring
 does not perturb training. The step is plain SGD with the current learning rate (TAG's patch also
 uses SGD; Adam's first step would be ±lr per parameter whatever the gradient).
@@ -13,23 +13,26 @@ from __future__ import annotations
 
 import torch
 
+from mtl_core.losses import task_losses
 from mtl_core.strategies.gradients import shared_jacobian
 
 
-def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float) -> torch.Tensor:
-    """[T, T] matrix Z[i, j] = Z(i -> j) on one batch (NaN where task j has no label in the batch)."""
-    from mtl_core.train import task_losses  # the trainer imports this module
+def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float,
+                       class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """[T, T] matrix Z[i, j] = Z(i -> j) on one batch (NaN where task j has no label in the batch),
+    with the training loss (`class_weights` as in training)."""
 
-    rng = torch.get_rng_state()
+    device = next(model.parameters()).device
+    rng = rng_state(device)
     buffers = {k: b.clone() for k, b in model.named_buffers()}
     shared = model.shared_parameters()
     saved = [p.detach().clone() for p in shared]
     grads = [p.grad for p in model.parameters()]
     try:
         with torch.enable_grad():
-            torch.set_rng_state(rng)
+            set_rng_state(rng)
             z = model.encode(inputs)
-            losses, has = task_losses(model.heads_forward(z), labels, tasks)
+            losses, has = task_losses(model.heads_forward(z), labels, tasks, class_weights)
             jac, _ = shared_jacobian(model, z, losses, torch.arange(len(tasks), device=losses.device))
         base = losses.detach()
         out = torch.full((len(tasks), len(tasks)), float("nan"))
@@ -42,8 +45,8 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float)
                     n = p.numel()
                     p.copy_(p0 - lr * jac[i, offset:offset + n].view_as(p))
                     offset += n
-                torch.set_rng_state(rng)  # the same dropout masks as the reference forward
-                after = task_losses(model.heads_forward(model.encode(inputs)), labels, tasks)[0]
+                set_rng_state(rng)  # the same dropout masks as the reference forward
+                after = task_losses(model.heads_forward(model.encode(inputs)), labels, tasks, class_weights)[0]
                 out[i] = (1 - after / base.clamp(min=1e-12)).cpu()
             out[:, ~has.cpu()] = float("nan")
     finally:
@@ -54,5 +57,18 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float)
                 b.copy_(buffers[k])
         for p, g in zip(model.parameters(), grads):
             p.grad = g
-        torch.set_rng_state(rng)
+        set_rng_state(rng)
     return out
+
+
+def rng_state(device: torch.device) -> tuple:
+    """The generators dropout draws from on `device`: the CPU one, and the device's own (CUDA)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), device, cuda
+
+
+def set_rng_state(state: tuple) -> None:
+    cpu, device, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)

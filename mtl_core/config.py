@@ -68,6 +68,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global grad norm; None disables clipping
     seed: int = 0
     affinity_every: int = 0  # measure TAG inter-task affinity every n steps (0 = off; TAG uses 10)
+    class_weight: Any = "none"  # `none`, `balanced` (from the training labels) or {task: positive weight}
     device: str = "auto"  # `auto`, `cpu`, `cuda`, `cuda:1`, ...
     num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
     progress: bool = True  # progress bar within an epoch (CLI only)
@@ -176,6 +177,7 @@ def _check_semantics(cfg: Config) -> None:
             check_partition(cfg.groups, cfg.tasks)
         except ValueError as exc:
             raise ConfigError(f"groups: not a partition of the tasks: {exc}") from None
+    _check_class_weight(cfg.train.class_weight, cfg.tasks)
     if cfg.train.affinity_every < 0:
         raise ConfigError(f"train.affinity_every: must be >= 0, got {cfg.train.affinity_every}")
     positive = {
@@ -210,6 +212,19 @@ def _check_semantics(cfg: Config) -> None:
 
     for axis in ("scheduler", "combiner", "modality"):
         validate_strategy(axis, getattr(cfg.strategy, axis), cfg)
+
+
+def _check_class_weight(value: Any, tasks: tuple[str, ...]) -> None:
+    if value in ("none", "balanced"):
+        return
+    if not isinstance(value, dict):
+        raise ConfigError(f"train.class_weight: expected none, balanced or a mapping task: positive weight, "
+                          f"got {_show(value)}")
+    for task, w in value.items():
+        if task not in tasks:
+            raise ConfigError(f"train.class_weight.{task}: not one of the configured tasks ({', '.join(tasks)})")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+            raise ConfigError(f"train.class_weight.{task}: expected a positive number, got {_show(w)}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
 from mtl_core.config import Config, ConfigError
 from mtl_core.data.dataset import SplitData
+from mtl_core.losses import class_weights, task_losses
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
@@ -50,19 +51,6 @@ def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
     return HICCAP(cfg.tasks, width, text_encoder=None if m.freeze_text else encoder.model,
                   freeze_text=m.freeze_text, rnn_units=m.rnn_units, attention_heads=heads,
                   dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
-
-
-def task_losses(logits: dict[str, torch.Tensor], labels: torch.Tensor, tasks) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-task mean cross-entropy over labelled clips [T], and which tasks had any label [T]."""
-    losses, has = [], []
-    for j, t in enumerate(tasks):
-        y = labels[:, j]
-        keep = y >= 0  # a missing label is masked out, never read as 0
-        n = keep.sum()
-        ce = F.cross_entropy(logits[t], y.clamp(min=0), reduction="none")
-        losses.append((ce * keep).sum() / n.clamp(min=1))
-        has.append(n > 0)
-    return torch.stack(losses), torch.stack(has)
 
 
 def backward_step(model: HICCAP, z: torch.Tensor, losses: torch.Tensor, active: torch.Tensor, combiner) -> None:
@@ -95,15 +83,18 @@ def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.dev
     return out
 
 
-def _optimizer(cfg: Config, model: HICCAP, extra: list[torch.nn.Parameter], steps_total: int):
+def _optimizer(cfg: Config, model: HICCAP, combiner, steps_total: int):
     params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": cfg.train.weight_decay}]
-    if extra:  # learned task weights must not be decayed (METHODS.md 2, pitfall on UW)
-        params.append({"params": extra, "weight_decay": 0.0})
+    extra = combiner.parameters()
+    if extra:  # learned task weights: never decayed (METHODS.md 2, pitfall on UW), their own lr
+        params.append({"params": extra, "weight_decay": 0.0, "lr": combiner.param_lr or cfg.train.lr})
     opt = torch.optim.AdamW(params, lr=cfg.train.lr)
-    if cfg.train.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps_total), eta_min=cfg.train.lr / 10)
+    total = max(1, steps_total)
+    if cfg.train.lr_schedule == "cosine":  # each group decays to a tenth of its own lr
+        factor = lambda step: 0.1 + 0.45 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
     else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        factor = lambda step: 1.0  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return opt, sched
 
 
@@ -118,6 +109,7 @@ class GroupRun:
     strategies: dict
     train_split: SplitData
     val_split: SplitData
+    class_weights: torch.Tensor | None = None  # [T, 2] from train.class_weight
     step: int = 0
     affinity: list = field(default_factory=list)  # this epoch's TAG measurements
 
@@ -127,12 +119,14 @@ def build_group(cfg: Config, tasks: tuple[str, ...], data: Prepared, device: tor
     train_split = data.splits["train"].for_tasks(tasks)
     model = build_model(gcfg, data.encoder).to(device)
     positives = tuple(int((train_split.labels[:, j] == 1).sum()) for j in range(len(tasks)))
-    ctx = StrategyContext(tuple(tasks), cfg.train.epochs, cfg.train.seed, positives)
+    ctx = StrategyContext(tuple(tasks), cfg.train.epochs, cfg.train.seed, positives, train_split.modalities())
     strategies = {axis: build_strategy(axis, getattr(cfg.strategy, axis), ctx)
                   for axis in ("scheduler", "combiner", "modality")}
     steps = _steps_per_epoch(len(train_split), cfg.train.batch_size) * cfg.train.epochs
-    opt, lr_sched = _optimizer(cfg, model, strategies["combiner"].parameters(), steps)
-    return GroupRun(tuple(tasks), model, opt, lr_sched, strategies, train_split, data.splits["val"].for_tasks(tasks))
+    opt, lr_sched = _optimizer(cfg, model, strategies["combiner"], steps)
+    weights = class_weights(cfg.train.class_weight, train_split.labels, tuple(tasks))
+    return GroupRun(tuple(tasks), model, opt, lr_sched, strategies, train_split, data.splits["val"].for_tasks(tasks),
+                    None if weights is None else weights.to(device))
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -151,12 +145,13 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
     order = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(run.train_split))
     batches = run.train_split.batches(bs, order, drop_last=len(run.train_split) > bs)
     for inputs, labels in (progress(batches, _steps_per_epoch(len(run.train_split), bs), epoch) if progress else batches):
-        inputs.present = inputs.present & modality.mask(len(labels))
+        inputs.present = modality.mask(inputs.present)
         inputs, labels = inputs.to(device), labels.to(device)
         if cfg.train.affinity_every and n_tasks > 1 and run.step % cfg.train.affinity_every == 0:
-            run.affinity.append(lookahead_affinity(run.model, inputs, labels, run.tasks, run.lr_sched.get_last_lr()[0]))
+            run.affinity.append(lookahead_affinity(run.model, inputs, labels, run.tasks, run.lr_sched.get_last_lr()[0],
+                                                   run.class_weights))
         z = run.model.encode(inputs)
-        losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks)
+        losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
         detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
         if not torch.isfinite(detached).all():
             bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]

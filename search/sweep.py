@@ -234,7 +234,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     from mlflow import MlflowClient
 
     from mtl_core.data.layout import DataError
-    from search.tracking import open_parent
+    from search.tracking import default_tracking_uri, open_parent
 
     state = _state(exp_dir)
     (exp_dir / "space.yaml").write_text(dump_resolved(spec))
@@ -244,7 +244,8 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
         print(f"error: {exc}", flush=True)
         return 1
     params = {"space_file": str(spec.path), **{f"search.{k}": v for k, v in spec.search.__dict__.items()}}
-    parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / "space.yaml")
+    artifacts = exp_dir / "mlartifacts" if uri == default_tracking_uri(exp_dir) else None
+    parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / "space.yaml", artifacts)
     state.update({"parent_run_id": parent, "space": str(spec.path.resolve()), "tracking_uri": uri})
     (exp_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
     client = MlflowClient(tracking_uri=uri)

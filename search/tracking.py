@@ -50,11 +50,22 @@ def flat_params(overrides: dict[str, Any]) -> list[Param]:
     return out
 
 
-def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str, Any], space_file: Path) -> str:
-    """Create (or reopen, on --resume) the experiment's parent run; returns its id."""
+def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str, Any], space_file: Path,
+                artifact_dir: Path | None = None) -> str:
+    """Create (or reopen, on --resume) the experiment's parent run; returns its id.
+
+    `artifact_dir`: where artifacts go (the default store keeps them in the experiment folder; without
+    it MLflow would write them to ./mlruns of whatever directory the launcher runs in). With a
+    tracking server it is None and the server decides."""
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    if exp is None:
+        location = artifact_dir.resolve().as_uri() if artifact_dir is not None else None
+        exp_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    # MLflow 3 opens an experiment on its GenAI overview unless told it holds training runs
+    client.set_experiment_tag(exp_id, "mlflow.experimentKind", "custom_model_development")
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
         return run_id

@@ -2,6 +2,8 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "comic_mischief"
 
@@ -72,3 +74,27 @@ def assert_resume_exact(cfg, root, stop_after: int = 1, prepared=None):
         train(cfg, stop, root / "part", prepared=prepared)
     resumed = train(cfg, None, root / "part", resume=True, prepared=prepared)
     assert strip_time(resumed) == strip_time(full)
+
+
+class Toy(nn.Module):
+    """A shared layer and three heads; the interface the lookahead needs."""
+
+    tasks = ("a", "b", "c")
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.shared = nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Dropout(0.2))
+        head = nn.Linear(6, 2)
+        self.heads = nn.ModuleDict({t: nn.Linear(6, 2) for t in self.tasks})
+        for h in self.heads.values():  # identical heads: tasks differ only by their labels
+            h.load_state_dict(head.state_dict())
+
+    def shared_parameters(self):
+        return list(self.shared.parameters())
+
+    def encode(self, x):
+        return torch.tanh(self.shared(x))
+
+    def heads_forward(self, z, tasks=None):
+        return {t: self.heads[t](z) for t in (tasks or self.tasks)}

@@ -1,16 +1,17 @@
+import copy
 import math
 
 import pytest
 import torch
-from torch import nn
 
 from mtl_core import TASKS
 from mtl_core.affinity import lookahead_affinity
 from mtl_core.config import ConfigError, build_config
+from mtl_core.losses import task_losses
 from mtl_core.prepare import prepare
 from mtl_core.train import build_model, evaluate, train
 
-from conftest import assert_resume_exact, tiny_raw
+from conftest import Toy, assert_resume_exact, tiny_raw
 
 GROUPS = [["binary", "gory"], ["mature", "slapstick", "sarcasm"]]
 
@@ -46,36 +47,50 @@ def test_grouped_resume_is_exact(tiny_data, tmp_path):
 
 # --- TAG lookahead -------------------------------------------------------------------------------
 
-class Toy(nn.Module):
-    """A shared layer and three heads; the interface the lookahead needs."""
-
-    tasks = ("a", "b", "c")
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.shared = nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Dropout(0.2))
-        head = nn.Linear(6, 2)
-        self.heads = nn.ModuleDict({t: nn.Linear(6, 2) for t in self.tasks})
-        for h in self.heads.values():  # identical heads: tasks differ only by their labels
-            h.load_state_dict(head.state_dict())
-
-    def shared_parameters(self):
-        return list(self.shared.parameters())
-
-    def encode(self, x):
-        return torch.tanh(self.shared(x))
-
-    def heads_forward(self, z, tasks=None):
-        return {t: self.heads[t](z) for t in (tasks or self.tasks)}
-
-
 def _toy_batch():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(64, 6, generator=g)
     y = (x[:, 0] > 0).long()
     # a and b share their latent factor; c is in conflict with both
     return x, torch.stack([y, y, 1 - y], dim=1)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _reference_affinity(model, x, labels, i, j, lr, seed):
+    """Z(i -> j) computed the slow, obvious way on a copy: one SGD step of the shared parameters on
+    task i, task j's loss before and after, the same dropout masks (same seed) both times."""
+    m = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    losses = task_losses(m.heads_forward(m.encode(x)), labels, m.tasks)[0]
+    grads = torch.autograd.grad(losses[i], m.shared_parameters())
+    with torch.no_grad():
+        for p, g in zip(m.shared_parameters(), grads):
+            p -= lr * g
+        torch.manual_seed(seed)
+        after = task_losses(m.heads_forward(m.encode(x)), labels, m.tasks)[0]
+    return float(1 - after[j] / losses[j].detach())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_affinity_is_the_lookahead_in_its_direction(device):
+    """An asymmetric pair: Z(a -> b) and Z(b -> a) differ, and each matches the direct computation,
+    so a transposed matrix (or a replay of other dropout masks, as on CUDA without its generator)
+    fails."""
+    model = Toy().to(device).train()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 6, generator=g)
+    a = (x[:, 0] > 0).long()
+    b = (x[:, 0] + 3 * x[:, 1] > 0).long()  # b needs a's factor and more; a needs only its own
+    labels = torch.stack([a, b, 1 - a], dim=1)
+    x, labels = x.to(device), labels.to(device)
+    torch.manual_seed(7)
+    z = lookahead_affinity(model, x, labels, Toy.tasks, lr=0.5)
+    ab, ba = _reference_affinity(model, x, labels, 0, 1, 0.5, 7), _reference_affinity(model, x, labels, 1, 0, 0.5, 7)
+    assert abs(ab - ba) > 0.1 * max(abs(ab), abs(ba))  # far beyond the tolerance below
+    assert float(z[0, 1]) == pytest.approx(ab, rel=1e-4, abs=1e-6)
+    assert float(z[1, 0]) == pytest.approx(ba, rel=1e-4, abs=1e-6)
 
 
 def test_affinity_sign_shared_factor_positive_conflict_negative():
@@ -88,23 +103,29 @@ def test_affinity_sign_shared_factor_positive_conflict_negative():
     assert z[a, a] > 0  # a step on a task lowers its own loss
 
 
-def test_lookahead_leaves_the_model_exactly_as_it_was():
-    model = Toy().train()
-    x, labels = _toy_batch()
+@pytest.mark.parametrize("device", DEVICES)
+def test_lookahead_leaves_the_model_exactly_as_it_was(device):
+    model = Toy().to(device).train()
+    x, labels = (t.to(device) for t in _toy_batch())
     model.shared[0].weight.grad = torch.ones_like(model.shared[0].weight)
     params = {k: v.clone() for k, v in model.state_dict().items()}  # includes BatchNorm statistics
     rng = torch.get_rng_state()
+    dev_rng = torch.cuda.get_rng_state() if device == "cuda" else None
     lookahead_affinity(model, x, labels, Toy.tasks, lr=0.5)
     for k, v in model.state_dict().items():
         assert torch.equal(v, params[k]), k
     assert torch.equal(model.shared[0].weight.grad, torch.ones_like(model.shared[0].weight))
     assert model.shared[0].bias.grad is None
     assert torch.equal(torch.get_rng_state(), rng)
+    if dev_rng is not None:
+        assert torch.equal(torch.cuda.get_rng_state(), dev_rng)
 
 
-def test_measuring_affinity_does_not_change_training(tiny_data, tmp_path):
-    plain = train(build_config(tiny_raw(tiny_data)), None, tmp_path / "a")
-    measured = train(build_config(tiny_raw(tiny_data, train={"affinity_every": 2})), None, tmp_path / "b")
+@pytest.mark.parametrize("device", DEVICES)
+def test_measuring_affinity_does_not_change_training(tiny_data, tmp_path, device):
+    plain = train(build_config(tiny_raw(tiny_data, train={"device": device})), None, tmp_path / "a")
+    measured = train(build_config(tiny_raw(tiny_data, train={"affinity_every": 2, "device": device})), None,
+                     tmp_path / "b")
     keys = [k for k in plain[-1] if not k.startswith("time/")]
     assert [{k: m[k] for k in keys} for m in measured] == [{k: m[k] for k in keys} for m in plain]
     last = measured[-1]

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from mtl_core import TASKS
+from mtl_core import MODALITIES, TASKS
 from mtl_core.data.arrays import SplitArrays
 from mtl_core.model.hiccap import ModelInputs
 
@@ -66,6 +66,12 @@ class SplitData:
         view.tasks = tuple(tasks)
         view.labels = self.arrays.labels[:, [TASKS.index(t) for t in tasks]].astype(np.int64)
         return view
+
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities at least one clip of the split has."""
+        a = self.arrays
+        has = (len(self.tokens.values) > 0, bool((a.video_lens > 0).any()), bool((a.audio_lens > 0).any()))
+        return tuple(m for m, h in zip(MODALITIES, has) if h)
 
     def batch(self, idx: np.ndarray) -> tuple[ModelInputs, torch.Tensor]:
         """Inputs and labels [B, T] (-1 = missing) for clip indices `idx`."""

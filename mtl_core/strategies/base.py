@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from mtl_core import MODALITIES
+
 
 @dataclass(frozen=True)
 class StrategyContext:
@@ -17,6 +19,7 @@ class StrategyContext:
     epochs: int
     seed: int
     positives: tuple[int, ...] | None = None  # positive training labels per task (size-based sampling)
+    modalities: tuple[str, ...] = MODALITIES  # modalities at least one training clip has
 
     def generator(self, salt: int) -> torch.Generator:
         """A generator owned by one strategy; `salt` keeps strategies' streams apart."""
@@ -114,15 +117,20 @@ class LossCombiner(Stateful):
     """How active task losses (or their gradients) become one update.
 
     Loss methods implement `combine`; gradient methods set `uses_gradients` and implement
-    `aggregate` on the [T_active, d] Jacobian of the shared parameters."""
+    `aggregate` on the [T_active, d] Jacobian of the shared parameters (and may rescale the losses
+    first with `transform_losses`). Learned parameters (`parameters()`) train with the model's
+    optimizer at their own learning rate `param_lr` (None: the model's)."""
 
     name: ClassVar[str]
     uses_gradients: ClassVar[bool] = False
     needs_grad_norms: ClassVar[bool] = False
+    param_lr: float | None = None
 
     def __init__(self, ctx: StrategyContext):
         self.ctx = ctx
         self._cos_sum, self._cos_n = 0.0, 0
+        self._w_sum, self._w_n = torch.zeros(ctx.num_tasks), torch.zeros(ctx.num_tasks)
+        self._w_total, self._w_steps = 0.0, 0
 
     def record_cosine(self, value: float) -> None:
         """Mean pairwise cosine of this step's task gradients (a free diagnostic of gradient methods)."""
@@ -150,12 +158,42 @@ class LossCombiner(Stateful):
         combiners that set `needs_grad_norms`."""
         raise NotImplementedError
 
+    def transform_losses(self, losses: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """Gradient methods: the (differentiable) per-task losses whose gradients are aggregated and
+        which the heads (and `parameters()`) train on. Identity unless a method rescales them."""
+        return losses
+
     def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Shared-parameter update direction [d] from the Jacobian [A, d] of the active tasks `idx`."""
+        """Shared-parameter update direction [d] from the Jacobian [A, d] of the active tasks `idx`
+        (`losses`: their detached raw losses)."""
         raise NotImplementedError
 
     def _weights_log(self, weights) -> dict[str, float]:
         return {f"strategy/{t}/weight": float(weights[j]) for j, t in enumerate(self.ctx.tasks)}
+
+    def record_weights(self, idx: torch.Tensor, weights: torch.Tensor) -> None:
+        """Weights a gradient method applied to the active tasks' gradients this step. Logged as the
+        epoch's mean, rescaled to average 1 over the active tasks (the scale of the loss methods'
+        weights, `equal` = 1 each); their raw sum (a step-length factor) as `strategy/weight_sum`."""
+        w = weights.detach().float().cpu()
+        total = float(w.sum())
+        scaled = w * len(w) / total if total > 0 else w
+        self._w_sum[idx.cpu()] += scaled
+        self._w_n[idx.cpu()] += 1
+        self._w_total += total
+        self._w_steps += 1
+
+    def applied_weights_log(self) -> dict[str, float]:
+        """The epoch's mean recorded weights per task (tasks never active are left out); resets."""
+        if not self._w_steps:
+            return {}
+        out = {f"strategy/{t}/weight": float(self._w_sum[j] / self._w_n[j])
+               for j, t in enumerate(self.ctx.tasks) if self._w_n[j] > 0}
+        out["strategy/weight_sum"] = self._w_total / self._w_steps
+        self._w_sum.zero_()
+        self._w_n.zero_()
+        self._w_total, self._w_steps = 0.0, 0
+        return out
 
     def start_epoch(self, epoch: int) -> None:
         pass
@@ -178,8 +216,9 @@ class ModalitySchedule(Stateful):
     def start_epoch(self, epoch: int) -> None:
         pass
 
-    def mask(self, batch_size: int) -> torch.Tensor:
-        """[B, 3] bool: True where the modality is used for that sample."""
+    def mask(self, present: torch.Tensor) -> torch.Tensor:
+        """[B, 3] bool: the modalities each sample uses, a subset of `present` ([B, 3], what each
+        clip has)."""
         raise NotImplementedError
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:

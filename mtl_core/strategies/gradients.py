@@ -57,13 +57,16 @@ def mean_pairwise_cosine(jac: torch.Tensor) -> float:
 
 
 def backward_aggregated(model, z: torch.Tensor, losses: torch.Tensor, active: torch.Tensor, combiner) -> None:
-    """Fill `.grad`: heads from their own task loss, shared parameters from the aggregated Jacobian."""
+    """Fill `.grad`: heads (and the combiner's own parameters) from their task's loss as the combiner
+    transforms it, shared parameters from the aggregated Jacobian of those losses."""
     idx = active.nonzero().flatten()
+    trained = combiner.transform_losses(losses, active)
     head_params = [p for t_i in idx.tolist() for p in model.heads[model.tasks[t_i]].parameters()]
-    head_grads = torch.autograd.grad(losses[idx].sum(), head_params, retain_graph=True, allow_unused=True)
-    for p, g in zip(head_params, head_grads):
+    own = combiner.parameters()
+    grads = torch.autograd.grad(trained[idx].sum(), head_params + own, retain_graph=True, allow_unused=True)
+    for p, g in zip(head_params + own, grads):
         p.grad = g
-    jac, shared = shared_jacobian(model, z, losses, idx)
+    jac, shared = shared_jacobian(model, z, trained, idx)
     combiner.record_cosine(mean_pairwise_cosine(jac.detach()))
     direction = combiner.aggregate(jac, losses[idx].detach(), idx)  # [d]
     offset = 0

@@ -31,7 +31,7 @@ def _drive(obj, axis, epochs, gen, start=0):
                 obj.observe(losses, mask)
                 trace.append(mask.clone())
             elif axis == "modality":
-                trace.append(obj.mask(4).clone())
+                trace.append(obj.mask(torch.ones(4, 3, dtype=torch.bool)).clone())
             elif obj.uses_gradients:
                 jac = torch.randn(5, 7, generator=gen)
                 trace.append(obj.aggregate(jac, losses, torch.arange(5)).detach().clone())

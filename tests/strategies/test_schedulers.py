@@ -147,3 +147,18 @@ def test_assessed_and_anti_curriculum_order_by_validation_f1(mode, first):
     expected = easy_first if mode == "assessed" else easy_first[::-1]
     assert cur.order == expected
     assert sorted(seen[3]) == sorted(expected[:2]) and sorted(seen[4]) == sorted(expected[:3])
+
+
+def test_sampling_observe_tracks_the_loss_ema_and_steers_probabilities():
+    ctx = StrategyContext(("a", "b", "c"), epochs=4, seed=0)
+    s = Sampling(ctx, signal="loss", ema=0.5, floor=0.0, temperature=1.0)
+    ema = torch.ones(3)
+    steps = [torch.tensor([4.0, 1.0, 0.5]), torch.tensor([2.0, 1.0, float("nan")]), torch.tensor([4.0, 0.2, 0.5])]
+    for losses in steps:
+        s.observe(losses, torch.tensor([True, False, True]))
+        ema = torch.where(torch.isfinite(losses), 0.5 * ema + 0.5 * losses, ema)  # NaN keeps the old value
+        torch.testing.assert_close(s.ema, ema)
+    torch.testing.assert_close(s.probabilities(), ema / ema.sum())  # harder task, more often
+    assert s.probabilities().argmax() == 0
+    log = s.log()
+    assert log["strategy/a/active"] == 1.0 and log["strategy/b/active"] == 0.0

@@ -1,12 +1,16 @@
 """Gradient aggregators from torchjd (the maintained implementations; METHODS.md 0 and 5).
 
 Each acts on the [A, d] Jacobian of the active tasks' losses w.r.t. the shared parameters and returns
-the update direction. torchjd's conventions are kept: PCGrad sums the projected gradients, MGDA and
-IMTL-G return a combination whose weights sum to 1, so learning rates differ from `equal` (tune them).
+the update direction. Every torchjd aggregator used here is a weighting of the Jacobian's rows: the
+weights are computed, recorded (logged per task, see `LossCombiner.record_weights`) and applied, so
+the direction is exactly torchjd's. torchjd's conventions are kept: PCGrad sums the projected
+gradients, MGDA and IMTL-G return a combination whose weights sum to 1, so learning rates differ
+from `equal` (tune them).
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torchjd import aggregation as jd
 
 from mtl_core.strategies.base import LossCombiner, StrategyContext
@@ -17,21 +21,31 @@ class _Aggregator(LossCombiner):
 
     def __init__(self, ctx: StrategyContext):
         super().__init__(ctx)
-        self._cache: dict[int, jd.Aggregator] = {}
+        self._cache: dict[tuple[int, ...], jd.WeightedAggregator] = {}
 
-    def make(self, n_active: int) -> jd.Aggregator:
+    def make(self, n_active: int) -> jd.WeightedAggregator:
         raise NotImplementedError
 
-    def aggregator(self, n_active: int) -> jd.Aggregator:
-        # Schedulers may activate a subset: some aggregators are built for a fixed number of rows.
-        if n_active not in self._cache:
-            self._cache[n_active] = self.make(n_active)
-        return self._cache[n_active]
+    def aggregator(self, active: tuple[int, ...]) -> jd.WeightedAggregator:
+        # Schedulers may activate a subset. Stateful aggregators (Nash-MTL keeps its last weights)
+        # must never carry one subset's state over to another: one instance per active subset.
+        if active not in self._cache:
+            self._cache[active] = self.make(len(active))
+        return self._cache[active]
+
+    def weights(self, jacobian, idx) -> torch.Tensor:
+        """The weights [A] torchjd gives the active tasks' gradient rows."""
+        if len(idx) == 1:
+            return jacobian.new_ones(1)  # one task: every aggregator reduces to its gradient
+        return self.aggregator(tuple(idx.tolist())).weighting(jacobian)
 
     def aggregate(self, jacobian, losses, idx):
-        if len(idx) == 1:
-            return jacobian[0]  # one task: every aggregator reduces to its gradient
-        return self.aggregator(len(idx))(jacobian)
+        w = self.weights(jacobian, idx)
+        self.record_weights(idx, w)
+        return w.to(jacobian) @ jacobian
+
+    def log(self):
+        return {**super().log(), **self.applied_weights_log()}
 
 
 class PCGrad(_Aggregator):
@@ -106,7 +120,7 @@ class NashMTL(_Aggregator):
             import cvxpy  # noqa: F401
             import ecos  # noqa: F401
         except ImportError:
-            raise ValueError("nash_mtl needs its solver: pip install 'torchjd[nash_mtl]'") from None
+            raise ValueError("nash_mtl needs its solver: pip install 'torchjd[nash-mtl]'") from None
         if update_weights_every < 1 or optim_niter < 1:
             raise ValueError("update_weights_every and optim_niter must be >= 1")
         self.update_weights_every, self.optim_niter, self.max_norm = update_weights_every, optim_niter, max_norm
@@ -124,15 +138,15 @@ class NashMTL(_Aggregator):
 
     def state_dict(self):
         out = {}
-        for n, agg in self._cache.items():
+        for active, agg in self._cache.items():
             s = self._solver(agg)
-            out[n] = {"step": s.step, "prvs_alpha": np.array(s.prvs_alpha),
-                      "normalization_factor": np.array(s.normalization_factor)}
+            out[active] = {"step": s.step, "prvs_alpha": np.array(s.prvs_alpha),
+                           "normalization_factor": np.array(s.normalization_factor)}
         return out
 
     def load_state_dict(self, state):
-        for n, st in state.items():
-            s = self._solver(self.aggregator(int(n)))
+        for active, st in state.items():
+            s = self._solver(self.aggregator(tuple(active)))
             s.prvs_alpha, s.normalization_factor = st["prvs_alpha"], st["normalization_factor"]
             s.step = st["step"]
             if s.step > 0:

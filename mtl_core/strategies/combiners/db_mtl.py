@@ -23,7 +23,6 @@ class DBMTL(LossCombiner):
         self._params = {"beta": beta, "beta_sigma": beta_sigma, "eps": eps}
         self.ema: torch.Tensor | None = None
         self.step = 0
-        self._alpha = torch.ones(ctx.num_tasks)
 
     def aggregate(self, jacobian, losses, idx):
         if self.ema is None or self.ema.device != jacobian.device:
@@ -36,8 +35,8 @@ class DBMTL(LossCombiner):
         rows = self.ema[idx]
         norms = rows.norm(dim=1).clamp(min=1e-12)
         alpha = norms.max() / norms
-        self._alpha[idx.cpu()] = alpha.cpu()
+        self.record_weights(idx, alpha)  # the magnitude-balancing weights of the EMA'd log-gradients
         return (alpha[:, None] * rows).sum(0)
 
     def log(self):
-        return {**super().log(), **self._weights_log(self._alpha)}
+        return {**super().log(), **self.applied_weights_log()}

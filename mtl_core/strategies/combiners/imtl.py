@@ -7,10 +7,12 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 class IMTL(LossCombiner):
     """IMTL (Liu et al. 2021, METHODS.md 5.4): IMTL-L on the losses, IMTL-G on the gradients.
 
-    IMTL-L scales each task by e^{s_t}, with s_t minimising e^{s_t}·L_t - s_t (one SGD step of size
-    `scale_lr` per step, fixed point e^{s_t} = 1/L_t); IMTL-G (torchjd) then finds the combination of
-    the scaled gradients with equal projections onto every task's unit gradient. `loss_balance: false`
-    gives IMTL-G alone."""
+    IMTL-L: every task trains on the scaled loss e^{s_t}·L_t - s_t with a learned scale s_t (its own
+    learning rate `scale_lr`, Adam, no weight decay). Its gradient in s_t is e^{s_t}·L_t - 1, so s
+    drives every scaled loss towards 1; the heads and the shared Jacobian both see the scaled losses
+    (as in the paper and LibMTL). IMTL-G (torchjd's weighting) then finds the combination of the scaled
+    shared gradients with equal projections onto every task's unit gradient. `loss_balance: false`
+    gives IMTL-G alone on the raw losses."""
 
     name = "imtl"
     uses_gradients = True
@@ -21,17 +23,28 @@ class IMTL(LossCombiner):
         if scale_lr <= 0:
             raise ValueError(f"scale_lr must be > 0, got {scale_lr}")
         self.loss_balance, self.scale_lr = loss_balance, scale_lr
+        self.param_lr = scale_lr
         self._params = {"loss_balance": loss_balance, "scale_lr": scale_lr}
-        self.s = torch.zeros(ctx.num_tasks)
-        self._imtlg = jd.IMTLG()
+        self.s = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
+        self._weighting = jd.IMTLG().weighting
+
+    def parameters(self):
+        return [self.s] if self.loss_balance else []
+
+    def transform_losses(self, losses, active):
+        if not self.loss_balance:
+            return losses
+        s = self.s.to(losses.device)
+        return torch.where(active, s.exp() * losses - s, losses)
 
     def aggregate(self, jacobian, losses, idx):
-        if self.loss_balance:
-            i = idx.cpu()
-            l = losses.detach().cpu().float()
-            self.s[i] -= self.scale_lr * (self.s[i].exp() * l - 1.0)  # d/ds (e^s L - s)
-            jacobian = jacobian * self.s[i].exp().to(jacobian)[:, None]
-        return jacobian[0] if len(idx) == 1 else self._imtlg(jacobian)
+        w = jacobian.new_ones(1) if len(idx) == 1 else self._weighting(jacobian)
+        scale = self.s.detach()[idx.cpu()].exp() if self.loss_balance else torch.ones(len(idx))
+        self.record_weights(idx, w.cpu() * scale)  # the weights of the raw task gradients
+        return w.to(jacobian) @ jacobian
 
     def log(self):
-        return {**super().log(), **self._weights_log(self.s.exp())}
+        out = {**super().log(), **self.applied_weights_log()}
+        if self.loss_balance:
+            out.update({f"strategy/{t}/scale": float(self.s.detach()[j].exp()) for j, t in enumerate(self.ctx.tasks)})
+        return out

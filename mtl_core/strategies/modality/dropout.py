@@ -6,9 +6,10 @@ from mtl_core.strategies.base import ModalitySchedule, StrategyContext
 
 class ModalityDropout(ModalitySchedule):
     """ModDrop (Neverova et al.; METHODS.md 11.1): per sample and modality, drop with probability
-    p_text / p_video / p_audio (each defaults to `p`). A sample whose draw drops all three keeps one
-    modality chosen uniformly at random. Dropped modalities are masked (the model's learned missing
-    token), never zero-filled. Training only; evaluation always sees every modality."""
+    p_text / p_video / p_audio (each defaults to `p`), among the modalities the clip has. A clip whose
+    draw drops everything it has keeps one of its own modalities chosen uniformly at random (a text-only
+    clip always keeps its text), so no clip ever trains on nothing. Dropped modalities are masked (the
+    model's learned missing token), never zero-filled. Training only; evaluation sees every modality."""
 
     name = "dropout"
     _state_keys = ("gen",)
@@ -25,14 +26,16 @@ class ModalityDropout(ModalitySchedule):
         self._kept = torch.zeros(3)
         self._n = 0
 
-    def mask(self, batch_size: int) -> torch.Tensor:
-        keep = torch.rand(batch_size, 3, generator=self.gen) >= self.drop  # [B, 3]
-        none = ~keep.any(1)
-        if none.any():
-            pick = torch.randint(0, 3, (int(none.sum()),), generator=self.gen)
-            keep[none.nonzero().flatten(), pick] = True
+    def mask(self, present: torch.Tensor) -> torch.Tensor:
+        present = present.cpu()
+        keep = (torch.rand(present.shape, generator=self.gen) >= self.drop) & present  # [B, 3]
+        lost = ~keep.any(1) & present.any(1)
+        if lost.any():  # re-keep one of the clip's own modalities, uniformly
+            scores = torch.rand(int(lost.sum()), 3, generator=self.gen).masked_fill(~present[lost], -1.0)
+            rows = lost.nonzero().flatten()
+            keep[rows, scores.argmax(1)] = True
         self._kept += keep.float().sum(0)
-        self._n += batch_size
+        self._n += len(present)
         return keep
 
     def log(self):

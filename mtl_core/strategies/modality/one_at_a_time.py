@@ -1,8 +1,11 @@
+import logging
+
 import torch
 
 from mtl_core import MODALITIES
 from mtl_core.strategies.base import ModalitySchedule, StrategyContext
 
+log = logging.getLogger(__name__)
 DEFAULT_STAGES = (("text", "video"), ("text", "audio"), ("video", "audio"))
 
 
@@ -10,7 +13,8 @@ class OneAtATime(ModalitySchedule):
     """Modality-at-a-time training (METHODS.md 11.2): stage s uses only the modalities `stages[s]` for
     `epochs_per_stage` epochs; after the last stage every modality is used. HCA needs context from
     another modality, so the default stages are the three pairs; single modalities work too (the
-    absent ones become the learned missing token)."""
+    absent ones become the learned missing token). A stage none of whose modalities any training clip
+    has is skipped (one warning), rather than trained for whole epochs on missing tokens only."""
 
     name = "one_at_a_time"
 
@@ -22,8 +26,14 @@ class OneAtATime(ModalitySchedule):
         for stage in stages:
             if not stage or any(m not in MODALITIES for m in stage):
                 raise ValueError(f"every stage must be a non-empty list of {', '.join(MODALITIES)}, got {list(stage)}")
-        self.stages, self.epochs_per_stage = tuple(tuple(s) for s in stages), epochs_per_stage
-        self._params = {"stages": self.stages, "epochs_per_stage": epochs_per_stage}
+        stages = tuple(tuple(s) for s in stages)
+        self._params = {"stages": stages, "epochs_per_stage": epochs_per_stage}
+        self.stages = tuple(s for s in stages if set(s) & set(ctx.modalities))
+        skipped = [list(s) for s in stages if s not in self.stages]
+        if skipped:
+            log.warning("one_at_a_time: skipping stage(s) %s: no training clip has those modalities (has: %s)",
+                        skipped, ", ".join(ctx.modalities))
+        self.epochs_per_stage = epochs_per_stage
         self.current = MODALITIES
 
     def modalities(self, epoch: int) -> tuple[str, ...]:
@@ -33,9 +43,9 @@ class OneAtATime(ModalitySchedule):
     def start_epoch(self, epoch: int) -> None:
         self.current = self.modalities(epoch)
 
-    def mask(self, batch_size: int) -> torch.Tensor:
-        row = torch.tensor([m in self.current for m in MODALITIES])
-        return row.expand(batch_size, 3)
+    def mask(self, present: torch.Tensor) -> torch.Tensor:
+        row = torch.tensor([m in self.current for m in MODALITIES], device=present.device)
+        return present & row
 
     def log(self):
         return {f"strategy/modality/{m}": float(m in self.current) for m in MODALITIES}
