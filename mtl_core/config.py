@@ -215,7 +215,7 @@ def _check_semantics(cfg: Config) -> None:
 
 
 def _check_class_weight(value: Any, tasks: tuple[str, ...]) -> None:
-    if value in ("none", "balanced"):
+    if value in (None, "none", "balanced"):
         return
     if not isinstance(value, dict):
         raise ConfigError(f"train.class_weight: expected none, balanced or a mapping task: positive weight, "

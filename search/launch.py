@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mtl_core.cli import fail, setup_logging
 from mtl_core.config import ConfigError
+from search.cluster import ClusterUnavailable, auth_env, check_cluster
 from search.space import SpaceSpec, load_space, sample_configs
 from search.sweep import STATE_FILE
 
@@ -66,6 +67,7 @@ def _experiment_dir(args, spec: SpaceSpec) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    auth_env(args.address)  # before anything imports ray: Ray reads RAY_AUTH_MODE at import
     setup_logging()
     try:
         spec = _apply_cli(load_space(args.space, args.overrides), args)
@@ -83,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {i}: {json.dumps(cfg)}")
         return 0
 
+    if args.address is not None:
+        try:
+            check_cluster(args.address)
+        except ClusterUnavailable as exc:
+            return fail(str(exc))
     from search.tracking import TrackingUnavailable, check_tracking, default_tracking_uri
 
     exp_dir.mkdir(parents=True, exist_ok=True)

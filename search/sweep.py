@@ -34,10 +34,7 @@ def _start_ray(address: str | None) -> bool:
 
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
-    if address is not None:
-        # Ray 2.60 clusters use token authentication; a driver given an explicit address must opt in
-        if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
-            os.environ["RAY_AUTH_MODE"] = "token"
+    if address is not None:  # token authentication was set up by the launcher, before ray's import
         ray.init(address=address, log_to_driver=False)
         return False
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False)
@@ -334,4 +331,15 @@ def _finish_parent(client, parent: str, board: pd.DataFrame, saved: dict, metric
     for name in ("leaderboard.csv", "trials.parquet", "history.parquet"):
         client.log_artifact(parent, str(exp_dir / name))
     client.set_terminated(parent, status="FINISHED")
-    print(f"results in {exp_dir}; MLflow UI: mlflow ui --backend-store-uri {client.tracking_uri}", flush=True)
+    print(f"results in {exp_dir}", flush=True)
+    print(ui_hint(client.tracking_uri, client.get_run(parent).info.experiment_id), flush=True)
+
+
+def ui_hint(uri: str, experiment_id: str) -> str:
+    """How to look at the runs. MLflow 3.17's UI opens on its GenAI pages unless the URL asks for the
+    training view (the experiment's `mlflow.experimentKind` tag alone does not override the UI's toggle)."""
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    if uri.startswith("sqlite:"):
+        return (f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000, "
+                f"then open http://127.0.0.1:5000/{page}")
+    return f"MLflow UI: {uri.rstrip('/')}/{page}"

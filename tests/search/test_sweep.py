@@ -15,8 +15,8 @@ SMOKE = ROOT / "spaces" / "smoke.yaml"
 pytestmark = pytest.mark.slow
 
 
-def _launch(*args):
-    return subprocess.Popen([sys.executable, "-u", "-m", "search.launch", str(SMOKE), *args],
+def _launch(*args, cwd=None):
+    return subprocess.Popen([sys.executable, "-u", "-m", "search.launch", str(SMOKE), *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -39,11 +39,19 @@ def _child_runs(exp_dir: Path):
 
 
 def test_smoke_sweep_end_to_end(tmp_path):
-    rc, out = _finish(_launch("--storage", str(tmp_path), "--name", "smoke",
-                              "--set", "search.final_k=1", "--set", "search.final_seeds=2"))
+    workdir = tmp_path / "cwd"  # launched from an empty folder, results stored elsewhere
+    workdir.mkdir()
+    rc, out = _finish(_launch("--storage", str(tmp_path / "store"), "--name", "smoke",
+                              "--set", "search.final_k=1", "--set", "search.final_seeds=2", cwd=workdir))
     assert rc == 0, out
-    exp = tmp_path / "smoke"
+    assert list(workdir.iterdir()) == []  # nothing written where the launcher ran
+    exp = tmp_path / "store" / "smoke"
     client, children, parents = _child_runs(exp)
+    experiment = client.get_experiment_by_name("smoke")
+    assert experiment.artifact_location == (exp / "mlartifacts").as_uri()  # artifacts live with the experiment
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {"leaderboard.csv", "space.yaml"}
+    assert (exp / "mlartifacts" / parents[0].info.run_id / "artifacts" / "leaderboard.csv").is_file()
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 8
     statuses = {r.info.status for r in children}
@@ -66,6 +74,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert (exp / "report" / f"{png}.png").stat().st_size > 1000
     assert "Sweep report" in (exp / "report" / "summary.md").read_text()
     assert "ASHA" in out and "rank" in out  # compute saved and the leaderboard were printed
+    assert "?workflowType=machine_learning" in out  # the UI link opens on the runs
     # the best configuration was retrained with 2 seeds and evaluated on the test split
     top = board.iloc[0]
     assert 0 <= top["final/test/avg_f1/mean"] <= 1 and top["final/test/avg_f1/std"] >= 0
