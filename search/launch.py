@@ -1,7 +1,7 @@
 """python -m search.launch SPACE.yaml: run a strategy search on Ray Tune (Optuna TPE + ASHA), tracked in MLflow.
 
 Exit codes: 0 done, 2 bad space or options (one line, before Ray starts), 1 the sweep failed,
-130 interrupted (resume with --resume).
+130 interrupted by Ctrl-C, 143 stopped by SIGTERM (resume either with --resume).
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_core.cli import fail, setup_logging
+from mtl_core.cli import fail
 from mtl_core.config import ConfigError
 from search.cluster import ClusterUnavailable, auth_env, check_cluster
+from search.console import log_to_file, route_third_party_logs, setup_console
 from search.space import SpaceSpec, load_space, sample_configs
 from search.sweep import STATE_FILE
 
@@ -35,6 +36,9 @@ def parse_args(argv):
                    help="override any key of the space file, e.g. --set data.root=/data/cm (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (--name, or the latest)")
     p.add_argument("--dry-run", action="store_true", help="validate and print sampled configurations; no Ray")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's, Tune's, MLflow's and Optuna's own messages on the console too "
+                        "(otherwise they go to <experiment>/launch.log)")
     return p.parse_args(argv)
 
 
@@ -68,7 +72,7 @@ def _experiment_dir(args, spec: SpaceSpec) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     auth_env(args.address)  # before anything imports ray: Ray reads RAY_AUTH_MODE at import
-    setup_logging()
+    setup_console(args.verbose)
     try:
         spec = _apply_cli(load_space(args.space, args.overrides), args)
         exp_dir = _experiment_dir(args, spec)
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     from search.tracking import TrackingUnavailable, check_tracking, default_tracking_uri
 
     exp_dir.mkdir(parents=True, exist_ok=True)
+    log_to_file(exp_dir)
+    route_third_party_logs()
     uri = args.mlflow_uri or default_tracking_uri(exp_dir)
     try:
         check_tracking(uri)
@@ -100,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     from search.sweep import run_experiment
 
-    return run_experiment(spec, exp_dir, uri, address=args.address, resume=args.resume)
+    try:
+        return run_experiment(spec, exp_dir, uri, address=args.address, resume=args.resume)
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) outside a Tune phase: the state saved so far stands
+        from search.signals import terminated
+
+        print(f"{'stopped by SIGTERM' if terminated() else 'interrupted'}; continue with: python -m search.launch "
+              f"{args.space} --name {exp_dir.name} --storage {exp_dir.parent} --resume", file=sys.stderr)
+        return 143 if terminated() else 130
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import pandas as pd
 from search.results import (
     collect, compute_saved, error_line, leaderboard, print_leaderboard, trial_id_of, write_parquet,
 )
+from search.console import is_quiet, route_third_party_logs
+from search.signals import terminate_like_interrupt, terminated
 from search.space import SpaceSpec, dump_resolved
 
 log = logging.getLogger("search.sweep")
@@ -34,11 +36,17 @@ def _start_ray(address: str | None) -> bool:
 
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
+    quiet = {"configure_logging": False} if is_quiet() else {}  # Ray's own console logging off
     if address is not None:  # token authentication was set up by the launcher, before ray's import
-        ray.init(address=address, log_to_driver=False)
-        return False
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False)
-    return True
+        ray.init(address=address, log_to_driver=False, **quiet)
+        started = False
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
+                 **quiet)
+        started = True
+    route_third_party_logs()
+    terminate_like_interrupt()  # after ray.init: Ray installs its own SIGTERM handler there
+    return started
 
 
 def _tuner(spec: SpaceSpec, exp_dir: Path, uri: str, parent: str, resume: bool):
@@ -278,10 +286,11 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
         if interrupted:
             board.to_csv(exp_dir / "leaderboard.csv", index=False)
             client.set_terminated(parent, status="KILLED")
-            print(f"interrupted with {len(trials)} of {expected} trials; continue with:\n"
-                  f"  python -m search.launch {spec.path} --name {exp_dir.name} --storage {exp_dir.parent} --resume",
+            how = "stopped by SIGTERM" if terminated() else "interrupted"
+            print(f"{how} with {len(trials)} of {expected} trials; continue with: "
+                  f"python -m search.launch {spec.path} --name {exp_dir.name} --storage {exp_dir.parent} --resume",
                   flush=True)
-            return 130
+            return 143 if terminated() else 130
         saved = compute_saved(trials, expected, max_t)
         extra = []
         if exhaustive:
@@ -298,6 +307,11 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
                 board = board.merge(final.assign(trial_id=list(ranked["trial_id"])).drop(columns="rank"),
                                     on="trial_id", how="left")
         board.to_csv(exp_dir / "leaderboard.csv", index=False)
+        if terminated():  # SIGTERM during the final phase: its trials stopped at their checkpoints
+            client.set_terminated(parent, status="KILLED")
+            print(f"stopped by SIGTERM during the final phase; continue with: python -m search.launch {spec.path} "
+                  f"--name {exp_dir.name} --storage {exp_dir.parent} --resume", flush=True)
+            return 143
         print_leaderboard(board, s.metric)
         print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
               f"({saved['compute_saved_frac']:.0%} saved by ASHA)", flush=True)
@@ -331,7 +345,7 @@ def _finish_parent(client, parent: str, board: pd.DataFrame, saved: dict, metric
     for name in ("leaderboard.csv", "trials.parquet", "history.parquet"):
         client.log_artifact(parent, str(exp_dir / name))
     client.set_terminated(parent, status="FINISHED")
-    print(f"results in {exp_dir}", flush=True)
+    print(f"results in {exp_dir} (other libraries' messages: {exp_dir / 'launch.log'})", flush=True)
     print(ui_hint(client.tracking_uri, client.get_run(parent).info.experiment_id), flush=True)
 
 

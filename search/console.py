@@ -1,0 +1,86 @@
+"""A quiet console: the service's own lines on the terminal, everything else in the experiment's log.
+
+Ray, Tune, MLflow and Optuna each print their own banners, hints and warnings (Tune's configuration
+box and TensorBoard hint, Ray's token-authentication notice, MLflow's table creation, Optuna's
+ExperimentalWarning). Without `--verbose` those go to `<experiment>/launch.log`; the terminal keeps
+progress, the leaderboard, where the results are, and any third-party error.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+OURS = ("search", "mtl_core", "__main__")
+THIRD_PARTY = ("ray", "mlflow", "optuna", "alembic", "py.warnings")
+LOG_FILE = "launch.log"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_quiet = False  # set by setup_console; later calls (after ray.init) follow it
+
+
+class _ConsoleFilter(logging.Filter):
+    """Our loggers at their level; anyone else's only from ERROR up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith(OURS) or record.levelno >= logging.ERROR
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+def quiet_environment() -> None:
+    """Before ray, mlflow or optuna are imported: let them log through ours instead of their own
+    console handlers, and silence Tune's console reporter (our Progress callback reports)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0 the legacy reporter prints nothing
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    logging.captureWarnings(True)  # warnings (Optuna's ExperimentalWarning, ...) become log records
+
+
+def route_third_party_logs() -> None:
+    """Remove the console handlers that ray, mlflow and optuna install on their own loggers and let
+    their records reach the root logger (and so the log file). Call again after ray.init, which
+    reconfigures the `ray` logger. Does nothing with --verbose."""
+    if not _quiet:
+        return
+    for name in THIRD_PARTY:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        logger.propagate = True
+    try:
+        import optuna
+
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
+    except ImportError:  # pragma: no cover - optuna is a dependency
+        pass
+
+
+def setup_console(verbose: bool) -> None:
+    """The launcher's logging: one console handler (filtered unless verbose) on the root logger."""
+    global _quiet
+    _quiet = not verbose
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    if not verbose:
+        console.addFilter(_ConsoleFilter())
+        quiet_environment()
+    root.addHandler(console)
+    for noisy in ("transformers", "urllib3", "filelock", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_to_file(exp_dir: Path) -> Path:
+    """Everything, ours and theirs, also goes to the experiment's log file."""
+    path = exp_dir / LOG_FILE
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return path
