@@ -3,14 +3,17 @@
 #   cluster/local.sh up N      head + N worker nodes (`ray start`), all on 127.0.0.1
 #   cluster/local.sh down      stop exactly the processes this script started
 #   cluster/local.sh status
-# Each node gets its own CPU count (MTL_NODE_CPUS, default 1) and a custom resource naming it
-# (node_head, node_worker1, ...). Token authentication stays on: the token is ~/.ray/auth_token
+# Each node gets its own CPU count (MTL_NODE_CPUS, default 1), a GPU count (MTL_NODE_GPUS, default
+# none: Ray detects real ones; a number on a machine without GPUs fakes them, for placement tests with
+# MTL_ALLOW_FAKE_GPUS=1) and a custom resource naming it (node_head, node_worker1, ...).
+# Token authentication stays on: the token is ~/.ray/auth_token
 # (created if missing) and every node, driver and job client runs with RAY_AUTH_MODE=token.
-# Then: RAY_AUTH_MODE=token python -m search.launch spaces/smoke.yaml --address 127.0.0.1:$RAY_PORT
+# Then: python -m search.launch spaces/smoke.yaml --address auto   (or 127.0.0.1:$RAY_PORT)
 set -euo pipefail
 STATE=${MTL_LOCAL_CLUSTER:-/tmp/mtl-local-cluster}
 PORT=${RAY_PORT:-6390}
 CPUS=${MTL_NODE_CPUS:-1}
+GPUS=${MTL_NODE_GPUS:+--num-gpus=$MTL_NODE_GPUS}
 STORE=$((300 * 1024 * 1024))  # small object stores: several nodes share one host's memory
 export RAY_AUTH_MODE=token
 
@@ -32,11 +35,11 @@ case "${1:-}" in
     if [ -n "$(node_pids)" ]; then echo "a local cluster is already up ($STATE); run: $0 down" >&2; exit 2; fi
     mkdir -p "$STATE"
     [ -s "$HOME/.ray/auth_token" ] || ray get-auth-token --generate > /dev/null
-    ray start --head --port="$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" \
+    ray start --head --port="$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" $GPUS \
       --resources='{"node_head": 1}' --temp-dir="$STATE/ray" --object-store-memory="$STORE" \
       --include-dashboard=true --dashboard-host=127.0.0.1 --disable-usage-stats > "$STATE/head.log" 2>&1
     for i in $(seq 1 "$n"); do
-      ray start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" \
+      ray start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" $GPUS \
         --resources="{\"node_worker$i\": 1}" --temp-dir="$STATE/ray-w$i" --object-store-memory="$STORE" \
         --disable-usage-stats > "$STATE/worker$i.log" 2>&1
     done

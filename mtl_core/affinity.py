@@ -29,7 +29,9 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float,
     saved = [p.detach().clone() for p in shared]
     grads = [p.grad for p in model.parameters()]
     try:
-        with torch.enable_grad():
+        # cuDNN's LSTM draws dropout from a state of its own that replaying torch's generators cannot
+        # rewind (and that the lookahead would advance): the native LSTM uses the replayed generator
+        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
             set_rng_state(rng)
             z = model.encode(inputs)
             losses, has = task_losses(model.heads_forward(z), labels, tasks, class_weights)
@@ -46,7 +48,8 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float,
                     p.copy_(p0 - lr * jac[i, offset:offset + n].view_as(p))
                     offset += n
                 set_rng_state(rng)  # the same dropout masks as the reference forward
-                after = task_losses(model.heads_forward(model.encode(inputs)), labels, tasks, class_weights)[0]
+                with torch.backends.cudnn.flags(enabled=False):
+                    after = task_losses(model.heads_forward(model.encode(inputs)), labels, tasks, class_weights)[0]
                 out[i] = (1 - after / base.clamp(min=1e-12)).cpu()
             out[:, ~has.cpu()] = float("nan")
     finally:

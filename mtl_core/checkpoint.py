@@ -23,9 +23,9 @@ def save_checkpoint(folder: Path, runs: list, progress: dict, best_model: bool =
     state = {
         "groups": [{"model": r.model.state_dict(), "optimizer": r.opt.state_dict(),
                     "lr_scheduler": r.lr_sched.state_dict(), "step": r.step,
+                    "scaler": r.scaler.state_dict() if r.scaler is not None else None,
                     "strategies": {k: s.state_dict() for k, s in r.strategies.items()}} for r in runs],
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": rng_states(),
         **progress,
     }
     if best_model:
@@ -45,9 +45,21 @@ def load_checkpoint(folder: Path, runs: list) -> dict:
         r.opt.load_state_dict(g["optimizer"])
         r.lr_sched.load_state_dict(g["lr_scheduler"])
         r.step = g["step"]
+        if r.scaler is not None and g.get("scaler"):
+            r.scaler.load_state_dict(g["scaler"])
         for k, s in r.strategies.items():
             s.load_state_dict(g["strategies"][k])
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    set_rng_states(state["rng"])
     return state
+
+
+def rng_states() -> dict:
+    """The CPU generator and every visible CUDA device's (dropout on a GPU draws from the latter)."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

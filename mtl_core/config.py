@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,7 +70,9 @@ class TrainConfig:
     seed: int = 0
     affinity_every: int = 0  # measure TAG inter-task affinity every n steps (0 = off; TAG uses 10)
     class_weight: Any = "none"  # `none`, `balanced` (from the training labels) or {task: positive weight}
-    device: str = "auto"  # `auto`, `cpu`, `cuda`, `cuda:1`, ...
+    device: str = "auto"  # `auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`, ...
+    precision: str = "fp32"  # `fp32`, `bf16` (autocast) or `fp16` (autocast + GradScaler; loss combiners only)
+    deterministic: bool = False  # deterministic kernels: exact reruns and resumes on CUDA too (slower)
     num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
     progress: bool = True  # progress bar within an epoch (CLI only)
 
@@ -198,6 +201,10 @@ def _check_semantics(cfg: Config) -> None:
     for key, value in {"model.dropout": cfg.model.dropout, "model.head_dropout": cfg.model.head_dropout}.items():
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {value}")
+    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision: unknown precision {cfg.train.precision!r}; valid choices: fp32, bf16, fp16")
+    if not (cfg.train.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", cfg.train.device)):
+        raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {cfg.train.device!r}")
     if cfg.train.lr_schedule not in ("constant", "cosine"):
         raise ConfigError(f"train.lr_schedule: unknown schedule {cfg.train.lr_schedule!r}; valid choices: constant, cosine")
     if cfg.train.weight_decay < 0:
@@ -212,6 +219,12 @@ def _check_semantics(cfg: Config) -> None:
 
     for axis in ("scheduler", "combiner", "modality"):
         validate_strategy(axis, getattr(cfg.strategy, axis), cfg)
+    if cfg.train.precision == "fp16":
+        from mtl_core.strategies import REGISTRIES
+
+        if REGISTRIES["combiner"][cfg.strategy.combiner.name].uses_gradients:
+            raise ConfigError(f"train.precision: fp16 needs a loss scale, which the gradient method "
+                              f"{cfg.strategy.combiner.name!r} cannot take (its weights depend on gradient norms); use bf16")
 
 
 def _check_class_weight(value: Any, tasks: tuple[str, ...]) -> None:

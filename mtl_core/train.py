@@ -5,8 +5,10 @@ runs it alone for debugging.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,7 +42,46 @@ class TrainingDiverged(RuntimeError):
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name} requested, but torch sees no CUDA device here (use auto or cpu)")
     return torch.device(name)
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool):
+    """On CUDA, attention's fused kernels, cuDNN and cuBLAS are non-deterministic by default, and cuDNN's
+    LSTM dropout has a state of its own, so two runs of one config (or a run and its resume) drift
+    apart. This picks deterministic kernels and the native LSTM for the duration of a run, then
+    restores the previous settings."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark,
+             torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)  # an op without such a kernel warns, never fails
+    # cuDNN's LSTM keeps its own dropout state, outside torch's generators (so outside checkpoints):
+    # the native LSTM draws its dropout from the CUDA generator that checkpoints carry
+    torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark = False, False
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark = saved[2], saved[3]
+        torch.backends.cuda.enable_flash_sdp(saved[4])
+        torch.backends.cuda.enable_mem_efficient_sdp(saved[5])
+
+
+def autocast(cfg: Config, device: torch.device):
+    """Mixed precision for the forward pass (`train.precision`); a no-op context at fp32."""
+    dtype = _DTYPES.get(cfg.train.precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
@@ -53,21 +94,27 @@ def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
                   dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
 
 
-def backward_step(model: HICCAP, z: torch.Tensor, losses: torch.Tensor, active: torch.Tensor, combiner) -> None:
-    """Fill `.grad` for one step by the combiner's rule: a weighted loss, or aggregated task gradients."""
+def backward_step(model: HICCAP, z: torch.Tensor, losses: torch.Tensor, active: torch.Tensor, combiner,
+                  scaler: torch.amp.GradScaler | None = None) -> None:
+    """Fill `.grad` for one step by the combiner's rule: a weighted loss, or aggregated task gradients.
+    `scaler` (fp16) scales the combined loss; gradient methods run unscaled (config forbids fp16 there)."""
     if combiner.uses_gradients:
         backward_aggregated(model, z, losses, active, combiner)
     else:
         norms = last_layer_grad_norms(model, losses, active) if combiner.needs_grad_norms else None
-        combiner.combine(losses, active, norms).backward()
+        loss = combiner.combine(losses, active, norms)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
 @torch.no_grad()
-def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.device, prefix: str) -> dict[str, float]:
+def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.device, prefix: str,
+             precision=None) -> dict[str, float]:
     model.eval()
     logits_all = {t: [] for t in split.tasks}
     for inputs, _ in split.batches(batch_size):
-        for t, lg in model(inputs.to(device)).items():
+        with precision if precision is not None else contextlib.nullcontext():
+            outputs = model(inputs.to(device))
+        for t, lg in outputs.items():
             logits_all[t].append(lg.float().cpu())
     out: dict[str, float] = {}
     for j, t in enumerate(split.tasks):
@@ -110,6 +157,7 @@ class GroupRun:
     train_split: SplitData
     val_split: SplitData
     class_weights: torch.Tensor | None = None  # [T, 2] from train.class_weight
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
     step: int = 0
     affinity: list = field(default_factory=list)  # this epoch's TAG measurements
 
@@ -125,8 +173,9 @@ def build_group(cfg: Config, tasks: tuple[str, ...], data: Prepared, device: tor
     steps = _steps_per_epoch(len(train_split), cfg.train.batch_size) * cfg.train.epochs
     opt, lr_sched = _optimizer(cfg, model, strategies["combiner"], steps)
     weights = class_weights(cfg.train.class_weight, train_split.labels, tuple(tasks))
+    scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
     return GroupRun(tuple(tasks), model, opt, lr_sched, strategies, train_split, data.splits["val"].for_tasks(tasks),
-                    None if weights is None else weights.to(device))
+                    None if weights is None else weights.to(device), scaler)
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -150,8 +199,9 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         if cfg.train.affinity_every and n_tasks > 1 and run.step % cfg.train.affinity_every == 0:
             run.affinity.append(lookahead_affinity(run.model, inputs, labels, run.tasks, run.lr_sched.get_last_lr()[0],
                                                    run.class_weights))
-        z = run.model.encode(inputs)
-        losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
+        with autocast(cfg, device):
+            z = run.model.encode(inputs)
+            losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
         detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
         if not torch.isfinite(detached).all():
             bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
@@ -159,10 +209,16 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         active = scheduler.step_mask(run.step) & has
         if active.any():
             run.opt.zero_grad(set_to_none=True)
-            backward_step(run.model, z, losses, active.to(device), combiner)
+            backward_step(run.model, z, losses, active.to(device), combiner, run.scaler)
+            if run.scaler is not None:
+                run.scaler.unscale_(run.opt)  # clip the true gradients
             if cfg.train.grad_clip:
                 torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
-            run.opt.step()
+            if run.scaler is not None:
+                run.scaler.step(run.opt)  # skips the step when fp16 overflowed
+                run.scaler.update()
+            else:
+                run.opt.step()
         run.lr_sched.step()
         scheduler.observe(detached, active)
         loss_sum += detached * has
@@ -170,7 +226,7 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         run.step += 1
 
     metrics = {f"train/{t}/loss": float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
-    metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val"))
+    metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val", autocast(cfg, device)))
     for s in run.strategies.values():
         s.end_epoch(epoch, metrics)
         metrics.update(s.log())
@@ -201,7 +257,12 @@ def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run"
     With `groups`, one model per group trains side by side and the epoch's metrics are the partition's:
     each task's from the model of its group, `val/avg_f1` their mean. With `resume`, continue from
     `run_dir/checkpoint` exactly where it stopped."""
-    run_dir = Path(run_dir)
+    with deterministic_kernels(cfg.train.deterministic):
+        return _train(cfg, report, Path(run_dir), resume, prepared, progress)
+
+
+def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prepared: Prepared | None,
+           progress: Callable | None) -> list[dict]:
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
@@ -244,7 +305,8 @@ def evaluate_best(cfg: Config, run_dir: str | Path, split: str = "test", prepare
     for tasks, state in zip(cfg.partition(), states):
         model = build_model(replace(cfg, tasks=tasks, groups=None), data.encoder).to(device)
         model.load_state_dict(state)
-        out.update(evaluate(model, data.splits[split].for_tasks(tasks), cfg.train.eval_batch_size, device, split))
+        out.update(evaluate(model, data.splits[split].for_tasks(tasks), cfg.train.eval_batch_size, device, split,
+                            autocast(cfg, device)))
     out[f"{split}/avg_f1"] = mean_over_tasks(out, cfg.tasks, "f1", split)
     out[f"{split}/avg_loss"] = mean_over_tasks(out, cfg.tasks, "loss", split)
     return out

@@ -62,14 +62,14 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
             row["status"], row["error"] = ("finished" if epochs >= max_t else "stopped"), ""
         if df is not None and not df.empty:
             keep = [c for c in df.columns if c.startswith(("train/", "val/", "test/", "strategy/", "affinity/"))
-                    or c in ("epoch", "training_iteration", "time_total_s", "hostname", "node_ip")]
+                    or c in ("epoch", "training_iteration", "time_total_s", "hostname", "node_ip", "gpu_ids")]
             h = df[keep].copy()
             h.insert(0, "trial_id", tid)
             history.append(h)
             values = df[metric].where(df[metric].abs() < 1e8)
             best = df.loc[values.idxmax() if mode == "max" else values.idxmin()] if values.notna().any() else df.iloc[-1]
             for c in keep:
-                if c.startswith(("val/", "test/")) or c in ("hostname", "node_ip"):
+                if c.startswith(("val/", "test/")) or c in ("hostname", "node_ip", "gpu_ids"):
                     row[c] = best[c]
             row["best_epoch"] = int(best.get("epoch", best["training_iteration"] - 1))
             row["time_total_s"] = float(df["time_total_s"].max()) if "time_total_s" in df else float("nan")

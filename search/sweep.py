@@ -28,7 +28,9 @@ def _prepare_data(spec: SpaceSpec) -> None:
 
     from mtl_core.prepare import prepare
 
-    prepare(spec.base_config(), torch.device("cpu"), splits=("train", "val", "test"))
+    # frozen text features on this machine's GPU when it has one (trials then only read the cache)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    prepare(spec.base_config(), device, splits=("train", "val", "test"))
 
 
 def _start_ray(address: str | None) -> bool:

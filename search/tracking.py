@@ -180,7 +180,8 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
-        tags = {"node": str(result.get("hostname", "")), "epochs_run": str(step + 1)}
+        tags = {"node": str(result.get("hostname", "")), "epochs_run": str(step + 1),
+                "gpu_ids": str(result.get("gpu_ids", ""))}
         self._queue(("metrics", trial.trial_id, step, numeric_metrics(result), tags, int(time.time() * 1000)))
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -34,7 +34,9 @@ class ModelInputs:
     text_hidden: torch.Tensor | None = None  # [B, L, d] cached frozen-encoder outputs
 
     def to(self, device: torch.device) -> "ModelInputs":
-        return ModelInputs(**{k: (v.to(device, non_blocking=True) if v is not None else None)
+        # to a GPU: through pinned host memory, so the copies are asynchronous
+        pin = torch.device(device).type == "cuda"
+        return ModelInputs(**{k: ((v.pin_memory() if pin else v).to(device, non_blocking=True) if v is not None else None)
                               for k, v in self.__dict__.items()})
 
 

@@ -70,7 +70,7 @@ def load_text_encoder(name: str) -> TextEncoder:
         path = tokenizer_dir()
         model = BertModel.from_pretrained(str(path), add_pooling_layer=False)
         tok = BertTokenizerFast.from_pretrained(str(path))
-        return TextEncoder(model, tok, model.config.hidden_size, "all-MiniLM-L6-v2")
+        return TextEncoder(model.float(), tok, model.config.hidden_size, "all-MiniLM-L6-v2")
     try:
         model = AutoModel.from_pretrained(name, local_files_only=True)
         tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
@@ -78,7 +78,9 @@ def load_text_encoder(name: str) -> TextEncoder:
         raise EncoderNotFound(
             f"model.text_encoder: {name!r} is not on this machine (use minilm, tiny, or a local path; "
             f"nothing is downloaded at run time)") from exc
-    return TextEncoder(model, tok, model.config.hidden_size, str(Path(name).resolve()) if Path(name).exists() else name)
+    # fp32 master weights whatever dtype they were saved in: train.precision decides the compute
+    return TextEncoder(model.float(), tok, model.config.hidden_size,
+                       str(Path(name).resolve()) if Path(name).exists() else name)
 
 
 def encode(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

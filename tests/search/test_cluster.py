@@ -3,6 +3,7 @@ environment variable, one-line refusals, and a worker node dying mid-sweep while
 completes from its checkpoint on the surviving node."""
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,11 +28,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _local_cluster(workers: int):
+def _local_cluster(workers: int, **extra_env):
     # a short folder: Ray's unix socket paths live below it and must stay under 108 characters
     state = tempfile.mkdtemp(prefix="mtlc-", dir="/tmp")
     env = {**os.environ, "MTL_LOCAL_CLUSTER": state, "RAY_PORT": str(_free_port()), "RAY_AUTH_MODE": "token",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **extra_env}
     script = str(ROOT / "cluster" / "local.sh")
     try:
         up = subprocess.run([script, "up", str(workers)], env=env, capture_output=True, text=True, timeout=180)
@@ -134,3 +135,22 @@ def test_sweep_survives_a_worker_node_dying(two_nodes, tmp_path):
     for run in children:  # every epoch of every trial reached MLflow, the retried one's included
         steps = {m.step for m in client.get_metric_history(run.info.run_id, "val/avg_f1")}
         assert steps == {0, 1, 2}, run.data.tags["tune_trial_id"]
+
+
+def test_half_gpu_trials_pack_two_per_gpu_never_three(tmp_path):
+    """One node with 4 CPUs and 1 (fake) GPU, trials asking for half a GPU and one CPU, 4 allowed at once
+    by the searcher: the GPU is what limits them, so exactly two run at a time; each records its GPU."""
+    with _local_cluster(0, MTL_NODE_CPUS="4", MTL_NODE_GPUS="1", MTL_ALLOW_FAKE_GPUS="1") as env:
+        proc = _launch(["--address", "auto", "--storage", str(tmp_path), "--name", "gpus", "--num-samples", "4",
+                        "--max-concurrent", "4", "--set", "search.resources_per_trial.gpu=0.5",
+                        "--set", "search.final_k=0", "--set", "train.epochs=2", "--set", "search.grace_period=2"],
+                       env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    running = [int(m) for m in re.findall(r"\] (\d+) running", proc.stdout)]
+    assert max(running) == 2, running
+    trials = pd.read_parquet(tmp_path / "gpus" / "trials.parquet")
+    assert len(trials) == 4 and (trials["status"] == "finished").all()
+    assert set(trials["gpu_ids"]) == {"0"}
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'gpus' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("gpus").experiment_id])
+    assert {r.data.tags.get("gpu_ids") for r in runs if r.data.tags.get("phase") == "search"} == {"0"}
