@@ -12,6 +12,7 @@
 set -euo pipefail
 STATE=${MTL_LOCAL_CLUSTER:-/tmp/mtl-local-cluster}
 PORT=${RAY_PORT:-6390}
+DASHBOARD=${RAY_DASHBOARD_PORT:-8265}
 CPUS=${MTL_NODE_CPUS:-1}
 GPUS=${MTL_NODE_GPUS:+--num-gpus=$MTL_NODE_GPUS}
 STORE=$((300 * 1024 * 1024))  # small object stores: several nodes share one host's memory
@@ -37,14 +38,15 @@ case "${1:-}" in
     [ -s "$HOME/.ray/auth_token" ] || ray get-auth-token --generate > /dev/null
     ray start --head --port="$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" $GPUS \
       --resources='{"node_head": 1}' --temp-dir="$STATE/ray" --object-store-memory="$STORE" \
-      --include-dashboard=true --dashboard-host=127.0.0.1 --disable-usage-stats > "$STATE/head.log" 2>&1
+      --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD" --disable-usage-stats \
+      > "$STATE/head.log" 2>&1 || { tail -5 "$STATE/head.log" >&2; exit 1; }
     for i in $(seq 1 "$n"); do
       ray start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" $GPUS \
         --resources="{\"node_worker$i\": 1}" --temp-dir="$STATE/ray-w$i" --object-store-memory="$STORE" \
-        --disable-usage-stats > "$STATE/worker$i.log" 2>&1
+        --disable-usage-stats > "$STATE/worker$i.log" 2>&1 || { tail -5 "$STATE/worker$i.log" >&2; exit 1; }
     done
     echo "127.0.0.1:$PORT" > "$STATE/address"
-    echo "local Ray cluster up: head + $n workers at 127.0.0.1:$PORT (dashboard http://127.0.0.1:8265)"
+    echo "local Ray cluster up: head + $n workers at 127.0.0.1:$PORT (dashboard http://127.0.0.1:$DASHBOARD)"
     ;;
   down)
     pids=$(node_pids)

@@ -7,6 +7,8 @@ parameter importances, and `summary.md` linking them.
 """
 from __future__ import annotations
 
+import json
+
 import argparse
 import logging
 import sys
@@ -43,6 +45,32 @@ def _strip(ax, trials: pd.DataFrame, column: str, metric: str, title: str) -> No
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     ax.set_ylabel(metric)
     ax.set_title(title)
+
+
+FLOOR_FILE = "bow_floor.json"
+
+
+def _floor_section(exp_dir: Path) -> list[str]:
+    """The bag-of-words floor beside the best configuration's final test score, when both exist."""
+    path = exp_dir / FLOOR_FILE
+    if not path.is_file():
+        return []
+    floor = json.loads(path.read_text())
+    tasks = [k.split("/")[1] for k in floor if k.startswith("test/") and k.endswith("/f1")]
+    lines = ["## Bag-of-words floor", "",
+             f"TF-IDF + logistic regression, one model per task on the text alone (C chosen on val): "
+             f"test macro-F1 {floor['test/avg_f1']:.4f} averaged over {', '.join(tasks)}.", ""]
+    board = pd.read_csv(exp_dir / "leaderboard.csv") if (exp_dir / "leaderboard.csv").is_file() else pd.DataFrame()
+    key = "final/test/avg_f1/mean"
+    if key in board and board[key].notna().any():
+        best = board[board[key].notna()].iloc[0]
+        gap = best[key] - floor["test/avg_f1"]
+        lines += [f"The best configuration (`{best['trial_id']}`) retrained: test macro-F1 {best[key]:.4f} "
+                  f"± {best.get('final/test/avg_f1/std', float('nan')):.4f} over seeds, "
+                  f"{abs(gap):.4f} {'above' if gap > 0 else 'below'} the floor.", ""]
+    lines += ["| task | floor test macro-F1 |", "|---|---|"]
+    lines += [f"| {t} | {floor[f'test/{t}/f1']:.4f} |" for t in tasks] + [""]
+    return lines
 
 
 def write_report(exp_dir: str | Path, top: int = 5) -> Path:
@@ -142,6 +170,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
         lines += ["![parameter importances](param_importances.png)", ""]
     else:
         lines += ["Parameter importances need at least two completed trials with different parameters.", ""]
+    lines += _floor_section(exp_dir)
     if (exp_dir / "leaderboard.csv").is_file():
         lines += ["Full ranking: [leaderboard.csv](../leaderboard.csv).", ""]
     (out / "summary.md").write_text("\n".join(lines))

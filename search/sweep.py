@@ -309,6 +309,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
                 board = board.merge(final.assign(trial_id=list(ranked["trial_id"])).drop(columns="rank"),
                                     on="trial_id", how="left")
         board.to_csv(exp_dir / "leaderboard.csv", index=False)
+        extra += _bow_floor(spec, exp_dir, client, parent)
         if terminated():  # SIGTERM during the final phase: its trials stopped at their checkpoints
             client.set_terminated(parent, status="KILLED")
             print(f"stopped by SIGTERM during the final phase; continue with: python -m search.launch {spec.path} "
@@ -325,6 +326,29 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     finally:
         if started:
             ray.shutdown()
+
+
+def _bow_floor(spec: SpaceSpec, exp_dir: Path, client, parent: str) -> list[Path]:
+    """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics."""
+    from mtl_core.bow import bag_of_words_floor
+    from mtl_core.prepare import cache_root, data_root
+
+    cfg = spec.base_config()
+    try:
+        files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
+        floor = bag_of_words_floor(data_root(cfg), cfg.tasks, derive_binary=cfg.data.derive_binary,
+                                   cache_dir=cache_root(cfg), files=files)
+    except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
+        log.warning("bag-of-words floor failed: %s", exc)
+        return []
+    path = exp_dir / "bow_floor.json"
+    path.write_text(json.dumps(floor, indent=2))
+    for key, value in floor.items():
+        if key.startswith("test/") and np.isfinite(value):
+            client.log_metric(parent, f"floor/bow/{key}", float(value))
+    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
+          flush=True)
+    return [path]
 
 
 def _finish_parent(client, parent: str, board: pd.DataFrame, saved: dict, metric: str, exp_dir: Path) -> None:

@@ -48,7 +48,8 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: train.batch_sise: unknown key; valid keys here: "
                                                 "epochs, batch_size, eval_batch_size, lr, lr_schedule, weight_decay, "
-                                                "grad_clip, seed, affinity_every, class_weight, device, precision, deterministic, num_threads, progress"]
+                                                "grad_clip, seed, affinity_every, class_weight, device, precision, deterministic, "
+                                                "num_threads, progress"]
 
 
 def test_cli_missing_and_unparsable_files(tmp_path):

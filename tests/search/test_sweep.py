@@ -1,4 +1,5 @@
 """End-to-end sweeps on a local Ray started and stopped by the launcher (in a subprocess)."""
+import json
 import os
 import signal
 import subprocess
@@ -72,7 +73,12 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert (trials["status"] == "stopped").any()
     for png in ("by_scheduler", "by_combiner", "learning_curves", "task_f1_heatmap", "param_importances"):
         assert (exp / "report" / f"{png}.png").stat().st_size > 1000
-    assert "Sweep report" in (exp / "report" / "summary.md").read_text()
+    summary = (exp / "report" / "summary.md").read_text()
+    assert "Sweep report" in summary
+    # the bag-of-words floor beside the neural results: file, summary, parent-run metric
+    floor = json.loads((exp / "bow_floor.json").read_text())
+    assert 0 <= floor["test/avg_f1"] <= 1 and "## Bag-of-words floor" in summary and "the floor" in summary
+    assert "floor/bow/test/avg_f1" in client.get_run(parents[0].info.run_id).data.metrics
     assert "ASHA" in out and "rank" in out  # compute saved and the leaderboard were printed
     assert "?workflowType=machine_learning" in out  # the UI link opens on the runs
     for noise in ("Configuration for experiment", "TensorBoard", "Token authentication", "ExperimentalWarning",
