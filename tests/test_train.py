@@ -148,7 +148,7 @@ def test_balanced_class_weight_lifts_gory_off_the_majority_class(tmp_path):
     `balanced` class weights it predicts positives and its macro-F1 rises above 0.6."""
     cfg = build_config({"tasks": ["gory"], "model": {"text_encoder": "tiny", "rnn_units": 32, "attention_heads": 4,
                                                      "head_dims": [64, 32, 16]},
-                        "train": {"epochs": 5, "batch_size": 16, "lr": 0.003, "progress": False,
+                        "train": {"epochs": 4, "batch_size": 16, "lr": 0.003, "progress": False,
                                   "class_weight": "balanced"}})
     balanced = train(cfg, None, tmp_path)
     assert max(m["val/gory/f1_pos"] for m in balanced) > 0.3
