@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from mtl_core.checkpoint import rng_states, set_rng_states
 from mtl_core.losses import task_losses
 from mtl_core.strategies.gradients import shared_jacobian
 
@@ -22,8 +23,7 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float,
     """[T, T] matrix Z[i, j] = Z(i -> j) on one batch (NaN where task j has no label in the batch),
     with the training loss (`class_weights` as in training)."""
 
-    device = next(model.parameters()).device
-    rng = rng_state(device)
+    rng = rng_states()
     buffers = {k: b.clone() for k, b in model.named_buffers()}
     shared = model.shared_parameters()
     saved = [p.detach().clone() for p in shared]
@@ -32,7 +32,7 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float,
         # cuDNN's LSTM draws dropout from a state of its own that replaying torch's generators cannot
         # rewind (and that the lookahead would advance): the native LSTM uses the replayed generator
         with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
-            set_rng_state(rng)
+            set_rng_states(rng)
             z = model.encode(inputs)
             losses, has = task_losses(model.heads_forward(z), labels, tasks, class_weights)
             jac, _ = shared_jacobian(model, z, losses, torch.arange(len(tasks), device=losses.device))
@@ -47,7 +47,7 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float,
                     n = p.numel()
                     p.copy_(p0 - lr * jac[i, offset:offset + n].view_as(p))
                     offset += n
-                set_rng_state(rng)  # the same dropout masks as the reference forward
+                set_rng_states(rng)  # the same dropout masks as the reference forward
                 with torch.backends.cudnn.flags(enabled=False):
                     after = task_losses(model.heads_forward(model.encode(inputs)), labels, tasks, class_weights)[0]
                 out[i] = (1 - after / base.clamp(min=1e-12)).cpu()
@@ -60,18 +60,5 @@ def lookahead_affinity(model, inputs, labels, tasks: tuple[str, ...], lr: float,
                 b.copy_(buffers[k])
         for p, g in zip(model.parameters(), grads):
             p.grad = g
-        set_rng_state(rng)
+        set_rng_states(rng)
     return out
-
-
-def rng_state(device: torch.device) -> tuple:
-    """The generators dropout draws from on `device`: the CPU one, and the device's own (CUDA)."""
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return torch.get_rng_state(), device, cuda
-
-
-def set_rng_state(state: tuple) -> None:
-    cpu, device, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda, device)

@@ -78,9 +78,9 @@ def deterministic_kernels(enabled: bool):
         torch.backends.cuda.enable_mem_efficient_sdp(saved[5])
 
 
-def autocast(cfg: Config, device: torch.device):
+def autocast(precision: str, device: torch.device):
     """Mixed precision for the forward pass (`train.precision`); a no-op context at fp32."""
-    dtype = _DTYPES.get(cfg.train.precision)
+    dtype = _DTYPES.get(precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -108,11 +108,11 @@ def backward_step(model: HICCAP, z: torch.Tensor, losses: torch.Tensor, active: 
 
 @torch.no_grad()
 def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.device, prefix: str,
-             precision=None) -> dict[str, float]:
+             precision: str = "fp32") -> dict[str, float]:
     model.eval()
     logits_all = {t: [] for t in split.tasks}
     for inputs, _ in split.batches(batch_size):
-        with precision if precision is not None else contextlib.nullcontext():
+        with autocast(precision, device):
             outputs = model(inputs.to(device))
         for t, lg in outputs.items():
             logits_all[t].append(lg.float().cpu())
@@ -199,7 +199,7 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         if cfg.train.affinity_every and n_tasks > 1 and run.step % cfg.train.affinity_every == 0:
             run.affinity.append(lookahead_affinity(run.model, inputs, labels, run.tasks, run.lr_sched.get_last_lr()[0],
                                                    run.class_weights))
-        with autocast(cfg, device):
+        with autocast(cfg.train.precision, device):
             z = run.model.encode(inputs)
             losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
         detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
@@ -226,7 +226,7 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         run.step += 1
 
     metrics = {f"train/{t}/loss": float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
-    metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val", autocast(cfg, device)))
+    metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val", cfg.train.precision))
     for s in run.strategies.values():
         s.end_epoch(epoch, metrics)
         metrics.update(s.log())
@@ -306,7 +306,7 @@ def evaluate_best(cfg: Config, run_dir: str | Path, split: str = "test", prepare
         model = build_model(replace(cfg, tasks=tasks, groups=None), data.encoder).to(device)
         model.load_state_dict(state)
         out.update(evaluate(model, data.splits[split].for_tasks(tasks), cfg.train.eval_batch_size, device, split,
-                            autocast(cfg, device)))
+                            cfg.train.precision))
     out[f"{split}/avg_f1"] = mean_over_tasks(out, cfg.tasks, "f1", split)
     out[f"{split}/avg_loss"] = mean_over_tasks(out, cfg.tasks, "loss", split)
     return out

@@ -100,7 +100,7 @@ def _probe(address: str) -> str | None:
 
 
 def _cause(stderr: str) -> str:
-    if "InvalidAuthToken" in stderr or "Unauthenticated" in stderr:
+    if any(word in stderr for word in _REFUSED):
         if os.environ.get("RAY_AUTH_MODE") != "token" or not TOKEN_FILE.is_file():
             return (f"the cluster requires token authentication and this machine has no token at {TOKEN_FILE} "
                     f"(copy the head node's token there)")

@@ -12,10 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from mtl_core.cli import LOG_FORMAT, NOISY
+
 OURS = ("search", "mtl_core", "__main__")
 THIRD_PARTY = ("ray", "mlflow", "optuna", "alembic", "py.warnings")
 LOG_FILE = "launch.log"
-_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _quiet = False  # set by setup_console; later calls (after ray.init) follow it
 
 
@@ -68,12 +69,12 @@ def setup_console(verbose: bool) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    console.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
     if not verbose:
         console.addFilter(_ConsoleFilter())
         quiet_environment()
     root.addHandler(console)
-    for noisy in ("transformers", "urllib3", "filelock", "huggingface_hub"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -81,6 +82,6 @@ def log_to_file(exp_dir: Path) -> Path:
     """Everything, ours and theirs, also goes to the experiment's log file."""
     path = exp_dir / LOG_FILE
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     return path

@@ -17,7 +17,7 @@ from mtl_core.config import ConfigError
 from search.cluster import ClusterUnavailable, auth_env, check_cluster
 from search.console import log_to_file, route_third_party_logs, setup_console
 from search.space import SpaceSpec, load_space, sample_configs
-from search.sweep import STATE_FILE
+from search.sweep import STATE_FILE, resume_hint
 
 log = logging.getLogger("search.launch")
 
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) outside a Tune phase: the state saved so far stands
         from search.signals import terminated
 
-        print(f"{'stopped by SIGTERM' if terminated() else 'interrupted'}; continue with: python -m search.launch "
-              f"{args.space} --name {exp_dir.name} --storage {exp_dir.parent} --resume", file=sys.stderr)
+        print(f"{'stopped by SIGTERM' if terminated() else 'interrupted'}; {resume_hint(args.space, exp_dir)}",
+              file=sys.stderr)
         return 143 if terminated() else 130
 
 

@@ -232,6 +232,10 @@ def _score_groupings(trials: pd.DataFrame, tasks: tuple[str, ...], exp_dir: Path
     return every
 
 
+def resume_hint(space: Path, exp_dir: Path) -> str:
+    return f"continue with: python -m search.launch {space} --name {exp_dir.name} --storage {exp_dir.parent} --resume"
+
+
 def _state(exp_dir: Path) -> dict:
     path = exp_dir / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -289,9 +293,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
             board.to_csv(exp_dir / "leaderboard.csv", index=False)
             client.set_terminated(parent, status="KILLED")
             how = "stopped by SIGTERM" if terminated() else "interrupted"
-            print(f"{how} with {len(trials)} of {expected} trials; continue with: "
-                  f"python -m search.launch {spec.path} --name {exp_dir.name} --storage {exp_dir.parent} --resume",
-                  flush=True)
+            print(f"{how} with {len(trials)} of {expected} trials; {resume_hint(spec.path, exp_dir)}", flush=True)
             return 143 if terminated() else 130
         saved = compute_saved(trials, expected, max_t)
         extra = []
@@ -312,8 +314,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
         extra += _bow_floor(spec, exp_dir, client, parent)
         if terminated():  # SIGTERM during the final phase: its trials stopped at their checkpoints
             client.set_terminated(parent, status="KILLED")
-            print(f"stopped by SIGTERM during the final phase; continue with: python -m search.launch {spec.path} "
-                  f"--name {exp_dir.name} --storage {exp_dir.parent} --resume", flush=True)
+            print(f"stopped by SIGTERM during the final phase; {resume_hint(spec.path, exp_dir)}", flush=True)
             return 143
         print_leaderboard(board, s.metric)
         print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
@@ -332,6 +333,7 @@ def _bow_floor(spec: SpaceSpec, exp_dir: Path, client, parent: str) -> list[Path
     """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics."""
     from mtl_core.bow import bag_of_words_floor
     from mtl_core.prepare import cache_root, data_root
+    from search.report import FLOOR_FILE
 
     cfg = spec.base_config()
     try:
@@ -341,7 +343,7 @@ def _bow_floor(spec: SpaceSpec, exp_dir: Path, client, parent: str) -> list[Path
     except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
         log.warning("bag-of-words floor failed: %s", exc)
         return []
-    path = exp_dir / "bow_floor.json"
+    path = exp_dir / FLOOR_FILE
     path.write_text(json.dumps(floor, indent=2))
     for key, value in floor.items():
         if key.startswith("test/") and np.isfinite(value):

@@ -202,7 +202,8 @@ class LossCombiner(Stateful):
         """The epoch's metrics (`train/<task>/loss`, `val/<task>/f1`, ...) once it is finished."""
 
     def log(self) -> dict[str, float]:
-        return self.grad_cosine_log()
+        """The epoch's gradient cosine and applied weights (gradient methods; empty otherwise)."""
+        return {**self.grad_cosine_log(), **self.applied_weights_log()}
 
 
 class ModalitySchedule(Stateful):

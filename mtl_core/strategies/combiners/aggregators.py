@@ -44,9 +44,6 @@ class _Aggregator(LossCombiner):
         self.record_weights(idx, w)
         return w.to(jacobian) @ jacobian
 
-    def log(self):
-        return {**super().log(), **self.applied_weights_log()}
-
 
 class PCGrad(_Aggregator):
     """PCGrad (Yu et al. 2020, METHODS.md 4): each g_i is projected onto the normal plane of every

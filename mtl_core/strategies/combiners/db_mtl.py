@@ -37,6 +37,3 @@ class DBMTL(LossCombiner):
         alpha = norms.max() / norms
         self.record_weights(idx, alpha)  # the magnitude-balancing weights of the EMA'd log-gradients
         return (alpha[:, None] * rows).sum(0)
-
-    def log(self):
-        return {**super().log(), **self.applied_weights_log()}

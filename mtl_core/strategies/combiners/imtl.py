@@ -22,8 +22,7 @@ class IMTL(LossCombiner):
         super().__init__(ctx)
         if scale_lr <= 0:
             raise ValueError(f"scale_lr must be > 0, got {scale_lr}")
-        self.loss_balance, self.scale_lr = loss_balance, scale_lr
-        self.param_lr = scale_lr
+        self.loss_balance, self.param_lr = loss_balance, scale_lr
         self._params = {"loss_balance": loss_balance, "scale_lr": scale_lr}
         self.s = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
         self._weighting = jd.IMTLG().weighting
@@ -44,7 +43,7 @@ class IMTL(LossCombiner):
         return w.to(jacobian) @ jacobian
 
     def log(self):
-        out = {**super().log(), **self.applied_weights_log()}
+        out = super().log()
         if self.loss_balance:
             out.update({f"strategy/{t}/scale": float(self.s.detach()[j].exp()) for j, t in enumerate(self.ctx.tasks)})
         return out
