@@ -17,7 +17,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from mtl_core import TASKS
+from mtl_core.cli import fail
 from mtl_core.data.arrays import load_split
+from mtl_core.data.layout import DataError
 from mtl_core.metrics import binary_task_metrics
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -60,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     args = p.parse_args(argv)
     if not args.root.is_dir():
-        print(f"error: {args.root}: dataset folder not found")
-        return 2
-    print(json.dumps(bag_of_words_floor(args.root, tuple(args.tasks), derive_binary=args.derive_binary), indent=2))
+        return fail(f"{args.root}: dataset folder not found")
+    try:
+        floor = bag_of_words_floor(args.root, tuple(args.tasks), derive_binary=args.derive_binary)
+    except DataError as exc:
+        return fail(str(exc), code=1)
+    print(json.dumps(floor, indent=2))
     return 0
 
 

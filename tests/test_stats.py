@@ -56,3 +56,17 @@ def test_bag_of_words_floor_on_the_real_text():
         pytest.skip("the real Comic Mischief text is not beside the repository")
     out = bag_of_words_floor(REAL_DATA, ("mature", "gory", "slapstick", "sarcasm"), derive_binary=True)
     assert 0.57 < out["test/avg_f1"] < 0.67, out  # 0.62 here; about 0.61 was measured with a model of this kind
+
+
+def test_bow_cli_bad_folder_and_bad_data_are_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    missing = subprocess.run([sys.executable, "-m", "mtl_core.bow", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope'}: dataset folder not found"
+    for split in ("train", "val", "test"):
+        (tmp_path / f"{split}.json").write_text("{")
+    bad = subprocess.run([sys.executable, "-m", "mtl_core.bow", str(tmp_path)], capture_output=True, text=True,
+                         env={**os.environ, "MTL_CACHE_DIR": str(tmp_path / "cache")})
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "unreadable JSON" in bad.stderr
