@@ -16,6 +16,7 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def fail(message: str, code: int = 2) -> int:
-    """Print one `error:` line to stderr and return the exit code (2 = user mistake)."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print one `error:` line per problem to stderr and return the exit code (2 = user mistake)."""
+    for line in str(message).splitlines() or [""]:
+        print(f"error: {line}", file=sys.stderr)
     return code

@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,9 @@ from typing import Any
 import yaml
 
 from mtl_core import TASKS
-
-
-class ConfigError(ValueError):
-    """A user mistake in a config: the message is one line that names the key path."""
+from mtl_core.grouping import check_partition
+from mtl_core.strategies import REGISTRIES, validate_strategy
+from mtl_core.validation import ConfigError, Problems, build_dataclass, coerce_value, show  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,18 @@ class StrategyChoice:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str) -> "StrategyChoice":
+        """`combiner: equal` or `combiner: {name: gradnorm, alpha: 1.5}` (the parameters are checked
+        against the method's constructor by `validate_strategy`)."""
+        if isinstance(raw, str):
+            return cls(raw)
+        if not isinstance(raw, dict) or "name" not in raw:
+            raise ConfigError(f"{path}: expected a mapping with `name` (and that method's parameters)")
+        if not isinstance(raw["name"], str):
+            raise ConfigError(f"{path}.name: expected a string, got {show(raw['name'])}")
+        return cls(raw["name"], {k: v for k, v in raw.items() if k != "name"})
 
 
 @dataclass(frozen=True)
@@ -149,14 +158,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def build_config(raw: dict[str, Any] | None = None) -> Config:
-    """Validate a plain dict (from YAML) into a Config, or raise ConfigError naming the key."""
+    """Validate a plain dict (from YAML) into a Config, or raise one ConfigError naming every problem."""
     raw = dict(raw or {})
     data = raw.get("data")
     if isinstance(data, dict):  # paths may name environment variables: root: ${CM_DATA}
         raw["data"] = {k: os.path.expandvars(v) if k in ("root", "cache_dir") and isinstance(v, str) else v
                        for k, v in data.items()}
-    cfg = _build(Config, raw, "")
-    _check_semantics(cfg)
+    problems = Problems()
+    cfg = build_dataclass(Config, raw, "", problems)
+    _check_semantics(cfg, problems)
+    problems.raise_if_any()
     return cfg
 
 
@@ -165,24 +176,47 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build_config(apply_overrides(raw, overrides or []))
 
 
-def _check_semantics(cfg: Config) -> None:
+def _check_semantics(cfg: Config, problems: Problems) -> None:
+    """Rules across fields (the types were checked by the builder); every broken rule is one problem."""
+    _check_tasks(cfg, problems)
+    _check_class_weight(cfg.train.class_weight, cfg.tasks, problems)
+    _check_ranges(cfg, problems)
+    t = cfg.train
+    if t.precision not in ("fp32", "bf16", "fp16"):
+        problems.add(f"train.precision: unknown precision {t.precision!r}; valid choices: fp32, bf16, fp16")
+    if not (t.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", t.device)):
+        problems.add(f"train.device: expected auto, cpu, cuda or cuda:N, got {t.device!r}")
+    if t.lr_schedule not in ("constant", "cosine"):
+        problems.add(f"train.lr_schedule: unknown schedule {t.lr_schedule!r}; valid choices: constant, cosine")
+    if cfg.data.root is not None and not Path(cfg.data.root).expanduser().is_dir():
+        hint = " (set that environment variable or --set data.root=PATH)" if "$" in cfg.data.root else ""
+        problems.add(f"data.root: dataset folder not found: {cfg.data.root}{hint}")
+    # strategy names and parameters are checked against the registries' constructors
+    for axis in ("scheduler", "combiner", "modality"):
+        with problems.collect():
+            validate_strategy(axis, getattr(cfg.strategy, axis), cfg)
+    combiner = REGISTRIES["combiner"].get(cfg.strategy.combiner.name)
+    if t.precision == "fp16" and combiner is not None and combiner.uses_gradients:
+        problems.add(f"train.precision: fp16 needs a loss scale, which the gradient method "
+                     f"{cfg.strategy.combiner.name!r} cannot take (its weights depend on gradient norms); use bf16")
+
+
+def _check_tasks(cfg: Config, problems: Problems) -> None:
     if not cfg.tasks:
-        raise ConfigError("tasks: at least one task is required")
+        problems.add("tasks: at least one task is required")
     for t in cfg.tasks:
         if t not in TASKS:
-            raise ConfigError(f"tasks: unknown task {t!r}; valid tasks: {', '.join(TASKS)}")
+            problems.add(f"tasks: unknown task {t!r}; valid tasks: {', '.join(TASKS)}")
     if len(set(cfg.tasks)) != len(cfg.tasks):
-        raise ConfigError("tasks: a task is listed twice")
+        problems.add("tasks: a task is listed twice")
     if cfg.groups is not None:
-        from mtl_core.grouping import check_partition
-
         try:
             check_partition(cfg.groups, cfg.tasks)
         except ValueError as exc:
-            raise ConfigError(f"groups: not a partition of the tasks: {exc}") from None
-    _check_class_weight(cfg.train.class_weight, cfg.tasks)
-    if cfg.train.affinity_every < 0:
-        raise ConfigError(f"train.affinity_every: must be >= 0, got {cfg.train.affinity_every}")
+            problems.add(f"groups: not a partition of the tasks: {exc}")
+
+
+def _check_ranges(cfg: Config, problems: Problems) -> None:
     positive = {
         "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
         "train.eval_batch_size": cfg.train.eval_batch_size, "train.lr": cfg.train.lr,
@@ -195,125 +229,32 @@ def _check_semantics(cfg: Config) -> None:
     }
     for key, value in positive.items():
         if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-    if cfg.train.batch_size < 2:
-        raise ConfigError("train.batch_size: must be at least 2 (the heads use BatchNorm)")
+            problems.add(f"{key}: must be positive, got {value}")
+    if cfg.train.batch_size == 1:
+        problems.add("train.batch_size: must be at least 2 (the heads use BatchNorm)")
     for key, value in {"model.dropout": cfg.model.dropout, "model.head_dropout": cfg.model.head_dropout}.items():
         if not 0.0 <= value < 1.0:
-            raise ConfigError(f"{key}: must be in [0, 1), got {value}")
-    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"train.precision: unknown precision {cfg.train.precision!r}; valid choices: fp32, bf16, fp16")
-    if not (cfg.train.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", cfg.train.device)):
-        raise ConfigError(f"train.device: expected auto, cpu, cuda or cuda:N, got {cfg.train.device!r}")
-    if cfg.train.lr_schedule not in ("constant", "cosine"):
-        raise ConfigError(f"train.lr_schedule: unknown schedule {cfg.train.lr_schedule!r}; valid choices: constant, cosine")
+            problems.add(f"{key}: must be in [0, 1), got {value}")
+    if cfg.train.affinity_every < 0:
+        problems.add(f"train.affinity_every: must be >= 0, got {cfg.train.affinity_every}")
     if cfg.train.weight_decay < 0:
-        raise ConfigError(f"train.weight_decay: must be >= 0, got {cfg.train.weight_decay}")
+        problems.add(f"train.weight_decay: must be >= 0, got {cfg.train.weight_decay}")
     if cfg.data.text_max_len > 512:
-        raise ConfigError(f"data.text_max_len: at most 512 (BERT positions), got {cfg.data.text_max_len}")
-    if cfg.data.root is not None and not Path(cfg.data.root).expanduser().is_dir():
-        hint = " (set that environment variable or --set data.root=PATH)" if "$" in cfg.data.root else ""
-        raise ConfigError(f"data.root: dataset folder not found: {cfg.data.root}{hint}")
-    # Strategy names and parameters are checked against the registries' constructors.
-    from mtl_core.strategies import validate_strategy
-
-    for axis in ("scheduler", "combiner", "modality"):
-        validate_strategy(axis, getattr(cfg.strategy, axis), cfg)
-    if cfg.train.precision == "fp16":
-        from mtl_core.strategies import REGISTRIES
-
-        if REGISTRIES["combiner"][cfg.strategy.combiner.name].uses_gradients:
-            raise ConfigError(f"train.precision: fp16 needs a loss scale, which the gradient method "
-                              f"{cfg.strategy.combiner.name!r} cannot take (its weights depend on gradient norms); use bf16")
+        problems.add(f"data.text_max_len: at most 512 (BERT positions), got {cfg.data.text_max_len}")
 
 
-def _check_class_weight(value: Any, tasks: tuple[str, ...]) -> None:
+def _check_class_weight(value: Any, tasks: tuple[str, ...], problems: Problems) -> None:
     if value in (None, "none", "balanced"):
         return
     if not isinstance(value, dict):
-        raise ConfigError(f"train.class_weight: expected none, balanced or a mapping task: positive weight, "
-                          f"got {_show(value)}")
+        problems.add(f"train.class_weight: expected none, balanced or a mapping task: positive weight, "
+                     f"got {show(value)}")
+        return
     for task, w in value.items():
         if task not in tasks:
-            raise ConfigError(f"train.class_weight.{task}: not one of the configured tasks ({', '.join(tasks)})")
+            problems.add(f"train.class_weight.{task}: not one of the configured tasks ({', '.join(tasks)})")
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-            raise ConfigError(f"train.class_weight.{task}: expected a positive number, got {_show(w)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# generic dataclass builder with key-path errors
-
-
-def _build(cls: type, raw: Any, path: str) -> Any:
-    if cls is StrategyChoice:
-        return _build_choice(raw, path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path or 'config'}: expected a mapping, got {_show(raw)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise ConfigError(f"{where}: unknown key; valid keys here: {', '.join(fields)}")
-    kwargs = {}
-    for name, value in raw.items():
-        kwargs[name] = coerce_value(hints[name], value, f"{path}.{name}" if path else name)
-    return cls(**kwargs)
-
-
-def _build_choice(raw: Any, path: str) -> StrategyChoice:
-    if isinstance(raw, str):
-        return StrategyChoice(raw)
-    if not isinstance(raw, dict) or "name" not in raw:
-        raise ConfigError(f"{path}: expected a mapping with `name` (and that method's parameters)")
-    if not isinstance(raw["name"], str):
-        raise ConfigError(f"{path}.name: expected a string, got {_show(raw['name'])}")
-    params = {k: v for k, v in raw.items() if k != "name"}
-    return StrategyChoice(raw["name"], params)
-
-
-def coerce_value(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return coerce_value(inner[0], value, path)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {_show(value)}")
-        item = typing.get_args(tp)[0]
-        return tuple(coerce_value(item, v, f"{path}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {_show(value)}")
-        item = typing.get_args(tp)[1]
-        return {k: coerce_value(item, v, f"{path}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {_show(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {_show(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {_show(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {_show(value)}")
-        return value
-    return value
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+            problems.add(f"train.class_weight.{task}: expected a positive number, got {show(w)}")
 
 
 def _to_plain(obj: Any) -> Any:

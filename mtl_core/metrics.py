@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
+from mtl_core import keys
+
 
 def binary_task_metrics(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
     """Accuracy, macro-F1 and F1 of the positive class over the labelled clips (labels >= 0)."""
@@ -19,5 +21,5 @@ def binary_task_metrics(labels: np.ndarray, preds: np.ndarray) -> dict[str, floa
 
 
 def mean_over_tasks(metrics: dict[str, float], tasks, key: str, prefix: str = "val") -> float:
-    values = [metrics[f"{prefix}/{t}/{key}"] for t in tasks if np.isfinite(metrics[f"{prefix}/{t}/{key}"])]
+    values = [metrics[keys.task(prefix, t, key)] for t in tasks if np.isfinite(metrics[keys.task(prefix, t, key)])]
     return float(np.mean(values)) if values else float("nan")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtl_core import TASKS
+from mtl_core import TASKS, keys
 from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
 from mtl_core.config import Config, ConfigError
@@ -122,11 +122,11 @@ def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.dev
         y = split.labels[:, j]
         keep = y >= 0
         loss = F.cross_entropy(lg[keep], torch.from_numpy(y[keep])).item() if keep.any() else float("nan")
-        out[f"{prefix}/{t}/loss"] = loss
+        out[keys.task(prefix, t, "loss")] = loss
         for k, v in binary_task_metrics(y, lg.argmax(1).numpy()).items():
-            out[f"{prefix}/{t}/{k}"] = v
-    out[f"{prefix}/avg_f1"] = mean_over_tasks(out, split.tasks, "f1", prefix)
-    out[f"{prefix}/avg_loss"] = mean_over_tasks(out, split.tasks, "loss", prefix)
+            out[keys.task(prefix, t, k)] = v
+    out[keys.average(prefix)] = mean_over_tasks(out, split.tasks, "f1", prefix)
+    out[keys.average(prefix, "loss")] = mean_over_tasks(out, split.tasks, "loss", prefix)
     return out
 
 
@@ -225,14 +225,14 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         loss_n += has
         run.step += 1
 
-    metrics = {f"train/{t}/loss": float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
+    metrics = {keys.task("train", t, "loss"): float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
     metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val", cfg.train.precision))
     for s in run.strategies.values():
         s.end_epoch(epoch, metrics)
         metrics.update(s.log())
     if run.affinity:
         mean = torch.nanmean(torch.stack(run.affinity), dim=0)
-        metrics.update({f"affinity/{a}/{b}": float(mean[i, j])
+        metrics.update({keys.affinity(a, b): float(mean[i, j])
                         for i, a in enumerate(run.tasks) for j, b in enumerate(run.tasks) if i != j})
         run.affinity = []
     return metrics
@@ -283,10 +283,10 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
         for i, run in enumerate(runs):
             metrics.update(_group_keys(train_epoch(run, cfg, epoch, device, progress), i, len(runs) > 1))
         if len(runs) > 1:
-            metrics["val/avg_f1"] = mean_over_tasks(metrics, cfg.tasks, "f1", "val")
-            metrics["val/avg_loss"] = mean_over_tasks(metrics, cfg.tasks, "loss", "val")
+            metrics[keys.average("val")] = mean_over_tasks(metrics, cfg.tasks, "f1", "val")
+            metrics[keys.average("val", "loss")] = mean_over_tasks(metrics, cfg.tasks, "loss", "val")
         metrics["time/epoch_s"] = time.perf_counter() - t0
-        score = metrics["val/avg_f1"]
+        score = metrics[keys.average("val")]
         is_best = math.isfinite(score) and score > best
         best = max(best, score) if math.isfinite(score) else best
         history.append(metrics)
@@ -307,8 +307,8 @@ def evaluate_best(cfg: Config, run_dir: str | Path, split: str = "test", prepare
         model.load_state_dict(state)
         out.update(evaluate(model, data.splits[split].for_tasks(tasks), cfg.train.eval_batch_size, device, split,
                             cfg.train.precision))
-    out[f"{split}/avg_f1"] = mean_over_tasks(out, cfg.tasks, "f1", split)
-    out[f"{split}/avg_loss"] = mean_over_tasks(out, cfg.tasks, "loss", split)
+    out[keys.average(split)] = mean_over_tasks(out, cfg.tasks, "f1", split)
+    out[keys.average(split, "loss")] = mean_over_tasks(out, cfg.tasks, "loss", split)
     return out
 
 

@@ -28,9 +28,9 @@ def distinct_configs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def group_trials(configs: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Trial overrides: every (configuration, group) pair once; duplicates of a configuration dropped."""
-    return [{**cfg, "tasks": list(group), "groups": None, "_config": i}
+def group_trials(configs: list[dict[str, Any]], tasks: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
+    """(configuration index, trial overrides): every (distinct configuration, group) pair once."""
+    return [(i, {**cfg, "tasks": list(group), "groups": None})
             for i, cfg in enumerate(distinct_configs(configs)) for group in subsets(tasks)]
 
 

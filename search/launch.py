@@ -14,10 +14,11 @@ from pathlib import Path
 
 from mtl_core.cli import fail
 from mtl_core.config import ConfigError
+from mtl_core.validation import Problems
 from search.cluster import ClusterUnavailable, auth_env, check_cluster
 from search.console import log_to_file, route_third_party_logs, setup_console
 from search.space import SpaceSpec, load_space, sample_configs
-from search.sweep import STATE_FILE, resume_hint
+from search.experiment import STATE_FILE, resume_hint
 
 log = logging.getLogger("search.launch")
 
@@ -45,14 +46,13 @@ def parse_args(argv):
 def _apply_cli(spec: SpaceSpec, args) -> SpaceSpec:
     from dataclasses import replace
 
-    if args.num_samples is not None:
-        if args.num_samples < 1:
-            raise ConfigError("--num-samples: must be >= 1")
-        spec.search = replace(spec.search, num_samples=args.num_samples)
-    if args.max_concurrent is not None:
-        if args.max_concurrent < 1:
-            raise ConfigError("--max-concurrent: must be >= 1")
-        spec.search = replace(spec.search, max_concurrent=args.max_concurrent)
+    problems = Problems()
+    for option, value in (("num_samples", args.num_samples), ("max_concurrent", args.max_concurrent)):
+        if value is not None and value < 1:
+            problems.add(f"--{option.replace('_', '-')}: must be >= 1")
+        elif value is not None:
+            spec.search = replace(spec.search, **{option: value})
+    problems.raise_if_any()
     return spec
 
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if args.dry_run:
         print(f"space {args.space} is valid; {spec.search.num_samples} trials of up to "
-              f"{spec.base_config().train.epochs} epochs; first configurations:")
+              f"{spec.max_t} epochs; first configurations:")
         for i, cfg in enumerate(sample_configs(spec, min(spec.search.num_samples, 10))):
             print(f"  {i}: {json.dumps(cfg)}")
         return 0

@@ -34,7 +34,7 @@ class Progress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and abs(value) < 1e8 and self._better(value):
+        if isinstance(value, (int, float)) and math.isfinite(value) and self._better(value):
             self.best = (float(value), trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtl_core import TASKS
+from mtl_core import TASKS, keys
 
 STRATEGY_COLUMNS = ("strategy.scheduler.name", "strategy.combiner.name", "strategy.modality.name")
 
@@ -51,22 +51,25 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
     history, trials = [], []
     for r in results:
         tid = trial_id_of(r)
-        overrides = (r.config or {}).get("overrides", {})
+        entry = (r.config or {}).get("trial", {})
         df = _with_lost_epochs(r.metrics_dataframe, r.checkpoint)
         epochs = 0 if df is None or df.empty else int(df["training_iteration"].max())
         row: dict[str, Any] = {"trial_id": tid, "epochs": epochs}
-        row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in overrides.items()})
+        row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
+                    for k, v in entry.get("overrides", {}).items()})
+        if entry.get("meta") is not None:
+            row.update({f"meta/{k}": v for k, v in entry["meta"].__dict__.items() if v is not None})
         if r.error is not None:
             row["status"], row["error"] = "failed", error_line(r.error, type(r.error).__name__)
         else:
             row["status"], row["error"] = ("finished" if epochs >= max_t else "stopped"), ""
         if df is not None and not df.empty:
-            keep = [c for c in df.columns if c.startswith(("train/", "val/", "test/", "strategy/", "affinity/"))
+            keep = [c for c in df.columns if c.startswith(keys.TRACKED)
                     or c in ("epoch", "training_iteration", "time_total_s", "hostname", "node_ip", "gpu_ids")]
             h = df[keep].copy()
             h.insert(0, "trial_id", tid)
             history.append(h)
-            values = df[metric].where(df[metric].abs() < 1e8)
+            values = df[metric] if metric in df else pd.Series(dtype=float)
             best = df.loc[values.idxmax() if mode == "max" else values.idxmin()] if values.notna().any() else df.iloc[-1]
             for c in keep:
                 if c.startswith(("val/", "test/")) or c in ("hostname", "node_ip", "gpu_ids"):
@@ -118,18 +121,20 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
              "strategy.modality.name": "modality", "groups": "groups"}
     show = ["rank", "trial_id", "status", "epochs", metric] + [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in board]
     show += [f"config/{c}" for c in STRATEGY_COLUMNS + ("groups",) if f"config/{c}" in board]
-    view = board[show].head(top).rename(columns={f"config/{k}": v for k, v in short.items()})
+    view = board[board["rank"].notna()][show].head(top).rename(columns={f"config/{k}": v for k, v in short.items()})
     view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]
+    view["rank"] = view["rank"].astype(int)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(view.to_string(index=False))
     if "final/test/avg_f1/mean" in board:
         final = board.dropna(subset=["final/test/avg_f1/mean"])
-        print("final retraining on the test split (mean ± std over seeds):")
+        print("final retraining on the test split (mean ± std over seeds; baselines under the same protocol):")
         for _, row in final.iterrows():
             tasks = "  ".join(f"{t} {row[f'final/test/{t}/f1/mean']:.3f}±{row[f'final/test/{t}/f1/std']:.3f}"
                               for t in TASKS if f"final/test/{t}/f1/mean" in row)
-            print(f"  rank {row['rank']} ({row['trial_id']}): avg_f1 {row['final/test/avg_f1/mean']:.4f}"
-                  f"±{row['final/test/avg_f1/std']:.4f}  {tasks}")
+            delta = f"  Δm {row['final/delta_m']:+.1f}%" if pd.notna(row.get("final/delta_m")) else ""
+            print(f"  {row['final/name']:<14} avg_f1 {row['final/test/avg_f1/mean']:.4f}"
+                  f"±{row['final/test/avg_f1/std']:.4f}{delta}  {tasks}")
     failed = board[board["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"trial {row['trial_id']} failed: {row['error']}")

@@ -19,19 +19,32 @@ the flat dict of the dotted config keys it used (`strategy.combiner.name`, `stra
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mtl_core import keys
+from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
+from mtl_core.validation import Problems, build_dataclass
+from search.trial import TrialMeta, trial_entry, with_overrides
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy")
+
+
+BASELINES = ("equal_sum", "single_task", "rlw")  # trained beside the final configurations (see search.baselines)
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -43,12 +56,20 @@ class SearchSettings:
     max_concurrent: int = 2
     grace_period: int = 1
     reduction_factor: int = 3
-    cpu: float = 1.0  # resources_per_trial
-    gpu: float = 0.0
+    resources_per_trial: Resources = field(default_factory=Resources)
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)
     final_k: int = 3  # retrain the top k configurations ...
     final_seeds: int = 3  # ... with this many seeds, evaluated on the test split; final_k 0 = off
     grouping_mode: str = "search"  # `search` (Optuna + ASHA), `exhaustive` (every group), `affinity` (TAG), `both`
+    baselines: tuple[str, ...] = BASELINES  # retrained with the final configurations; [] = none
+
+    @property
+    def cpu(self) -> float:
+        return self.resources_per_trial.cpu
+
+    @property
+    def gpu(self) -> float:
+        return self.resources_per_trial.gpu
 
 
 @dataclass
@@ -58,40 +79,17 @@ class SpaceSpec:
     base: dict[str, Any]  # run config sections shared by every trial (plain YAML dict)
     search: SearchSettings
     space: dict[str, Any]  # the `space` section, validated
+    config: Config  # the shared sections as a typed config (validated once, when the file is loaded)
     raw: dict[str, Any] = field(default_factory=dict)  # the whole file after --set
-
-    def base_config(self) -> Config:
-        return build_config(copy.deepcopy(self.base))
 
     def trial_config(self, overrides: dict[str, Any]) -> Config:
         """The run config of one trial: the shared sections plus its sampled dotted overrides."""
         return build_config(with_overrides(self.base, overrides))
 
-
-def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the shared sections with a trial's dotted overrides applied."""
-    raw = copy.deepcopy(base)
-    for key, value in overrides.items():  # a chosen option replaces the base's whole choice
-        if key.endswith(".name"):
-            _set(raw, key[: -len(".name")], {"name": value})
-    for key, value in overrides.items():
-        if not key.endswith(".name"):
-            _set(raw, key, value)
-    return raw
-
-
-def _set(raw: dict, dotted: str, value: Any) -> None:
-    node = raw
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if isinstance(child, str):  # strategy shorthand `combiner: equal`
-            child = {"name": child}
-        if not isinstance(child, dict):
-            child = {}
-        node[part] = child
-        node = child
-    node[parts[-1]] = value
+    @property
+    def max_t(self) -> int:
+        """The full budget of a trial, in epochs."""
+        return self.config.train.epochs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,52 +100,47 @@ def _is_distribution(node: Any) -> bool:
     return isinstance(node, dict) and len(node) == 1 and next(iter(node)) in DISTRIBUTIONS
 
 
-def _check_range(kind: str, bounds: Any, path: str) -> None:
+def _check_range(kind: str, bounds: Any, path: str, problems: Problems) -> None:
     if not (isinstance(bounds, list) and len(bounds) == 2):
-        raise ConfigError(f"{path}.{kind}: expected [low, high]")
+        return problems.add(f"{path}.{kind}: expected [low, high]")
     lo, hi = bounds
     numeric = (int,) if kind == "int" else (int, float)
-    for b in bounds:
-        if isinstance(b, bool) or not isinstance(b, numeric):
-            raise ConfigError(f"{path}.{kind}: bounds must be {'integers' if kind == 'int' else 'numbers'}, got {b!r}")
+    if any(isinstance(b, bool) or not isinstance(b, numeric) for b in bounds):
+        bad = next(b for b in bounds if isinstance(b, bool) or not isinstance(b, numeric))
+        return problems.add(f"{path}.{kind}: bounds must be {'integers' if kind == 'int' else 'numbers'}, got {bad!r}")
     if not lo < hi:
-        raise ConfigError(f"{path}.{kind}: low must be below high, got [{lo}, {hi}]")
-    if kind == "loguniform" and lo <= 0:
-        raise ConfigError(f"{path}.loguniform: bounds must be > 0, got [{lo}, {hi}]")
+        problems.add(f"{path}.{kind}: low must be below high, got [{lo}, {hi}]")
+    elif kind == "loguniform" and lo <= 0:
+        problems.add(f"{path}.loguniform: bounds must be > 0, got [{lo}, {hi}]")
 
 
-def _check_node(node: Any, path: str) -> None:
+def _check_node(node: Any, path: str, problems: Problems) -> None:
     """Structural checks of a `space` subtree (key paths start with `space.`)."""
-    if _is_distribution(node):
-        kind, arg = next(iter(node.items()))
-        if kind == "choice":
-            if isinstance(arg, list):
-                if not arg:
-                    raise ConfigError(f"{path}.choice: needs at least one option")
-            elif isinstance(arg, dict):
-                if not arg:
-                    raise ConfigError(f"{path}.choice: needs at least one option")
-                for option, params in arg.items():
-                    if params is not None and not isinstance(params, dict):
-                        raise ConfigError(f"{path}.choice.{option}: expected a mapping of that option's parameters")
-                    for k, v in (params or {}).items():
-                        _check_node(v, f"{path}.choice.{option}.{k}")
-            else:
-                raise ConfigError(f"{path}.choice: expected a list of values or a mapping of options")
-        elif kind == "partition":
-            if arg != "all" and not (isinstance(arg, list) and arg and all(isinstance(p, list) for p in arg)):
-                raise ConfigError(f"{path}.partition: expected `all` or a list of partitions (lists of task lists)")
-        else:
-            _check_range(kind, arg, path)
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            _check_node(v, f"{path}.{k}")
+    if not _is_distribution(node):
+        for k, v in (node.items() if isinstance(node, dict) else ()):
+            _check_node(v, f"{path}.{k}", problems)
+        return
+    kind, arg = next(iter(node.items()))
+    if kind == "partition":
+        if arg != "all" and not (isinstance(arg, list) and arg and all(isinstance(p, list) for p in arg)):
+            problems.add(f"{path}.partition: expected `all` or a list of partitions (lists of task lists)")
+    elif kind != "choice":
+        _check_range(kind, arg, path, problems)
+    elif not isinstance(arg, (list, dict)):
+        problems.add(f"{path}.choice: expected a list of values or a mapping of options")
+    elif not arg:
+        problems.add(f"{path}.choice: needs at least one option")
+    elif isinstance(arg, dict):
+        for option, params in arg.items():
+            if params is not None and not isinstance(params, dict):
+                problems.add(f"{path}.choice.{option}: expected a mapping of that option's parameters")
+                continue
+            for k, v in (params or {}).items():
+                _check_node(v, f"{path}.choice.{option}.{k}", problems)
 
 
 def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]:
     """The partitions a `partition` entry allows, as lists of task lists in configured order."""
-    from mtl_core.grouping import canonical, partitions
-
     chosen = partitions(tasks) if arg == "all" else [canonical(p, tasks) for p in arg]
     return [[list(g) for g in p] for p in chosen]
 
@@ -195,76 +188,69 @@ def _merge_products(groups: list[list[dict]], limit: int = 64) -> list[dict]:
     return [dict(kv for g in groups for kv in g[i % len(g)].items()) for i in range(n)]
 
 
-def _search_settings(raw: Any) -> SearchSettings:
-    raw = dict(raw or {})
-    resources = raw.pop("resources_per_trial", {}) or {}
-    if not isinstance(resources, dict):
-        raise ConfigError("search.resources_per_trial: expected a mapping like {cpu: 1, gpu: 0.5}")
-    unknown = sorted(set(resources) - {"cpu", "gpu"})
-    if unknown:
-        raise ConfigError(f"search.resources_per_trial.{unknown[0]}: unknown key; valid keys here: cpu, gpu")
-    known = {f for f in SearchSettings.__dataclass_fields__ if f not in ("cpu", "gpu")}
-    bad = sorted(set(raw) - known)
-    if bad:
-        raise ConfigError(f"search.{bad[0]}: unknown key; valid keys here: {', '.join(sorted(known))}, resources_per_trial")
-    from mtl_core.config import coerce_value
-
-    hints = {"grouping_mode": str, "metric": str, "mode": str, "num_samples": int, "seed": int, "max_concurrent": int,
-             "grace_period": int, "reduction_factor": int, "max_failures": int, "final_k": int, "final_seeds": int}
-    kwargs = {k: coerce_value(hints[k], v, f"search.{k}") for k, v in raw.items()}
-    for k in ("cpu", "gpu"):
-        if k in resources:
-            kwargs[k] = coerce_value(float, resources[k], f"search.resources_per_trial.{k}")
-    s = SearchSettings(**kwargs)
+def _search_settings(raw: Any, problems: Problems) -> SearchSettings:
+    s = build_dataclass(SearchSettings, raw or {}, "search", problems)
     if s.grouping_mode not in ("search", "exhaustive", "affinity", "both"):
-        raise ConfigError(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; "
-                          "valid choices: search, exhaustive, affinity, both")
+        problems.add(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; valid choices: search, exhaustive, affinity, both")
     if s.mode not in ("min", "max"):
-        raise ConfigError(f"search.mode: expected min or max, got {s.mode!r}")
+        problems.add(f"search.mode: expected min or max, got {s.mode!r}")
+    if not keys.SEARCHABLE.match(s.metric):
+        problems.add(f"search.metric: {s.metric!r} is not a reported metric (e.g. val/avg_f1, val/gory/f1)")
     for key in ("num_samples", "max_concurrent", "grace_period", "final_seeds"):
         if getattr(s, key) < 1:
-            raise ConfigError(f"search.{key}: must be >= 1, got {getattr(s, key)}")
+            problems.add(f"search.{key}: must be >= 1, got {getattr(s, key)}")
     if s.reduction_factor < 2:
-        raise ConfigError(f"search.reduction_factor: must be >= 2, got {s.reduction_factor}")
-    if s.final_k < 0 or s.max_failures < -1:
-        raise ConfigError("search.final_k: must be >= 0 (and max_failures >= -1)")
+        problems.add(f"search.reduction_factor: must be >= 2, got {s.reduction_factor}")
+    if s.final_k < 0:
+        problems.add(f"search.final_k: must be >= 0, got {s.final_k}")
+    if s.max_failures < -1:
+        problems.add(f"search.max_failures: must be >= -1 (-1 = retry forever), got {s.max_failures}")
+    for name in s.baselines:
+        if name not in BASELINES:
+            problems.add(f"search.baselines: unknown baseline {name!r}; valid choices: {', '.join(BASELINES)}")
     if s.cpu <= 0 or s.gpu < 0:
-        raise ConfigError(f"search.resources_per_trial: cpu must be > 0 and gpu >= 0, got cpu {s.cpu}, gpu {s.gpu}")
-    if 0 < s.gpu < 1 and not math.isclose(1 / s.gpu, round(1 / s.gpu)):
-        raise ConfigError(f"search.resources_per_trial.gpu: a fraction must divide 1 (0.5, 0.25, ...), got {s.gpu}")
+        problems.add(f"search.resources_per_trial: cpu must be > 0 and gpu >= 0, got cpu {s.cpu}, gpu {s.gpu}")
+    elif 0 < s.gpu < 1 and not math.isclose(1 / s.gpu, round(1 / s.gpu)):
+        problems.add(f"search.resources_per_trial.gpu: a fraction must divide 1 (0.5, 0.25, ...), got {s.gpu}")
     return s
 
 
-METRIC_RE = re.compile(r"^val/(avg_f1|avg_loss|[a-z]+/(loss|acc|f1|f1_pos))$")
+def _absolute_paths(base: dict[str, Any], cfg: Config) -> None:
+    """Trials run in their own directories: the data and cache folders become absolute paths."""
+    if cfg.data.root is not None:
+        base.setdefault("data", {})["root"] = str(Path(cfg.data.root).expanduser().resolve())
+    if cfg.data.cache_dir is not None:
+        base.setdefault("data", {})["cache_dir"] = str(Path(cfg.data.cache_dir).expanduser().resolve())
 
 
 def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpec:
-    """Read and fully validate a space file; raise ConfigError (one line, key path) on any problem."""
+    """Read and fully validate a space file; raise one ConfigError naming every problem (key paths)."""
     path = Path(path)
     raw = apply_overrides(load_yaml(path), overrides or [])
+    problems = Problems()
     allowed = set(RUN_SECTIONS) | {"name", "search", "space"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown key; valid keys here: {', '.join(sorted(allowed))}")
+    for key in sorted(set(raw) - allowed):
+        problems.add(f"{key}: unknown key; valid keys here: {', '.join(sorted(allowed))}")
     base = {k: copy.deepcopy(raw[k]) for k in RUN_SECTIONS if k in raw}
-    base_cfg = build_config(copy.deepcopy(base))  # key paths of the shared sections
-    if base_cfg.data.root is not None:  # trials run in their own directories: make it absolute
-        base.setdefault("data", {})["root"] = str(Path(base_cfg.data.root).expanduser().resolve())
-    if base_cfg.data.cache_dir is not None:
-        base["data"]["cache_dir"] = str(Path(base_cfg.data.cache_dir).expanduser().resolve())
-    search = _search_settings(raw.get("search"))
-    if not METRIC_RE.match(search.metric):
-        raise ConfigError(f"search.metric: {search.metric!r} is not a reported metric (e.g. val/avg_f1, val/gory/f1)")
+    base_cfg = Config()
+    with problems.collect():
+        base_cfg = build_config(copy.deepcopy(base))
+        _absolute_paths(base, base_cfg)
+    search = _search_settings(raw.get("search"), problems)
     space = raw.get("space") or {}
     if not isinstance(space, dict):
-        raise ConfigError("space: expected a mapping of config keys to values or distributions")
-    _check_node(space, "space")
-    spec = SpaceSpec(path, str(raw.get("name") or path.stem), base, search, space, raw)
-    for sample in corner_samples(space, base_cfg.tasks):
-        try:
-            spec.trial_config(sample)
-        except ConfigError as exc:
-            raise ConfigError(f"space.{exc}") from None
+        problems.add("space: expected a mapping of config keys to values or distributions")
+        space = {}
+    before = list(problems.items)
+    _check_node(space, "space", problems)
+    spec = SpaceSpec(path, str(raw.get("name") or path.stem), base, search, space, base_cfg, raw)
+    if len(problems.items) == len(before):  # every branch's corners, once the space itself is well formed
+        corners = Problems()
+        for sample in corner_samples(space, base_cfg.tasks):
+            with corners.collect():
+                spec.trial_config(sample)
+        problems.items += [f"space.{p}" for p in corners.items if p not in before]  # not the base's again
+    problems.raise_if_any()
     return spec
 
 
@@ -282,8 +268,8 @@ class DefineByRun:
     def __call__(self, trial) -> dict[str, Any]:
         used: dict[str, Any] = {}
         self._walk(trial, self.space, "", used)
-        # Constants returned here are merged into the Tune config: the trial reads its overrides here.
-        return {"overrides": used}
+        # Constants returned here are merged into the Tune config: the trial reads its entry here.
+        return {"trial": trial_entry(used, TrialMeta("search"))}
 
     def _walk(self, trial, node, path, used) -> None:
         if _is_distribution(node):
@@ -327,16 +313,17 @@ def sample_configs(spec: SpaceSpec, n: int) -> list[dict[str, Any]]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.search.seed),
                                 direction="maximize" if spec.search.mode == "max" else "minimize")
-    fn = DefineByRun(spec.space, spec.base_config().tasks)
+    fn = DefineByRun(spec.space, spec.config.tasks)
     out = []
     for _ in range(n):
         trial = study.ask()
-        out.append(fn(trial)["overrides"])
+        out.append(fn(trial)["trial"]["overrides"])
         study.tell(trial, 0.0)
     return out
 
 
 def dump_resolved(spec: SpaceSpec) -> str:
     """The space file as it will run (after --set and path resolution), for the experiment folder."""
-    return yaml.safe_dump({"name": spec.name, **spec.base, "search": spec.search.__dict__, "space": spec.space},
-                          sort_keys=False)
+    search = dataclasses.asdict(spec.search)
+    search["baselines"] = list(search["baselines"])
+    return yaml.safe_dump({"name": spec.name, **spec.base, "search": search, "space": spec.space}, sort_keys=False)

@@ -11,16 +11,17 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
+from mtl_core import keys
 from search.results import error_line
 
-METRIC_PREFIXES = ("train/", "val/", "test/", "strategy/", "affinity/")
 
 
 class TrackingUnavailable(RuntimeError):
@@ -31,15 +32,31 @@ def default_tracking_uri(exp_dir: Path) -> str:
     return f"sqlite:///{(exp_dir / 'mlflow.db').resolve()}"
 
 
+@contextmanager
+def quick_requests(timeout_s: float = 5.0) -> Iterator[None]:
+    """MLflow's HTTP retries off and a short timeout, only inside the block (a reachability probe must
+    answer in seconds; the sweep's own calls keep MLflow's retries for passing blips)."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(timeout_s))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast (before any training) when the tracking store cannot be reached."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout_s)))
-    try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-    except Exception as exc:  # any failure here means no tracking: say so in one line
-        raise TrackingUnavailable(f"--mlflow-uri: cannot reach the MLflow tracking store at {uri} "
-                                  f"({type(exc).__name__})") from None
+    with quick_requests(timeout_s):
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as exc:  # any failure here means no tracking: say so in one line
+            raise TrackingUnavailable(f"--mlflow-uri: cannot reach the MLflow tracking store at {uri} "
+                                      f"({type(exc).__name__})") from None
 
 
 def flat_params(overrides: dict[str, Any]) -> list[Param]:
@@ -78,129 +95,191 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in result.items():
-        if key.startswith(METRIC_PREFIXES) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key.startswith(keys.TRACKED) and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)
     return out
 
 
-class MLflowTrials(tune.Callback):
-    """Child run per trial: sampled parameters, per-epoch metrics (step = epoch), final status.
+class Tracker:
+    """Every MLflow write of an experiment, in order, through one outage queue.
 
-    When the tracking server goes away mid-sweep, training goes on: every MLflow operation is queued
-    and replayed in order once the server answers again (retried at most every `retry_s`; the queue is
-    part of the callback's saved state). Whatever is still queued when the experiment ends is written
-    to `spool` (JSON lines) and reported loudly, never dropped silently."""
+    When the tracking server goes away mid-sweep, training goes on: operations are queued and replayed
+    in order once the server answers again (probed at most every `retry_s`, with MLflow's retries off
+    for the probe only). Whatever is still queued at the end is appended to `spool` (JSON lines), which
+    `python -m search.replay EXPERIMENT` writes once the server is back. Operations are plain lists:
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, max_t: int, phase: str = "search",
-                 spool: str | None = None, retry_s: float = 30.0):
-        self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
-        self.max_t, self.phase, self.spool, self.retry_s = max_t, phase, spool, retry_s
-        self._runs: dict[str, str] = {}
-        self._pending: list[tuple] = []
+        ["call", method, args, kwargs]          an MlflowClient call on the parent run (metrics, artifacts, status)
+        ["start", phase, trial, params, tags]   a trial's child run
+        ["metrics", phase, trial, step, values, tags, time_ms]
+        ["end", phase, trial, status, tags]
+    """
+
+    def __init__(self, uri: str, experiment: str, parent_run_id: str, spool: str | None = None, retry_s: float = 30.0):
+        self.uri, self.experiment, self.parent_run_id = uri, experiment, parent_run_id
+        self.spool, self.retry_s = spool, retry_s
+        self.pending: list[list] = []
+        self.runs: dict[str, str] = {}  # "phase/trial" -> MLflow run id
         self._retry_at = 0.0
         self._client: MlflowClient | None = None
         self._exp_id: str | None = None
 
+    def fork(self) -> "Tracker":
+        """A tracker of its own (empty queue, same run and spool) for one phase's trials."""
+        return Tracker(self.uri, self.experiment, self.parent_run_id, self.spool, self.retry_s)
+
+    def __getstate__(self) -> dict:  # Tune pickles callbacks: never a live client
+        return {**self.__dict__, "_client": None}
+
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client = MlflowClient(tracking_uri=self.uri)
         if self._exp_id is None:
             self._exp_id = self._client.get_experiment_by_name(self.experiment).experiment_id
         return self._client
 
-    def get_state(self) -> dict:
-        return {"runs": dict(self._runs), "pending": list(self._pending)}
+    # -- the parent run --------------------------------------------------------------------------
 
-    def set_state(self, state: dict) -> None:
-        self._runs.update(state.get("runs", {}))
-        self._pending = list(state.get("pending", [])) + self._pending
+    def call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """An MlflowClient method on the parent run (its id is the first argument)."""
+        self.push(["call", method, [self.parent_run_id, *args], kwargs])
 
-    # -- queue -----------------------------------------------------------------------------------
+    def log_metrics(self, values: dict[str, float]) -> None:
+        stamp = int(time.time() * 1000)
+        metrics = [[k, float(v), stamp, 0] for k, v in values.items() if math.isfinite(v)]
+        for i in range(0, len(metrics), 900):  # MLflow caps a batch at 1000 entries
+            self.call("log_batch", metrics=metrics[i:i + 900])
 
-    def _queue(self, op: tuple) -> None:
-        self._pending.append(op)
+    # -- the queue -------------------------------------------------------------------------------
+
+    def push(self, op: list) -> None:
+        self.pending.append(op)
         self.flush()
 
     def flush(self, force: bool = False) -> None:
-        if not force and time.monotonic() < self._retry_at:
+        if self._retry_at and not force and time.monotonic() < self._retry_at:
             return
-        while self._pending:
+        if self._retry_at and not self._answers():  # still down: a quick probe, not MLflow's retries
+            self._retry_at = time.monotonic() + self.retry_s
+            return
+        while self.pending:
             try:
-                self._apply(self._pending[0])
+                self.apply(self.pending[0])
             except Exception as exc:  # unreachable store: keep the queue, try again later
                 if not self._retry_at:
-                    print(f"warning: MLflow at {self.tracking_uri} is not answering ({type(exc).__name__}); "
+                    print(f"warning: MLflow at {self.uri} is not answering ({type(exc).__name__}); "
                           f"buffering tracking data and retrying every {self.retry_s:.0f}s", flush=True)
                 self._retry_at = time.monotonic() + self.retry_s
                 return
-            self._pending.pop(0)
+            self.pending.pop(0)
         if self._retry_at:
-            print(f"MLflow at {self.tracking_uri} answers again; buffered tracking data written", flush=True)
+            print(f"MLflow at {self.uri} answers again; buffered tracking data written", flush=True)
         self._retry_at = 0.0
 
-    def _apply(self, op: tuple) -> None:
-        kind, tid = op[0], op[1]
-        if kind == "start":
-            self._ensure_run(tid, op[2])
+    def _answers(self) -> bool:
+        with quick_requests():
+            try:
+                self.client.search_experiments(max_results=1)
+                return True
+            except Exception:
+                return False
+
+    def close(self) -> int:
+        """Last flush; what is still queued goes to the spool file. Returns how many were spooled."""
+        self.flush(force=True)
+        if not self.pending:
+            return 0
+        where = self.spool or "mlflow_pending.jsonl"
+        with open(where, "a") as f:
+            for op in self.pending:
+                f.write(json.dumps(op) + "\n")
+        n, self.pending = len(self.pending), []
+        print(f"WARNING: MLflow at {self.uri} is still unreachable: {n} tracking operations were not logged; "
+              f"they are saved in {where} (write them later with: python -m search.replay {Path(where).parent})",
+              flush=True)
+        return n
+
+    def apply(self, op: list) -> None:
+        kind = op[0]
+        if kind == "call":
+            _, method, args, kwargs = op
+            if method == "log_batch":
+                kwargs = {"metrics": [Metric(*m) for m in kwargs.get("metrics", [])]}
+            getattr(self.client, method)(*args, **kwargs)
+        elif kind == "start":
+            self._ensure_run(op[1], op[2], op[3], op[4])
         elif kind == "metrics":
-            _, _, step, values, tags, stamp = op
-            run_id = self._ensure_run(tid, None)
+            _, phase, tid, step, values, tags, stamp = op
+            run_id = self._ensure_run(phase, tid)
             metrics = [Metric(k, v if math.isfinite(v) else float("nan"), stamp, step) for k, v in values.items()]
             run_tags = [RunTag(k, v) for k, v in tags.items()]
             for i in range(0, max(1, len(metrics)), 900):  # MLflow caps a batch at 1000 entries
                 self.client.log_batch(run_id, metrics=metrics[i:i + 900], tags=run_tags if i == 0 else [])
         elif kind == "end":
-            _, _, status, tags = op
-            run_id = self._ensure_run(tid, None)
+            _, phase, tid, status, tags = op
+            run_id = self._ensure_run(phase, tid)
             for k, v in tags.items():
                 self.client.set_tag(run_id, k, v)
             self.client.set_terminated(run_id, status=status)
+        else:
+            raise ValueError(f"unknown tracking operation {kind!r}")
 
-    def _ensure_run(self, tid: str, overrides: dict | None) -> str:
-        if tid in self._runs:
-            return self._runs[tid]
+    def _ensure_run(self, phase: str, tid: str, params: dict | None = None, tags: dict | None = None) -> str:
+        key = f"{phase}/{tid}"
+        if key in self.runs:
+            return self.runs[key]
         client = self.client
         found = client.search_runs([self._exp_id], max_results=1,
-                                   filter_string=f"tags.tune_trial_id = '{tid}' and tags.phase = '{self.phase}'")
-        if found:
+                                   filter_string=f"tags.tune_trial_id = '{tid}' and tags.phase = '{phase}'")
+        if found:  # a resumed experiment: the trial's run already exists
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
         else:
-            tags = {"mlflow.parentRunId": self.parent_run_id, "tune_trial_id": tid, "phase": self.phase}
-            run_id = client.create_run(self._exp_id, run_name=f"{self.phase}-{tid}", tags=tags).info.run_id
-            client.log_batch(run_id, params=flat_params(overrides or {}))
-        self._runs[tid] = run_id
+            tags = {**(tags or {}), "mlflow.parentRunId": self.parent_run_id, "tune_trial_id": tid, "phase": phase}
+            run_id = client.create_run(self._exp_id, run_name=f"{phase}-{tid}", tags=tags).info.run_id
+            client.log_batch(run_id, params=flat_params(params or {}))
+        self.runs[key] = run_id
         return run_id
 
-    # -- Tune hooks ------------------------------------------------------------------------------
+
+class MLflowTrials(tune.Callback):
+    """Child run per trial: the sampled parameters, the trial's meta as tags (phase, role, name, seed),
+    per-epoch metrics (step = epoch), final status. Restore-safe: the tracker's queue and run map are
+    part of Tune's saved state, and a run is looked up by its `tune_trial_id` tag before one is made."""
+
+    def __init__(self, tracker: Tracker, phase: str, max_t: int):
+        self.tracker, self.phase, self.max_t = tracker, phase, max_t
+
+    def get_state(self) -> dict:
+        return {"runs": dict(self.tracker.runs), "pending": list(self.tracker.pending)}
+
+    def set_state(self, state: dict) -> None:
+        self.tracker.runs.update(state.get("runs", {}))
+        self.tracker.pending = list(state.get("pending", [])) + self.tracker.pending
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._queue(("start", trial.trial_id, trial.config.get("overrides", {})))
+        entry = trial.config.get("trial", {})
+        meta = entry.get("meta")
+        self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}),
+                           meta.tags() if meta is not None else {}])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
         tags = {"node": str(result.get("hostname", "")), "epochs_run": str(step + 1),
                 "gpu_ids": str(result.get("gpu_ids", ""))}
-        self._queue(("metrics", trial.trial_id, step, numeric_metrics(result), tags, int(time.time() * 1000)))
+        self.tracker.push(["metrics", self.phase, trial.trial_id, step, numeric_metrics(result), tags,
+                           int(time.time() * 1000)])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         epochs = int((trial.last_result or {}).get("training_iteration", 0))
         status = "FINISHED" if epochs >= self.max_t else "KILLED"  # KILLED: ASHA stopped it early
-        self._queue(("end", trial.trial_id, status, {"stopped_early": str(status == "KILLED").lower()}))
+        self.tracker.push(["end", self.phase, trial.trial_id, status, {"stopped_early": str(status == "KILLED").lower()}])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._queue(("end", trial.trial_id, "FAILED", {"error": trial_error(trial)[:5000]}))
+        self.tracker.push(["end", self.phase, trial.trial_id, "FAILED", {"error": trial_error(trial)[:5000]}])
 
     def on_experiment_end(self, trials, **info):
-        self.flush(force=True)
-        if self._pending:
-            where = self.spool or "mlflow_pending.jsonl"
-            with open(where, "a") as f:
-                for op in self._pending:
-                    f.write(json.dumps(op) + "\n")
-            print(f"WARNING: MLflow at {self.tracking_uri} is still unreachable: {len(self._pending)} tracking "
-                  f"operations were not logged; they are saved in {where}", flush=True)
+        self.tracker.close()
 
 
 def trial_error(trial) -> str:
@@ -226,3 +305,13 @@ def close_orphans(uri: str, experiment: str, parent_run_id: str, phase: str, kno
             client.set_terminated(run.info.run_id, status="KILLED")
             closed += 1
     return closed
+
+
+def ui_hint(uri: str, experiment_id: str) -> str:
+    """How to look at the runs. MLflow 3.17's UI opens on its GenAI pages unless the URL asks for the
+    training view (the experiment's `mlflow.experimentKind` tag alone does not override the UI's toggle)."""
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    if uri.startswith("sqlite:"):
+        return (f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000, "
+                f"then open http://127.0.0.1:5000/{page}")
+    return f"MLflow UI: {uri.rstrip('/')}/{page}"

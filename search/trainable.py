@@ -1,14 +1,12 @@
-"""The Ray Tune trainable: a thin adapter from a trial's config dict to `mtl_core.train`.
+"""The Ray Tune trainable: a thin adapter from a trial's entry (see `search.trial`) to `mtl_core.train`.
 
-Config keys (set by launch): `base` (the shared run config sections), `overrides` (the dotted keys the
-define-by-run function sampled), `metric`, `mode`, `cpus`, and `eval_test` for the final retraining.
 Every epoch is reported with `ray.tune.report` together with the epoch's checkpoint, so ASHA can stop
-the trial and a retried or restored trial continues from its last epoch.
+the trial and a retried or restored trial continues from its last epoch. The search schedules on
+`search/score` (`mtl_core.keys`): the metric, or the worst value when a trial diverged.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 from dataclasses import replace
@@ -17,26 +15,12 @@ from typing import Any
 
 from ray import tune
 
-from mtl_core.config import Config, build_config
-from search.space import with_overrides
+from mtl_core import keys
+from mtl_core.config import Config
+from mtl_core.train import evaluate_best, train
+from search.trial import TrialSettings
 
 log = logging.getLogger(__name__)
-SENTINEL = 1e9  # ASHA never stops a NaN metric (and crashes on None): report a large finite value
-
-
-def trial_config(base: dict[str, Any], overrides: dict[str, Any], cpus: float | None = None) -> Config:
-    # keys starting with "_" are bookkeeping of the launcher (e.g. the rank in the final phase)
-    raw = with_overrides(base, {k: v for k, v in overrides.items() if not k.startswith("_")})
-    if cpus:  # torch threads = the CPUs Tune gave this trial
-        raw.setdefault("train", {})["num_threads"] = max(1, int(cpus))
-    raw.setdefault("train", {})["progress"] = False
-    return build_config(raw)
-
-
-def finite_metric(value: float, mode: str) -> float:
-    if value is None or not math.isfinite(value):
-        return -SENTINEL if mode == "max" else SENTINEL
-    return float(value)
 
 
 class NoCudaForGpuTrial(RuntimeError):
@@ -65,10 +49,10 @@ def placement(cfg: Config) -> tuple[Config, str]:
 
 
 def train_trial(config: dict[str, Any]) -> None:
-    from mtl_core.train import evaluate_best, train
-
-    cfg, gpu_ids = placement(trial_config(config["base"], config["overrides"], config.get("cpus")))
-    metric, mode = config["metric"], config["mode"]
+    settings: TrialSettings = config["settings"]
+    entry = config["trial"]
+    cfg = entry.get("config") or settings.config(entry["overrides"])  # built on the driver when it could be
+    cfg, gpu_ids = placement(settings.runtime(cfg))
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     resume = False
     checkpoint = tune.get_checkpoint()
@@ -78,15 +62,10 @@ def train_trial(config: dict[str, Any]) -> None:
 
     def report(epoch: int, metrics: dict, checkpoint_dir: Path) -> None:
         metrics = dict(metrics)
-        metrics[metric] = finite_metric(metrics.get(metric), mode)
+        metrics[keys.SCORE] = keys.score(metrics.get(settings.metric), settings.mode)
         metrics["gpu_ids"] = gpu_ids  # "" without a GPU
-        if config.get("eval_test") and epoch == cfg.train.epochs - 1:
+        if settings.eval_test and epoch == cfg.train.epochs - 1:
             metrics.update(evaluate_best(cfg, run_dir))  # the best epoch's model on the test split
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
     train(cfg, report, run_dir, resume=resume)
-
-
-def trial_dirname(trial) -> str:
-    """Short trial folders (Tune's default embeds every parameter)."""
-    return f"trial_{trial.trial_id}"

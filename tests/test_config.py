@@ -60,3 +60,30 @@ def test_cli_missing_and_unparsable_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     proc = subprocess.run([sys.executable, "-m", "mtl_core.train", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_problem_is_reported_at_once_each_with_its_key_path():
+    raw = {"trian": {}, "train": {"lr": "fast", "epochs": 0}, "model": {"dropout": 1.5, "freeze_text": "yes"},
+           "tasks": ["binary", "gorey"], "strategy": {"combiner": {"name": "gradnorm", "alpah": 1, "alpha": "x"},
+                                                      "scheduler": "nope"}}
+    with pytest.raises(ConfigError) as err:
+        build_config(raw)
+    lines = str(err.value).splitlines()
+    assert err.value.problems == lines
+    expected = ["trian: unknown key", "train.lr: expected a number", "train.epochs: must be positive",
+                "model.dropout: must be in [0, 1)", "model.freeze_text: expected true or false",
+                "tasks: unknown task 'gorey'", "strategy.scheduler.name: unknown scheduler 'nope'",
+                "strategy.combiner.alpah: unknown parameter", "strategy.combiner.alpha: expected a number"]
+    for message in expected:
+        assert sum(line.startswith(message) for line in lines) == 1, (message, lines)
+    assert len(lines) == len(expected)
+
+
+def test_cli_reports_every_problem_one_line_each(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  batch_sise: 4\n  lr: fast\nmodel:\n  dropout: 2\n")
+    proc = subprocess.run([sys.executable, "-m", "mtl_core.train", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    assert [line.split(":")[1].strip() for line in lines] == ["train.batch_sise", "train.lr", "model.dropout"]

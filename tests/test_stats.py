@@ -1,7 +1,9 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from search.stats import delta_m, paired_difference, pareto_front
 
@@ -70,3 +72,76 @@ def test_bow_cli_bad_folder_and_bad_data_are_one_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "mtl_core.bow", str(tmp_path)], capture_output=True, text=True,
                          env={**os.environ, "MTL_CACHE_DIR": str(tmp_path / "cache")})
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "unreadable JSON" in bad.stderr
+
+
+def _runs():
+    """Two seeds of: the best configuration, equal sum, single-task models (two tasks)."""
+    rows = []
+    for seed, (best, equal, single) in enumerate([((0.8, 0.6), (0.7, 0.5), (0.5, 0.5)), ((0.9, 0.7), (0.7, 0.6), (0.5, 0.5))]):
+        for name, role, (a, b) in (("rank 1", "final", best), ("equal_sum", "baseline", equal),
+                                   ("single_task", "baseline", single)):
+            rows.append({"name": name, "role": role, "seed": seed, "trial_id": "t1" if role == "final" else None,
+                         "error": "", "test/a/f1": a, "test/b/f1": b, "test/avg_f1": (a + b) / 2})
+    return pd.DataFrame(rows)
+
+
+def test_final_table_means_stds_and_delta_m_against_single_task():
+    from search.stats import final_table
+
+    table = final_table(_runs(), ["a", "b"]).set_index("name")
+    assert list(table.index) == ["rank 1", "equal_sum", "single_task"]  # in training order
+    assert table.loc["rank 1", "final/test/a/f1/mean"] == pytest.approx(0.85)
+    assert table.loc["rank 1", "final/test/a/f1/std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    assert table.loc["rank 1", "final/seeds"] == 2 and table.loc["rank 1", "trial_id"] == "t1"
+    # Δm% = 100 * mean((0.85 - 0.5) / 0.5, (0.65 - 0.5) / 0.5) = 50
+    assert table.loc["rank 1", "final/delta_m"] == pytest.approx(50.0)
+    assert table.loc["single_task", "final/delta_m"] == 0
+
+
+def test_best_vs_equal_sum_is_paired_by_seed():
+    from search.stats import best_vs
+
+    best, diff = best_vs(_runs(), "equal_sum")
+    assert best == "rank 1"
+    assert diff.n == 2 and diff.mean == pytest.approx(np.mean([0.7 - 0.6, 0.8 - 0.65]))
+    shuffled = _runs().sample(frac=1, random_state=0)  # row order must not matter: pairs are by seed
+    assert best_vs(shuffled[shuffled["role"] == "baseline"], "equal_sum") is None  # no final configuration
+
+
+def test_per_axis_comparisons_use_one_budget_the_last_rung_every_trial_reached():
+    from search.stats import matched_budget
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "epochs": [4, 2, 2], "status": ["finished", "stopped", "failed"]})
+    history = pd.DataFrame({"trial_id": ["a"] * 4 + ["b"] * 2 + ["c"],
+                            "training_iteration": [1, 2, 3, 4, 1, 2, 1],
+                            "val/avg_f1": [0.1, 0.2, 0.9, 0.95, 0.3, 0.25, 0.99]})
+    budget, scores = matched_budget(history, trials, "val/avg_f1", "max")
+    assert budget == 2  # b stopped at 2 (the failed c does not count)
+    assert scores.to_dict() == {"a": 0.2, "b": 0.3}  # a's later, better epochs are not compared with b
+
+
+def test_axis_effects_against_the_baseline_value_with_welch_intervals():
+    from search.stats import axis_effects
+
+    values = pd.Series([0.5, 0.6, 0.7, 0.8, 0.4])
+    labels = pd.Series(["equal", "equal", "pcgrad", "pcgrad", "rlw"])
+    effects = {e.value: e for e in axis_effects(values, labels, "equal")}
+    assert effects["pcgrad"].diff == pytest.approx(0.2) and effects["pcgrad"].low < 0.2 < effects["pcgrad"].high
+    ref = stats.ttest_ind([0.7, 0.8], [0.5, 0.6], equal_var=False).confidence_interval(0.95)
+    assert (effects["pcgrad"].low, effects["pcgrad"].high) == pytest.approx((ref.low, ref.high))
+    assert np.isnan(effects["rlw"].low)  # one trial: no interval
+    assert effects["equal"].diff == 0
+
+
+def test_leaderboard_names_the_baselines_and_marks_the_fronts():
+    from search.finish import with_final
+    from search.stats import final_table
+
+    board = pd.DataFrame({"rank": [1, 2], "trial_id": ["t1", "t2"], "status": ["finished", "stopped"],
+                          "val/a/f1": [0.8, 0.7], "val/b/f1": [0.5, 0.6]})
+    out = with_final(board, final_table(_runs(), ["a", "b"]), ["a", "b"])
+    assert out.set_index("trial_id")["role"].to_dict() == {"t1": "final", "t2": "search", "equal_sum": "baseline",
+                                                           "single_task": "baseline"}
+    assert out["pareto"].iloc[:2].tolist() == [True, True]  # neither dominates the other on validation
+    front = out.set_index("trial_id")["final/pareto"]
+    assert front["t1"] and not front["equal_sum"] and not front["single_task"]  # rank 1 dominates both on test

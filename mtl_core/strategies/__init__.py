@@ -6,6 +6,7 @@ import typing
 from typing import Any
 
 from mtl_core.strategies import combiners, modality, schedulers
+from mtl_core.validation import ConfigError, Problems, coerce_value
 from mtl_core.strategies.base import (
     LossCombiner, ModalitySchedule, StrategyContext, TaskScheduler,
 )
@@ -24,8 +25,6 @@ def strategy_params(cls: type) -> dict[str, inspect.Parameter]:
 
 
 def _resolve(axis: str, choice) -> tuple[type, dict[str, Any]]:
-    from mtl_core.config import ConfigError, coerce_value
-
     registry = REGISTRIES[axis]
     path = f"strategy.{axis}"
     if choice.name not in registry:
@@ -33,19 +32,20 @@ def _resolve(axis: str, choice) -> tuple[type, dict[str, Any]]:
     cls = registry[choice.name]
     allowed = strategy_params(cls)
     hints = typing.get_type_hints(cls.__init__)
-    kwargs = {}
+    kwargs, problems = {}, Problems()
     for key, value in choice.params.items():
         if key not in allowed:
             valid = ", ".join(allowed) or "none"
-            raise ConfigError(f"{path}.{key}: unknown parameter of {axis} {choice.name!r}; valid parameters: {valid}")
-        kwargs[key] = coerce_value(hints.get(key, Any), value, f"{path}.{key}")
+            problems.add(f"{path}.{key}: unknown parameter of {axis} {choice.name!r}; valid parameters: {valid}")
+            continue
+        with problems.collect():
+            kwargs[key] = coerce_value(hints.get(key, Any), value, f"{path}.{key}")
+    problems.raise_if_any()
     return cls, kwargs
 
 
 def build_strategy(axis: str, choice, ctx: StrategyContext):
     """Instantiate a validated choice; constructor ValueErrors become ConfigErrors naming the axis."""
-    from mtl_core.config import ConfigError
-
     cls, kwargs = _resolve(axis, choice)
     try:
         return cls(ctx, **kwargs)

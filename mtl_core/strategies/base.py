@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from mtl_core import MODALITIES
+from mtl_core import MODALITIES, keys
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class TaskScheduler(Stateful):
         frac = self._active_steps / max(1, self._steps)
         self._active_steps.zero_()
         self._steps = 0
-        return {f"strategy/{t}/active": float(frac[j]) for j, t in enumerate(self.ctx.tasks)}
+        return {keys.strategy("active", t): float(frac[j]) for j, t in enumerate(self.ctx.tasks)}
 
     def _one_hot(self, tasks) -> torch.Tensor:
         mask = torch.zeros(self.ctx.num_tasks, dtype=torch.bool)
@@ -142,7 +142,7 @@ class LossCombiner(Stateful):
         """The epoch's mean gradient cosine; resets the running mean (called once per epoch)."""
         if not self._cos_n:
             return {}
-        out = {"strategy/grad_cosine": self._cos_sum / self._cos_n}
+        out = {keys.strategy("grad_cosine"): self._cos_sum / self._cos_n}
         self._cos_sum, self._cos_n = 0.0, 0
         return out
 
@@ -169,7 +169,7 @@ class LossCombiner(Stateful):
         raise NotImplementedError
 
     def _weights_log(self, weights) -> dict[str, float]:
-        return {f"strategy/{t}/weight": float(weights[j]) for j, t in enumerate(self.ctx.tasks)}
+        return {keys.strategy("weight", t): float(weights[j]) for j, t in enumerate(self.ctx.tasks)}
 
     def record_weights(self, idx: torch.Tensor, weights: torch.Tensor) -> None:
         """Weights a gradient method applied to the active tasks' gradients this step. Logged as the
@@ -187,9 +187,9 @@ class LossCombiner(Stateful):
         """The epoch's mean recorded weights per task (tasks never active are left out); resets."""
         if not self._w_steps:
             return {}
-        out = {f"strategy/{t}/weight": float(self._w_sum[j] / self._w_n[j])
+        out = {keys.strategy("weight", t): float(self._w_sum[j] / self._w_n[j])
                for j, t in enumerate(self.ctx.tasks) if self._w_n[j] > 0}
-        out["strategy/weight_sum"] = self._w_total / self._w_steps
+        out[keys.strategy("weight_sum")] = self._w_total / self._w_steps
         self._w_sum.zero_()
         self._w_n.zero_()
         self._w_total, self._w_steps = 0.0, 0

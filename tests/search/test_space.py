@@ -143,67 +143,22 @@ def test_unreachable_tracking_server_is_rejected_before_training(tmp_path):
     assert not (tmp_path / "x" / "search").exists()  # no Tune experiment was started
 
 
-class _FlakyClient:
-    """An MLflow client that is down for the first `down` calls, and records what it received."""
-
-    def __init__(self, down: int):
-        self.down, self.calls, self.metrics, self.status = down, 0, [], {}
-
-    def _call(self):
-        self.calls += 1
-        if self.calls <= self.down:
-            raise ConnectionError("server gone")
-
-    def search_runs(self, *a, **k):
-        self._call()
-        return []
-
-    def create_run(self, exp_id, run_name, tags):
-        self._call()
-        from types import SimpleNamespace
-        return SimpleNamespace(info=SimpleNamespace(run_id=f"run-{tags['tune_trial_id']}"))
-
-    def log_batch(self, run_id, metrics=(), params=(), tags=()):
-        self._call()
-        self.metrics += [(run_id, m.key, m.step) for m in metrics]
-
-    def set_tag(self, *a):
-        self._call()
-
-    def set_terminated(self, run_id, status):
-        self._call()
-        self.status[run_id] = status
-
-
-def test_tracking_outage_buffers_and_replays_in_order(tmp_path, capsys):
-    from types import SimpleNamespace
-
-    from search.tracking import MLflowTrials
-
-    cb = MLflowTrials("http://127.0.0.1:5000", "exp", "parent", max_t=2, retry_s=0.0, spool=str(tmp_path / "spool"))
-    client = _FlakyClient(down=3)
-    cb._client, cb._exp_id = client, "1"
-    trial = SimpleNamespace(trial_id="t1", config={"overrides": {"train.lr": 0.1}}, last_result={"training_iteration": 2})
-    cb.on_trial_start(0, [], trial)
-    for epoch in range(2):
-        cb.on_trial_result(0, [], trial, {"epoch": epoch, "val/avg_f1": 0.5 + epoch})
-    assert "buffering tracking data" in capsys.readouterr().out
-    cb.on_trial_complete(0, [], trial)
-    assert not cb._pending  # replayed once the server answered
-    assert [(k, s) for _, k, s in client.metrics] == [("val/avg_f1", 0), ("val/avg_f1", 1)]
-    assert client.status == {"run-t1": "FINISHED"}
-
-
-def test_tracking_still_down_at_the_end_is_saved_and_reported(tmp_path, capsys):
-    from types import SimpleNamespace
-
-    from search.tracking import MLflowTrials
-
-    cb = MLflowTrials("http://127.0.0.1:5000", "exp", "parent", max_t=1, retry_s=0.0, spool=str(tmp_path / "spool"))
-    cb._client, cb._exp_id = _FlakyClient(down=10 ** 6), "1"
-    trial = SimpleNamespace(trial_id="t1", config={"overrides": {}}, last_result={"training_iteration": 1})
-    cb.on_trial_start(0, [], trial)
-    cb.on_trial_result(0, [], trial, {"epoch": 0, "val/avg_f1": 0.5})
-    cb.on_experiment_end([])
-    assert "still unreachable: 2 tracking operations" in capsys.readouterr().out
-    assert len((tmp_path / "spool").read_text().splitlines()) == 2
+def test_a_space_file_reports_every_problem_at_once(tmp_path):
+    data = dict(BASE, train={"epochs": 0}, search={"num_samples": 0, "mode": "maximise", "baselines": ["equal_sum", "stl"],
+                                                   "resources_per_trial": {"gpu": 0.3, "tpu": 1}},
+                space={"train": {"lr": {"uniform": [1, 0]}},
+                       "strategy": {"combiner": {"choice": {"equal": {}, "gradnorm": {"alpha": {"int": [1.5, 3]}}}}}})
+    with pytest.raises(ConfigError) as err:
+        load_space(_write(tmp_path, data))
+    lines = str(err.value).splitlines()
+    expected = ["train.epochs: must be positive", "search.resources_per_trial.tpu: unknown key",
+                "search.mode: expected min or max", "search.num_samples: must be >= 1",
+                "search.baselines: unknown baseline 'stl'", "search.resources_per_trial.gpu: a fraction must divide 1",
+                "space.train.lr.uniform: low must be below high",
+                "space.strategy.combiner.choice.gradnorm.alpha.int: bounds must be integers"]
+    for message in expected:
+        assert sum(line.startswith(message) for line in lines) == 1, (message, lines)
+    assert len(lines) == len(expected)
+    proc = subprocess.run([sys.executable, "-m", "search.launch", str(tmp_path / "s.yaml"), "--dry-run"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == len(expected)

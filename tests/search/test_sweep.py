@@ -64,17 +64,24 @@ def test_smoke_sweep_end_to_end(tmp_path):
         epochs = int(run.data.tags["epochs_run"])
         assert sorted(m.step for m in history) == list(range(epochs))
         assert ("strategy.combiner.alpha" in run.data.params) == (run.data.params["strategy.combiner.name"] == "gradnorm")
-    board = pd.read_csv(exp / "leaderboard.csv")
+    full_board = pd.read_csv(exp / "leaderboard.csv")
+    board = full_board[full_board["role"] != "baseline"]
     assert len(board) == 8 and board["rank"].tolist() == list(range(1, 9))
     assert (board["val/avg_f1"].diff().dropna() <= 1e-12).all()  # sorted best first
+    assert board["pareto"].any() and board.loc[0, "pareto"]  # the best trial is on the front by definition
     trials = pd.read_parquet(exp / "trials.parquet")
     history = pd.read_parquet(exp / "history.parquet")
     assert set(history["trial_id"]) == set(trials["trial_id"])
     assert (trials["status"] == "stopped").any()
-    for png in ("by_scheduler", "by_combiner", "learning_curves", "task_f1_heatmap", "param_importances"):
+    for png in ("by_scheduler", "by_combiner", "learning_curves", "task_f1_heatmap", "param_importances", "pareto"):
         assert (exp / "report" / f"{png}.png").stat().st_size > 1000
     summary = (exp / "report" / "summary.md").read_text()
     assert "Sweep report" in summary
+    # per-axis comparisons at one budget: the last rung every trial reached
+    budget = int(trials.loc[trials["status"] != "failed", "epochs"].min())
+    assert f"within its first {budget} epoch(s), the last rung every trial reached" in summary
+    assert f"### scheduler at epoch {budget} (matched budget)" in summary
+    assert f"### combiner at epoch {budget} (matched budget)" in summary
     # the bag-of-words floor beside the neural results: file, summary, parent-run metric
     floor = json.loads((exp / "bow_floor.json").read_text())
     assert 0 <= floor["test/avg_f1"] <= 1 and "## Bag-of-words floor" in summary and "the floor" in summary
@@ -85,13 +92,29 @@ def test_smoke_sweep_end_to_end(tmp_path):
                   "Creating initial MLflow database tables"):  # other libraries' chatter: in the log file only
         assert noise not in out, noise
     assert "Creating initial MLflow database tables" in (exp / "launch.log").read_text()
-    # the best configuration was retrained with 2 seeds and evaluated on the test split
+    # the best configuration and the three baselines were retrained with 2 seeds each, on the test split
     top = board.iloc[0]
+    assert top["role"] == "final" and top["final/name"] == "rank 1"
     assert 0 <= top["final/test/avg_f1/mean"] <= 1 and top["final/test/avg_f1/std"] >= 0
-    assert {"final/test/gory/f1/mean", "final/test/gory/f1/std"} <= set(board.columns)
-    final_runs = [r for r in client.search_runs([parents[0].info.experiment_id]) if r.data.tags.get("phase") == "final"]
-    assert len(final_runs) == 2 and all(r.info.status == "FINISHED" for r in final_runs)
+    assert {"final/test/gory/f1/mean", "final/test/gory/f1/std", "final/delta_m", "final/pareto"} <= set(board.columns)
+    baselines = full_board[full_board["role"] == "baseline"].set_index("final/name")
+    assert set(baselines.index) == {"equal_sum", "single_task", "rlw"}
+    assert baselines.loc["single_task", "final/delta_m"] == 0  # Δm% is measured against it
+    assert (baselines["final/seeds"] == 2).all()
+    all_runs = client.search_runs([parents[0].info.experiment_id], max_results=1000)
+    final_runs = [r for r in all_runs if r.data.tags.get("phase") == "final"]
+    assert len(final_runs) == 8 and all(r.info.status == "FINISHED" for r in final_runs)
     assert all("test/avg_f1" in r.data.metrics for r in final_runs)
+    assert sorted(r.data.tags["role"] for r in final_runs) == ["baseline"] * 6 + ["final"] * 2
+    assert {r.data.tags["name"] for r in final_runs if r.data.tags["role"] == "baseline"} == {"equal_sum", "single_task", "rlw"}
+    assert all(r.data.tags["role"] == "search" for r in children)
+    assert not any(k.startswith("_") for r in all_runs for k in r.data.params)  # bookkeeping is never a parameter
+    single = next(r for r in final_runs if r.data.tags["name"] == "single_task")
+    assert json.loads(single.data.params["groups"]) == [[t] for t in ("binary", "mature", "gory", "slapstick", "sarcasm")]
+    # the answer: the best configuration against equal sum over the same seeds, in one sentence
+    assert "## Which configuration is best, and by how much" in summary
+    assert "beyond seed noise on test macro-F1" in summary and "rank 1" in summary
+    assert "verdict/best_minus_equal_sum" in client.get_run(parents[0].info.run_id).data.metrics
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

@@ -1,6 +1,7 @@
 import torch
 from torchjd import aggregation as jd
 
+from mtl_core import keys
 from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
@@ -45,5 +46,5 @@ class IMTL(LossCombiner):
     def log(self):
         out = super().log()
         if self.loss_balance:
-            out.update({f"strategy/{t}/scale": float(self.s.detach()[j].exp()) for j, t in enumerate(self.ctx.tasks)})
+            out.update({keys.strategy("scale", t): float(self.s.detach()[j].exp()) for j, t in enumerate(self.ctx.tasks)})
         return out

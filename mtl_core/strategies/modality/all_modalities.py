@@ -1,6 +1,6 @@
 import torch
 
-from mtl_core import MODALITIES
+from mtl_core import MODALITIES, keys
 from mtl_core.strategies.base import ModalitySchedule
 
 
@@ -19,7 +19,7 @@ class AllModalities(ModalitySchedule):
         return present.clone()
 
     def log(self):
-        out = {f"strategy/modality/{m}": float(self._used[j] / max(1, self._n)) for j, m in enumerate(MODALITIES)}
+        out = {keys.modality(m): float(self._used[j] / max(1, self._n)) for j, m in enumerate(MODALITIES)}
         self._used.zero_()
         self._n = 0
         return out

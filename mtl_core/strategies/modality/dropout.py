@@ -1,6 +1,6 @@
 import torch
 
-from mtl_core import MODALITIES
+from mtl_core import MODALITIES, keys
 from mtl_core.strategies.base import ModalitySchedule, StrategyContext
 
 
@@ -39,7 +39,7 @@ class ModalityDropout(ModalitySchedule):
         return keep
 
     def log(self):
-        out = {f"strategy/modality/{m}": float(self._kept[j] / max(1, self._n)) for j, m in enumerate(MODALITIES)}
+        out = {keys.modality(m): float(self._kept[j] / max(1, self._n)) for j, m in enumerate(MODALITIES)}
         self._kept.zero_()
         self._n = 0
         return out

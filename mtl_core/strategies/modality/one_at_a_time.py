@@ -2,7 +2,7 @@ import logging
 
 import torch
 
-from mtl_core import MODALITIES
+from mtl_core import MODALITIES, keys
 from mtl_core.strategies.base import ModalitySchedule, StrategyContext
 
 log = logging.getLogger(__name__)
@@ -48,4 +48,4 @@ class OneAtATime(ModalitySchedule):
         return present & row
 
     def log(self):
-        return {f"strategy/modality/{m}": float(m in self.current) for m in MODALITIES}
+        return {keys.modality(m): float(m in self.current) for m in MODALITIES}

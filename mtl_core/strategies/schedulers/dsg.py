@@ -1,5 +1,6 @@
 import torch
 
+from mtl_core import keys
 from mtl_core.strategies.base import StrategyContext, TaskScheduler
 
 
@@ -66,5 +67,5 @@ class DynamicStopAndGo(TaskScheduler):
 
     def log(self) -> dict[str, float]:
         out = super().log()
-        out.update({f"strategy/{t}/stopped": float(s) for t, s in zip(self.ctx.tasks, self.stopped)})
+        out.update({keys.strategy("stopped", t): float(s) for t, s in zip(self.ctx.tasks, self.stopped)})
         return out

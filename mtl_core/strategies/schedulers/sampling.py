@@ -1,5 +1,6 @@
 import torch
 
+from mtl_core import keys
 from mtl_core.strategies.base import StrategyContext, TaskScheduler
 
 SIGNALS = ("loss", "difficulty", "annealed", "uniform")
@@ -73,7 +74,7 @@ class Sampling(TaskScheduler):
     def log(self) -> dict[str, float]:
         out = super().log()
         p = self.probabilities()
-        out.update({f"strategy/{t}/prob": float(p[j]) for j, t in enumerate(self.ctx.tasks)})
+        out.update({keys.strategy("prob", t): float(p[j]) for j, t in enumerate(self.ctx.tasks)})
         return out
 
 

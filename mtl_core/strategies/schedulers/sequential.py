@@ -1,5 +1,6 @@
 import torch
 
+from mtl_core import keys
 from mtl_core.strategies.base import StrategyContext, TaskScheduler, task_order
 
 
@@ -56,4 +57,4 @@ class Sequential(TaskScheduler):
             self.stage_epochs, self.stage_best, self.stage_bad = 0, float("-inf"), 0
 
     def log(self) -> dict[str, float]:
-        return {**super().log(), "strategy/stage": float(self.stage)}
+        return {**super().log(), keys.strategy("stage"): float(self.stage)}

@@ -1,0 +1,62 @@
+"""The names of every reported metric, in one place: training writes them, the search and the report read them.
+
+    train/<task>/loss, train/loss                  epoch means of the training losses
+    val/<task>/{loss,acc,f1,f1_pos}, val/avg_f1    per split (val, test); avg_* are means over tasks
+    strategy/<task>/<name>, strategy/<name>        what a strategy did (weights, active fractions, ...)
+    affinity/<i>/<j>                               TAG's Z(i -> j)
+    search/score                                   what ASHA and Optuna see (below)
+"""
+from __future__ import annotations
+
+import math
+import re
+
+SPLITS = ("train", "val", "test")
+TASK_METRICS = ("loss", "acc", "f1", "f1_pos")
+TRACKED = ("train/", "val/", "test/", "strategy/", "affinity/")  # prefixes of per-epoch metrics
+
+# ASHA never stops a trial whose metric is NaN (and crashes on None), and Optuna cannot rank one; so the
+# search schedules on `search/score`: the metric when it is finite, else the worst value. The metrics
+# themselves stay NaN, so no table or plot ever shows the stand-in.
+SCORE = "search/score"
+WORST = 1e9
+
+# the metrics a search may optimise
+SEARCHABLE = re.compile(r"^val/(avg_f1|avg_loss|[a-z]+/(loss|acc|f1|f1_pos))$")
+
+
+def task(split: str, task_name: str, metric: str = "f1") -> str:
+    """`val/gory/f1`."""
+    return f"{split}/{task_name}/{metric}"
+
+
+def average(split: str, metric: str = "f1") -> str:
+    """`val/avg_f1`: the mean over the configured tasks."""
+    return f"{split}/avg_{metric}"
+
+
+def strategy(name: str, task_name: str | None = None) -> str:
+    """`strategy/gory/weight`, or `strategy/weight_sum` for a value not tied to one task."""
+    return f"strategy/{task_name}/{name}" if task_name else f"strategy/{name}"
+
+
+def modality(name: str) -> str:
+    """`strategy/modality/video`: the share of samples a modality was used in."""
+    return f"strategy/modality/{name}"
+
+
+def affinity(i: str, j: str) -> str:
+    """Z(i -> j): the change in task j's loss after a step on task i."""
+    return f"affinity/{i}/{j}"
+
+
+def score(value: float | None, mode: str) -> float:
+    """The value the search schedules on (see SCORE)."""
+    if value is None or not math.isfinite(value):
+        return -WORST if mode == "max" else WORST
+    return float(value)
+
+
+def task_of(key: str) -> str:
+    """The task a per-task key names: `val/gory/f1` -> `gory`."""
+    return key.split("/")[1]

@@ -1,0 +1,32 @@
+"""The baselines the final phase trains beside the best configurations, under the same protocol (same
+seeds, same budget, the best configuration's training knobs such as its learning rate and class weights):
+
+- `equal_sum`: all tasks in one model, every task every step, the plain sum of the losses
+  (`all` + `equal` + `all`); Kurin et al. 2022 and Xin et al. 2022 found a tuned one matches most
+  multi-task optimizers;
+- `single_task`: one model per task (one trial trains the five side by side, as a grouping of singletons),
+  the reference of Δm% (Maninis et al. 2019);
+- `rlw`: random loss weighting, the litmus test of Lin et al. 2022: a method that does not beat it has
+  not shown that its weights matter.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from search.space import BASELINES
+
+STRATEGY_KEYS = ("strategy.", "groups", "tasks")  # what a baseline sets itself; everything else it shares
+PLAIN = {"strategy.scheduler.name": "all", "strategy.combiner.name": "equal", "strategy.modality.name": "all",
+         "groups": None}
+
+
+def baseline_overrides(name: str, best: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, Any]:
+    """The overrides of baseline `name`, given the best configuration's overrides."""
+    shared = {k: v for k, v in best.items() if not k.startswith(STRATEGY_KEYS)}
+    if name == "equal_sum":
+        return {**shared, **PLAIN}
+    if name == "single_task":
+        return {**shared, **PLAIN, "groups": [[t] for t in tasks]}
+    if name == "rlw":
+        return {**shared, **PLAIN, "strategy.combiner.name": "rlw"}
+    raise ValueError(f"unknown baseline {name!r}; valid choices: {', '.join(BASELINES)}")

@@ -1,0 +1,120 @@
+"""The step every experiment ends in, whatever its phases: the tables (leaderboard with the final
+retraining, baselines and Pareto columns), the bag-of-words floor, the report, the parent run's metrics and
+artifacts, and the parent run closed (FINISHED, or KILLED when a phase was interrupted)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from mtl_core.bow import bag_of_words_floor
+from mtl_core.prepare import cache_root, data_root
+from search.experiment import Experiment
+from search.phases import Outcome
+from search.report import FLOOR_FILE, write_report
+from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
+from search.signals import terminated
+from search.stats import best_vs, final_table, pareto_front
+from search.tracking import ui_hint
+
+log = logging.getLogger("search.finish")
+
+
+def finish(exp: Experiment, out: Outcome) -> int:
+    """Returns the launcher's exit code."""
+    s, tasks = exp.spec.search, exp.spec.config.tasks
+    table = final_table(out.final_runs, tasks)
+    board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks)
+    write_parquet(out.history, exp.dir / "history.parquet")
+    write_parquet(out.trials, exp.dir / "trials.parquet")
+    board.to_csv(exp.dir / "leaderboard.csv", index=False)
+    if out.interrupted:
+        exp.tracker.call("set_terminated", status="KILLED")
+        exp.tracker.close()
+        how = "stopped by SIGTERM" if terminated() else "interrupted"
+        print(f"{how} with {len(out.trials)} of {out.expected} trials of the ranked phase done; {exp.resume_hint()}",
+              flush=True)
+        return 143 if terminated() else 130
+    out.artifacts += _bow_floor(exp)
+    saved = compute_saved(out.trials, out.expected, exp.max_t)
+    print_leaderboard(board, s.metric)
+    print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
+          f"({saved['compute_saved_frac']:.0%} saved by ASHA)", flush=True)
+    exp.tracker.log_metrics({**saved, **_headline(board, out.final_runs, s.metric)})
+    try:
+        exp.tracker.call("log_artifacts", str(write_report(exp.dir)), "report")
+    except Exception as exc:  # a plot must never lose the sweep's results
+        log.warning("report failed: %s", exc)
+    for path in [*out.artifacts, *(exp.dir / n for n in ("leaderboard.csv", "trials.parquet", "history.parquet"))]:
+        exp.tracker.call("log_artifact", str(path))
+    exp.tracker.call("set_terminated", status="FINISHED")
+    exp.tracker.close()
+    print(f"results in {exp.dir} (other libraries' messages: {exp.dir / 'launch.log'})", flush=True)
+    print(ui_hint(exp.tracker.uri, exp.tracker.client.get_experiment_by_name(exp.name).experiment_id), flush=True)
+    failed = int((out.trials["status"] == "failed").sum()) if not out.trials.empty else 0
+    return 1 if len(out.trials) and failed == len(out.trials) else 0
+
+
+def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks) -> pd.DataFrame:
+    """The leaderboard with the final retraining: retrained trials get their test columns, baselines (and
+    candidates that were no trial of their own) are added as named rows; `pareto` marks the trials on the
+    front of the per-task validation F1, `final/pareto` those on the front of the per-task test means."""
+    board = board.copy()
+    if not board.empty:
+        board["role"] = "search"
+        board["pareto"] = pareto_front(board, [f"val/{t}/f1" for t in tasks]) if all(
+            f"val/{t}/f1" in board for t in tasks) else False
+    if table.empty:
+        return board
+    table = table.rename(columns={"name": "final/name"})
+    known = table["trial_id"].isin(board.get("trial_id", pd.Series(dtype=str)))
+    if known.any():
+        board = board.merge(table[known].drop(columns="role"), on="trial_id", how="left")
+        board.loc[board["final/name"].notna(), "role"] = "final"
+    extra = table[~known].assign(trial_id=lambda t: t["final/name"], status="retrained")
+    board = pd.concat([board, extra], ignore_index=True)
+    means = [f"final/test/{t}/f1/mean" for t in tasks]
+    retrained = board["final/name"].notna()
+    board["final/pareto"] = False
+    if all(c in board for c in means):
+        board.loc[retrained, "final/pareto"] = pareto_front(board[retrained], means)
+    return board
+
+
+def _headline(board: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict[str, float]:
+    """The parent run's summary metrics: the best trial, each retrained configuration, the verdict."""
+    out = {}
+    ok = board[board.get("status", pd.Series(dtype=str)) != "failed"] if not board.empty else board
+    if not ok.empty and metric in ok and np.isfinite(ok.iloc[0].get(metric, np.nan)):
+        out[f"best/{metric}"] = float(ok.iloc[0][metric])
+    retrained = board[board["final/name"].notna()] if "final/name" in board else board.iloc[0:0]
+    for _, row in retrained.iterrows():
+        name = str(row["final/name"]).replace(" ", "_").replace(":", "").replace("|", "/")[:200]
+        for col in ("final/test/avg_f1/mean", "final/test/avg_f1/std", "final/delta_m"):
+            if col in row and pd.notna(row[col]):
+                out[f"{col.replace('final/', f'final/{name}/')}"] = float(row[col])
+    compared = best_vs(runs, "equal_sum")
+    if compared is not None:
+        _, diff = compared
+        out.update({"verdict/best_minus_equal_sum": diff.mean, "verdict/low": diff.low, "verdict/high": diff.high})
+    return out
+
+
+def _bow_floor(exp: Experiment) -> list:
+    """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics."""
+    cfg = exp.spec.config
+    try:
+        files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
+        floor = bag_of_words_floor(data_root(cfg), cfg.tasks, derive_binary=cfg.data.derive_binary,
+                                   cache_dir=cache_root(cfg), files=files)
+    except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
+        log.warning("bag-of-words floor failed: %s", exc)
+        return []
+    path = exp.dir / FLOOR_FILE
+    path.write_text(json.dumps(floor, indent=2))
+    exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith("test/")})
+    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
+          flush=True)
+    return [path]

@@ -1,0 +1,79 @@
+"""What a trial receives: typed settings shared by a phase, its own overrides, and bookkeeping (`TrialMeta`)
+that is never a sampled parameter and never an MLflow parameter.
+
+A Tune trial's config is ``{"settings": TrialSettings, "trial": {"overrides": {...}, "meta": TrialMeta,
+"config": Config | None}}``. Phases that know their trials in advance (the final retraining, the grouping
+modes) build and validate each `Config` once, on the driver; the search phase's Optuna sampler only
+proposes overrides, which the trial turns into its config.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Any
+
+from mtl_core.config import Config, build_config
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a phase shares."""
+
+    base: dict[str, Any]  # the run-config sections of the space file (validated when it was loaded)
+    metric: str
+    mode: str
+    cpus: float  # torch threads = the CPUs Tune gives a trial
+    eval_test: bool = False  # the final retraining: evaluate the best epoch's model on the test split
+
+    def config(self, overrides: dict[str, Any]) -> Config:
+        return build_config(with_overrides(self.base, overrides))
+
+    def runtime(self, cfg: Config) -> Config:
+        """The config as a trial runs it: threads from its CPU share, no progress bar."""
+        return replace(cfg, train=replace(cfg.train, num_threads=max(1, int(self.cpus)), progress=False))
+
+
+@dataclass(frozen=True)
+class TrialMeta:
+    """Launcher bookkeeping about a trial (MLflow tags, result columns `meta/...`)."""
+
+    phase: str
+    role: str = "search"  # search | final | baseline
+    name: str = ""  # `rank 1`, `equal_sum`, ... in the final phase
+    seed: int | None = None
+    config: int | None = None  # index of the strategy configuration (grouping modes)
+    k: int | None = None  # number of groups of a TAG proposal
+    tag_score: float | None = None
+
+    def tags(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.__dict__.items() if v not in (None, "")}
+
+
+def trial_entry(overrides: dict[str, Any], meta: TrialMeta, config: Config | None = None) -> dict[str, Any]:
+    return {"overrides": overrides, "meta": meta, "config": config}
+
+
+def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the shared sections with a trial's dotted overrides applied."""
+    raw = copy.deepcopy(base)
+    for key, value in overrides.items():  # a chosen option replaces the base's whole choice
+        if key.endswith(".name"):
+            _set(raw, key[: -len(".name")], {"name": value})
+    for key, value in overrides.items():
+        if not key.endswith(".name"):
+            _set(raw, key, value)
+    return raw
+
+
+def _set(raw: dict, dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str):  # strategy shorthand `combiner: equal`
+            child = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value

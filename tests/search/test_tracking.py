@@ -1,0 +1,150 @@
+"""The MLflow outage queue: child and parent runs go through it, leftovers are spooled, and
+`python -m search.replay` writes them later; MLflow's own retries are off only inside the probe."""
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+from mlflow import MlflowClient
+
+from search.tracking import MLflowTrials, Tracker, check_tracking, quick_requests
+from search.trial import TrialMeta
+
+
+class _FlakyClient:
+    """An MLflow client that is down for the first `down` calls, and records what it received."""
+
+    def __init__(self, down: int):
+        self.down, self.calls, self.metrics, self.status = down, 0, [], {}
+
+    def _call(self):
+        self.calls += 1
+        if self.calls <= self.down:
+            raise ConnectionError("server gone")
+
+    def search_experiments(self, *a, **k):  # the tracker's reachability probe
+        self._call()
+        return []
+
+    def log_metric(self, run_id, key, value):
+        self._call()
+        self.metrics.append((run_id, key, 0))
+
+    def search_runs(self, *a, **k):
+        self._call()
+        return []
+
+    def create_run(self, exp_id, run_name, tags):
+        self._call()
+        from types import SimpleNamespace
+        return SimpleNamespace(info=SimpleNamespace(run_id=f"run-{tags['tune_trial_id']}"))
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self._call()
+        self.metrics += [(run_id, m.key, m.step) for m in metrics]
+
+    def set_tag(self, *a):
+        self._call()
+
+    def set_terminated(self, run_id, status):
+        self._call()
+        self.status[run_id] = status
+
+
+def test_tracking_outage_buffers_and_replays_in_order(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    cb, client = _callback(tmp_path, down=3, max_t=2)
+    trial = SimpleNamespace(trial_id="t1", config={"trial": {"overrides": {"train.lr": 0.1}, "meta": TrialMeta("search")}},
+                            last_result={"training_iteration": 2})
+    cb.on_trial_start(0, [], trial)
+    for epoch in range(2):
+        cb.on_trial_result(0, [], trial, {"epoch": epoch, "val/avg_f1": 0.5 + epoch})
+    assert "buffering tracking data" in capsys.readouterr().out
+    cb.on_trial_complete(0, [], trial)
+    assert not cb.tracker.pending  # replayed once the server answered
+    assert [(k, s) for _, k, s in client.metrics] == [("val/avg_f1", 0), ("val/avg_f1", 1)]
+    assert client.status == {"run-t1": "FINISHED"}
+
+
+def test_tracking_still_down_at_the_end_is_saved_and_reported(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    cb, _ = _callback(tmp_path, down=10 ** 6, max_t=1)
+    trial = SimpleNamespace(trial_id="t1", config={"trial": {"overrides": {}, "meta": TrialMeta("search")}},
+                            last_result={"training_iteration": 1})
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_result(0, [], trial, {"epoch": 0, "val/avg_f1": 0.5})
+    cb.on_experiment_end([])
+    assert "still unreachable: 2 tracking operations" in capsys.readouterr().out
+    assert len((tmp_path / "spool").read_text().splitlines()) == 2
+
+
+def _callback(tmp_path, down: int, max_t: int):
+    tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(tmp_path / "spool"), retry_s=0.0)
+    client = _FlakyClient(down=down)
+    tracker._client, tracker._exp_id = client, "1"
+    return MLflowTrials(tracker, "search", max_t), client
+
+
+def test_parent_run_calls_go_through_the_same_queue(tmp_path):
+    tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(tmp_path / "spool"), retry_s=0.0)
+    client = _FlakyClient(down=2)
+    tracker._client, tracker._exp_id = client, "1"
+    tracker.call("log_metric", "best/val/avg_f1", 0.7)  # fails: queued
+    tracker.call("set_terminated", status="FINISHED")  # probe fails: still queued, in order
+    assert len(tracker.pending) == 2 and client.status == {}
+    tracker.flush(force=True)
+    assert not tracker.pending
+    assert client.metrics == [("parent", "best/val/avg_f1", 0)] and client.status == {"parent": "FINISHED"}
+
+
+def test_mlflow_retries_are_off_only_inside_the_probe(monkeypatch):
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    with quick_requests():
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    try:
+        check_tracking("http://127.0.0.1:9", timeout_s=1)
+    except Exception:
+        pass
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # the sweep keeps MLflow's retries
+
+
+def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("exp")
+    parent = client.create_run(exp_id).info.run_id
+    (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent}))
+    ops = [["start", "final", "t1", {"train.lr": 0.1}, {"role": "baseline", "name": "equal_sum"}],
+           ["metrics", "final", "t1", 0, {"val/avg_f1": 0.5}, {"node": "n"}, 1000],
+           ["end", "final", "t1", "FINISHED", {"stopped_early": "false"}],
+           ["call", "log_batch", [parent], {"metrics": [["best/val/avg_f1", 0.5, 1000, 0]]}],
+           ["call", "set_terminated", [parent], {"status": "FINISHED"}]]
+    (exp / "mlflow_pending.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops))
+    proc = subprocess.run([sys.executable, "-m", "search.replay", str(exp)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "replayed 5 tracking operations" in proc.stdout
+    child = client.search_runs([exp_id], filter_string="tags.phase = 'final'")
+    assert len(child) == 1 and child[0].data.params == {"train.lr": "0.1"}
+    assert child[0].data.tags["role"] == "baseline" and child[0].data.tags["mlflow.parentRunId"] == parent
+    assert child[0].info.status == "FINISHED" and child[0].data.metrics == {"val/avg_f1": 0.5}
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"best/val/avg_f1": 0.5}
+    assert not (exp / "mlflow_pending.jsonl").exists() and (exp / "mlflow_pending.replayed.jsonl").is_file()
+    again = subprocess.run([sys.executable, "-m", "search.replay", str(exp)], capture_output=True, text=True)
+    assert again.returncode == 0 and "nothing to replay" in again.stdout
+
+
+def test_replay_keeps_the_file_while_the_store_is_down(tmp_path):
+    (tmp_path / "launch_state.json").write_text(json.dumps({"tracking_uri": "http://127.0.0.1:9", "parent_run_id": "p"}))
+    (tmp_path / "mlflow_pending.jsonl").write_text(json.dumps(["call", "set_terminated", ["p"], {}]) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "search.replay", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "cannot reach" in proc.stderr and (tmp_path / "mlflow_pending.jsonl").is_file()
+    bad = subprocess.run([sys.executable, "-m", "search.replay", str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not an experiment folder" in bad.stderr

@@ -1,0 +1,64 @@
+"""What a trial receives and reports: typed settings, overrides and meta kept apart, and the score the
+search schedules on kept apart from the metrics."""
+import math
+from types import SimpleNamespace
+
+import optuna
+
+from mtl_core import keys
+from search.space import DefineByRun
+from search.trial import TrialMeta, TrialSettings, trial_entry
+
+
+def _run_trial(monkeypatch, tmp_path, entry, values):
+    import search.trainable as trainable
+
+    reported, seen = [], {}
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: reported.append(metrics))
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+    monkeypatch.setattr(trainable.tune, "get_context", lambda: SimpleNamespace(get_trial_dir=lambda: str(tmp_path)))
+    monkeypatch.setattr(trainable.tune.Checkpoint, "from_directory", staticmethod(lambda d: None))
+    monkeypatch.setattr(trainable, "placement", lambda cfg: (cfg, ""))
+
+    def fake_train(cfg, report, run_dir, resume):
+        seen["cfg"] = cfg
+        for epoch, value in enumerate(values):
+            report(epoch, {"val/avg_f1": value}, tmp_path)
+
+    monkeypatch.setattr(trainable, "train", fake_train)
+    settings = TrialSettings({"model": {"text_encoder": "tiny"}, "train": {"epochs": 5}}, "val/avg_f1", "max", 2.0)
+    trainable.train_trial({"settings": settings, "trial": entry})
+    return reported, seen["cfg"]
+
+
+def test_a_diverged_metric_stays_nan_and_the_search_sees_the_worst_score(monkeypatch, tmp_path):
+    entry = trial_entry({"train.lr": 0.01}, TrialMeta("search"))
+    reported, cfg = _run_trial(monkeypatch, tmp_path, entry, [float("nan"), 0.4])
+    assert math.isnan(reported[0]["val/avg_f1"]) and reported[0][keys.SCORE] == -keys.WORST
+    assert reported[1]["val/avg_f1"] == 0.4 and reported[1][keys.SCORE] == 0.4
+    # the trial's config: the shared sections, its overrides, threads from its CPU share, no progress bar
+    assert cfg.train.lr == 0.01 and cfg.train.epochs == 5 and cfg.train.num_threads == 2 and not cfg.train.progress
+
+
+def test_a_config_built_on_the_driver_is_the_one_trained(monkeypatch, tmp_path):
+    settings = TrialSettings({"model": {"text_encoder": "tiny"}}, "val/avg_f1", "max", 1.0)
+    built = settings.config({"train.lr": 0.02, "strategy.combiner.name": "rlw"})
+    entry = trial_entry({"train.lr": 0.02, "strategy.combiner.name": "rlw"}, TrialMeta("final", "baseline", "rlw", 0),
+                        built)
+    _, cfg = _run_trial(monkeypatch, tmp_path, entry, [0.5])
+    assert cfg.strategy.combiner.name == "rlw" and cfg.train.lr == 0.02
+    assert cfg.train.epochs == 10  # the driver's config (the phase's shared sections would say 5)
+    assert cfg.train.num_threads == 2  # threads still follow the phase's CPU share
+
+
+def test_define_by_run_keeps_meta_out_of_the_sampled_overrides():
+    space = {"train": {"lr": {"loguniform": [1e-4, 1e-2]}}, "strategy": {"combiner": {"choice": {"equal": {}, "rlw": {}}}}}
+    trial = optuna.create_study().ask()
+    entry = DefineByRun(space)(trial)["trial"]
+    assert set(entry["overrides"]) == {"train.lr", "strategy.combiner.name"}
+    assert entry["meta"] == TrialMeta("search") and entry["meta"].tags() == {"phase": "search", "role": "search"}
+
+
+def test_meta_tags_name_the_final_phase_roles():
+    meta = TrialMeta("final", "baseline", "single_task", 2)
+    assert meta.tags() == {"phase": "final", "role": "baseline", "name": "single_task", "seed": "2"}
