@@ -28,7 +28,7 @@ from search.results import collect, error_line, leaderboard, trial_id_of, write_
 from search.signals import terminated
 from search.space import partition_label, sample_configs
 from search.tracking import close_orphans
-from search.trial import TrialMeta, trial_entry
+from search.trial import TrialMeta, meta_of, trial_entry
 from search.tuner import build_tuner
 
 
@@ -166,7 +166,7 @@ def _tag_proposals(exp: Experiment, out: Outcome) -> list[dict]:
         df = r.metrics_dataframe
         if r.error is not None or df is None or df.empty:
             continue
-        meta = r.config["trial"]["meta"]
+        meta = meta_of(r.config["trial"])
         cols = {(i, j): keys.affinity(i, j) for i in tasks for j in tasks if i != j}
         measured = {k: float(df[c].mean()) for k, c in cols.items() if c in df}  # averaged over training
         for k, (tag_score, partition) in tag_partitions(measured, tasks).items():
@@ -181,7 +181,7 @@ def _tag_table(exp: Experiment, out: Outcome, results) -> pd.DataFrame:
     rows = []
     for r in results:
         entry, df = r.config["trial"], r.metrics_dataframe
-        meta, partition = entry["meta"], partition_label(entry["overrides"]["groups"])
+        meta, partition = meta_of(entry), partition_label(entry["overrides"]["groups"])
         metric = exp.spec.search.metric
         best = float(df[metric].max()) if df is not None and not df.empty and metric in df else float("nan")
         row = {"config": meta.config, "groups": meta.k, "partition": partition, "tag_score": meta.tag_score,
@@ -215,7 +215,7 @@ def final(exp: Experiment, out: Outcome) -> None:
     by_name = {c.name: c.trial_id for c in picks}
     rows = []
     for r in results:
-        meta, m = r.config["trial"]["meta"], r.metrics or {}
+        meta, m = meta_of(r.config["trial"]), r.metrics or {}
         rows.append({"name": meta.name, "role": meta.role, "seed": meta.seed, "trial_id": by_name.get(meta.name),
                      "error": "" if r.error is None else error_line(r.error),
                      **{k: v for k, v in m.items() if k.startswith("test/")}})

@@ -57,8 +57,8 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
         row: dict[str, Any] = {"trial_id": tid, "epochs": epochs}
         row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
                     for k, v in entry.get("overrides", {}).items()})
-        if entry.get("meta") is not None:
-            row.update({f"meta/{k}": v for k, v in entry["meta"].__dict__.items() if v is not None})
+        if entry.get("meta"):
+            row.update({f"meta/{k}": v for k, v in entry["meta"].items() if v is not None})
         if r.error is not None:
             row["status"], row["error"] = "failed", error_line(r.error, type(r.error).__name__)
         else:

@@ -21,6 +21,7 @@ from ray import tune
 
 from mtl_core import keys
 from search.results import error_line
+from search.trial import meta_of
 
 
 
@@ -259,9 +260,7 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         entry = trial.config.get("trial", {})
-        meta = entry.get("meta")
-        self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}),
-                           meta.tags() if meta is not None else {}])
+        self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}), meta_of(entry).tags()])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         step = int(result.get("epoch", result.get("training_iteration", 1) - 1))

@@ -18,7 +18,7 @@ from ray import tune
 from mtl_core import keys
 from mtl_core.config import Config
 from mtl_core.train import evaluate_best, train
-from search.trial import TrialSettings
+from search.trial import TrialSettings, config_of
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,8 @@ def placement(cfg: Config) -> tuple[Config, str]:
 
 
 def train_trial(config: dict[str, Any]) -> None:
-    settings: TrialSettings = config["settings"]
-    entry = config["trial"]
-    cfg = entry.get("config") or settings.config(entry["overrides"])  # built on the driver when it could be
-    cfg, gpu_ids = placement(settings.runtime(cfg))
+    settings = TrialSettings.of(config["settings"])
+    cfg, gpu_ids = placement(settings.runtime(config_of(config["trial"], settings)))
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     resume = False
     checkpoint = tune.get_checkpoint()

@@ -1,15 +1,16 @@
 """What a trial receives: typed settings shared by a phase, its own overrides, and bookkeeping (`TrialMeta`)
 that is never a sampled parameter and never an MLflow parameter.
 
-A Tune trial's config is ``{"settings": TrialSettings, "trial": {"overrides": {...}, "meta": TrialMeta,
-"config": Config | None}}``. Phases that know their trials in advance (the final retraining, the grouping
-modes) build and validate each `Config` once, on the driver; the search phase's Optuna sampler only
-proposes overrides, which the trial turns into its config.
+A Tune trial's config is ``{"settings": {...}, "trial": {"overrides": {...}, "meta": {...}, "config": {...} | None}}``,
+plain values only (Tune writes trial configs into its experiment state, and a restored experiment must read
+them back): `TrialSettings.of`, `meta_of` and `config_of` turn them into typed objects at the edges. Phases that
+know their trials in advance (the final retraining, the grouping modes) build and validate each `Config` once,
+on the driver; the search phase's Optuna sampler only proposes overrides, which the trial turns into its config.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mtl_core.config import Config, build_config
@@ -24,6 +25,10 @@ class TrialSettings:
     mode: str
     cpus: float  # torch threads = the CPUs Tune gives a trial
     eval_test: bool = False  # the final retraining: evaluate the best epoch's model on the test split
+
+    @classmethod
+    def of(cls, plain: dict[str, Any]) -> "TrialSettings":
+        return cls(**plain)
 
     def config(self, overrides: dict[str, Any]) -> Config:
         return build_config(with_overrides(self.base, overrides))
@@ -50,7 +55,18 @@ class TrialMeta:
 
 
 def trial_entry(overrides: dict[str, Any], meta: TrialMeta, config: Config | None = None) -> dict[str, Any]:
-    return {"overrides": overrides, "meta": meta, "config": config}
+    return {"overrides": overrides, "meta": asdict(meta), "config": config.to_dict() if config is not None else None}
+
+
+def meta_of(entry: dict[str, Any]) -> TrialMeta:
+    return TrialMeta(**entry["meta"]) if entry.get("meta") else TrialMeta("search")
+
+
+def config_of(entry: dict[str, Any], settings: TrialSettings) -> Config:
+    """The trial's config: the one the driver built (a known-valid dict), or from its sampled overrides."""
+    if entry.get("config") is not None:
+        return build_config(entry["config"])
+    return settings.config(entry["overrides"])
 
 
 def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

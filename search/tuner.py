@@ -3,6 +3,8 @@ a fixed list of trials, each trained once at the full budget (every other phase)
 built when --resume finds the phase's folder."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from optuna.samplers import TPESampler
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -29,7 +31,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     if exp.resume and tune.Tuner.can_restore(str(path)):
         restored = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False)
         return restored, expected
-    param_space = {"settings": exp.trial_settings(eval_test)}
+    param_space = {"settings": asdict(exp.trial_settings(eval_test))}  # plain values: see search.trial
     common = dict(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
                   reuse_actors=True)  # no new process (torch import, data mapping) per trial
     if trials is None:

@@ -44,7 +44,8 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
         "data": {"root": str(tiny_data)},
         "model": {"text_encoder": "tiny", "rnn_units": 8, "attention_heads": 4, "head_dims": [8, 8, 4]},
         "train": {"epochs": 1, "batch_size": 16},
-        "search": {"grouping_mode": "both", "num_samples": 1, "max_concurrent": 2, "final_k": 0},
+        "search": {"grouping_mode": "both", "num_samples": 1, "max_concurrent": 2, "final_k": 1, "final_seeds": 1,
+                   "baselines": []},
         "space": {"strategy": {"combiner": "equal"}},
     }
     path = tmp_path / "ex.yaml"
@@ -71,3 +72,22 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
     assert list(tag["groups"]) == [1, 2, 3, 4, 5] and (tag["error"].fillna("") == "").all()
     assert tag["exhaustive_val_avg_f1"].notna().all()  # beside the exhaustive score of the same partition
     assert sum(r.data.tags.get("phase") == "tag" for r in runs) == 5
+    # the common finish step: the best proposal retrained on test, leaderboard, report, parent run closed
+    final = [r for r in runs if r.data.tags.get("phase") == "final"]
+    assert len(final) == 1 and final[0].data.tags["role"] == "final" and "test/avg_f1" in final[0].data.metrics
+    board = pd.read_csv(exp / "leaderboard.csv")
+    retrained = board.dropna(subset=["final/name"])
+    assert len(retrained) == 1 and retrained["final/name"].iloc[0].startswith("config 0")
+    assert json.loads(final[0].data.params["groups"])  # a partition from the score or tag phase
+    assert (exp / "report" / "summary.md").is_file()
+    parent = [r for r in runs if "phase" not in r.data.tags]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+
+
+def test_every_grouping_mode_ends_in_the_final_phase():
+    from search.phases import PHASES, final
+    from search.space import SearchSettings
+
+    assert set(PHASES) == {"search", "exhaustive", "affinity", "both"}
+    assert all(phases[-1] is final for phases in PHASES.values())
+    assert SearchSettings().grouping_mode in PHASES

@@ -161,4 +161,5 @@ def test_a_space_file_reports_every_problem_at_once(tmp_path):
     assert len(lines) == len(expected)
     proc = subprocess.run([sys.executable, "-m", "search.launch", str(tmp_path / "s.yaml"), "--dry-run"],
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == len(expected)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == len(expected) and all(line.startswith("error: ") for line in err)

@@ -2,14 +2,13 @@
 `python -m search.replay` writes them later; MLflow's own retries are off only inside the probe."""
 import json
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 from mlflow import MlflowClient
 
+from search.replay import main as replay_main
 from search.tracking import MLflowTrials, Tracker, check_tracking, quick_requests
-from search.trial import TrialMeta
+from search.trial import TrialMeta, trial_entry
 
 
 class _FlakyClient:
@@ -56,7 +55,7 @@ def test_tracking_outage_buffers_and_replays_in_order(tmp_path, capsys):
     from types import SimpleNamespace
 
     cb, client = _callback(tmp_path, down=3, max_t=2)
-    trial = SimpleNamespace(trial_id="t1", config={"trial": {"overrides": {"train.lr": 0.1}, "meta": TrialMeta("search")}},
+    trial = SimpleNamespace(trial_id="t1", config={"trial": trial_entry({"train.lr": 0.1}, TrialMeta("search"))},
                             last_result={"training_iteration": 2})
     cb.on_trial_start(0, [], trial)
     for epoch in range(2):
@@ -72,7 +71,7 @@ def test_tracking_still_down_at_the_end_is_saved_and_reported(tmp_path, capsys):
     from types import SimpleNamespace
 
     cb, _ = _callback(tmp_path, down=10 ** 6, max_t=1)
-    trial = SimpleNamespace(trial_id="t1", config={"trial": {"overrides": {}, "meta": TrialMeta("search")}},
+    trial = SimpleNamespace(trial_id="t1", config={"trial": trial_entry({}, TrialMeta("search"))},
                             last_result={"training_iteration": 1})
     cb.on_trial_start(0, [], trial)
     cb.on_trial_result(0, [], trial, {"epoch": 0, "val/avg_f1": 0.5})
@@ -112,7 +111,7 @@ def test_mlflow_retries_are_off_only_inside_the_probe(monkeypatch):
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # the sweep keeps MLflow's retries
 
 
-def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path):
+def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path, capsys):
     exp = tmp_path / "exp"
     exp.mkdir()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -126,9 +125,8 @@ def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path):
            ["call", "log_batch", [parent], {"metrics": [["best/val/avg_f1", 0.5, 1000, 0]]}],
            ["call", "set_terminated", [parent], {"status": "FINISHED"}]]
     (exp / "mlflow_pending.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops))
-    proc = subprocess.run([sys.executable, "-m", "search.replay", str(exp)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "replayed 5 tracking operations" in proc.stdout
+    assert replay_main([str(exp)]) == 0
+    assert "replayed 5 tracking operations" in capsys.readouterr().out
     child = client.search_runs([exp_id], filter_string="tags.phase = 'final'")
     assert len(child) == 1 and child[0].data.params == {"train.lr": "0.1"}
     assert child[0].data.tags["role"] == "baseline" and child[0].data.tags["mlflow.parentRunId"] == parent
@@ -136,15 +134,13 @@ def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path):
     run = client.get_run(parent)
     assert run.info.status == "FINISHED" and run.data.metrics == {"best/val/avg_f1": 0.5}
     assert not (exp / "mlflow_pending.jsonl").exists() and (exp / "mlflow_pending.replayed.jsonl").is_file()
-    again = subprocess.run([sys.executable, "-m", "search.replay", str(exp)], capture_output=True, text=True)
-    assert again.returncode == 0 and "nothing to replay" in again.stdout
+    assert replay_main([str(exp)]) == 0 and "nothing to replay" in capsys.readouterr().out
 
 
-def test_replay_keeps_the_file_while_the_store_is_down(tmp_path):
+def test_replay_keeps_the_file_while_the_store_is_down(tmp_path, capsys):
     (tmp_path / "launch_state.json").write_text(json.dumps({"tracking_uri": "http://127.0.0.1:9", "parent_run_id": "p"}))
     (tmp_path / "mlflow_pending.jsonl").write_text(json.dumps(["call", "set_terminated", ["p"], {}]) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "search.replay", str(tmp_path)], capture_output=True, text=True)
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
-    assert "cannot reach" in proc.stderr and (tmp_path / "mlflow_pending.jsonl").is_file()
-    bad = subprocess.run([sys.executable, "-m", "search.replay", str(tmp_path / "nothing")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "not an experiment folder" in bad.stderr
+    assert replay_main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot reach" in err and (tmp_path / "mlflow_pending.jsonl").is_file()
+    assert replay_main([str(tmp_path / "nothing")]) == 2 and "not an experiment folder" in capsys.readouterr().err

@@ -1,13 +1,15 @@
 """What a trial receives and reports: typed settings, overrides and meta kept apart, and the score the
 search schedules on kept apart from the metrics."""
+import json
 import math
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import optuna
 
 from mtl_core import keys
 from search.space import DefineByRun
-from search.trial import TrialMeta, TrialSettings, trial_entry
+from search.trial import TrialMeta, TrialSettings, config_of, meta_of, trial_entry
 
 
 def _run_trial(monkeypatch, tmp_path, entry, values):
@@ -27,7 +29,7 @@ def _run_trial(monkeypatch, tmp_path, entry, values):
 
     monkeypatch.setattr(trainable, "train", fake_train)
     settings = TrialSettings({"model": {"text_encoder": "tiny"}, "train": {"epochs": 5}}, "val/avg_f1", "max", 2.0)
-    trainable.train_trial({"settings": settings, "trial": entry})
+    trainable.train_trial({"settings": asdict(settings), "trial": entry})
     return reported, seen["cfg"]
 
 
@@ -56,7 +58,17 @@ def test_define_by_run_keeps_meta_out_of_the_sampled_overrides():
     trial = optuna.create_study().ask()
     entry = DefineByRun(space)(trial)["trial"]
     assert set(entry["overrides"]) == {"train.lr", "strategy.combiner.name"}
-    assert entry["meta"] == TrialMeta("search") and entry["meta"].tags() == {"phase": "search", "role": "search"}
+    assert meta_of(entry) == TrialMeta("search") and meta_of(entry).tags() == {"phase": "search", "role": "search"}
+
+
+def test_trial_entries_are_plain_values_that_survive_a_restore():
+    """Tune writes trial configs into its experiment state: only plain values come back as they went in."""
+    settings = TrialSettings({"model": {"text_encoder": "tiny"}}, "val/avg_f1", "max", 1.0, eval_test=True)
+    meta = TrialMeta("final", "baseline", "equal_sum", 1)
+    entry = trial_entry({"train.seed": 1}, meta, settings.config({"train.seed": 1}))
+    restored = json.loads(json.dumps({"settings": asdict(settings), "trial": entry}))
+    assert TrialSettings.of(restored["settings"]) == settings and meta_of(restored["trial"]) == meta
+    assert config_of(restored["trial"], settings) == settings.config({"train.seed": 1})
 
 
 def test_meta_tags_name_the_final_phase_roles():
