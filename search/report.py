@@ -136,7 +136,7 @@ def _answer_section(exp_dir: Path, runs: pd.DataFrame) -> list[str]:
     for _, r in table.iterrows():
         cells = [_pm(r, "test/avg_f1")] + [_pm(r, f"test/{t}/f1") for t in tasks]
         dm = r.get("final/delta_m", np.nan)
-        lines.append(f"| {r['name']} | {r['role']} | " + " | ".join(cells) + f" | {dm:+.2f} |".replace("nan", "-"))
+        lines.append(f"| {_cell(r['name'])} | {r['role']} | " + " | ".join(cells) + f" | {dm:+.2f} |".replace("nan", "-"))
     lines.append("")
     compared = best_vs(runs, "equal_sum")
     if compared is not None:
@@ -194,7 +194,7 @@ def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric
     for column, name, baseline in AXES:
         if column not in table or table[column].nunique() < 2:
             continue
-        labels = table[column].astype(str)
+        labels = table[column].astype(str).map(_readable)
         base = baseline if baseline is not None else _one_group_label(labels)
         fig, ax = plt.subplots(figsize=(7, 4))
         _strip(ax, table.assign(**{column: labels}), column, "score",
@@ -202,23 +202,33 @@ def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric
         ax.set_ylabel(f"best {metric} within {budget} epoch(s)")
         lines += [f"### {name} at epoch {budget} (matched budget)", ""]
         lines += _save(fig, out, f"by_{name}.png", f"{metric} by {name}")
-        lines += [f"| {name} | trials | mean | difference vs {base} [95% interval] |", "|---|---|---|---|"]
+        lines += [f"| {name} | trials | mean | difference vs {_cell(base)} [95% interval] |", "|---|---|---|---|"]
         for e in axis_effects(table["score"], labels, base):
             interval = f"[{e.low:+.4f}, {e.high:+.4f}]" if np.isfinite(e.low) else "(too few trials)"
             diff = "baseline" if e.value == base else f"{e.diff:+.4f} {interval}"
-            lines.append(f"| {e.value} | {e.n} | {e.mean:.4f} | {diff} |")
+            lines.append(f"| {_cell(e.value)} | {e.n} | {e.mean:.4f} | {diff} |")
         lines.append("")
     return lines
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")  # a partition's `|` would end a Markdown table cell
+
+
+def _readable(value: str) -> str:
+    """A partition as `binary+gory|mature+slapstick+sarcasm`; any other value as it is."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    if isinstance(parsed, list) and parsed and all(isinstance(g, list) for g in parsed):
+        return "|".join("+".join(g) for g in parsed)
+    return value
+
+
 def _one_group_label(labels: pd.Series) -> str:
     """The grouping axis's baseline: all tasks in one model, else the commonest partition."""
-    def groups(v: str) -> int:
-        try:
-            return len(json.loads(v))
-        except ValueError:
-            return 0
-    single = [v for v in labels.unique() if groups(v) == 1]
+    single = [v for v in labels.unique() if "|" not in v]
     return single[0] if single else labels.mode().iloc[0]
 
 
