@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pandas as pd
 
 from mtl_core.bow import bag_of_words_floor
 from mtl_core.prepare import cache_root, data_root
+from search.axis_study import AXIS_STUDY_FILE
 from search.experiment import Experiment
 from search.phases import Outcome
 from search.report import FLOOR_FILE, write_report
@@ -34,7 +36,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
         exp.tracker.call("set_terminated", status="KILLED")
         exp.tracker.close()
         how = "stopped by SIGTERM" if terminated() else "interrupted"
-        print(f"{how} with {len(out.trials)} of {out.expected} trials of the ranked phase done; {exp.resume_hint()}",
+        print(f"{how} with {len(out.trials)} of {out.expected} trials started; {exp.resume_hint()}",
               flush=True)
         return 143 if terminated() else 130
     out.artifacts += _bow_floor(exp)
@@ -42,7 +44,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
     print_leaderboard(board, s.metric)
     print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
           f"({saved['compute_saved_frac']:.0%} saved by ASHA)", flush=True)
-    exp.tracker.log_metrics({**saved, **_headline(board, out.final_runs, s.metric)})
+    exp.tracker.log_metrics({**saved, **_headline(board, out.final_runs, s.metric), **_axis_metrics(exp)})
     try:
         exp.tracker.call("log_artifacts", str(write_report(exp.dir)), "report")
     except Exception as exc:  # a plot must never lose the sweep's results
@@ -91,7 +93,7 @@ def _headline(board: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict[str,
         out[f"best/{metric}"] = float(ok.iloc[0][metric])
     retrained = board[board["final/name"].notna()] if "final/name" in board else board.iloc[0:0]
     for _, row in retrained.iterrows():
-        name = str(row["final/name"]).replace(" ", "_").replace(":", "").replace("|", "/")[:200]
+        name = metric_name(str(row["final/name"]))
         for col in ("final/test/avg_f1/mean", "final/test/avg_f1/std", "final/delta_m"):
             if col in row and pd.notna(row[col]):
                 out[f"{col.replace('final/', f'final/{name}/')}"] = float(row[col])
@@ -100,6 +102,20 @@ def _headline(board: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict[str,
         _, diff = compared
         out.update({"verdict/best_minus_equal_sum": diff.mean, "verdict/low": diff.low, "verdict/high": diff.high})
     return out
+
+
+def metric_name(text: str) -> str:
+    """A name MLflow accepts as part of a metric key (letters, digits, `_-./ `): `config 0: a+b|c` -> `config_0_a_b/c`."""
+    return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text.replace("|", "/"))[:200]
+
+
+def _axis_metrics(exp: Experiment) -> dict[str, float]:
+    path = exp.dir / AXIS_STUDY_FILE
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path)
+    return {f"axis/{r['axis']}/{metric_name(str(r['value']))}/diff": float(r["diff"])
+            for _, r in table.iterrows() if pd.notna(r["diff"])}
 
 
 def _bow_floor(exp: Experiment) -> list:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mtl_core import keys
 from mtl_core.grouping import tag_partitions
+from search.axis_study import AXIS_STUDY_FILE, axis_design, axis_effects_table, axis_values
 from search.baselines import baseline_overrides
 from search.experiment import Experiment
 from search.groupings import distinct_configs, group_trials, score_table, summarise
@@ -204,25 +205,35 @@ def final(exp: Experiment, out: Outcome) -> None:
         return
     entries = [(c.name, "final", c.overrides) for c in picks]
     entries += [(b, "baseline", baseline_overrides(b, picks[0].overrides, tasks)) for b in s.baselines]
+    values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
+    entries += [(name, "axis", ov) for name, ov in axis_design(picks[0].overrides, values, tasks)]
     grid = []
     for name, role, overrides in entries:
         for seed in range(s.final_seeds):
             ov = {**overrides, "train.seed": seed}
             grid.append(trial_entry(ov, TrialMeta("final", role, name, seed), exp.spec.trial_config(ov)))
-    others = f" and the baselines {', '.join(s.baselines)}" if s.baselines else ""
-    print(f"final: retraining the top {len(picks)} configurations{others} with {s.final_seeds} seeds each", flush=True)
+    others = f", the baselines {', '.join(s.baselines)}" if s.baselines else ""
+    study = f", {sum(role == 'axis' for _, role, _ in entries)} axis-study variants" if values else ""
+    top = "the best configuration" if len(picks) == 1 else f"the top {len(picks)} configurations"
+    print(f"final: retraining {top}{others}{study} with {s.final_seeds} seeds each", flush=True)
     results, _, out.interrupted = _fit(exp, "final", grid, eval_test=True, progress_metric=keys.average("test"))
     by_name = {c.name: c.trial_id for c in picks}
+    order = {name: i for i, (name, _, _) in enumerate(entries)}  # best first, then the baselines, then the study
     rows = []
     for r in results:
         meta, m = meta_of(r.config["trial"]), r.metrics or {}
-        rows.append({"name": meta.name, "role": meta.role, "seed": meta.seed, "trial_id": by_name.get(meta.name),
+        rows.append({"name": meta.name, "role": meta.role, "order": order[meta.name], "seed": meta.seed,
+                     "trial_id": by_name.get(meta.name),
                      "error": "" if r.error is None else error_line(r.error),
                      **{k: v for k, v in m.items() if k.startswith("test/")}})
-    out.final_runs = pd.DataFrame(rows)
+    out.final_runs = pd.DataFrame(rows).sort_values(["order", "seed"], ignore_index=True) if rows else pd.DataFrame()
     if not out.final_runs.empty:
         write_parquet(out.final_runs, exp.dir / "final_runs.parquet")
         out.artifacts.append(exp.dir / "final_runs.parquet")
+    if values and not out.final_runs.empty:
+        effects = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
+        effects.to_csv(exp.dir / AXIS_STUDY_FILE, index=False)
+        out.artifacts.append(exp.dir / AXIS_STUDY_FILE)
 
 
 PHASES: dict[str, tuple[Callable[[Experiment, Outcome], None], ...]] = {

@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
+from search.axis_study import AXIS_STUDY_FILE  # noqa: E402
 from search.stats import axis_effects, best_vs, final_table, matched_budget, pareto_front  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
         lines += [f"Best trial `{ranked.iloc[0]['trial_id']}`: {metric} = {ranked.iloc[0][metric]:.4f}.", ""]
     lines += _answer_section(exp_dir, runs)
     lines += _pareto_section(out, runs, ranked)
+    lines += _axis_study_section(exp_dir)
     lines += _axes_section(out, history, trials, metric, mode)
     lines += _learning_curves(out, history, ranked, metric, top)
     lines += _task_heatmap(out, ranked, top)
@@ -224,6 +226,28 @@ def _readable(value: str) -> str:
     if isinstance(parsed, list) and parsed and all(isinstance(g, list) for g in parsed):
         return "|".join("+".join(g) for g in parsed)
     return value
+
+
+def _axis_study_section(exp_dir: Path) -> list[str]:
+    """search.axis_study: each axis value with the others held at the best configuration's, full budget."""
+    path = exp_dir / AXIS_STUDY_FILE
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    lines = ["## Axis study: one factor at a time around the best configuration", "",
+             "The best configuration retrained with one axis changed to each value of the space (the other axes "
+             "held fixed), at the full budget with the final phase's seeds; differences in test macro-F1 against "
+             "the axis's baseline value, paired by seed, with 95% t intervals.", ""]
+    for axis, rows in table.groupby("axis", sort=False):
+        base = rows["baseline"].iloc[0]
+        lines += [f"| {axis} | seeds | test macro-F1 | difference vs {_cell(base)} [95% interval] |", "|---|---|---|---|"]
+        for _, r in rows.iterrows():
+            mark = " (best)" if r["best"] else ""
+            diff = "baseline" if r["value"] == base else (
+                f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]" if pd.notna(r["low"]) else f"{r['diff']:+.4f}")
+            lines.append(f"| {_cell(r['value'])}{mark} | {r['seeds']} | {r['mean']:.4f} | {diff} |")
+        lines.append("")
+    return lines
 
 
 def _one_group_label(labels: pd.Series) -> str:

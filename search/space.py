@@ -62,6 +62,7 @@ class SearchSettings:
     final_seeds: int = 3  # ... with this many seeds, evaluated on the test split; final_k 0 = off
     grouping_mode: str = "search"  # `search` (Optuna + ASHA), `exhaustive` (every group), `affinity` (TAG), `both`
     baselines: tuple[str, ...] = BASELINES  # retrained with the final configurations; [] = none
+    axis_study: bool = False  # also retrain the best with one axis changed to each value (search.axis_study)
 
     @property
     def cpu(self) -> float:

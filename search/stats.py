@@ -75,6 +75,7 @@ def final_table(runs: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     if runs.empty or "test/avg_f1" not in runs:
         return pd.DataFrame()
     ok = runs[runs["error"].fillna("") == ""] if "error" in runs else runs
+    ok = ok[ok["role"] != "axis"]  # the axis study has its own table (search.axis_study)
     cols = ["test/avg_f1"] + [f"test/{t}/f1" for t in tasks if f"test/{t}/f1" in ok]
     table = ok.groupby(["name", "role"], sort=False)[cols].agg(["mean", "std"])
     table.columns = [f"final/{k}/{agg}" for k, agg in table.columns]

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from ray import tune
 
 from mtl_core import keys
@@ -166,16 +167,24 @@ class Tracker:
         while self.pending:
             try:
                 self.apply(self.pending[0])
+            except MlflowException as exc:
+                if exc.error_code != "INVALID_PARAMETER_VALUE":
+                    self._outage(exc)
+                    return
+                print(f"warning: MLflow refused a tracking operation (not retried): {error_line(exc)}", flush=True)
             except Exception as exc:  # unreachable store: keep the queue, try again later
-                if not self._retry_at:
-                    print(f"warning: MLflow at {self.uri} is not answering ({type(exc).__name__}); "
-                          f"buffering tracking data and retrying every {self.retry_s:.0f}s", flush=True)
-                self._retry_at = time.monotonic() + self.retry_s
+                self._outage(exc)
                 return
             self.pending.pop(0)
         if self._retry_at:
             print(f"MLflow at {self.uri} answers again; buffered tracking data written", flush=True)
         self._retry_at = 0.0
+
+    def _outage(self, exc: Exception) -> None:
+        if not self._retry_at:
+            print(f"warning: MLflow at {self.uri} is not answering ({type(exc).__name__}); "
+                  f"buffering tracking data and retrying every {self.retry_s:.0f}s", flush=True)
+        self._retry_at = time.monotonic() + self.retry_s
 
     def _answers(self) -> bool:
         with quick_requests():

@@ -45,8 +45,8 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
         "model": {"text_encoder": "tiny", "rnn_units": 8, "attention_heads": 4, "head_dims": [8, 8, 4]},
         "train": {"epochs": 1, "batch_size": 16},
         "search": {"grouping_mode": "both", "num_samples": 1, "max_concurrent": 2, "final_k": 1, "final_seeds": 1,
-                   "baselines": []},
-        "space": {"strategy": {"combiner": "equal"}},
+                   "baselines": [], "axis_study": True},
+        "space": {"strategy": {"combiner": {"choice": {"equal": {}, "rlw": {}}}}},
     }
     path = tmp_path / "ex.yaml"
     path.write_text(yaml.safe_dump(space))
@@ -73,8 +73,15 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
     assert tag["exhaustive_val_avg_f1"].notna().all()  # beside the exhaustive score of the same partition
     assert sum(r.data.tags.get("phase") == "tag" for r in runs) == 5
     # the common finish step: the best proposal retrained on test, leaderboard, report, parent run closed
-    final = [r for r in runs if r.data.tags.get("phase") == "final"]
-    assert len(final) == 1 and final[0].data.tags["role"] == "final" and "test/avg_f1" in final[0].data.metrics
+    final = [r for r in runs if r.data.tags.get("phase") == "final" and r.data.tags["role"] == "final"]
+    assert len(final) == 1 and "test/avg_f1" in final[0].data.metrics
+    # the axis study: the best with its combiner switched to the space's other option, effect against `equal`
+    study = [r for r in runs if r.data.tags.get("role") == "axis"]
+    other = {"equal": "rlw", "rlw": "equal"}[final[0].data.params["strategy.combiner.name"]]
+    assert [r.data.tags["name"] for r in study] == [f"combiner={other}"]
+    effects = pd.read_csv(exp / "axis_study.csv")
+    assert sorted(effects["value"]) == ["equal", "rlw"] and (effects["axis"] == "combiner").all()
+    assert "## Axis study" in (exp / "report" / "summary.md").read_text()
     board = pd.read_csv(exp / "leaderboard.csv")
     retrained = board.dropna(subset=["final/name"])
     assert len(retrained) == 1 and retrained["final/name"].iloc[0].startswith("config 0")

@@ -144,3 +144,28 @@ def test_replay_keeps_the_file_while_the_store_is_down(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "cannot reach" in err and (tmp_path / "mlflow_pending.jsonl").is_file()
     assert replay_main([str(tmp_path / "nothing")]) == 2 and "not an experiment folder" in capsys.readouterr().err
+
+
+def test_a_refused_operation_is_dropped_with_a_warning_not_retried_forever(tmp_path, capsys):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    class Refusing(_FlakyClient):
+        def log_metric(self, run_id, key, value):
+            if "|" in key:
+                raise MlflowException("Invalid metric name", error_code=INVALID_PARAMETER_VALUE)
+            super().log_metric(run_id, key, value)
+
+    tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(tmp_path / "spool"), retry_s=0.0)
+    tracker._client, tracker._exp_id = Refusing(down=0), "1"
+    tracker.call("log_metric", "a|b", 1.0)
+    tracker.call("log_metric", "ok", 2.0)
+    assert not tracker.pending and tracker._client.metrics == [("parent", "ok", 0)]
+    assert "refused a tracking operation" in capsys.readouterr().out
+
+
+def test_metric_names_are_ones_mlflow_accepts():
+    from search.finish import metric_name
+
+    assert metric_name("config 0: binary+gory|mature") == "config_0_binary_gory/mature"
+    assert metric_name("rank 1") == "rank_1" and metric_name("equal_sum") == "equal_sum"

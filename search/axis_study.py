@@ -1,0 +1,87 @@
+"""`search.axis_study: true`: one factor at a time around the best configuration, at the full budget.
+
+The search phase's per-axis comparisons are marginal (every other axis varies too) and, under ASHA, made at
+a short budget. The axis study trains, with the final phase's seeds, the best configuration with one axis
+changed to each value the space allows (each scheduler, combiner, modality schedule and grouping; a chosen
+option gets its default parameters), so each value's effect is measured with the other axes held fixed,
+against the axis's baseline value (`all`, `equal`, `all`, all tasks in one model), paired by seed.
+Cost: the number of values over all axes, times `final_seeds` trainings.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from search.space import _is_distribution, partition_label, partition_options
+from search.stats import paired_difference
+
+AXIS_STUDY_FILE = "axis_study.csv"
+BASELINE_VALUE = {"strategy.scheduler": "all", "strategy.combiner": "equal", "strategy.modality": "all"}
+
+
+def axis_values(space: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, list]:
+    """The values each axis takes in the space: option names of each strategy choice, the partitions of `groups`."""
+    out: dict[str, list] = {}
+    for axis in BASELINE_VALUE:
+        node = space.get("strategy", {}).get(axis.split(".")[1])
+        if _is_distribution(node) and "choice" in node:
+            options = node["choice"]
+            out[axis] = list(options) if isinstance(options, dict) else [o for o in options if isinstance(o, str)]
+    groups = space.get("groups")
+    if _is_distribution(groups) and "partition" in groups:
+        out["groups"] = partition_options(groups["partition"], tasks)
+    return {axis: values for axis, values in out.items() if len(values) > 1}
+
+
+def value_of(overrides: dict[str, Any], axis: str, tasks: tuple[str, ...]) -> str:
+    """The label of `axis`'s value in a configuration (a partition as `a+b|c`)."""
+    if axis == "groups":
+        return partition_label(overrides.get("groups") or [list(tasks)])
+    return str(overrides.get(f"{axis}.name", BASELINE_VALUE[axis]))
+
+
+def baseline_of(axis: str, tasks: tuple[str, ...]) -> str:
+    return partition_label([list(tasks)]) if axis == "groups" else BASELINE_VALUE[axis]
+
+
+def axis_design(best: dict[str, Any], values: dict[str, list], tasks: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """(name `axis=value`, overrides) for every value of every axis but the best's own (its runs are the
+    final phase's `rank 1`), the other axes as in `best`."""
+    design = []
+    for axis, options in values.items():
+        for option in options:
+            if axis == "groups":
+                overrides = {**best, "groups": option}
+            else:
+                overrides = {k: v for k, v in best.items() if k != axis and not k.startswith(f"{axis}.")}
+                overrides[f"{axis}.name"] = option
+            label = value_of(overrides, axis, tasks)
+            if label != value_of(best, axis, tasks):
+                design.append((f"{axis.split('.')[-1]}={label}", overrides))
+    return design
+
+
+def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[str, list], tasks: tuple[str, ...],
+                       metric: str = "test/avg_f1") -> pd.DataFrame:
+    """One row per axis value: mean over seeds and the paired difference against the axis's baseline value."""
+    rows = []
+    by_seed = lambda name: runs[runs["name"] == name].set_index("seed")[metric]  # noqa: E731
+    best_name = runs.loc[runs["role"] == "final", "name"].iloc[0] if (runs["role"] == "final").any() else None
+    for axis, options in values.items():
+        short = axis.split(".")[-1]
+        own, base = value_of(best, axis, tasks), baseline_of(axis, tasks)
+        name = {o: best_name if o == own else f"{short}={o}" for o in
+                [value_of({**best, "groups": v} if axis == "groups" else {f"{axis}.name": v}, axis, tasks) for v in options]}
+        if base not in name or name[base] is None:
+            continue
+        reference = by_seed(name[base])
+        for label, run_name in name.items():
+            values_ = by_seed(run_name) if run_name is not None else pd.Series(dtype=float)
+            common = values_.index.intersection(reference.index)
+            diff = paired_difference(values_[common].to_numpy(), reference[common].to_numpy())
+            rows.append({"axis": short, "value": label, "baseline": base, "best": label == own, "seeds": len(values_),
+                         "mean": float(values_.mean()), "diff": diff.mean if label != base else 0.0,
+                         "low": diff.low if label != base else float("nan"),
+                         "high": diff.high if label != base else float("nan")})
+    return pd.DataFrame(rows)
