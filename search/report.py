@@ -26,6 +26,7 @@ import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
 from search.axis_study import AXIS_STUDY_FILE  # noqa: E402
+from search.space import partition_label  # noqa: E402
 from search.stats import axis_effects, best_vs, final_table, matched_budget, pareto_front  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,10 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
              f"{int((trials['status'] == 'failed').sum())} failed. Metric: `{metric}` ({mode}).", ""]
     if not ranked.empty:
         lines += [f"Best trial `{ranked.iloc[0]['trial_id']}`: {metric} = {ranked.iloc[0][metric]:.4f}.", ""]
-    lines += _answer_section(exp_dir, runs)
-    lines += _pareto_section(out, runs, ranked)
+    tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
+    table = final_table(runs, tasks)
+    lines += _answer_section(runs, table, tasks)
+    lines += _pareto_section(out, table, tasks, ranked)
     lines += _axis_study_section(exp_dir)
     lines += _axes_section(out, history, trials, metric, mode)
     lines += _learning_curves(out, history, ranked, metric, top)
@@ -122,11 +125,9 @@ def _save(fig, out: Path, name: str, alt: str) -> list[str]:
     return [f"![{alt}]({name})", ""]
 
 
-def _answer_section(exp_dir: Path, runs: pd.DataFrame) -> list[str]:
+def _answer_section(runs: pd.DataFrame, table: pd.DataFrame, tasks: list[str]) -> list[str]:
     """Which configuration is best on the test split, and by how much: the retrained configurations and
     the baselines (mean ± std over seeds per task, Δm% against single-task models), the paired verdict."""
-    tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
-    table = final_table(runs, tasks)
     if table.empty:
         return []
     n = int(table["final/seeds"].max())
@@ -154,12 +155,11 @@ def _pm(row, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if pd.notna(std) else f"{mean:.3f}"
 
 
-def _pareto_section(out: Path, runs: pd.DataFrame, ranked: pd.DataFrame) -> list[str]:
+def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd.DataFrame) -> list[str]:
     """Parallel coordinates of the per-task F1: the retrained configurations' test means when there are
     any, else the trials' validation scores; the Pareto front drawn solid."""
-    tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
-    if tasks:
-        table = final_table(runs, tasks).set_index("name")
+    if tasks and not final.empty:
+        table = final.set_index("name")
         cols, what = [f"final/test/{t}/f1/mean" for t in tasks], "test macro-F1 (mean over seeds)"
     else:
         tasks = [t for t in TASKS if f"val/{t}/f1" in ranked]
@@ -224,7 +224,7 @@ def _readable(value: str) -> str:
     except ValueError:
         return value
     if isinstance(parsed, list) and parsed and all(isinstance(g, list) for g in parsed):
-        return "|".join("+".join(g) for g in parsed)
+        return partition_label(parsed)
     return value
 
 

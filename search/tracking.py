@@ -53,12 +53,17 @@ def quick_requests(timeout_s: float = 5.0) -> Iterator[None]:
 
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast (before any training) when the tracking store cannot be reached."""
+    try:
+        probe(MlflowClient(tracking_uri=uri), timeout_s)
+    except Exception as exc:  # any failure here means no tracking: say so in one line
+        raise TrackingUnavailable(f"--mlflow-uri: cannot reach the MLflow tracking store at {uri} "
+                                  f"({type(exc).__name__})") from None
+
+
+def probe(client: MlflowClient, timeout_s: float = 5.0) -> None:
+    """One cheap request that answers in seconds, or raises (MLflow's retries off for it only)."""
     with quick_requests(timeout_s):
-        try:
-            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-        except Exception as exc:  # any failure here means no tracking: say so in one line
-            raise TrackingUnavailable(f"--mlflow-uri: cannot reach the MLflow tracking store at {uri} "
-                                      f"({type(exc).__name__})") from None
+        client.search_experiments(max_results=1)
 
 
 def flat_params(overrides: dict[str, Any]) -> list[Param]:
@@ -187,12 +192,11 @@ class Tracker:
         self._retry_at = time.monotonic() + self.retry_s
 
     def _answers(self) -> bool:
-        with quick_requests():
-            try:
-                self.client.search_experiments(max_results=1)
-                return True
-            except Exception:
-                return False
+        try:
+            probe(self.client)
+            return True
+        except Exception:
+            return False
 
     def close(self) -> int:
         """Last flush; what is still queued goes to the spool file. Returns how many were spooled."""
