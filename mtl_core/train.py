@@ -6,6 +6,7 @@ runs it alone for debugging.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -89,7 +90,9 @@ def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
     if width % heads:
         raise ConfigError(f"model.attention_heads: {heads} does not divide the text encoder width {width}")
     m = cfg.model
-    return HICCAP(cfg.tasks, width, text_encoder=None if m.freeze_text else encoder.model,
+    # a fine-tuned encoder is the model's own copy: the models of a partition must not share (and jointly
+    # train) one encoder, and the pretrained weights stay as loaded for the next model
+    return HICCAP(cfg.tasks, width, text_encoder=None if m.freeze_text else copy.deepcopy(encoder.model),
                   freeze_text=m.freeze_text, rnn_units=m.rnn_units, attention_heads=heads,
                   dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
 

@@ -9,7 +9,7 @@ from mtl_core.affinity import lookahead_affinity
 from mtl_core.config import ConfigError, build_config
 from mtl_core.losses import task_losses
 from mtl_core.prepare import prepare
-from mtl_core.train import build_model, evaluate, train
+from mtl_core.train import build_group, build_model, evaluate, train, train_epoch
 
 from conftest import Toy, assert_resume_exact, tiny_raw
 
@@ -38,6 +38,24 @@ def test_grouping_trial_trains_one_model_per_group_and_reports_from_the_right_on
         metrics = evaluate(model, data.splits["val"].for_tasks(group), 64, torch.device("cpu"), "val")
         for t in group:  # the trial reported each task from the model of its group
             assert metrics[f"val/{t}/f1"] == pytest.approx(best[f"val/{t}/f1"])
+
+
+def test_fine_tuned_group_models_each_train_their_own_text_encoder(tiny_data):
+    """With the encoder fine-tuned, each model of a partition (the single-task baseline's five among them)
+    owns its encoder: one group's step leaves the other's encoder, and the pretrained weights, as they were."""
+    cfg = build_config(tiny_raw(tiny_data, groups=GROUPS, model={"freeze_text": False}))
+    cpu = torch.device("cpu")
+    data = prepare(cfg, cpu, splits=("train", "val"))
+    runs = [build_group(cfg, g, data, cpu) for g in cfg.partition()]
+    ids = [{id(p) for p in r.model.parameters()} for r in runs]
+    assert not ids[0] & ids[1]
+    pretrained = copy.deepcopy(data.encoder.model.state_dict())
+    before = copy.deepcopy(runs[1].model.text_encoder.state_dict())
+    train_epoch(runs[0], cfg, 0, cpu)
+    moved = runs[0].model.text_encoder.state_dict()
+    assert any(not torch.equal(moved[k], pretrained[k]) for k in pretrained)  # group 0 fine-tuned its own
+    assert all(torch.equal(runs[1].model.text_encoder.state_dict()[k], before[k]) for k in before)
+    assert all(torch.equal(data.encoder.model.state_dict()[k], pretrained[k]) for k in pretrained)
 
 
 def test_grouped_resume_is_exact(tiny_data, tmp_path):
