@@ -64,7 +64,7 @@ def _epoch(model, split: SplitData, n_batches: int, batch_size: int) -> float:
 
 def bench_frozen_cache(arrays, encoder, cache_dir: Path, n_batches: int, batch_size: int) -> float:
     rows = token_rows(arrays, encoder.tokenizer, False, 500)
-    hidden = cached_hidden(encoder.model, encoder.identity, rows, cache_dir, torch.device("cpu"))  # built once
+    hidden = cached_hidden(encoder, rows, cache_dir, torch.device("cpu"))  # built once
     live = SplitData(arrays, rows, TASKS)
     cached = SplitData(arrays, rows, TASKS, hidden)
     t_live = _epoch(_model(encoder, True), live, n_batches, batch_size)

@@ -47,15 +47,15 @@ def prepare(cfg: Config, device: torch.device, splits: tuple[str, ...] = ("train
         arrays = load_split(root, split, use_cache=cfg.data.use_cache, cache_dir=cache_root(cfg),
                             derive_binary=cfg.data.derive_binary, video_len=cfg.data.video_len,
                             audio_len=cfg.data.audio_len, files=files)
-        rows = token_rows(arrays, encoder.tokenizer, cfg.data.retokenize, cfg.data.text_max_len)
-        vocab = encoder.model.config.vocab_size
+        tokenizer = encoder.tokenizer if cfg.data.retokenize else None  # loaded only when needed
+        rows = token_rows(arrays, tokenizer, cfg.data.retokenize, cfg.data.text_max_len)
+        vocab = encoder.vocab_size
         if any(len(r) and (r.max() >= vocab or r.min() < 0) for r in rows):
             raise DataError(f"{root}: split {split!r} has token ids outside the {cfg.model.text_encoder} "
                             f"vocabulary ({vocab}); set data.retokenize: true")
         hidden = None
         if cfg.model.freeze_text:
-            encoder.model.to(device)
-            hidden = cached_hidden(encoder.model, encoder.identity, rows, cache_root(cfg), device)
+            hidden = cached_hidden(encoder, rows, cache_root(cfg), device)
         out[split] = SplitData(arrays, rows, cfg.tasks, hidden)
         log.info("%s: %d clips, %d without video, %d without audio", split, len(arrays),
                  arrays.missing_video, arrays.missing_audio)

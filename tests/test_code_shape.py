@@ -1,6 +1,6 @@
 """The shape of the code: no import cycles in mtl_core or search (every import counts, function-level ones
 too: a function-level import is how a cycle hides), `mtl_core` never imports Ray, MLflow or `search`, and
-no function in search/ runs past 60 lines."""
+no function in search/ runs past 60 lines; a trial worker imports no heavy library it may not need."""
 import ast
 from pathlib import Path
 
@@ -94,3 +94,16 @@ def test_no_function_in_search_is_longer_than_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                 long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def test_a_trial_worker_imports_no_heavy_library_it_may_not_need():
+    """torchjd (it brings cvxpy) and transformers' model code cost seconds in every Ray worker; only the
+    gradient methods and an uncached or fine-tuned text encoder need them, so they load on first use."""
+    import subprocess
+    import sys
+
+    heavy = ("torchjd", "cvxpy", "transformers")
+    code = ("import sys, search.trainable, mtl_core.prepare, mtl_core.config; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -108,3 +108,21 @@ def test_head_shape_is_reference(encoder):
     assert dims == [200, 40, 20, 2]
     assert model.heads["binary"][0].in_features == 3 * encoder.hidden_size
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in model.heads["binary"]) == 2
+
+
+def test_a_cached_frozen_encoder_loads_neither_weights_nor_tokenizer(tiny_data, tmp_path):
+    """Every trial after the first reads the frozen encoder's outputs from the disk cache: loading the
+    weights or the tokenizer (seconds of imports per worker) would be work done for nothing."""
+    from mtl_core.config import build_config
+    from mtl_core.prepare import prepare
+    from conftest import tiny_raw
+
+    cfg = build_config(tiny_raw(tiny_data, data={"root": str(tiny_data), "cache_dir": str(tmp_path)}))
+    first = load_text_encoder("tiny")
+    prepare(cfg, torch.device("cpu"), encoder=first)  # computes and stores the outputs
+    assert "model" in first.__dict__
+    again = load_text_encoder("tiny")
+    prepared = prepare(cfg, torch.device("cpu"), encoder=again)
+    assert "model" not in again.__dict__ and "tokenizer" not in again.__dict__  # functools.cached_property slots
+    assert again.hidden_size == first.model.config.hidden_size and again.vocab_size == first.model.config.vocab_size
+    assert prepared.splits["train"].text_features is not None

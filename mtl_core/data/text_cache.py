@@ -14,7 +14,7 @@ import torch
 
 from mtl_core.data.arrays import read_arrow, write_arrow
 from mtl_core.data.dataset import Ragged
-from mtl_core.model.text_encoder import encode
+from mtl_core.model.text_encoder import TextEncoder, encode
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ def compute_hidden(model: torch.nn.Module, rows: list[np.ndarray], device: torch
     return Ragged.from_rows([o.reshape(-1, d) for o in out], np.float32)
 
 
-def cached_hidden(model: torch.nn.Module, encoder_id: str, rows: list[np.ndarray], cache_dir: Path,
-                  device: torch.device) -> Ragged:
-    """The frozen encoder's outputs for these token rows, from the disk cache or computed once."""
-    key = hashlib.sha256(f"{encoder_id}|{tokens_key(rows)}".encode()).hexdigest()[:24]
+def cached_hidden(encoder: TextEncoder, rows: list[np.ndarray], cache_dir: Path, device: torch.device) -> Ragged:
+    """The frozen encoder's outputs for these token rows, from the disk cache or computed once (on
+    `device`; the encoder's weights are loaded only then)."""
+    key = hashlib.sha256(f"{encoder.identity}|{tokens_key(rows)}".encode()).hexdigest()[:24]
     path = cache_dir / "text" / f"{key}.arrow"
     if path.is_file():
         table = read_arrow(path)
@@ -61,7 +61,7 @@ def cached_hidden(model: torch.nn.Module, encoder_id: str, rows: list[np.ndarray
         values = col.values.values.to_numpy(zero_copy_only=True).reshape(-1, d)
         return Ragged(values, col.offsets.to_numpy().astype(np.int64))
     log.info("computing frozen text-encoder outputs for %d clips (cached in %s)", len(rows), path)
-    ragged = compute_hidden(model, rows, device)
+    ragged = compute_hidden(encoder.model.to(device), rows, device)
     d = ragged.values.shape[1]
     inner = pa.FixedSizeListArray.from_arrays(pa.array(ragged.values.reshape(-1)), d)
     col = pa.ListArray.from_arrays(pa.array(ragged.offsets.astype(np.int32)), inner)

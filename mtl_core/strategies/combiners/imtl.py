@@ -1,5 +1,4 @@
 import torch
-from torchjd import aggregation as jd
 
 from mtl_core import keys
 from mtl_core.strategies.base import LossCombiner, StrategyContext
@@ -26,7 +25,9 @@ class IMTL(LossCombiner):
         self.loss_balance, self.param_lr = loss_balance, scale_lr
         self._params = {"loss_balance": loss_balance, "scale_lr": scale_lr}
         self.s = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
-        self._weighting = jd.IMTLG().weighting
+        from torchjd.aggregation import IMTLG  # imported on first use, as in aggregators.py
+
+        self._weighting = IMTLG().weighting
 
     def parameters(self):
         return [self.s] if self.loss_balance else []
