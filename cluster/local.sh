@@ -52,7 +52,8 @@ case "${1:-}" in
     pids=$(node_pids)
     if [ -n "$pids" ]; then
       kill $pids 2> /dev/null || true
-      for _ in $(seq 1 20); do [ -z "$(node_pids)" ] && break; sleep 0.5; done
+      # drivers and workers exit on SIGTERM; gcs_server and raylet do not (measured), so wait briefly
+      for _ in $(seq 1 4); do [ -z "$(node_pids)" ] && break; sleep 0.5; done
       pids=$(node_pids); [ -z "$pids" ] || kill -9 $pids 2> /dev/null || true
     fi
     rm -f "$STATE/address"

@@ -30,7 +30,7 @@ from search.signals import terminated
 from search.space import partition_label, sample_configs
 from search.tracking import close_orphans
 from search.trial import TrialMeta, meta_of, trial_entry
-from search.tuner import build_tuner
+from search.tuner import build_tuner, keep_latest_checkpoints
 
 
 @dataclass
@@ -64,6 +64,8 @@ def _fit(exp: Experiment, phase: str, trials: list[dict] | None = None, **kwargs
     results = tuner.fit()
     # Ctrl-C (or SIGTERM) makes fit() return normally with partial results: count what really ended
     interrupted = terminated() or results.num_terminated + results.num_errors < expected
+    if not interrupted:
+        keep_latest_checkpoints(results)  # one checkpoint per trial on disk, not one per epoch
     return results, expected, interrupted
 
 

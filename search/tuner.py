@@ -3,7 +3,11 @@ a fixed list of trials, each trained once at the full budget (every other phase)
 built when --resume finds the phase's folder."""
 from __future__ import annotations
 
+import logging
+import posixpath
 from dataclasses import asdict
+
+import pyarrow.fs as pafs
 
 from optuna.samplers import TPESampler
 from optuna.storages import JournalStorage
@@ -18,6 +22,8 @@ from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
 from search.trainable import train_trial
+
+log = logging.getLogger(__name__)
 
 
 def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, eval_test: bool = False,
@@ -46,6 +52,26 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,
                                 failure_config=tune.FailureConfig(max_failures=s.max_failures))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config), expected
+
+
+def keep_latest_checkpoints(results) -> int:
+    """Delete every trial's checkpoints but the one its result points to: the latest, which holds the best
+    epoch's weights, the whole metric history and all a resume needs. Call it once a phase has ended, never
+    while it runs (Tune's saved experiment state can lag several epochs behind and must find what it names).
+    Works on any storage Tune writes to (local, NFS, S3) through the checkpoint's filesystem. Returns how
+    many checkpoints were deleted."""
+    deleted = 0
+    for r in results:
+        if r.checkpoint is None:
+            continue
+        fs, keep = r.checkpoint.filesystem, r.checkpoint.path.rstrip("/")
+        for info in fs.get_file_info(pafs.FileSelector(posixpath.dirname(keep))):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_") \
+                    and info.path.rstrip("/") != keep:
+                fs.delete_dir(info.path)
+                deleted += 1
+    log.info("kept the latest checkpoint of each trial, deleted %d older ones", deleted)
+    return deleted
 
 
 def _searcher(exp: Experiment) -> PrunedAwareOptunaSearch:

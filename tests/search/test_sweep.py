@@ -1,6 +1,7 @@
 """End-to-end sweeps on a local Ray started and stopped by the launcher (in a subprocess)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,7 +44,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     workdir = tmp_path / "cwd"  # launched from an empty folder, results stored elsewhere
     workdir.mkdir()
     rc, out = _finish(_launch("--storage", str(tmp_path / "store"), "--name", "smoke",
-                              "--set", "search.final_k=1", "--set", "search.final_seeds=2", cwd=workdir))
+                              "--set", "search.final_k=1", "--set", "search.final_seeds=2", "--set", "train.epochs=3",
+                              cwd=workdir))
     assert rc == 0, out
     assert list(workdir.iterdir()) == []  # nothing written where the launcher ran
     exp = tmp_path / "store" / "smoke"
@@ -72,6 +74,9 @@ def test_smoke_sweep_end_to_end(tmp_path):
     trials = pd.read_parquet(exp / "trials.parquet")
     history = pd.read_parquet(exp / "history.parquet")
     assert set(history["trial_id"]) == set(trials["trial_id"])
+    for folder in [*(exp / "search").glob("trial_*"), *(exp / "final").glob("trial_*")]:  # one per trial, not per epoch
+        assert len(list(folder.glob("checkpoint_*"))) == 1, folder
+    assert history.groupby("trial_id")["epoch"].count().max() == 3  # the history still has every epoch
     assert (trials["status"] == "stopped").any()
     for png in ("by_scheduler", "by_combiner", "learning_curves", "task_f1_heatmap", "param_importances", "pareto"):
         assert (exp / "report" / f"{png}.png").stat().st_size > 1000
@@ -124,12 +129,14 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert len(states) == 8 and "PRUNED" in states and "COMPLETE" in states
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
-def test_interrupt_then_resume_counts_each_trial_once(tmp_path, sig, code):
-    """Ctrl-C, and SIGTERM (Slurm, Kubernetes, `ray job stop`, `timeout`) alike: trials stop at their
-    checkpoints, the parent run is KILLED, one line says how to resume; the resume counts each trial once."""
-    args = ["--storage", str(tmp_path), "--name", "resumable", "--set", "train.epochs=3"]
-    proc = _launch(*args)
+def _ended(line: str) -> int:
+    """How many trials a progress line counts as ended (finished or stopped early)."""
+    m = re.search(r"(\d+) finished, (\d+) stopped early", line)
+    return int(m.group(1)) + int(m.group(2)) if m else 0
+
+
+def _stop_when(proc, ended: int, stop) -> str:
+    """Read the launcher's output until `ended` trials have ended, then call `stop`; the whole output."""
     lines = []
     try:
         deadline = time.monotonic() + 300
@@ -138,30 +145,68 @@ def test_interrupt_then_resume_counts_each_trial_once(tmp_path, sig, code):
             if not line:
                 break
             lines.append(line)
-            if " 2 stopped early" in line or " 2 finished" in line or "1 finished, 1 stopped" in line:
-                proc.send_signal(sig)
+            if _ended(line) >= ended:
+                stop()
                 break
-        rc, out = _finish(proc)
+        _, rest = _finish(proc)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    out = "".join(lines) + (out or "")
-    assert rc == code, out
-    assert "--resume" in out
+    return "".join(lines) + (rest or "")
+
+
+def _ray_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "ray/core/src/ray/(raylet|gcs)"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    """SIGTERM (Slurm, Kubernetes, `ray job stop`, `timeout`): trials stop at their checkpoints, the parent
+    run is KILLED, one line says how to resume, exit 143; from there on it is the Ctrl-C case below."""
+    proc = _launch("--storage", str(tmp_path), "--name", "term", "--set", "train.epochs=3", "--num-samples", "5")
+    out = _stop_when(proc, 2, lambda: proc.send_signal(signal.SIGTERM))
+    assert proc.returncode == 143, out
+    assert "--resume" in out and "stopped by SIGTERM" in out
     assert "SIGTERM received" not in out and "Traceback" not in out and len(out.splitlines()) < 60, out
-    _, _, parents = _child_runs(tmp_path / "resumable")
+    _, _, parents = _child_runs(tmp_path / "term")
     assert parents[0].info.status == "KILLED"
-    if sig == signal.SIGTERM:
-        return  # from here on the same as after Ctrl-C (the resume is tested once, with ctrl-c)
+
+
+def test_interrupted_then_killed_sweep_resumes_counting_each_trial_once(tmp_path):
+    """Ctrl-C: trials stop at their checkpoints, the parent run is KILLED, one line says how to resume.
+    The resumed launcher is then killed outright (SIGKILL: no clean-up at all), its Ray must not outlive
+    it, and a second resume ends the sweep with every trial once, none lost, none repeated."""
+    args = ["--storage", str(tmp_path), "--name", "resumable", "--set", "train.epochs=3", "--set", "search.final_k=0",
+            "--num-samples", "5"]
+    exp = tmp_path / "resumable"
+    proc = _launch(*args)
+    out = _stop_when(proc, 2, lambda: proc.send_signal(signal.SIGINT))
+    assert proc.returncode == 130, out
+    assert "--resume" in out
+    assert "Traceback" not in out and len(out.splitlines()) < 60, out
+    _, _, parents = _child_runs(exp)
+    assert parents[0].info.status == "KILLED"
+
+    before = _ray_pids()
+    proc = _launch(*args, "--resume")
+    # the launcher and its session at once, with at least one trial left (Progress counts survive a resume)
+    _stop_when(proc, 4, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 60  # the killed launcher's own Ray must not outlive it
+    while _ray_pids() - before and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _ray_pids() - before
+
     rc, out = _finish(_launch(*args, "--resume"))
     assert rc == 0, out
-    exp = tmp_path / "resumable"
     _, children, parents = _child_runs(exp)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(children) == 8  # no duplicates after the resume
-    assert len({r.data.tags["tune_trial_id"] for r in children}) == 8
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert len(trials) == 5 and (trials["status"] != "failed").all()
+    # one child run per trial of the experiment; a trial the kill lost before Tune saved it is closed
+    kept = [r for r in children if r.data.tags.get("orphaned") != "true"]
+    assert sorted(r.data.tags["tune_trial_id"] for r in kept) == sorted(trials["trial_id"])
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
-    assert len(pd.read_parquet(exp / "trials.parquet")) == 8
 
 
 def test_failing_trials_are_marked_failed_with_their_reason(tmp_path):
@@ -179,40 +224,3 @@ def test_failing_trials_are_marked_failed_with_their_reason(tmp_path):
     board = pd.read_csv(exp / "leaderboard.csv")
     assert (board["status"] == "failed").all() and board["error"].str.contains("not finite").all()
     assert "failed: " in out
-
-
-def _ray_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "ray/core/src/ray/(raylet|gcs)"], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
-
-
-def test_killed_launcher_resumes_without_losing_or_repeating_trials(tmp_path):
-    before = _ray_pids()
-    args = ["--storage", str(tmp_path), "--name", "killed", "--set", "train.epochs=3", "--set", "search.final_k=0"]
-    proc = _launch(*args)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line or " 2 stopped early" in line or " 2 finished" in line or "1 finished, 1 stopped" in line:
-                break
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and everything in its session, at once
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60  # the killed launcher's own Ray must not outlive it
-    while _ray_pids() - before and time.monotonic() < deadline:
-        time.sleep(1)
-    assert not _ray_pids() - before
-    rc, out = _finish(_launch(*args, "--resume"))
-    assert rc == 0, out
-    exp = tmp_path / "killed"
-    _, children, parents = _child_runs(exp)
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    trials = pd.read_parquet(exp / "trials.parquet")
-    assert len(trials) == 8 and (trials["status"] != "failed").all()
-    # one child run per trial of the experiment; a trial the kill lost before Tune saved it is closed
-    kept = [r for r in children if r.data.tags.get("orphaned") != "true"]
-    assert sorted(r.data.tags["tune_trial_id"] for r in kept) == sorted(trials["trial_id"])
-    assert all(r.info.status in ("FINISHED", "KILLED") for r in children)
