@@ -32,6 +32,18 @@ def run(data: str, encoder: str, precision: str, freeze: bool, epochs: int, cach
     return min(steady), (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan"))
 
 
+def profile(data: str, encoder: str, precision: str, cache: str, rows: int = 8) -> None:
+    """The CUDA kernels that dominate one fine-tuned epoch (batch 16): where bf16 gains or loses time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run(data, encoder, precision, False, 1, cache)
+    events = prof.key_averages()
+    key = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+    print(f"-- {precision}, fine-tuned, one epoch: top CUDA kernels by self time")
+    print(events.table(sort_by=key, row_limit=rows, max_name_column_width=60))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
@@ -39,6 +51,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--cache", default="/tmp/gpu_epochs_cache")
     p.add_argument("--device", default="cuda", help="cpu: only to try the script out")
+    p.add_argument("--profile", action="store_true", help="then the top CUDA kernels of one epoch, fp32 and bf16")
     args = p.parse_args()
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"real data, {args.encoder}, rnn_units 256, batch 16, {name}")
@@ -57,6 +70,9 @@ def main() -> None:
         print(f"bf16 speed-up, {what}: {times[key, 'fp32'] / times[key, 'bf16']:.2f}x")
     ok = times[False, "fp32"] / times[False, "bf16"] >= 1.5
     print(f"target bf16 >= 1.5x with MiniLM fine-tuned: {'met' if ok else 'NOT met'}")
+    if args.profile and args.device == "cuda":
+        for precision in ("fp32", "bf16"):
+            profile(args.data, args.encoder, precision, args.cache)
 
 
 if __name__ == "__main__":
