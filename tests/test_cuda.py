@@ -48,3 +48,21 @@ def test_batched_per_task_gradients_match_one_backward_per_task_on_cuda(tiny_dat
     gradients._BATCHED_OK.clear()
     torch.testing.assert_close(batched, looped, rtol=1e-2, atol=1e-5)  # same maths, other reduction orders
     print(f"batched VJP on CUDA: {'used' if used_batched else 'unavailable, one backward per task'}")
+
+
+def test_the_lstms_stay_fp32_under_bf16_on_cuda(tiny_data):
+    """autocast's cuDNN RNN wrapper would run them in fp16, with no loss scale, under bf16."""
+    from mtl_core.prepare import prepare
+    from mtl_core.train import build_model
+
+    cfg = build_config(tiny_raw(tiny_data, train={"device": "cuda"}))
+    data = prepare(cfg, torch.device("cuda"), splits=("train",))
+    model = build_model(cfg, data.encoder).cuda().train()
+    dtypes = []
+    model.video_enc.lstm.register_forward_hook(lambda module, args, out: dtypes.append(out[0].data.dtype))
+    x, _ = next(data.splits["train"].batches(8))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        z = model.encode(x.to("cuda"))
+    assert dtypes == [torch.float32]
+    z.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.video_enc.lstm.parameters())

@@ -19,6 +19,38 @@ def test_bf16_autocast_trains_on_cpu_and_changes_the_numbers(tiny_data, tmp_path
     assert abs(bf16[-1]["train/binary/loss"] - fp32[-1]["train/binary/loss"]) < 0.1  # ... and still trains alike
 
 
+def _autocast_seen(model, x, dtype):
+    """Whether autocast was on inside each LSTM, and inside one attention call, during a forward pass."""
+    seen = {}
+
+    def spy(name):
+        def hook(module, args):
+            seen[name] = torch.is_autocast_enabled("cpu")
+        return hook
+    handles = [model.video_enc.lstm.register_forward_pre_hook(spy("video lstm")),
+               model.audio_enc.lstm.register_forward_pre_hook(spy("audio lstm")),
+               model.text_branch.attn.register_forward_pre_hook(spy("attention"))]
+    with torch.autocast("cpu", dtype=dtype):
+        model(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def test_the_lstms_run_at_fp32_under_bf16_autocast_and_the_rest_does_not(tiny_data):
+    """On CUDA autocast would run cuDNN's LSTM in fp16 (whatever the autocast dtype) with no loss scale;
+    under bf16 the recurrence leaves autocast, under fp16 (which has its GradScaler) it stays."""
+    from mtl_core.prepare import prepare
+    from mtl_core.train import build_model
+
+    cfg = build_config(tiny_raw(tiny_data))
+    data = prepare(cfg, torch.device("cpu"), splits=("train",))
+    model = build_model(cfg, data.encoder)
+    x, _ = data.splits["train"].batch(torch.arange(4).numpy())
+    assert _autocast_seen(model, x, torch.bfloat16) == {"video lstm": False, "audio lstm": False, "attention": True}
+    assert _autocast_seen(model, x, torch.float16) == {"video lstm": True, "audio lstm": True, "attention": True}
+
+
 def test_fp16_uses_a_grad_scaler_whose_state_is_checkpointed(tiny_data, tmp_path):
     cfg = build_config(tiny_raw(tiny_data, train={"precision": "fp16", "epochs": 1}))
     history = train(cfg, None, tmp_path)

@@ -11,6 +11,7 @@ non-linearity, which collapses to one linear map at eval time).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,15 @@ class ModelInputs:
                               for k, v in self.__dict__.items()})
 
 
+def recurrence_precision(device_type: str):
+    """The LSTMs run at fp32 under bf16 autocast. On CUDA, autocast's cuDNN RNN wrapper casts to fp16 whatever
+    the autocast dtype (PyTorch's aten/src/ATen/cudnn/AutocastRNN.cpp, re-flattening the weights on every
+    call), and an fp16 recurrence trained without a loss scale can underflow its gradients. fp16 autocast
+    keeps cuDNN's fp16 path: its GradScaler scales those gradients."""
+    bf16 = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
+    return torch.autocast(device_type, enabled=False) if bf16 else contextlib.nullcontext()
+
+
 class SequenceEncoder(nn.Module):
     """Two-layer bidirectional LSTM with dropout and LayerNorm, projected to the HCA width."""
 
@@ -51,8 +61,9 @@ class SequenceEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.sum(1).clamp(min=1).cpu()  # absent clips get one (zero) step; replaced later
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
+        with recurrence_precision(x.device.type):
+            packed = pack_padded_sequence(x.float(), lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # [B, T, 2u]
         return self.proj(self.norm(out))  # [B, T, d]
 
