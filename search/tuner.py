@@ -70,7 +70,7 @@ def keep_latest_checkpoints(results) -> int:
                     and info.path.rstrip("/") != keep:
                 fs.delete_dir(info.path)
                 deleted += 1
-    log.info("kept the latest checkpoint of each trial, deleted %d older ones", deleted)
+    log.debug("kept the latest checkpoint of each trial, deleted %d older ones", deleted)
     return deleted
 
 
