@@ -30,7 +30,7 @@ import yaml
 
 from mtl_core import keys
 from mtl_core.grouping import canonical, partitions
-from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
+from mtl_core.config import Config, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass
 from search.trial import TrialMeta, trial_entry, with_overrides
 

@@ -36,7 +36,6 @@ class _FlakyClient:
 
     def create_run(self, exp_id, run_name, tags):
         self._call()
-        from types import SimpleNamespace
         return SimpleNamespace(info=SimpleNamespace(run_id=f"run-{tags['tune_trial_id']}"))
 
     def log_batch(self, run_id, metrics=(), params=(), tags=()):
@@ -52,8 +51,6 @@ class _FlakyClient:
 
 
 def test_tracking_outage_buffers_and_replays_in_order(tmp_path, capsys):
-    from types import SimpleNamespace
-
     cb, client = _callback(tmp_path, down=3, max_t=2)
     trial = SimpleNamespace(trial_id="t1", config={"trial": trial_entry({"train.lr": 0.1}, TrialMeta("search"))},
                             last_result={"training_iteration": 2})
@@ -68,8 +65,6 @@ def test_tracking_outage_buffers_and_replays_in_order(tmp_path, capsys):
 
 
 def test_tracking_still_down_at_the_end_is_saved_and_reported(tmp_path, capsys):
-    from types import SimpleNamespace
-
     cb, _ = _callback(tmp_path, down=10 ** 6, max_t=1)
     trial = SimpleNamespace(trial_id="t1", config={"trial": trial_entry({}, TrialMeta("search"))},
                             last_result={"training_iteration": 1})

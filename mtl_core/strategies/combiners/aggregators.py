@@ -138,7 +138,7 @@ class NashMTL(_Aggregator):
 
     def make(self, n_active):
         return _jd().NashMTL(n_tasks=n_active, max_norm=self.max_norm,
-                          update_weights_every=self.update_weights_every, optim_niter=self.optim_niter)
+                             update_weights_every=self.update_weights_every, optim_niter=self.optim_niter)
 
     @staticmethod
     def _solver(agg):
