@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mtl_core.cli import fail
 from mtl_core.config import ConfigError
+from mtl_core.model.text_encoder import EncoderNotFound, load_text_encoder
 from mtl_core.validation import Problems
 from search.cluster import ClusterUnavailable, auth_env, check_cluster
 from search.console import log_to_file, route_third_party_logs, setup_console
@@ -69,12 +70,22 @@ def _experiment_dir(args, spec: SpaceSpec) -> Path:
     return storage / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _check_encoder(name: str) -> None:
+    """An encoder that is not on this machine is a one-line mistake before anything starts (cheap: nothing
+    is loaded but its config)."""
+    try:
+        load_text_encoder(name)
+    except EncoderNotFound as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     auth_env(args.address)  # before anything imports ray: Ray reads RAY_AUTH_MODE at import
     setup_console(args.verbose)
     try:
         spec = _apply_cli(load_space(args.space, args.overrides), args)
+        _check_encoder(spec.config.model.text_encoder)
         exp_dir = _experiment_dir(args, spec)
         if args.resume and not (exp_dir / STATE_FILE).is_file():
             raise ConfigError(f"--resume: {exp_dir} holds no experiment to resume")

@@ -10,6 +10,7 @@ import ray
 import torch
 
 from mtl_core.data.layout import DataError
+from mtl_core.model.text_encoder import EncoderNotFound
 from mtl_core.prepare import prepare
 from search.console import is_quiet, route_third_party_logs
 from search.experiment import PENDING_FILE, Experiment, read_state, write_state
@@ -27,6 +28,9 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     except DataError as exc:
         print(f"error: {exc}", flush=True)
         return 1
+    except EncoderNotFound as exc:  # weights that fail to load when the frozen features are first computed
+        print(f"error: {exc}", flush=True)
+        return 2
     exp = _open(spec, exp_dir, uri, resume)
     print(f"experiment {exp_dir} (MLflow: {uri}, parent run {exp.tracker.parent_run_id})", flush=True)
     started = _start_ray(address)

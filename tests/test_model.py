@@ -126,3 +126,17 @@ def test_a_cached_frozen_encoder_loads_neither_weights_nor_tokenizer(tiny_data, 
     assert "model" not in again.__dict__ and "tokenizer" not in again.__dict__  # functools.cached_property slots
     assert again.hidden_size == first.model.config.hidden_size and again.vocab_size == first.model.config.vocab_size
     assert prepared.splits["train"].text_features is not None
+
+
+def test_an_encoder_folder_without_weights_fails_in_one_line_naming_the_field(tmp_path):
+    """The config is there (so loading is deferred), the weights are not: the first use says so."""
+    import shutil
+
+    from mtl_core.model.text_encoder import EncoderNotFound, tokenizer_dir
+
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        shutil.copy(tokenizer_dir() / f, tmp_path / f)
+    encoder = load_text_encoder(str(tmp_path))
+    assert encoder.hidden_size == 384
+    with pytest.raises(EncoderNotFound, match=r"^model.text_encoder: the weights of '.*' could not be loaded: "):
+        encoder.model

@@ -53,7 +53,11 @@ class TextEncoder:
 
         hf_logging.set_verbosity_error()  # the load report lists the unused pooler: noise, not news
         hf_logging.disable_progress_bar()
-        return self._load_model().float()
+        try:
+            return self._load_model().float()
+        except (OSError, ValueError) as exc:  # a folder with a config but no (readable) weights
+            raise EncoderNotFound(f"model.text_encoder: the weights of {self.name!r} could not be loaded: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
     @cached_property
     def tokenizer(self):

@@ -103,6 +103,16 @@ def test_launch_rejects_bad_space_with_exit_2_before_ray(tmp_path):
     assert not (tmp_path / "exp").exists()
 
 
+def test_an_encoder_not_on_this_machine_is_one_line_and_exit_2_before_anything_starts(tmp_path, capsys):
+    from search.launch import main
+
+    assert main([str(ROOT / "spaces" / "smoke.yaml"), "--set", "model.text_encoder=no-such/encoder",
+                 "--storage", str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.text_encoder: 'no-such/encoder' is not on this machine") and err.count("\n") == 1
+    assert not (tmp_path / "exp").exists()
+
+
 def test_dry_run_prints_configurations(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "search.launch", str(ROOT / "spaces" / "smoke.yaml"), "--dry-run",
                            "--num-samples", "3", "--set", "train.epochs=2"], capture_output=True, text=True)
