@@ -34,15 +34,16 @@ def axis_values(space: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, list
     return {axis: values for axis, values in out.items() if len(values) > 1}
 
 
+def label_of(axis: str, value: Any, tasks: tuple[str, ...]) -> str:
+    """The label of one value of `axis`: an option name, or a partition as `a+b|c` (None: one model)."""
+    return partition_label(value or [list(tasks)]) if axis == "groups" else str(value)
+
+
 def value_of(overrides: dict[str, Any], axis: str, tasks: tuple[str, ...]) -> str:
-    """The label of `axis`'s value in a configuration (a partition as `a+b|c`)."""
+    """The label of `axis`'s value in a configuration; `{}` gives the axis's baseline value."""
     if axis == "groups":
-        return partition_label(overrides.get("groups") or [list(tasks)])
-    return str(overrides.get(f"{axis}.name", BASELINE_VALUE[axis]))
-
-
-def baseline_of(axis: str, tasks: tuple[str, ...]) -> str:
-    return partition_label([list(tasks)]) if axis == "groups" else BASELINE_VALUE[axis]
+        return label_of(axis, overrides.get("groups"), tasks)
+    return label_of(axis, overrides.get(f"{axis}.name", BASELINE_VALUE[axis]), tasks)
 
 
 def axis_design(best: dict[str, Any], values: dict[str, list], tasks: tuple[str, ...]) -> list[tuple[str, dict]]:
@@ -70,9 +71,9 @@ def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[st
     best_name = runs.loc[runs["role"] == "final", "name"].iloc[0] if (runs["role"] == "final").any() else None
     for axis, options in values.items():
         short = axis.split(".")[-1]
-        own, base = value_of(best, axis, tasks), baseline_of(axis, tasks)
-        name = {o: best_name if o == own else f"{short}={o}" for o in
-                [value_of({**best, "groups": v} if axis == "groups" else {f"{axis}.name": v}, axis, tasks) for v in options]}
+        own, base = value_of(best, axis, tasks), value_of({}, axis, tasks)
+        labels = [label_of(axis, option, tasks) for option in options]
+        name = {label: best_name if label == own else f"{short}={label}" for label in labels}
         if base not in name or name[base] is None:
             continue
         reference = by_seed(name[base])

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from torchjd import aggregation as jd
 
 
-def _jd():
+def torchjd_aggregation():
     """torchjd.aggregation, imported on first use: it brings cvxpy (over a second in every process),
     which only the gradient methods need."""
     from torchjd import aggregation
@@ -64,7 +64,7 @@ class PCGrad(_Aggregator):
     name = "pcgrad"
 
     def make(self, n_active):
-        return _jd().PCGrad()
+        return torchjd_aggregation().PCGrad()
 
 
 class MGDA(_Aggregator):
@@ -79,7 +79,7 @@ class MGDA(_Aggregator):
         self._params = {"epsilon": epsilon, "max_iters": max_iters}
 
     def make(self, n_active):
-        return _jd().MGDA(epsilon=self.epsilon, max_iters=self.max_iters)
+        return torchjd_aggregation().MGDA(epsilon=self.epsilon, max_iters=self.max_iters)
 
 
 class CAGrad(_Aggregator):
@@ -96,7 +96,7 @@ class CAGrad(_Aggregator):
         self._params = {"c": c}
 
     def make(self, n_active):
-        return _jd().CAGrad(c=self.c)
+        return torchjd_aggregation().CAGrad(c=self.c)
 
 
 class AlignedMTL(_Aggregator):
@@ -113,7 +113,7 @@ class AlignedMTL(_Aggregator):
         self._params = {"scale_mode": scale_mode}
 
     def make(self, n_active):
-        return _jd().AlignedMTL(scale_mode=self.scale_mode)
+        return torchjd_aggregation().AlignedMTL(scale_mode=self.scale_mode)
 
 
 class NashMTL(_Aggregator):
@@ -137,8 +137,9 @@ class NashMTL(_Aggregator):
                         "max_norm": max_norm}
 
     def make(self, n_active):
-        return _jd().NashMTL(n_tasks=n_active, max_norm=self.max_norm,
-                             update_weights_every=self.update_weights_every, optim_niter=self.optim_niter)
+        return torchjd_aggregation().NashMTL(n_tasks=n_active, max_norm=self.max_norm,
+                                             update_weights_every=self.update_weights_every,
+                                             optim_niter=self.optim_niter)
 
     @staticmethod
     def _solver(agg):

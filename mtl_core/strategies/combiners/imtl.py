@@ -2,6 +2,7 @@ import torch
 
 from mtl_core import keys
 from mtl_core.strategies.base import LossCombiner, StrategyContext
+from mtl_core.strategies.combiners.aggregators import torchjd_aggregation
 
 
 class IMTL(LossCombiner):
@@ -25,9 +26,7 @@ class IMTL(LossCombiner):
         self.loss_balance, self.param_lr = loss_balance, scale_lr
         self._params = {"loss_balance": loss_balance, "scale_lr": scale_lr}
         self.s = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
-        from torchjd.aggregation import IMTLG  # imported on first use, as in aggregators.py
-
-        self._weighting = IMTLG().weighting
+        self._weighting = torchjd_aggregation().IMTLG().weighting
 
     def parameters(self):
         return [self.s] if self.loss_balance else []
