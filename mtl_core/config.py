@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mtl_core import TASKS
+from mtl_core import TASKS, keys
 from mtl_core.grouping import check_partition
 from mtl_core.strategies import REGISTRIES, validate_strategy
 from mtl_core.validation import ConfigError, Problems, build_dataclass, coerce_value, show  # noqa: F401 (re-exported)
@@ -72,6 +72,11 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels: exact reruns and resumes on CUDA too (slower)
     num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
     progress: bool = True  # progress bar within an epoch (CLI only)
+    # each model of a partition keeps the weights of its own best epoch by this metric, computed over its
+    # own tasks (`val/avg_f1` -> the mean over the group's tasks; a task's key -> that task in its group,
+    # the group's average of the same metric in the other groups); the search sets the experiment's metric
+    select_metric: str = "val/avg_f1"
+    select_mode: str = "max"
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,11 @@ def _check_semantics(cfg: Config, problems: Problems) -> None:
         problems.add(f"train.precision: unknown precision {t.precision!r}; valid choices: fp32, bf16, fp16")
     if not (t.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", t.device)):
         problems.add(f"train.device: expected auto, cpu, cuda or cuda:N, got {t.device!r}")
+    if not keys.SEARCHABLE.match(t.select_metric):
+        problems.add(f"train.select_metric: expected val/avg_f1, val/avg_loss or val/<task>/<loss|acc|f1|f1_pos>, "
+                     f"got {t.select_metric!r}")
+    if t.select_mode not in ("max", "min"):
+        problems.add(f"train.select_mode: expected max or min, got {t.select_mode!r}")
     if t.lr_schedule not in ("constant", "cosine"):
         problems.add(f"train.lr_schedule: unknown schedule {t.lr_schedule!r}; valid choices: constant, cosine")
     if cfg.data.root is not None and not Path(cfg.data.root).expanduser().is_dir():

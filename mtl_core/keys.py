@@ -57,6 +57,21 @@ def score(value: float | None, mode: str) -> float:
     return float(value)
 
 
+def for_group(metric: str, tasks) -> str:
+    """The key that scores one model of a partition by `metric` over its own tasks: an average stays the
+    group's average; a task's key stays itself in that task's group and becomes the group's average of the
+    same metric elsewhere (`val/gory/f1` -> `val/avg_f1` for a group without gory)."""
+    split, *rest = metric.split("/")
+    if len(rest) == 2 and rest[0] not in tasks:
+        return average(split, rest[1])
+    return metric
+
+
+def better(value: float, best: float, mode: str) -> bool:
+    """`value` is finite and improves on `best` (which may be +-inf) in direction `mode`."""
+    return math.isfinite(value) and (value > best if mode == "max" else value < best)
+
+
 def task_of(key: str) -> str:
     """The task a per-task key names: `val/gory/f1` -> `gory`."""
     return key.split("/")[1]

@@ -111,7 +111,9 @@ def backward_step(model: HICCAP, z: torch.Tensor, losses: torch.Tensor, active: 
 
 @torch.no_grad()
 def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.device, prefix: str,
-             precision: str = "fp32") -> dict[str, float]:
+             precision: str = "fp32", predictions: dict | None = None) -> dict[str, float]:
+    """The split's metrics per task and their means; `predictions`, when given, receives each task's
+    predicted class per clip (int8, in the split's order)."""
     model.eval()
     logits_all = {t: [] for t in split.tasks}
     for inputs, _ in split.batches(batch_size):
@@ -128,8 +130,10 @@ def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.dev
         out[keys.task(prefix, t, "loss")] = loss
         for k, v in binary_task_metrics(y, lg.argmax(1).numpy()).items():
             out[keys.task(prefix, t, k)] = v
-    out[keys.average(prefix)] = mean_over_tasks(out, split.tasks, "f1", prefix)
-    out[keys.average(prefix, "loss")] = mean_over_tasks(out, split.tasks, "loss", prefix)
+    for name in keys.TASK_METRICS:
+        out[keys.average(prefix, name)] = mean_over_tasks(out, split.tasks, name, prefix)
+    if predictions is not None:
+        predictions.update({t: torch.cat(logits_all[t]).argmax(1).numpy().astype(np.int8) for t in split.tasks})
     return out
 
 
@@ -163,6 +167,20 @@ class GroupRun:
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     step: int = 0
     affinity: list = field(default_factory=list)  # this epoch's TAG measurements
+    best: float = math.nan  # this model's best selection score so far (train.select_metric over its tasks)
+    best_epoch: int = -1
+    best_state: dict | None = None  # its weights at that epoch (on the CPU)
+
+    def select(self, metrics: dict, epoch: int, metric: str, mode: str) -> bool:
+        """Keep this epoch's weights when they beat this model's best so far; each model of a partition
+        selects its own epoch (a joint choice would deny the single-task models their early stopping)."""
+        score = metrics.get(keys.for_group(metric, self.tasks), math.nan)
+        best = self.best if math.isfinite(self.best) else (-math.inf if mode == "max" else math.inf)
+        if not keys.better(score, best, mode):
+            return False
+        self.best, self.best_epoch = float(score), epoch
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return True
 
 
 def build_group(cfg: Config, tasks: tuple[str, ...], data: Prepared, device: torch.device) -> GroupRun:
@@ -185,9 +203,76 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size if n > batch_size else 1  # drop_last when possible: BatchNorm needs 2+ clips
 
 
+def train_step(run: GroupRun, cfg: Config, inputs, labels: torch.Tensor, epoch: int, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step on one batch; returns the detached per-task losses, which tasks had a label and
+    which were active ([T] each, on the CPU). A task that is not active this step (its scheduler left it
+    out, or the batch has no label for it) leaves its head and its entries of the combiner's parameters
+    exactly as they were, whatever the combiner: AdamW would otherwise move them on old momentum."""
+    scheduler, combiner = run.strategies["scheduler"], run.strategies["combiner"]
+    head_buffers = [[b.detach().clone() for b in run.model.heads[t].buffers()] for t in run.tasks]
+    with autocast(cfg.train.precision, device):
+        z = run.model.encode(inputs)
+        losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
+    detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
+    if not torch.isfinite(detached).all():
+        bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
+        raise TrainingDiverged(f"epoch {epoch} step {run.step}: the loss of task {bad!r} is not finite")
+    active = scheduler.step_mask(run.step) & has
+    if active.any():
+        run.opt.zero_grad(set_to_none=True)
+        backward_step(run.model, z, losses, active.to(device), combiner, run.scaler)
+        with _inactive_tasks_frozen(run, active, head_buffers):
+            if run.scaler is not None:
+                run.scaler.unscale_(run.opt)  # clip the true gradients
+            if cfg.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
+            if run.scaler is not None:
+                run.scaler.step(run.opt)  # skips the step when fp16 overflowed
+                run.scaler.update()
+            else:
+                run.opt.step()
+    else:
+        _restore_buffers(run, range(len(run.tasks)), head_buffers)
+    run.lr_sched.step()
+    return detached, has, active
+
+
+@contextlib.contextmanager
+def _inactive_tasks_frozen(run: GroupRun, active: torch.Tensor, head_buffers: list):
+    """Inactive tasks' heads get no gradient (so AdamW skips them: no momentum, no weight decay) and their
+    BatchNorm statistics back from before the forward pass; the combiner's per-task parameters ([T] vectors)
+    get their inactive entries, and those entries' optimizer moments, put back after the step."""
+    inactive = (~active.cpu()).nonzero().flatten().tolist()
+    for j in inactive:
+        for p in run.model.heads[run.tasks[j]].parameters():
+            p.grad = None
+    _restore_buffers(run, inactive, head_buffers)
+    saved = []
+    if inactive:
+        idx = torch.tensor(inactive)
+        for p in run.strategies["combiner"].parameters():
+            state = run.opt.state.get(p, {})
+            moments = {k: v[idx.to(v.device)].clone() for k, v in state.items() if torch.is_tensor(v) and v.shape == p.shape}
+            saved.append((p, idx.to(p.device), p.detach()[idx.to(p.device)].clone(), moments))
+    yield
+    with torch.no_grad():
+        for p, i, values, moments in saved:
+            p[i] = values
+            for k, v in moments.items():
+                run.opt.state[p][k][i.to(v.device)] = v
+
+
+def _restore_buffers(run: GroupRun, tasks, head_buffers: list) -> None:
+    with torch.no_grad():
+        for j in tasks:
+            for b, saved in zip(run.model.heads[run.tasks[j]].buffers(), head_buffers[j]):
+                b.copy_(saved)
+
+
 def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, progress=None) -> dict[str, float]:
     """One epoch of one group: train, validate, let the strategies react; returns that group's metrics."""
-    scheduler, combiner, modality = (run.strategies[k] for k in ("scheduler", "combiner", "modality"))
+    scheduler, modality = run.strategies["scheduler"], run.strategies["modality"]
     for s in run.strategies.values():
         s.start_epoch(epoch)
     run.model.train()
@@ -202,27 +287,7 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         if cfg.train.affinity_every and n_tasks > 1 and run.step % cfg.train.affinity_every == 0:
             run.affinity.append(lookahead_affinity(run.model, inputs, labels, run.tasks, run.lr_sched.get_last_lr()[0],
                                                    run.class_weights))
-        with autocast(cfg.train.precision, device):
-            z = run.model.encode(inputs)
-            losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
-        detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
-        if not torch.isfinite(detached).all():
-            bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
-            raise TrainingDiverged(f"epoch {epoch} step {run.step}: the loss of task {bad!r} is not finite")
-        active = scheduler.step_mask(run.step) & has
-        if active.any():
-            run.opt.zero_grad(set_to_none=True)
-            backward_step(run.model, z, losses, active.to(device), combiner, run.scaler)
-            if run.scaler is not None:
-                run.scaler.unscale_(run.opt)  # clip the true gradients
-            if cfg.train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
-            if run.scaler is not None:
-                run.scaler.step(run.opt)  # skips the step when fp16 overflowed
-                run.scaler.update()
-            else:
-                run.opt.step()
-        run.lr_sched.step()
+        detached, has, active = train_step(run, cfg, inputs, labels, epoch, device)
         scheduler.observe(detached, active)
         loss_sum += detached * has
         loss_n += has
@@ -254,65 +319,90 @@ def _group_keys(metrics: dict, index: int, several: bool) -> dict:
 
 
 def train(cfg: Config, report: Report | None = None, run_dir: str | Path = "run", *, resume: bool = False,
-          prepared: Prepared | None = None, progress: Callable | None = None) -> list[dict]:
+          prepared: Prepared | None = None, progress: Callable | None = None, eval_test: bool = False) -> list[dict]:
     """Train one configuration; call `report(epoch, metrics, checkpoint_dir)` after every epoch.
 
     With `groups`, one model per group trains side by side and the epoch's metrics are the partition's:
-    each task's from the model of its group, `val/avg_f1` their mean. With `resume`, continue from
-    `run_dir/checkpoint` exactly where it stopped."""
+    each task's from the model of its group, `val/avg_f1` their mean. Each model keeps the weights of its
+    own best epoch (`train.select_metric` over its tasks). With `eval_test`, the last epoch's metrics also
+    hold the test split's, each task from its model's best weights, and the checkpoint folder the test
+    predictions (`test_predictions.npz`). With `resume`, continue from `run_dir/checkpoint` exactly where it
+    stopped."""
     with deterministic_kernels(cfg.train.deterministic):
-        return _train(cfg, report, Path(run_dir), resume, prepared, progress)
+        return _train(cfg, report, Path(run_dir), resume, prepared, progress, eval_test)
 
 
 def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prepared: Prepared | None,
-           progress: Callable | None) -> list[dict]:
+           progress: Callable | None, eval_test: bool) -> list[dict]:
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    data = prepared or prepare(cfg, device, splits=("train", "val"))
-    groups = cfg.partition()
-    runs = [build_group(cfg, g, data, device) for g in groups]
+    splits = ("train", "val", "test") if eval_test else ("train", "val")
+    data = prepared or prepare(cfg, device, splits=splits)
+    runs = [build_group(cfg, g, data, device) for g in cfg.partition()]
 
-    start_epoch, best, history = 0, -math.inf, []
+    start_epoch, history = 0, []
     ckpt_dir = run_dir / "checkpoint"
     if resume:
         state = load_checkpoint(ckpt_dir, runs)
-        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        start_epoch, history = state["epoch"] + 1, state["history"]
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
         metrics: dict = {"epoch": epoch}
+        improved = False
         for i, run in enumerate(runs):
-            metrics.update(_group_keys(train_epoch(run, cfg, epoch, device, progress), i, len(runs) > 1))
+            group = train_epoch(run, cfg, epoch, device, progress)
+            improved |= run.select(group, epoch, cfg.train.select_metric, cfg.train.select_mode)
+            metrics.update(_group_keys(group, i, len(runs) > 1))
         if len(runs) > 1:
-            metrics[keys.average("val")] = mean_over_tasks(metrics, cfg.tasks, "f1", "val")
-            metrics[keys.average("val", "loss")] = mean_over_tasks(metrics, cfg.tasks, "loss", "val")
+            for name in keys.TASK_METRICS:
+                metrics[keys.average("val", name)] = mean_over_tasks(metrics, cfg.tasks, name, "val")
         metrics["time/epoch_s"] = time.perf_counter() - t0
-        score = metrics[keys.average("val")]
-        is_best = math.isfinite(score) and score > best
-        best = max(best, score) if math.isfinite(score) else best
         history.append(metrics)
-        save_checkpoint(ckpt_dir, runs, {"epoch": epoch, "best": best, "history": history}, best_model=is_best)
+        save_checkpoint(ckpt_dir, runs, {"epoch": epoch, "history": history}, best_model=improved)
+        if eval_test and epoch == cfg.train.epochs - 1:
+            metrics.update(_test_best(cfg, runs, data, device, ckpt_dir))
         if report is not None:
             report(epoch, metrics, ckpt_dir)
     return history
 
 
-def evaluate_best(cfg: Config, run_dir: str | Path, split: str = "test", prepared: Prepared | None = None) -> dict:
-    """Metrics of the best checkpoint (highest val/avg_f1) of a finished run on `split`."""
-    device = resolve_device(cfg.train.device)
-    data = prepared or prepare(cfg, device, splits=(split,))
-    states = torch.load(Path(run_dir) / "checkpoint" / "best_model.pt", map_location=device)
+def _test_best(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.device, ckpt_dir: Path) -> dict:
+    """Each model's best weights on the test split: the metrics, and every clip's predictions saved beside
+    the checkpoint (`test_predictions.npz`: clip ids, labels, predictions; for bootstraps over test clips)."""
     out: dict[str, float] = {}
-    for tasks, state in zip(cfg.partition(), states):
-        model = build_model(replace(cfg, tasks=tasks, groups=None), data.encoder).to(device)
-        model.load_state_dict(state)
-        out.update(evaluate(model, data.splits[split].for_tasks(tasks), cfg.train.eval_batch_size, device, split,
-                            cfg.train.precision))
-    out[keys.average(split)] = mean_over_tasks(out, cfg.tasks, "f1", split)
-    out[keys.average(split, "loss")] = mean_over_tasks(out, cfg.tasks, "loss", split)
+    predicted: dict[str, np.ndarray] = {}
+    split = data.splits["test"]
+    for run in runs:
+        if run.best_state is not None:
+            run.model.load_state_dict(run.best_state)
+        out.update(evaluate(run.model, split.for_tasks(run.tasks), cfg.train.eval_batch_size, device, "test",
+                            cfg.train.precision, predicted))
+    for name in keys.TASK_METRICS:
+        out[keys.average("test", name)] = mean_over_tasks(out, cfg.tasks, name, "test")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    labels = {t: split.labels[:, j].astype(np.int8) for j, t in enumerate(split.tasks) if t in cfg.tasks}
+    save_predictions(ckpt_dir / PREDICTIONS_FILE, np.asarray(split.arrays.clip_ids, dtype=str), labels, predicted)
     return out
+
+
+PREDICTIONS_FILE = "test_predictions.npz"
+
+
+def save_predictions(path: Path, ids: np.ndarray, labels: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> None:
+    """Plain arrays only (loadable with allow_pickle=False)."""
+    arrays = {"ids": ids, **{f"label/{t}": v for t, v in labels.items()},
+              **{f"pred/{t}": v for t, v in predicted.items()}}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
+    from mtl_core.checkpoint import CheckpointError
     from mtl_core.cli import fail, setup_logging
     from mtl_core.config import load_config
     from mtl_core.data.layout import DataError
@@ -379,15 +470,15 @@ def main(argv: list[str] | None = None) -> int:
         first[0] = False
 
     try:
-        history = train(cfg, report, out, resume=args.resume,
+        history = train(cfg, report, out, resume=args.resume, eval_test=args.eval_test,
                         progress=_progress_bar(cfg.train.progress and sys.stderr.isatty()))
-        if args.eval_test:
-            test = evaluate_best(cfg, out)
+        if args.eval_test and history:
+            test = {k: v for k, v in history[-1].items() if k.startswith("test/")}
             (out / "test_metrics.json").write_text(json.dumps(test, indent=2))
             print(f"test/avg_f1 {test['test/avg_f1']:.4f} (best checkpoint) -> {out / 'test_metrics.json'}")
     except (ConfigError, EncoderNotFound) as exc:
         return fail(str(exc))
-    except DataError as exc:
+    except (DataError, CheckpointError) as exc:
         return fail(str(exc), code=1)
     except TrainingDiverged as exc:
         return fail(f"training diverged: {exc}", code=1)

@@ -15,10 +15,11 @@ from mtl_core.prepare import cache_root, data_root
 from search.axis_study import AXIS_STUDY_FILE
 from search.experiment import Experiment
 from search.phases import Outcome
-from search.report import FLOOR_FILE, write_report
+from search.decision import RunScores
+from search.report import FLOOR_FILE, front_shares, write_report
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.signals import terminated
-from search.stats import best_vs, final_table, pareto_front
+from search.stats import final_table, pareto_front
 from search.tracking import ui_hint
 
 log = logging.getLogger("search.finish")
@@ -28,7 +29,8 @@ def finish(exp: Experiment, out: Outcome) -> int:
     """Returns the launcher's exit code."""
     s, tasks = exp.spec.search, exp.spec.config.tasks
     table = final_table(out.final_runs, tasks)
-    board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks)
+    shares = front_shares(RunScores(out.final_runs, tasks), list(table["name"])) if not table.empty else {}
+    board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks, shares)
     write_parquet(out.history, exp.dir / "history.parquet")
     write_parquet(out.trials, exp.dir / "trials.parquet")
     board.to_csv(exp.dir / "leaderboard.csv", index=False)
@@ -44,25 +46,35 @@ def finish(exp: Experiment, out: Outcome) -> int:
     print_leaderboard(board, s.metric)
     print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
           f"({saved['compute_saved_frac']:.0%} saved by ASHA)", flush=True)
-    exp.tracker.log_metrics({**saved, **_headline(board, out.final_runs, s.metric), **_axis_metrics(exp)})
+    exp.tracker.log_metrics({**saved, **_headline(board, out.comparisons, s.metric), **_axis_metrics(exp)})
     try:
         exp.tracker.call("log_artifacts", str(write_report(exp.dir)), "report")
     except Exception as exc:  # a plot must never lose the sweep's results
         log.warning("report failed: %s", exc)
+    answer = decision_lines(out.comparisons)
+    if answer:
+        exp.tracker.call("set_tag", "mlflow.note.content", "\n".join(f"- {line}" for line in answer))
     for path in [*out.artifacts, *(exp.dir / n for n in ("leaderboard.csv", "trials.parquet", "history.parquet"))]:
         exp.tracker.call("log_artifact", str(path))
     exp.tracker.call("set_terminated", status="FINISHED")
     exp.tracker.close()
     print(f"results in {exp.dir} (other libraries' messages: {exp.dir / 'launch.log'})", flush=True)
     print(ui_hint(exp.tracker.uri, exp.tracker.client.get_experiment_by_name(exp.name).experiment_id), flush=True)
+    if answer:
+        print("the decision (test split, seeds the search never used, 95% family-wise):", flush=True)
+        for line in answer:
+            print(f"  {line}", flush=True)
+        print(f"  details: {exp.dir / 'report' / 'summary.md'}", flush=True)
     failed = int((out.trials["status"] == "failed").sum()) if not out.trials.empty else 0
     return 1 if len(out.trials) and failed == len(out.trials) else 0
 
 
-def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks) -> pd.DataFrame:
+def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks, shares: dict[str, float] | None = None) -> pd.DataFrame:
     """The leaderboard with the final retraining: retrained trials get their test columns, baselines (and
     candidates that were no trial of their own) are added as named rows; `pareto` marks the trials on the
-    front of the per-task validation F1, `final/pareto` those on the front of the per-task test means."""
+    front of the per-task validation F1, `final/front_share` is the share of resamples (seeds and test clips)
+    in which a retrained configuration is on the front of the per-task test means (not a front of means,
+    which noise alone fills)."""
     board = board.copy()
     if not board.empty:
         board["role"] = "search"
@@ -77,16 +89,12 @@ def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks) -> pd.DataFrame:
         board.loc[board["final/name"].notna(), "role"] = "final"
     extra = table[~known].assign(trial_id=lambda t: t["final/name"], status="retrained")
     board = pd.concat([board, extra], ignore_index=True)
-    means = [f"final/test/{t}/f1/mean" for t in tasks]
-    retrained = board["final/name"].notna()
-    board["final/pareto"] = False
-    if all(c in board for c in means):
-        board.loc[retrained, "final/pareto"] = pareto_front(board[retrained], means)
+    board["final/front_share"] = board["final/name"].map(shares or {})
     return board
 
 
-def _headline(board: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict[str, float]:
-    """The parent run's summary metrics: the best trial, each retrained configuration, the verdict."""
+def _headline(board: pd.DataFrame, comparisons: list, metric: str) -> dict[str, float]:
+    """The parent run's summary metrics: the best trial, each retrained configuration, each decision."""
     out = {}
     ok = board[board.get("status", pd.Series(dtype=str)) != "failed"] if not board.empty else board
     if not ok.empty and metric in ok and np.isfinite(ok.iloc[0].get(metric, np.nan)):
@@ -97,11 +105,17 @@ def _headline(board: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict[str,
         for col in ("final/test/avg_f1/mean", "final/test/avg_f1/std", "final/delta_m"):
             if col in row and pd.notna(row[col]):
                 out[f"{col.replace('final/', f'final/{name}/')}"] = float(row[col])
-    compared = best_vs(runs, "equal_sum")
-    if compared is not None:
-        _, diff = compared
-        out.update({"verdict/best_minus_equal_sum": diff.mean, "verdict/low": diff.low, "verdict/high": diff.high})
+    for c in comparisons:
+        low, high = c.estimate.interval()
+        key = f"verdict/{metric_name(c.other)}"
+        out.update({f"{key}/diff": c.estimate.value, f"{key}/low": low, f"{key}/high": high,
+                    f"{key}/seeds": float(c.estimate.n), f"{key}/decided": float(c.decided)})
     return out
+
+
+def decision_lines(comparisons: list) -> list[str]:
+    """One sentence per comparison of the best configuration with another entry (search.decision)."""
+    return [c.sentence(len(comparisons)) for c in comparisons]
 
 
 def metric_name(text: str) -> str:

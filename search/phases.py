@@ -13,16 +13,20 @@ on the test split. Every mode then ends in the same finish step (`search.finish`
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from mtl_core import keys
+from mtl_core.train import PREDICTIONS_FILE, load_predictions
 from mtl_core.grouping import tag_partitions
 from search.axis_study import AXIS_STUDY_FILE, axis_design, axis_effects_table, axis_values
 from search.baselines import baseline_overrides
+from search.decision import DECISION_FILE, TUNED_FILE, RunScores, decision_table, looks, race, still_open
 from search.experiment import Experiment
 from search.groupings import distinct_configs, group_trials, score_table, summarise
 from search.results import collect, error_line, leaderboard, trial_id_of, write_parquet
@@ -30,7 +34,9 @@ from search.signals import terminated
 from search.space import partition_label, sample_configs
 from search.tracking import close_orphans
 from search.trial import TrialMeta, meta_of, trial_entry
-from search.tuner import build_tuner, keep_latest_checkpoints
+from search.tuner import SearchPlan, build_tuner, keep_latest_checkpoints
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,6 +61,8 @@ class Outcome:
     measured: list = field(default_factory=list)  # the affinity runs' results
     candidates: list[Candidate] = field(default_factory=list)
     final_runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per retrained (configuration, seed)
+    comparisons: list = field(default_factory=list)  # the race's verdicts (search.decision.Comparison)
+    tuned: dict[str, dict] = field(default_factory=dict)  # tuned baselines: name -> their best knobs' overrides
     artifacts: list[Path] = field(default_factory=list)  # files for the parent run
     interrupted: bool = False
 
@@ -87,6 +95,44 @@ def search(exp: Experiment, out: Outcome) -> None:
     for _, row in board[board["status"] != "failed"].iterrows():
         out.candidates.append(Candidate(f"rank {row['rank']}", overrides[row["trial_id"]],
                                         float(row[exp.spec.search.metric]), row["trial_id"]))
+
+
+def tune_baselines(exp: Experiment, out: Outcome) -> None:
+    """`search.tune_baselines`: each named baseline gets its own search over the space's non-strategy knobs
+    (learning rate, class weights, ...) with its strategy fixed, at the search's per-trial budget, sampler
+    and ASHA schedule (Kurin et al. 2022, Xin et al. 2022: an untuned baseline flatters every method). Its
+    trials are kept apart from the leaderboard (`tune_<baseline>.csv`); the final phase trains the baseline
+    with its own best knobs instead of the winner's (`tuned_baselines.json`)."""
+    s, tasks = exp.spec.search, exp.spec.config.tasks
+    knobs = {k: v for k, v in exp.spec.space.items() if k not in ("strategy", "groups")}
+    if not s.tune_baselines or out.interrupted:
+        return
+    if not knobs:
+        print("tuned baselines: the space has no non-strategy knobs to tune; baselines use the defaults", flush=True)
+        return
+    record = {}
+    for b in s.tune_baselines:
+        n = s.baseline_samples or s.num_samples
+        plan = SearchPlan(knobs, baseline_overrides(b, {}, tasks), n, f"{exp.name}-{b}")
+        print(f"tuned baselines: {b}, its own search over {', '.join(sorted(knobs))} ({n} trials)", flush=True)
+        results, _, out.interrupted = _fit(exp, f"tune-{b}", plan=plan)
+        if out.interrupted:
+            return
+        _, trials = collect(results, s.metric, s.mode, exp.max_t)
+        board = leaderboard(trials, s.metric, s.mode)
+        board.to_csv(exp.dir / f"tune_{b}.csv", index=False)
+        out.artifacts.append(exp.dir / f"tune_{b}.csv")
+        ok = board[board["status"] != "failed"]
+        if ok.empty:
+            continue
+        overrides = {trial_id_of(r): r.config["trial"]["overrides"] for r in results if r.config is not None}
+        best = overrides[ok.iloc[0]["trial_id"]]
+        out.tuned[b] = best
+        record[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]),
+                     "overrides": {k: v for k, v in best.items() if not k.startswith(("strategy.", "groups"))}}
+        print(f"  {b}: best {s.metric} {record[b]['score']:.4f} with {record[b]['overrides']}", flush=True)
+    (exp.dir / TUNED_FILE).write_text(json.dumps(record, indent=2))
+    out.artifacts.append(exp.dir / TUNED_FILE)
 
 
 def _strategy_configs(exp: Experiment, out: Outcome) -> list[dict]:
@@ -198,49 +244,144 @@ def _tag_table(exp: Experiment, out: Outcome, results) -> pd.DataFrame:
     return table
 
 
+def best_candidates(candidates: list[Candidate], k: int, mode: str) -> list[Candidate]:
+    """The top k by validation score; candidates whose score is NaN are dropped before sorting (a NaN in
+    a sort leaves the order undefined)."""
+    scored = [c for c in candidates if pd.notna(c.score)]
+    return sorted(scored, key=lambda c: c.score, reverse=mode == "max")[:k]
+
+
+def search_seeds(spec) -> set[int]:
+    """Every training seed the search phase may have used: the space file's `train.seed`, and any value
+    the space lets `train.seed` take."""
+    used = {int(spec.config.train.seed)}
+    node = spec.space.get("train", {}).get("seed") if isinstance(spec.space.get("train"), dict) else None
+    if isinstance(node, dict) and "choice" in node and isinstance(node["choice"], list):
+        used |= {int(v) for v in node["choice"] if isinstance(v, int)}
+    elif isinstance(node, dict) and "int" in node:
+        lo, hi = node["int"]
+        used |= set(range(int(lo), int(hi) + 1))
+    elif isinstance(node, int):
+        used.add(node)
+    return used
+
+
+def final_seeds(used: set[int], n: int) -> list[int]:
+    """n seeds for the final phase, disjoint from every seed the search used: the winner's retraining must
+    not be the very run that won the selection (its seed-0 run would carry the selection's luck, the
+    baselines' would not)."""
+    out, seed = [], 0
+    while len(out) < n:
+        if seed not in used:
+            out.append(seed)
+        seed += 1
+    return out
+
+
 def final(exp: Experiment, out: Outcome) -> None:
-    """Retrain the best candidates and the baselines with `final_seeds` seeds at the full budget; test metrics."""
+    """Retrain the best candidates and the baselines at the full budget on seeds the search never used, and
+    race: `final_seeds` seeds each, then more seeds only for the comparisons with the best that are still
+    undecided (search.decision), up to `final_max_seeds`. Test metrics and per-clip predictions per run."""
     s, tasks = exp.spec.search, exp.spec.config.tasks
-    ranked = sorted(out.candidates, key=lambda c: c.score, reverse=s.mode == "max")
-    picks = [c for c in ranked if pd.notna(c.score)][: s.final_k]
+    picks = best_candidates(out.candidates, s.final_k, s.mode)
     if not picks:
         return
-    entries = [(c.name, "final", c.overrides) for c in picks]
-    entries += [(b, "baseline", baseline_overrides(b, picks[0].overrides, tasks)) for b in s.baselines]
-    values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
-    entries += [(name, "axis", ov) for name, ov in axis_design(picks[0].overrides, values, tasks)]
-    grid = []
-    for name, role, overrides in entries:
-        for seed in range(s.final_seeds):
-            ov = {**overrides, "train.seed": seed}
-            grid.append(trial_entry(ov, TrialMeta("final", role, name, seed), exp.spec.trial_config(ov)))
-    others = f", the baselines {', '.join(s.baselines)}" if s.baselines else ""
-    study = f", {sum(role == 'axis' for _, role, _ in entries)} axis-study variants" if values else ""
-    top = "the best configuration" if len(picks) == 1 else f"the top {len(picks)} configurations"
-    print(f"final: retraining {top}{others}{study} with {s.final_seeds} seeds each", flush=True)
-    results, _, out.interrupted = _fit(exp, "final", grid, eval_test=True, progress_metric=keys.average("test"))
-    by_name = {c.name: c.trial_id for c in picks}
-    order = {name: i for i, (name, _, _) in enumerate(entries)}  # best first, then the baselines, then the study
-    rows = []
-    for r in results:
-        meta, m = meta_of(r.config["trial"]), r.metrics or {}
-        rows.append({"name": meta.name, "role": meta.role, "order": order[meta.name], "seed": meta.seed,
-                     "trial_id": by_name.get(meta.name),
-                     "error": "" if r.error is None else error_line(r.error),
-                     **{k: v for k, v in m.items() if k.startswith("test/")}})
+    entries = _final_entries(exp, out, picks)
+    seeds = final_seeds(search_seeds(exp.spec), s.max_seeds)
+    at = looks(s.final_seeds, s.max_seeds, s.seed_step)
+    best, others = picks[0].name, [name for name, role, _ in entries if role in ("final", "baseline")][1:]
+    overrides = {name: ov for name, _, ov in entries}
+    roles = {name: role for name, role, _ in entries}
+    todo = {name: seeds[: at[0]] for name in overrides}
+    rows: list[dict] = []
+    _announce(exp, picks, entries, at)
+    for round_ in range(len(at)):
+        grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed),
+                            exp.spec.trial_config({**overrides[name], "train.seed": seed}))
+                for name, round_seeds in todo.items() for seed in round_seeds]
+        results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
+        rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks)
+        if out.interrupted:
+            break
+        out.comparisons = race(RunScores(pd.DataFrame(rows), tasks), best, others, seeds, at, done=round_ + 1)
+        open_ = still_open(out.comparisons)
+        if round_ + 1 == len(at) or not open_:
+            break
+        print(f"final: {len(open_)} comparison(s) undecided after {at[round_]} seeds "
+              f"({', '.join(open_)}); adding seeds {seeds[at[round_]:at[round_ + 1]]}", flush=True)
+        todo = {name: seeds[at[round_]:at[round_ + 1]] for name in [best, *open_]}
     out.final_runs = pd.DataFrame(rows).sort_values(["order", "seed"], ignore_index=True) if rows else pd.DataFrame()
     if not out.final_runs.empty:
-        write_parquet(out.final_runs, exp.dir / "final_runs.parquet")
-        out.artifacts.append(exp.dir / "final_runs.parquet")
+        write_parquet(out.final_runs, exp.dir / FINAL_RUNS_FILE)
+        out.artifacts.append(exp.dir / FINAL_RUNS_FILE)
+    if out.comparisons:
+        path = exp.dir / DECISION_FILE
+        decision_table(out.comparisons).to_csv(path, index=False)
+        out.artifacts.append(path)
+    values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
     if values and not out.final_runs.empty:
         effects = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
         effects.to_csv(exp.dir / AXIS_STUDY_FILE, index=False)
         out.artifacts.append(exp.dir / AXIS_STUDY_FILE)
 
 
+FINAL_RUNS_FILE = "final_runs.parquet"
+
+
+def _final_entries(exp: Experiment, out: Outcome, picks: list[Candidate]) -> list[tuple[str, str, dict]]:
+    """(name, role, overrides): the candidates best first, the baselines (tuned ones with their own knobs),
+    the axis-study variants."""
+    s, tasks = exp.spec.search, exp.spec.config.tasks
+    entries = [(c.name, "final", c.overrides) for c in picks]
+    for b in s.baselines:
+        knobs = out.tuned.get(b, picks[0].overrides)
+        entries.append((b, "baseline", baseline_overrides(b, knobs, tasks)))
+    values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
+    entries += [(name, "axis", ov) for name, ov in axis_design(picks[0].overrides, values, tasks)]
+    return entries
+
+
+def _announce(exp: Experiment, picks, entries, at: list[int]) -> None:
+    s = exp.spec.search
+    others = f", the baselines {', '.join(s.baselines)}" if s.baselines else ""
+    study = sum(role == "axis" for _, role, _ in entries)
+    study = f", {study} axis-study variants" if study else ""
+    top = "the best configuration" if len(picks) == 1 else f"the top {len(picks)} configurations"
+    more = f", racing up to {at[-1]} seeds for comparisons still undecided" if len(at) > 1 else ""
+    print(f"final: retraining {top}{others}{study} with {at[0]} seeds each{more}", flush=True)
+
+
+def _final_rows(results, order: dict[str, int], picks: list[Candidate]) -> list[dict]:
+    by_name = {c.name: c.trial_id for c in picks}
+    rows = []
+    for r in results:
+        if r.config is None:  # interrupted before Tune recorded the trial's config
+            continue
+        meta, m = meta_of(r.config["trial"]), r.metrics or {}
+        rows.append({"name": meta.name, "role": meta.role, "order": order[meta.name], "seed": meta.seed,
+                     "trial_id": by_name.get(meta.name),
+                     "error": "" if r.error is None else error_line(r.error),
+                     **{k: v for k, v in m.items() if k.startswith("test/")}, **_predictions(r)})
+    return rows
+
+
+def _predictions(result) -> dict[str, np.ndarray]:
+    """The run's per-clip test predictions and labels (`pred/<task>`, `label/<task>`) from its checkpoint."""
+    if result.error is not None or result.checkpoint is None:
+        return {}
+    try:
+        with result.checkpoint.as_directory() as d:
+            path = Path(d) / PREDICTIONS_FILE
+            arrays = load_predictions(path) if path.is_file() else {}
+    except Exception as exc:  # a statistic without the test-set term is still worth having
+        log.warning("no test predictions for %s: %s", trial_id_of(result), exc)
+        return {}
+    return {k: v for k, v in arrays.items() if k.startswith(("pred/", "label/"))}
+
+
 PHASES: dict[str, tuple[Callable[[Experiment, Outcome], None], ...]] = {
-    "search": (search, final),
-    "exhaustive": (group, score, final),
-    "affinity": (affinity, tag, final),
-    "both": (group, score, affinity, tag, final),
+    "search": (search, tune_baselines, final),
+    "exhaustive": (group, score, tune_baselines, final),
+    "affinity": (affinity, tag, tune_baselines, final),
+    "both": (group, score, affinity, tag, tune_baselines, final),
 }

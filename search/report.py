@@ -27,9 +27,17 @@ import yaml  # noqa: E402
 from mtl_core import TASKS, keys  # noqa: E402
 from search.axis_study import AXIS_STUDY_FILE  # noqa: E402
 from search.space import partition_label  # noqa: E402
-from search.stats import axis_effects, best_vs, final_table, matched_budget, pareto_front  # noqa: E402
+from mtl_core.strategies import REGISTRIES  # noqa: E402
+from search.decision import DECISION_FILE, TUNED_FILE, RunScores  # noqa: E402
+from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, rungs, scores_at  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+
+def _milestones(exp_dir: Path) -> list[int]:
+    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    search, train = space.get("search", {}) or {}, space.get("train", {}) or {}
+    return rungs(int(search.get("grace_period", 1)), int(search.get("reduction_factor", 3)), int(train.get("epochs", 10)))
 
 
 def _settings(exp_dir: Path) -> tuple[str, str]:
@@ -82,6 +90,7 @@ AXES = (  # config column, short name, the axis's baseline value
     ("config/strategy.combiner.name", "combiner", "equal"),
     ("config/strategy.modality.name", "modality", "all"),
     ("config/groups", "grouping", None),  # baseline: all tasks in one model (the first partition listed)
+    ("config/train.class_weight", "class_weight", "none"),
 )
 
 
@@ -103,10 +112,11 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
         lines += [f"Best trial `{ranked.iloc[0]['trial_id']}`: {metric} = {ranked.iloc[0][metric]:.4f}.", ""]
     tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
     table = final_table(runs, tasks)
-    lines += _answer_section(runs, table, tasks)
-    lines += _pareto_section(out, table, tasks, ranked)
+    shares = front_shares(RunScores(runs, tasks), list(table["name"])) if not table.empty else {}
+    lines += _answer_section(exp_dir, runs, table, tasks, shares)
+    lines += _pareto_section(out, table, tasks, ranked, shares)
     lines += _axis_study_section(exp_dir)
-    lines += _axes_section(out, history, trials, metric, mode)
+    lines += _axes_section(out, history, trials, metric, mode, _milestones(exp_dir))
     lines += _learning_curves(out, history, ranked, metric, top)
     lines += _task_heatmap(out, ranked, top)
     lines += _affinity_heatmap(out, history, ranked)
@@ -125,29 +135,66 @@ def _save(fig, out: Path, name: str, alt: str) -> list[str]:
     return [f"![{alt}]({name})", ""]
 
 
-def _answer_section(runs: pd.DataFrame, table: pd.DataFrame, tasks: list[str]) -> list[str]:
-    """Which configuration is best on the test split, and by how much: the retrained configurations and
-    the baselines (mean ± std over seeds per task, Δm% against single-task models), the paired verdict."""
+def _answer_section(exp_dir: Path, runs: pd.DataFrame, table: pd.DataFrame, tasks: list[str],
+                    shares: dict[str, float]) -> list[str]:
+    """Which configuration is best on the test split, and by how much: the race's decisions first, then the
+    retrained configurations and baselines (mean ± std over seeds per task, Δm% against single-task models
+    with its interval over seeds and test clips, the share of resamples in which each is on the front)."""
     if table.empty:
         return []
-    n = int(table["final/seeds"].max())
-    lines = ["## Which configuration is best, and by how much", "",
-             f"Retrained at the full budget with the same {n} seed(s) each, evaluated on the test split "
-             f"(macro-F1, mean ± std over seeds). Baselines use the best configuration's training knobs.", ""]
-    head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task |"
-    lines += [head, "|" + "---|" * (4 + len(tasks))]
+    decided = pd.read_csv(exp_dir / DECISION_FILE) if (exp_dir / DECISION_FILE).is_file() else pd.DataFrame()
+    lines = ["## Which configuration is best, and by how much", ""]
+    if not decided.empty:
+        lines += [f"- {r['sentence']}" for _, r in decided.iterrows()] + [""]
+    else:
+        lines += ["No comparison with a baseline ran (search.baselines), so there is no decision.", ""]
+    scores = RunScores(runs, tasks)
+    reference = "single_task" if (table["name"] == "single_task").any() else None
+    lines += [f"Retrained at the full budget on seeds the search never used ({_seed_counts(table)}), evaluated on "
+              f"the test split (macro-F1, mean ± std over seeds). Intervals hold seed noise and test-set sampling "
+              f"(clips resampled); `front` is the share of resamples in which the configuration is on the Pareto "
+              f"front of the per-task means.", ""]
+    protocol = _protocols(exp_dir)
+    head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | front |"
+    lines += [head, "|" + "---|" * (6 + len(tasks))]
     for _, r in table.iterrows():
         cells = [_pm(r, "test/avg_f1")] + [_pm(r, f"test/{t}/f1") for t in tasks]
-        dm = r.get("final/delta_m", np.nan)
-        lines.append(f"| {_cell(r['name'])} | {r['role']} | " + " | ".join(cells) + f" | {dm:+.2f} |".replace("nan", "-"))
-    lines.append("")
-    compared = best_vs(runs, "equal_sum")
-    if compared is not None:
-        best, diff = compared
-        lines += [diff.sentence(f"The best configuration ({best})", "equal sum", "test macro-F1 averaged over tasks"), ""]
+        dm = "-"
+        if reference and r["name"] != reference:
+            e = scores.delta_m(r["name"], reference)
+            low, high = e.interval()
+            dm = f"{e.value:+.2f} [{low:+.2f}, {high:+.2f}]" if np.isfinite(low) else f"{e.value:+.2f}"
+        role = r["role"] + (f" ({protocol[r['name']]})" if r["name"] in protocol else "")
+        share = shares.get(r["name"], np.nan)
+        lines.append(f"| {_cell(r['name'])} | {role} | " + " | ".join(cells) + f" | {dm} | "
+                     + (f"{share:.0%}" if np.isfinite(share) else "-") + " |")
+    return lines + [""]
+
+
+def _seed_counts(table: pd.DataFrame) -> str:
+    counts = table["final/seeds"].astype(int)
+    return f"{counts.min()} seeds each" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()} seeds"
+
+
+def front_shares(scores: RunScores, names: list[str]) -> dict[str, float]:
+    """Each retrained configuration's share of resamples on the Pareto front of the per-task test means."""
+    have = [n for n in names if scores.seeds(n)]
+    if len(have) < 2 or len(scores.tasks) < 2:
+        return {}
+    if scores.with_predictions:
+        boot = {n: scores.boot(n, scores.seeds(n)) for n in have}
     else:
-        lines += ["No equal-sum baseline ran (search.baselines), so there is no paired verdict.", ""]
-    return lines
+        boot = {n: scores.full(n, scores.seeds(n))[None] for n in have}
+    return pareto_shares(boot, resamples=500)
+
+
+def _protocols(exp_dir: Path) -> dict[str, str]:
+    """Each baseline's knobs: its own search (tuned_baselines.json) or the best configuration's."""
+    tuned = json.loads((exp_dir / TUNED_FILE).read_text()) if (exp_dir / TUNED_FILE).is_file() else {}
+    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    names = (space.get("search") or {}).get("baselines", [])
+    return {b: (f"own tuning, {tuned[b]['trials']} trials" if b in tuned else "the best configuration's knobs")
+            for b in names}
 
 
 def _pm(row, key: str) -> str:
@@ -155,62 +202,114 @@ def _pm(row, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if pd.notna(std) else f"{mean:.3f}"
 
 
-def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd.DataFrame) -> list[str]:
-    """Parallel coordinates of the per-task F1: the retrained configurations' test means when there are
-    any, else the trials' validation scores; the Pareto front drawn solid."""
-    if tasks and not final.empty:
+def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd.DataFrame,
+                    shares: dict[str, float]) -> list[str]:
+    """Parallel coordinates of the per-task F1: the retrained configurations' test means, each labelled with
+    the share of resamples (seeds and test clips) in which it is on the Pareto front, solid from 95%; without
+    a final phase, the trials' validation scores and the front of their values."""
+    if tasks and not final.empty and shares:
         table = final.set_index("name")
         cols, what = [f"final/test/{t}/f1/mean" for t in tasks], "test macro-F1 (mean over seeds)"
+        on_front = {n: shares.get(n, 0.0) for n in table.index}
+        label = {n: f"{n} (front in {on_front[n]:.0%})" for n in table.index}
+        solid = {n: on_front[n] >= 0.95 for n in table.index}
     else:
         tasks = [t for t in TASKS if f"val/{t}/f1" in ranked]
         table, cols, what = ranked.set_index("trial_id").head(15), [f"val/{t}/f1" for t in tasks], "validation macro-F1"
+        if len(tasks) < 2 or len(table) < 2:
+            return []
+        front = pareto_front(table, cols)
+        solid = {n: bool(front[n]) for n in table.index}
+        label = {n: f"{n}{' (front)' if solid[n] else ''}" for n in table.index}
     if len(tasks) < 2 or len(table) < 2:
         return []
-    front = pareto_front(table, cols)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, row in table.iterrows():
-        on = bool(front[name])
-        ax.plot(tasks, row[cols].to_numpy(float), marker="o", lw=2 if on else 1, ls="-" if on else "--",
-                alpha=1 if on else 0.5, label=f"{name}{' (front)' if on else ''}")
+        ax.plot(tasks, row[cols].to_numpy(float), marker="o", lw=2 if solid[name] else 1,
+                ls="-" if solid[name] else "--", alpha=1 if solid[name] else 0.6, label=label[name])
     ax.set_ylabel(what)
-    ax.set_title("per-task trade-off: the Pareto front solid")
+    ax.set_title("per-task trade-off (solid: on the Pareto front beyond noise)")
     ax.legend(fontsize=7)
-    names = ", ".join(f"`{n}`" for n in table.index[front.to_numpy()])
-    return ["## Pareto front of the tasks", "",
-            f"On the front ({what}; no other configuration is at least as good on every task and better on one): "
-            f"{names}.", ""] + _save(fig, out, "pareto.png", "Pareto front")
+    if shares:
+        text = ", ".join(f"`{n}` {on_front[n]:.0%}" for n in sorted(on_front, key=on_front.get, reverse=True))
+        lines = [f"Share of resamples (seeds and test clips) in which each configuration is on the Pareto front of "
+                 f"the per-task test means (no other at least as good on every task and better on one): {text}. "
+                 f"Only a share near 100% puts a configuration on the front beyond noise."]
+    else:
+        names = ", ".join(f"`{n}`" for n in table.index if solid[n])
+        lines = [f"On the front ({what}; no other trial is at least as good on every task and better on one): {names}."]
+    return ["## Pareto front of the tasks", ""] + lines + [""] + _save(fig, out, "pareto.png", "Pareto front")
 
 
-def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str) -> list[str]:
-    """Each strategy axis at one budget (the last rung every trial reached), with effects against the
-    axis's baseline value."""
+def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str,
+                  milestones: list[int]) -> list[str]:
+    """Each strategy axis at every ASHA rung (one table per rung: the trials that reached it, failed ones at
+    the worst score), with effects against the axis's baseline value; a value whose strategy has not acted
+    yet by that budget is marked. The plot is at the last rung every trial reached."""
     budget, scores = matched_budget(history, trials, metric, mode)
     if scores.empty:
         return []
     table = trials.set_index("trial_id").loc[scores.index].assign(score=scores)
-    lines = ["## Strategy axes at a matched budget", "",
-             f"Every trial's best `{metric}` within its first {budget} epoch(s), the last rung every trial reached "
-             f"(trials that ASHA stopped early are not compared with longer ones at their own budgets). "
-             f"Differences are against the axis's baseline value with a 95% Welch t interval where both sides "
-             f"have 2+ trials; the other axes vary too, so these are marginal effects.", ""]
+    failed = int((trials["status"] == "failed").sum())
+    lines = ["## Strategy axes, rung by rung", "",
+             f"At each ASHA rung, every trial that reached it with its best `{metric}` within that many epochs; "
+             f"the {failed} failed trial(s) count at the rung's worst score. Differences are against the axis's "
+             f"baseline value with a 95% Welch t interval where both sides have 2+ trials; the other axes vary "
+             f"too, so these are marginal effects. † marks a value whose strategy had not yet acted by that "
+             f"budget in any of its trials (DWA before its third epoch, a curriculum before its assessment, DSG "
+             f"before its first stop): its row says nothing about the method.", ""]
     for column, name, baseline in AXES:
-        if column not in table or table[column].nunique() < 2:
+        if column not in trials or trials[column].nunique() < 2:
             continue
         labels = table[column].astype(str).map(_readable)
         base = baseline if baseline is not None else _one_group_label(labels)
-        fig, ax = plt.subplots(figsize=(7, 4))
-        _strip(ax, table.assign(**{column: labels}), column, "score",
-               f"{metric} by {name} at epoch {budget} (matched budget; line = median)")
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        _strip(ax, table.assign(**{column: labels}), column, "score", f"{metric} by {name} at epoch {budget}")
         ax.set_ylabel(f"best {metric} within {budget} epoch(s)")
-        lines += [f"### {name} at epoch {budget} (matched budget)", ""]
-        lines += _save(fig, out, f"by_{name}.png", f"{metric} by {name}")
-        lines += [f"| {name} | trials | mean | difference vs {_cell(base)} [95% interval] |", "|---|---|---|---|"]
-        for e in axis_effects(table["score"], labels, base):
-            interval = f"[{e.low:+.4f}, {e.high:+.4f}]" if np.isfinite(e.low) else "(too few trials)"
-            diff = "baseline" if e.value == base else f"{e.diff:+.4f} {interval}"
-            lines.append(f"| {_cell(e.value)} | {e.n} | {e.mean:.4f} | {diff} |")
-        lines.append("")
+        lines += [f"### {name}", ""] + _save(fig, out, f"by_{name}.png", f"{metric} by {name}")
+        for rung in milestones:
+            lines += _rung_table(history, trials, metric, mode, rung, column, name, base)
     return lines
+
+
+def _rung_table(history, trials, metric, mode, rung: int, column: str, name: str, base: str) -> list[str]:
+    scores, failed = scores_at(history, trials, metric, mode, rung)
+    if scores.empty:
+        return []
+    at = trials.set_index("trial_id").loc[scores.index]
+    labels = at[column].astype(str).map(_readable)
+    silent = {v for v in labels.unique() if not any(_acted(at.loc[tid], column, history, rung)
+                                                      for tid in labels.index[labels == v])}
+    lines = [f"At epoch {rung}: {len(scores) - failed} trial(s) reached it, {failed} failed.", "",
+             f"| {name} | trials | mean | difference vs {_cell(base)} [95% interval] |", "|---|---|---|---|"]
+    for e in axis_effects(scores, labels, base):
+        interval = f"[{e.low:+.4f}, {e.high:+.4f}]" if np.isfinite(e.low) else "(too few trials)"
+        diff = "baseline" if e.value == base else f"{e.diff:+.4f} {interval}"
+        mark = " †" if e.value in silent else ""
+        lines.append(f"| {_cell(e.value)}{mark} | {e.n} | {e.mean:.4f} | {diff} |")
+    return lines + [""]
+
+
+_AXIS_OF = {"config/strategy.scheduler.name": "scheduler", "config/strategy.combiner.name": "combiner",
+            "config/strategy.modality.name": "modality"}
+
+
+def _acted(row: pd.Series, column: str, history: pd.DataFrame, budget: int) -> bool:
+    """Whether the trial's strategy on this axis had changed its training within `budget` epochs."""
+    axis = _AXIS_OF.get(column)
+    if axis is None:
+        return True  # a grouping or a class weight acts from the first step
+    cls = REGISTRIES[axis].get(str(row[column]))
+    if cls is None:
+        return True
+    prefix = column[: -len("name")]
+    params = {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix) and k != column and pd.notna(v)}
+    first = cls.acts_from(params)
+    if first is not None:
+        return first < budget
+    h = history[(history["trial_id"] == row.name) & (history["training_iteration"] <= budget)]
+    active = [c for c in h.columns if c.startswith("strategy/") and c.endswith("/active")]
+    return bool(len(h) and active and (h[active] < 1).to_numpy().any())
 
 
 def _cell(text: str) -> str:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,10 +36,10 @@ def _with_lost_epochs(df: pd.DataFrame | None, checkpoint) -> pd.DataFrame | Non
     missing = set(range(int(df["epoch"].max()) + 1)) - set(df["epoch"].astype(int))
     if not missing:
         return df
-    import torch
+    from mtl_core.checkpoint import read_history
 
     with checkpoint.as_directory() as d:
-        history = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)["history"]
+        history = read_history(Path(d))
     lost = pd.DataFrame([m for m in history if m["epoch"] in missing])
     if lost.empty:
         return df
@@ -102,7 +103,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     # another) are written as strings so the schema is stable
     df = df.copy()
     for c in df.columns:
-        if df[c].dtype == object:
+        if df[c].dtype == object and not df[c].map(lambda v: isinstance(v, (list, np.ndarray))).all():
             df[c] = df[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, compression="zstd")
 

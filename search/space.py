@@ -59,10 +59,22 @@ class SearchSettings:
     resources_per_trial: Resources = field(default_factory=Resources)
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)
     final_k: int = 3  # retrain the top k configurations ...
-    final_seeds: int = 3  # ... with this many seeds, evaluated on the test split; final_k 0 = off
+    final_seeds: int = 3  # ... with this many seeds first, evaluated on the test split; final_k 0 = off
+    final_max_seeds: int | None = None  # the race adds seeds to undecided comparisons up to this (None: 2 x final_seeds)
+    final_seed_step: int | None = None  # seeds added per round (None: final_seeds)
     grouping_mode: str = "search"  # `search` (Optuna + ASHA), `exhaustive` (every group), `affinity` (TAG), `both`
     baselines: tuple[str, ...] = BASELINES  # retrained with the final configurations; [] = none
+    tune_baselines: tuple[str, ...] = ()  # these baselines get their own search over the non-strategy knobs
+    baseline_samples: int | None = None  # trials of each such search (None: num_samples)
     axis_study: bool = False  # also retrain the best with one axis changed to each value (search.axis_study)
+
+    @property
+    def max_seeds(self) -> int:
+        return self.final_max_seeds if self.final_max_seeds is not None else 2 * self.final_seeds
+
+    @property
+    def seed_step(self) -> int:
+        return self.final_seed_step if self.final_seed_step is not None else self.final_seeds
 
     @property
     def cpu(self) -> float:
@@ -204,6 +216,15 @@ def _search_settings(raw: Any, problems: Problems) -> SearchSettings:
         problems.add(f"search.reduction_factor: must be >= 2, got {s.reduction_factor}")
     if s.final_k < 0:
         problems.add(f"search.final_k: must be >= 0, got {s.final_k}")
+    if s.final_max_seeds is not None and s.final_max_seeds < s.final_seeds:
+        problems.add(f"search.final_max_seeds: must be >= final_seeds ({s.final_seeds}), got {s.final_max_seeds}")
+    if s.final_seed_step is not None and s.final_seed_step < 1:
+        problems.add(f"search.final_seed_step: must be >= 1, got {s.final_seed_step}")
+    if s.baseline_samples is not None and s.baseline_samples < 1:
+        problems.add(f"search.baseline_samples: must be >= 1, got {s.baseline_samples}")
+    for name in s.tune_baselines:
+        if name not in s.baselines:
+            problems.add(f"search.tune_baselines: {name!r} is not one of search.baselines ({', '.join(s.baselines) or 'none'})")
     if s.max_failures < -1:
         problems.add(f"search.max_failures: must be >= -1 (-1 = retry forever), got {s.max_failures}")
     for name in s.baselines:
@@ -263,11 +284,11 @@ class DefineByRun:
     """The space as an Optuna define-by-run function (a picklable module-level class: Tune pickles the
     searcher into the experiment, and a function defined in __main__ would not restore)."""
 
-    def __init__(self, space: dict[str, Any], tasks: tuple[str, ...] = ()):
-        self.space, self.tasks = space, tuple(tasks)
+    def __init__(self, space: dict[str, Any], tasks: tuple[str, ...] = (), fixed: dict[str, Any] | None = None):
+        self.space, self.tasks, self.fixed = space, tuple(tasks), dict(fixed or {})
 
     def __call__(self, trial) -> dict[str, Any]:
-        used: dict[str, Any] = {}
+        used: dict[str, Any] = dict(getattr(self, "fixed", {}))  # a searcher pickled before `fixed` existed
         self._walk(trial, self.space, "", used)
         # Constants returned here are merged into the Tune config: the trial reads its entry here.
         return {"trial": trial_entry(used, TrialMeta("search"))}
@@ -327,4 +348,5 @@ def dump_resolved(spec: SpaceSpec) -> str:
     """The space file as it will run (after --set and path resolution), for the experiment folder."""
     search = dataclasses.asdict(spec.search)
     search["baselines"] = list(search["baselines"])
+    search["tune_baselines"] = list(search["tune_baselines"])
     return yaml.safe_dump({"name": spec.name, **spec.base, "search": search, "space": spec.space}, sort_keys=False)

@@ -17,7 +17,7 @@ from ray import tune
 
 from mtl_core import keys
 from mtl_core.config import Config
-from mtl_core.train import evaluate_best, train
+from mtl_core.train import train
 from search.trial import TrialSettings, config_of
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,6 @@ def train_trial(config: dict[str, Any]) -> None:
         metrics = dict(metrics)
         metrics[keys.SCORE] = keys.score(metrics.get(settings.metric), settings.mode)
         metrics["gpu_ids"] = gpu_ids  # "" without a GPU
-        if settings.eval_test and epoch == cfg.train.epochs - 1:
-            metrics.update(evaluate_best(cfg, run_dir))  # the best epoch's model on the test split
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
-    train(cfg, report, run_dir, resume=resume)
+    train(cfg, report, run_dir, resume=resume, eval_test=settings.eval_test)  # test: each model's best epoch

@@ -34,8 +34,10 @@ class TrialSettings:
         return build_config(with_overrides(self.base, overrides))
 
     def runtime(self, cfg: Config) -> Config:
-        """The config as a trial runs it: threads from its CPU share, no progress bar."""
-        return replace(cfg, train=replace(cfg.train, num_threads=max(1, int(self.cpus)), progress=False))
+        """The config as a trial runs it: threads from its CPU share, no progress bar, each model's best epoch
+        chosen by the experiment's metric."""
+        return replace(cfg, train=replace(cfg.train, num_threads=max(1, int(self.cpus)), progress=False,
+                                          select_metric=self.metric, select_mode=self.mode))
 
 
 @dataclass(frozen=True)

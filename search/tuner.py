@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import pyarrow.fs as pafs
 
@@ -26,13 +26,26 @@ from search.trainable import train_trial
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a searching phase explores: a space (a `space` section), overrides every trial gets, how many
+    trials, and the Optuna study's name. The search phase's is the space file's; a tuned baseline's is the
+    space's non-strategy knobs with the baseline's strategy fixed."""
+
+    space: dict
+    fixed: dict
+    num_samples: int
+    study: str
+
+
 def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, eval_test: bool = False,
-                progress_metric: str | None = None) -> tuple[tune.Tuner, int]:
+                progress_metric: str | None = None, plan: SearchPlan | None = None) -> tuple[tune.Tuner, int]:
     """(the phase's Tuner, how many trials it should end with). `trials`: entries from
-    `search.trial.trial_entry`; None searches the space instead."""
+    `search.trial.trial_entry`; None searches (`plan`, by default the space file's) instead."""
     s = exp.spec.search
     trainable = tune.with_resources(train_trial, {"cpu": s.cpu, "gpu": s.gpu})
-    expected = s.num_samples if trials is None else len(trials)
+    plan = plan or SearchPlan(exp.spec.space, {}, s.num_samples, exp.name)
+    expected = plan.num_samples if trials is None else len(trials)
     path = exp.dir / phase
     if exp.resume and tune.Tuner.can_restore(str(path)):
         restored = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False)
@@ -41,7 +54,8 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     common = dict(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
                   reuse_actors=True)  # no new process (torch import, data mapping) per trial
     if trials is None:
-        tune_config = tune.TuneConfig(metric=keys.SCORE, mode=s.mode, search_alg=_searcher(exp), num_samples=s.num_samples,
+        tune_config = tune.TuneConfig(metric=keys.SCORE, mode=s.mode, search_alg=_searcher(exp, plan),
+                                      num_samples=plan.num_samples,
                                       scheduler=ASHAScheduler(max_t=exp.max_t, grace_period=s.grace_period,
                                                               reduction_factor=s.reduction_factor), **common)
     else:
@@ -74,13 +88,13 @@ def keep_latest_checkpoints(results) -> int:
     return deleted
 
 
-def _searcher(exp: Experiment) -> PrunedAwareOptunaSearch:
+def _searcher(exp: Experiment, plan: SearchPlan) -> PrunedAwareOptunaSearch:
     s = exp.spec.search
     return PrunedAwareOptunaSearch(
-        space=DefineByRun(exp.spec.space, exp.spec.config.tasks),
+        space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed),
         sampler=TPESampler(seed=s.seed, multivariate=True, group=True),
         storage=JournalStorage(JournalFileBackend(str(exp.dir / "optuna.journal"))),
-        study_name=exp.name, max_t=exp.max_t, metric=keys.SCORE, mode=s.mode)  # define-by-run: set here too
+        study_name=plan.study, max_t=exp.max_t, metric=keys.SCORE, mode=s.mode)  # define-by-run: set here too
 
 
 def trial_dirname(trial) -> str:

@@ -98,16 +98,6 @@ def test_final_table_means_stds_and_delta_m_against_single_task():
     assert table.loc["single_task", "final/delta_m"] == 0
 
 
-def test_best_vs_equal_sum_is_paired_by_seed():
-    from search.stats import best_vs
-
-    best, diff = best_vs(_runs(), "equal_sum")
-    assert best == "rank 1"
-    assert diff.n == 2 and diff.mean == pytest.approx(np.mean([0.7 - 0.6, 0.8 - 0.65]))
-    shuffled = _runs().sample(frac=1, random_state=0)  # row order must not matter: pairs are by seed
-    assert best_vs(shuffled[shuffled["role"] == "baseline"], "equal_sum") is None  # no final configuration
-
-
 def test_per_axis_comparisons_use_one_budget_the_last_rung_every_trial_reached():
     from search.stats import matched_budget
 
@@ -139,9 +129,73 @@ def test_leaderboard_names_the_baselines_and_marks_the_fronts():
 
     board = pd.DataFrame({"rank": [1, 2], "trial_id": ["t1", "t2"], "status": ["finished", "stopped"],
                           "val/a/f1": [0.8, 0.7], "val/b/f1": [0.5, 0.6]})
-    out = with_final(board, final_table(_runs(), ["a", "b"]), ["a", "b"])
+    out = with_final(board, final_table(_runs(), ["a", "b"]), ["a", "b"], {"rank 1": 0.97, "equal_sum": 0.1})
     assert out.set_index("trial_id")["role"].to_dict() == {"t1": "final", "t2": "search", "equal_sum": "baseline",
                                                            "single_task": "baseline"}
     assert out["pareto"].iloc[:2].tolist() == [True, True]  # neither dominates the other on validation
-    front = out.set_index("trial_id")["final/pareto"]
-    assert front["t1"] and not front["equal_sum"] and not front["single_task"]  # rank 1 dominates both on test
+    share = out.set_index("trial_id")["final/front_share"]
+    assert share["t1"] == 0.97 and share["equal_sum"] == 0.1 and np.isnan(share["single_task"]) and np.isnan(share["t2"])
+
+
+def test_rungs_follow_ashas_milestones():
+    from search.stats import rungs
+
+    assert rungs(1, 3, 6) == [1, 3, 6]
+    assert rungs(2, 2, 6) == [2, 4, 6]
+    assert rungs(1, 3, 9) == [1, 3, 9]
+
+
+def test_scores_at_a_rung_count_failed_trials_at_the_worst_score():
+    from search.stats import scores_at
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "epochs": [3, 1, 1, 3],
+                           "status": ["finished", "stopped", "failed", "finished"]})
+    history = pd.DataFrame({"trial_id": ["a"] * 3 + ["b", "c"] + ["d"] * 3,
+                            "training_iteration": [1, 2, 3, 1, 1, 1, 2, 3],
+                            "val/avg_f1": [0.5, 0.6, 0.7, 0.4, 0.99, 0.3, 0.8, 0.9]})
+    first, failed = scores_at(history, trials, "val/avg_f1", "max", 1)
+    assert failed == 1 and first.to_dict() == {"a": 0.5, "b": 0.4, "d": 0.3, "c": 0.3}  # c failed: the worst, not its 0.99
+    third, _ = scores_at(history, trials, "val/avg_f1", "max", 3)
+    assert third.to_dict() == {"a": 0.7, "d": 0.9, "c": 0.7}  # b never reached epoch 3
+
+
+def test_strategies_say_when_they_first_act():
+    from mtl_core.strategies import REGISTRIES
+
+    assert REGISTRIES["combiner"]["dwa"].acts_from({}) == 2
+    assert REGISTRIES["combiner"]["uncertainty"].acts_from({}) == 0
+    assert REGISTRIES["scheduler"]["curriculum"].acts_from({"mode": "assessed", "assessment_epochs": 3}) == 3
+    assert REGISTRIES["scheduler"]["curriculum"].acts_from({}) == 0  # fixed stages act from the start
+    assert REGISTRIES["scheduler"]["dsg"].acts_from({}) is None  # from its first stop: read from the run
+
+
+def test_report_gives_a_table_per_rung_and_marks_strategies_that_had_not_acted(tmp_path):
+    """DWA's weights are 1 for two epochs and a DSG that never stopped a task trained like `all`: at those
+    budgets their rows are marked, later they are not; a failed trial is counted."""
+    import yaml
+
+    from search.report import _axes_section
+
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"train": {"epochs": 3}, "search": {"grace_period": 1,
+                                                                                            "reduction_factor": 3}}))
+    rows, hist = [], []
+    for i, (sched, comb, status) in enumerate([("all", "equal", "finished"), ("all", "dwa", "finished"),
+                                               ("dsg", "equal", "finished"), ("dsg", "dwa", "finished"),
+                                               ("all", "equal", "failed")]):
+        tid = f"t{i}"
+        rows.append({"trial_id": tid, "epochs": 3 if status == "finished" else 1, "status": status,
+                     "config/strategy.scheduler.name": sched, "config/strategy.combiner.name": comb})
+        for e in range(1, 4 if status == "finished" else 2):
+            active = 0.5 if (tid == "t3" and e == 3) else 1.0  # one DSG trial stops a task in epoch 3
+            hist.append({"trial_id": tid, "training_iteration": e, "val/avg_f1": 0.1 * e + 0.01 * i,
+                         "strategy/gory/active": active})
+    trials, history = pd.DataFrame(rows), pd.DataFrame(hist)
+    lines = _axes_section(tmp_path, history, trials, "val/avg_f1", "max", [1, 3])
+    text = "\n".join(lines)
+    assert text.count("At epoch 1:") == 2 and text.count("At epoch 3:") == 2  # two axes, two rungs each
+    assert "1 failed" in text
+    first, third = text.split("### combiner")[1].split("At epoch 3:")
+    assert "| dwa † |" in first and "| dwa |" in third  # DWA acts from its third epoch
+    sched = text.split("### scheduler")[1].split("### combiner")[0]
+    at1, at3 = sched.split("At epoch 3:")
+    assert "| dsg † |" in at1 and "| dsg |" in at3  # acted once t3 stopped a task

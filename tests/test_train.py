@@ -153,3 +153,85 @@ def test_balanced_class_weight_lifts_gory_off_the_majority_class(tmp_path):
     balanced = train(cfg, None, tmp_path)
     assert max(m["val/gory/f1_pos"] for m in balanced) > 0.3
     assert max(m["val/gory/f1"] for m in balanced) > 0.6
+
+
+def test_each_model_of_a_partition_keeps_its_own_best_epoch(tiny_cfg, tmp_path):
+    """The single-task models (Δm%'s reference) each stop at their own best epoch, not at the epoch where
+    the partition's mean was best: best_model.pt holds, per model, the weights of its own best epoch."""
+    import torch
+
+    from mtl_core.prepare import prepare
+    from mtl_core.train import build_model, evaluate
+
+    cfg = tiny_cfg(groups=[[t] for t in ("binary", "mature", "gory", "slapstick", "sarcasm")],
+                   train={"epochs": 4, "lr": 0.01})
+    history = train(cfg, None, tmp_path)
+    states = torch.load(tmp_path / "checkpoint" / "best_model.pt", weights_only=True)
+    data = prepare(cfg, torch.device("cpu"), splits=("val",))
+    own_epochs = []
+    for (task,), state in zip(cfg.partition(), states):
+        scores = [h[f"val/{task}/f1"] for h in history]
+        own_epochs.append(max(range(len(scores)), key=lambda e: (scores[e], -e)))
+        model = build_model(tiny_cfg(tasks=[task]), data.encoder)
+        model.load_state_dict(state)
+        got = evaluate(model, data.splits["val"].for_tasks((task,)), 64, torch.device("cpu"), "val")
+        assert got[f"val/{task}/f1"] == pytest.approx(max(scores)), task  # its own best, not the joint epoch's
+    assert len(set(own_epochs)) > 1  # the models did peak at different epochs (else the test says nothing)
+
+
+def test_selection_follows_the_experiments_metric(tiny_cfg, tmp_path):
+    """train.select_metric/select_mode pick the kept weights: with val/avg_loss (min) the kept epoch is the
+    lowest validation loss, not the best F1. The search hands its metric down (TrialSettings.runtime)."""
+    import torch
+
+    from search.trial import TrialSettings
+
+    cfg = tiny_cfg(train={"epochs": 4, "lr": 0.01, "select_metric": "val/avg_loss", "select_mode": "min"})
+    history = train(cfg, None, tmp_path)
+    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)
+    losses = [h["val/avg_loss"] for h in history]
+    assert state["groups"][0]["best_epoch"] == losses.index(min(losses))
+    runtime = TrialSettings({}, "val/gory/f1", "max", 1.0).runtime(tiny_cfg())
+    assert (runtime.train.select_metric, runtime.train.select_mode) == ("val/gory/f1", "max")
+
+
+def test_checkpoints_load_without_unpickling_code(tiny_cfg, tmp_path):
+    """A checkpoint is read with weights_only: one crafted to run code when unpickled is refused in one line
+    naming the file, and nothing it asked for happens."""
+    import pickle
+
+    import torch
+
+    from mtl_core.checkpoint import CheckpointError, load_checkpoint
+
+    cfg = tiny_cfg(train={"epochs": 1})
+    train(cfg, None, tmp_path)
+    ok = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=True)  # a real one loads this way
+    assert ok["epoch"] == 0 and isinstance(ok["history_json"], str)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"groups": [], "rng": Payload()}, tmp_path / "checkpoint" / "state.pt", pickle_module=pickle)
+    with pytest.raises(CheckpointError, match=r"state\.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint", [])
+    assert not marker.exists()
+    (tmp_path / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"state\.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "checkpoint", [])
+
+
+def test_eval_test_reports_each_models_best_weights_and_saves_predictions(tiny_cfg, tmp_path):
+    from mtl_core.train import PREDICTIONS_FILE, load_predictions
+
+    cfg = tiny_cfg(groups=[["binary", "gory"], ["mature", "slapstick", "sarcasm"]], train={"epochs": 2})
+    history = train(cfg, None, tmp_path, eval_test=True)
+    last = history[-1]
+    assert "test/avg_f1" in last and all(f"test/{t}/f1" in last for t in cfg.tasks)
+    arrays = load_predictions(tmp_path / "checkpoint" / PREDICTIONS_FILE)
+    from search.stats import macro_f1
+    for t in cfg.tasks:  # the saved predictions give back the reported test F1
+        got = macro_f1(arrays[f"pred/{t}"][:, None], arrays[f"label/{t}"][:, None])[0]
+        assert got == pytest.approx(last[f"test/{t}/f1"])

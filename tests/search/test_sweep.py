@@ -44,7 +44,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
     workdir = tmp_path / "cwd"  # launched from an empty folder, results stored elsewhere
     workdir.mkdir()
     rc, out = _finish(_launch("--storage", str(tmp_path / "store"), "--name", "smoke",
-                              "--set", "search.final_k=1", "--set", "search.final_seeds=2", "--set", "train.epochs=3",
+                              "--set", "search.final_k=1", "--set", "search.final_seeds=3", "--set", "train.epochs=3",
+                              "--set", "search.final_max_seeds=3", "--set", "search.baselines=[equal_sum, single_task]",
                               cwd=workdir))
     assert rc == 0, out
     assert list(workdir.iterdir()) == []  # nothing written where the launcher ran
@@ -82,11 +83,10 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert (exp / "report" / f"{png}.png").stat().st_size > 1000
     summary = (exp / "report" / "summary.md").read_text()
     assert "Sweep report" in summary
-    # per-axis comparisons at one budget: the last rung every trial reached
-    budget = int(trials.loc[trials["status"] != "failed", "epochs"].min())
-    assert f"within its first {budget} epoch(s), the last rung every trial reached" in summary
-    assert f"### scheduler at epoch {budget} (matched budget)" in summary
-    assert f"### combiner at epoch {budget} (matched budget)" in summary
+    # per-axis comparisons rung by rung (smoke: grace 1, reduction factor 2, 3 epochs -> rungs 1, 2, 3)
+    assert "## Strategy axes, rung by rung" in summary
+    assert "### scheduler" in summary and "### combiner" in summary
+    assert "At epoch 1:" in summary and "At epoch 2:" in summary
     # the bag-of-words floor beside the neural results: file, summary, parent-run metric
     floor = json.loads((exp / "bow_floor.json").read_text())
     assert 0 <= floor["test/avg_f1"] <= 1 and "## Bag-of-words floor" in summary and "the floor" in summary
@@ -97,29 +97,37 @@ def test_smoke_sweep_end_to_end(tmp_path):
                   "Creating initial MLflow database tables"):  # other libraries' chatter: in the log file only
         assert noise not in out, noise
     assert "Creating initial MLflow database tables" in (exp / "launch.log").read_text()
-    # the best configuration and the three baselines were retrained with 2 seeds each, on the test split
+    # the best configuration and two baselines were retrained with 3 seeds each (not the search's seed 0)
     top = board.iloc[0]
     assert top["role"] == "final" and top["final/name"] == "rank 1"
     assert 0 <= top["final/test/avg_f1/mean"] <= 1 and top["final/test/avg_f1/std"] >= 0
-    assert {"final/test/gory/f1/mean", "final/test/gory/f1/std", "final/delta_m", "final/pareto"} <= set(board.columns)
+    assert {"final/test/gory/f1/mean", "final/test/gory/f1/std", "final/delta_m", "final/front_share"} <= set(board.columns)
     baselines = full_board[full_board["role"] == "baseline"].set_index("final/name")
-    assert set(baselines.index) == {"equal_sum", "single_task", "rlw"}
+    assert set(baselines.index) == {"equal_sum", "single_task"}
     assert baselines.loc["single_task", "final/delta_m"] == 0  # Δm% is measured against it
-    assert (baselines["final/seeds"] == 2).all()
+    assert (baselines["final/seeds"] == 3).all()
     all_runs = client.search_runs([parents[0].info.experiment_id], max_results=1000)
     final_runs = [r for r in all_runs if r.data.tags.get("phase") == "final"]
-    assert len(final_runs) == 8 and all(r.info.status == "FINISHED" for r in final_runs)
+    assert len(final_runs) == 9 and all(r.info.status == "FINISHED" for r in final_runs)
     assert all("test/avg_f1" in r.data.metrics for r in final_runs)
-    assert sorted(r.data.tags["role"] for r in final_runs) == ["baseline"] * 6 + ["final"] * 2
-    assert {r.data.tags["name"] for r in final_runs if r.data.tags["role"] == "baseline"} == {"equal_sum", "single_task", "rlw"}
+    assert sorted(r.data.tags["role"] for r in final_runs) == ["baseline"] * 6 + ["final"] * 3
+    assert {r.data.tags["name"] for r in final_runs if r.data.tags["role"] == "baseline"} == {"equal_sum", "single_task"}
+    assert sorted({int(r.data.tags["seed"]) for r in final_runs}) == [1, 2, 3]  # disjoint from the search's seed 0
+    runs = pd.read_parquet(exp / "final_runs.parquet")
+    assert all(len(v) == 120 for v in runs["pred/gory"])  # per-clip test predictions of every run came back
     assert all(r.data.tags["role"] == "search" for r in children)
     assert not any(k.startswith("_") for r in all_runs for k in r.data.params)  # bookkeeping is never a parameter
     single = next(r for r in final_runs if r.data.tags["name"] == "single_task")
     assert json.loads(single.data.params["groups"]) == [[t] for t in ("binary", "mature", "gory", "slapstick", "sarcasm")]
     # the answer: the best configuration against equal sum over the same seeds, in one sentence
     assert "## Which configuration is best, and by how much" in summary
-    assert "beyond seed noise on test macro-F1" in summary and "rank 1" in summary
-    assert "verdict/best_minus_equal_sum" in client.get_run(parents[0].info.run_id).data.metrics
+    decision = pd.read_csv(exp / "decision.csv")
+    assert set(decision["other"]) == {"equal_sum", "single_task"} and (decision["seeds"] == 3).all()
+    for sentence in decision["sentence"]:
+        assert sentence in summary and sentence in out  # the report and the console's last lines
+    parent = client.get_run(parents[0].info.run_id)
+    assert "verdict/equal_sum/diff" in parent.data.metrics
+    assert decision["sentence"].iloc[0] in parent.data.tags["mlflow.note.content"]  # the run's description
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

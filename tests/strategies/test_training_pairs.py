@@ -89,3 +89,49 @@ def test_strategy_metrics_are_reported(micro, tmp_path):
 def test_resume_with_stateful_strategies_is_exact(micro, tmp_path, scheduler, combiner, modality):
     root, data = micro
     assert_resume_exact(_cfg(root, scheduler, combiner, modality, epochs=4), tmp_path, stop_after=1, prepared=data)
+
+
+def _frozen_snapshot(run, j):
+    head = {k: v.detach().clone() for k, v in run.model.heads[run.tasks[j]].state_dict().items()}
+    own = [p.detach()[j].clone() for p in run.strategies["combiner"].parameters()]
+    return head, own
+
+
+# the fast tier: every combiner under round robin, every scheduler under equal; the slow tier: the other pairs
+FREEZE_PAIRS = [pytest.param(s, c, marks=() if "round_robin" in (s,) or c == "equal" else pytest.mark.slow)
+                for s, c in PAIRS]
+
+
+@pytest.mark.parametrize("scheduler, combiner", FREEZE_PAIRS)
+def test_an_inactive_task_leaves_its_head_and_combiner_parameters_untouched(micro, scheduler, combiner):
+    """Whatever the combiner, a task that is not active in a step (its scheduler left it out, or the batch
+    has no label for it) keeps its head's weights and its combiner entries: AdamW must not move them on
+    momentum from earlier steps (it did under every loss combiner, never under gradient methods)."""
+    from mtl_core.train import build_group, train_step
+
+    root, data = micro
+    cfg = _cfg(root, scheduler, combiner)
+    cpu = torch.device("cpu")
+    run = build_group(cfg, cfg.tasks, data, cpu)
+    batches = list(run.train_split.batches(8, drop_last=True))
+    steps = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch in range(3):
+            for inputs, labels in batches:
+                if epoch == 2:  # momentum is built: now the batch has no label for task 0
+                    labels = labels.clone()
+                    labels[:, 0] = -1
+                before = [_frozen_snapshot(run, j) for j in range(len(run.tasks))]
+                _, _, active = train_step(run, cfg, inputs, labels, epoch, cpu)
+                run.step += 1
+                steps += 1
+                for j in (~active).nonzero().flatten().tolist():
+                    head, own = _frozen_snapshot(run, j)
+                    for k, v in head.items():
+                        assert torch.equal(v, before[j][0][k]), (j, k)
+                    for x, y in zip(own, before[j][1]):
+                        assert torch.equal(x, y), j
+                if epoch == 2:
+                    assert not active[0]
+    assert steps >= 3

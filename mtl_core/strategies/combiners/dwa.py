@@ -21,6 +21,10 @@ class DWA(LossCombiner):
         self.history: list[list[float]] = []  # epoch-average training loss per task, last two epochs
         self.w = torch.ones(ctx.num_tasks)
 
+    @classmethod
+    def acts_from(cls, params):
+        return 2  # w = 1 until two epochs of losses exist
+
     def start_epoch(self, epoch: int) -> None:
         if len(self.history) < 2:
             self.w = torch.ones(self.ctx.num_tasks)

@@ -18,6 +18,12 @@ class Curriculum(TaskScheduler):
     name = "curriculum"
     _state_keys = ("scores", "order", "active")
 
+    @classmethod
+    def acts_from(cls, params):
+        if params.get("mode", "fixed") == "fixed":
+            return 0
+        return int(params.get("assessment_epochs", 2))  # all tasks train until the assessment
+
     def __init__(self, ctx: StrategyContext, *, mode: str = "fixed", stages: tuple[tuple[str, ...], ...] | None = None,
                  order: tuple[str, ...] | None = None, epochs_per_stage: int = 1, assessment_epochs: int = 2):
         super().__init__(ctx)

@@ -18,6 +18,10 @@ class DynamicStopAndGo(TaskScheduler):
     name = "dsg"
     _state_keys = ("best", "bad", "stopped", "cooldown_left")
 
+    @classmethod
+    def acts_from(cls, params):
+        return None  # from its first stop, which depends on the validation curve
+
     def __init__(self, ctx: StrategyContext, *, iter_gap: int = 4, threshold: float = 0.001,
                  continue_threshold: float = 0.005, patience: int = 1, cooldown: int = 1,
                  reset_epochs: tuple[int, ...] = ()):
