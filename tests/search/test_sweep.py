@@ -114,7 +114,10 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert {r.data.tags["name"] for r in final_runs if r.data.tags["role"] == "baseline"} == {"equal_sum", "single_task"}
     assert sorted({int(r.data.tags["seed"]) for r in final_runs}) == [1, 2, 3]  # disjoint from the search's seed 0
     runs = pd.read_parquet(exp / "final_runs.parquet")
-    assert all(len(v) == 120 for v in runs["pred/gory"])  # per-clip test predictions of every run came back
+    from search.stats import macro_f1
+    for _, r in runs.iterrows():  # every run's per-clip test predictions came back, and give its reported F1
+        assert len(r["pred/gory"]) == len(r["label/gory"]) > 0
+        assert macro_f1(r["pred/gory"][:, None], r["label/gory"][:, None])[0] == pytest.approx(r["test/gory/f1"])
     assert all(r.data.tags["role"] == "search" for r in children)
     assert not any(k.startswith("_") for r in all_runs for k in r.data.params)  # bookkeeping is never a parameter
     single = next(r for r in final_runs if r.data.tags["name"] == "single_task")
