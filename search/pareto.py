@@ -1,0 +1,130 @@
+"""Pareto ranking of objective vectors: non-dominated sorting, crowding distance, exact hypervolume.
+
+Every function here maximises every column (negate a column to minimise it). A row with a NaN (a trial
+that diverged) is dominated by every row without one, so it always lands in the last front. Pure numpy,
+sized for a search's fronts (dozens of points, up to five objectives).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_points(points) -> np.ndarray:
+    """An (n, m) float array; rows with a NaN become -inf everywhere (dominated by every finite row)."""
+    p = np.array(points, dtype=float, ndmin=2)
+    if p.size == 0:
+        return p.reshape(0, p.shape[-1] if p.ndim == 2 else 0)
+    p[np.isnan(p).any(axis=1)] = -np.inf
+    return p
+
+
+def _dominance(p: np.ndarray) -> np.ndarray:
+    """d[i, j]: row i dominates row j (at least as good everywhere, better somewhere)."""
+    ge = (p[:, None, :] >= p[None, :, :]).all(axis=2)
+    gt = (p[:, None, :] > p[None, :, :]).any(axis=2)
+    return ge & gt
+
+
+def non_dominated_ranks(points) -> np.ndarray:
+    """Each row's front: 0 for the rows nothing dominates, 1 for those only front 0 dominates, ...
+    Equal rows share a front."""
+    p = as_points(points)
+    ranks = np.full(len(p), -1, dtype=int)
+    if not len(p):
+        return ranks
+    dom = _dominance(p)
+    remaining = np.ones(len(p), dtype=bool)
+    rank = 0
+    while remaining.any():
+        front = remaining & ~dom[remaining].any(axis=0)
+        ranks[front] = rank
+        remaining &= ~front
+        rank += 1
+    return ranks
+
+
+def crowding_distance(points) -> np.ndarray:
+    """NSGA-II's crowding distance of the rows of one front (larger = more isolated, kept first).
+
+    Per objective, a row's neighbours are the next distinct values below and above it (so equal rows get
+    equal distances, whatever their order); the rows at either end get inf. An objective on which the
+    whole front is equal says nothing and adds nothing. Rows with a NaN get 0."""
+    p = np.array(points, dtype=float, ndmin=2)
+    n = len(p)
+    dist = np.zeros(n)
+    finite = np.isfinite(p).all(axis=1)
+    if finite.sum() <= 2:
+        dist[finite] = np.inf
+        return dist
+    q = p[finite]
+    d = np.zeros(len(q))
+    for col in q.T:
+        distinct = np.unique(col)
+        if len(distinct) < 2:
+            continue
+        at = np.searchsorted(distinct, col)
+        edge = (at == 0) | (at == len(distinct) - 1)
+        d[edge] = np.inf
+        inner = ~edge
+        d[inner] += (distinct[at[inner] + 1] - distinct[at[inner] - 1]) / (distinct[-1] - distinct[0])
+    dist[finite] = d
+    return dist
+
+
+def rank_and_crowding(points) -> tuple[np.ndarray, np.ndarray]:
+    """(front of each row, its crowding distance within its own front)."""
+    ranks = non_dominated_ranks(points)
+    p = np.array(points, dtype=float, ndmin=2)
+    crowd = np.zeros(len(ranks))
+    for r in np.unique(ranks):
+        members = ranks == r
+        crowd[members] = crowding_distance(p[members])
+    return ranks, crowd
+
+
+def pareto_order(points) -> np.ndarray:
+    """Row indices best first: by front, then by crowding distance (larger first), then by row order."""
+    ranks, crowd = rank_and_crowding(points)
+    return np.lexsort((np.arange(len(ranks)), -crowd, ranks))
+
+
+def ahead_counts(points) -> np.ndarray:
+    """For each row, how many rows rank strictly ahead of it (a better front, or the same front and a
+    larger crowding distance). Equal rows never rank ahead of each other."""
+    ranks, crowd = rank_and_crowding(points)
+    better_front = ranks[None, :] < ranks[:, None]
+    same_front_wider = (ranks[None, :] == ranks[:, None]) & (crowd[None, :] > crowd[:, None])
+    return (better_front | same_front_wider).sum(axis=1)
+
+
+def hypervolume(points, reference) -> float:
+    """The volume dominated by the rows and bounded below by `reference` (exact; rows not strictly
+    better than the reference in every objective add nothing)."""
+    p = as_points(points)
+    ref = np.asarray(reference, dtype=float)
+    if not len(p):
+        return 0.0
+    p = p[(p > ref).all(axis=1)] - ref
+    return float(_volume(p)) if len(p) else 0.0
+
+
+def hypervolume_contributions(points, reference) -> np.ndarray:
+    """Each row's exclusive share of the hypervolume: what the front loses without it."""
+    p = as_points(points)
+    total = hypervolume(p, reference)
+    return np.array([total - hypervolume(np.delete(p, i, axis=0), reference) for i in range(len(p))])
+
+
+def _volume(p: np.ndarray) -> float:
+    """The union of boxes [0, row] (all rows > 0): slices along the last objective (HSO), each slice the
+    volume of the rows above it in one dimension fewer; dominated rows are dropped at every level."""
+    p = np.unique(p, axis=0)
+    p = p[~_dominance(p).any(axis=0)]
+    if p.shape[1] == 1:
+        return float(p.max())
+    order = np.argsort(-p[:, -1], kind="stable")
+    p = p[order]
+    heights = p[:, -1] - np.append(p[1:, -1], 0.0)
+    if p.shape[1] == 2:  # the base case in closed form: a staircase
+        return float((heights * np.maximum.accumulate(p[:, 0])).sum())
+    return float(sum(_volume(p[: i + 1, :-1]) * h for i, h in enumerate(heights) if h > 0))
