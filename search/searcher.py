@@ -42,7 +42,8 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             return super().on_trial_complete(trial_id, result=result, error=error)
         step = int(result[self._time_attr])
         # the step ASHA decided on (a multi-objective study takes no intermediate values: PRUNED alone)
-        if isinstance(self.metric, str) and step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+        reported = ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values
+        if isinstance(self.metric, str) and step not in reported:
             ot_trial.report(float(result[self.metric]), step)
         self._tell(trial_id, ot_trial, TrialState.PRUNED)
 

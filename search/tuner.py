@@ -17,8 +17,10 @@ from ray.tune.schedulers import ASHAScheduler
 
 from mtl_core import keys
 from search.experiment import Experiment
+from search.front_trace import FrontTrace
 from search.mo_asha import MultiObjectiveASHA
 from search.progress import Progress
+from search.reference import majority_scores, reference_point, validation_labels
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
@@ -53,6 +55,8 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
         tune_config = tune.TuneConfig(**common)
     callbacks = [MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
                  Progress(progress_metric or s.metric, s.mode, expected, exp.max_t)]
+    if trials is None and s.objectives:
+        callbacks.append(_front_trace(exp, phase))
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,
                                 failure_config=tune.FailureConfig(max_failures=s.max_failures))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config), expected
@@ -103,6 +107,13 @@ def _mo_scheduler(exp: Experiment) -> MultiObjectiveASHA:
     metrics, modes = objectives(exp)
     return MultiObjectiveASHA(metrics, modes, max_t=exp.max_t, grace_period=s.grace_period,
                               reduction_factor=s.reduction_factor, state_file=str(exp.dir / "mo_asha_rungs.json"))
+
+
+def _front_trace(exp: Experiment, phase: str) -> FrontTrace:
+    """search/hypervolume per epoch spent, against the majority-class scores on validation; front_rank tags."""
+    s = exp.spec.search
+    reference = reference_point(s.objectives, majority_scores(validation_labels(exp.spec.config), exp.spec.config.tasks))
+    return FrontTrace(exp.tracker.fork(), phase, s.objectives, s.mode, reference)
 
 
 def trial_dirname(trial) -> str:

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import search.pareto
 from search.pareto import (ahead_counts, crowding_distance, hypervolume, hypervolume_contributions,
                            non_dominated_ranks, pareto_order, rank_and_crowding)
 
@@ -83,6 +84,18 @@ def _cells(points, ref):
     for cell in itertools.product(*(range(r, h) for r, h in zip(ref, hi))):
         count += bool(((points >= np.asarray(cell) + 1).all(axis=1)).any())
     return count
+
+
+@pytest.fixture(params=["optuna_wfg", "slicing"])
+def both_algorithms(request, monkeypatch):
+    """Every hypervolume test runs on Optuna's WFG (the fast path) and on the slicing fallback."""
+    if request.param == "slicing":
+        monkeypatch.setattr(search.pareto, "_wfg", None)
+    else:
+        assert search.pareto._wfg is not None
+
+
+pytestmark = pytest.mark.usefixtures("both_algorithms")
 
 
 @pytest.mark.parametrize("dims", [3, 4, 5])
