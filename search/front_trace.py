@@ -8,7 +8,6 @@ goes on counting from where it was."""
 from __future__ import annotations
 
 import math
-import time
 from typing import Sequence
 
 from ray import tune
@@ -66,7 +65,6 @@ class FrontTrace(tune.Callback):
         return dict(zip(ids, (int(r) for r in non_dominated_ranks([self.best[i][1] for i in ids]))))
 
     def on_experiment_end(self, trials, **info):
-        stamp = int(time.time() * 1000)
-        for tid, rank in self.front_ranks().items():  # a tag only: no metric, no status change
-            self.tracker.push(["metrics", self.phase, tid, 0, {}, {"front_rank": str(rank)}, stamp])
+        for tid, rank in self.front_ranks().items():  # a tag only: the run's status stays what it is
+            self.tracker.push(["tags", self.phase, tid, {"front_rank": str(rank)}])
         self.tracker.close()

@@ -56,8 +56,8 @@ def test_hypervolume_per_epoch_spent_and_front_ranks_at_the_end():
     assert [m for m, _, _ in tracker.calls] == ["log_metric"] * 4
     assert logged == [(1, 0.01), (2, 0.015), (3, round(0.15 * 0.2 + 0.05 * 0.05, 6)), (4, round(0.0325, 6))]
     trace.on_experiment_end([])
-    assert {op[2]: op[5]["front_rank"] for op in tracker.ops} == {"a": "0", "b": "0", "c": "1"}
-    assert all(op[0] == "metrics" and op[4] == {} for op in tracker.ops)  # a tag, nothing else
+    assert tracker.ops == [["tags", "search", "a", {"front_rank": "0"}], ["tags", "search", "b", {"front_rank": "0"}],
+                           ["tags", "search", "c", {"front_rank": "1"}]]
 
 
 def test_a_failed_trial_gets_no_rank_and_the_state_survives_a_restore():
