@@ -7,6 +7,12 @@ holds so far: ranked by non-dominated front, ties inside a front broken by crowd
 vectors every trial continues. A diverged trial's vector (NaN, or the search's worst score) is dominated by
 everything.
 
+Ties inside a front are broken by hypervolume contribution by default: with five objectives nearly every
+member of a small front is an end of it on some objective, where crowding distance is infinite, so crowding
+leaves most ties standing and stops little more than the dominated trials (a simulation of 16 trials x 6
+epochs, eta 2, five noisy correlated F1s: 73% of the epochs run with crowding, 57% with the contribution,
+58% for ASHA on their mean). `tie_break="crowding"` gives NSGA-II's rule.
+
 Tune pickles the scheduler into `tuner.pkl` when the experiment is built and restores it from there, not
 from its latest state; so the rungs are also written to `state_file` on every record, and a restored
 scheduler reads them back before its first decision (a --resume then ranks against every vector recorded
@@ -39,13 +45,14 @@ def rung_levels(max_t: int, grace_period: int, reduction_factor: int) -> list[in
 
 class MultiObjectiveASHA(FIFOScheduler):
     def __init__(self, metrics: Sequence[str], modes: Sequence[str], max_t: int, grace_period: int = 1,
-                 reduction_factor: int = 3, time_attr: str = "training_iteration", state_file: str | None = None):
+                 reduction_factor: int = 3, time_attr: str = "training_iteration", state_file: str | None = None,
+                 tie_break: str = "hypervolume"):
         super().__init__()
         if len(metrics) != len(modes) or not metrics:
             raise ValueError("one mode (min or max) per metric, and at least one metric")
         self.metrics, self.signs = list(metrics), [1.0 if m == "max" else -1.0 for m in modes]
         self.max_t, self.eta, self.time_attr = max_t, reduction_factor, time_attr
-        self.state_file = state_file
+        self.state_file, self.tie_break = state_file, tie_break
         # rung level -> trial id -> its vector, every objective turned into "higher is better"
         self.rungs: dict[int, dict[str, list[float]]] = {t: {} for t in rung_levels(max_t, grace_period,
                                                                                     reduction_factor)}
@@ -94,7 +101,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         if len(recorded) < self.eta:
             return True
         ids = list(recorded)
-        ahead = ahead_counts([recorded[i] for i in ids])[ids.index(trial_id)]
+        ahead = ahead_counts([recorded[i] for i in ids], self.tie_break)[ids.index(trial_id)]
         return bool(ahead < len(ids) // self.eta)
 
     def _vector(self, result: dict) -> list[float] | None:

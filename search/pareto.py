@@ -15,6 +15,9 @@ except ImportError:  # pragma: no cover
     _wfg = None
 
 
+TIE_BREAKS = ("crowding", "hypervolume")  # how rows of one front are ordered
+
+
 def as_points(points) -> np.ndarray:
     """An (n, m) float array; rows with a NaN become -inf everywhere (dominated by every finite row)."""
     p = np.array(points, dtype=float, ndmin=2)
@@ -94,12 +97,37 @@ def pareto_order(points) -> np.ndarray:
     return np.lexsort((np.arange(len(ranks)), -crowd, ranks))
 
 
-def ahead_counts(points) -> np.ndarray:
-    """For each row, how many rows rank strictly ahead of it (a better front, or the same front and a
-    larger crowding distance). Equal rows never rank ahead of each other."""
-    ranks, crowd = rank_and_crowding(points)
+def contribution_in_front(points, margin: float = 0.1) -> np.ndarray:
+    """Each row's hypervolume contribution within its own front, the objectives scaled to [0, 1] over the
+    finite rows and the reference `margin` below the worst of each (as SMS-EMOA: the ends of a front keep
+    a finite, comparable share). Rows with a NaN get 0."""
+    p = np.array(points, dtype=float, ndmin=2)
+    ranks = non_dominated_ranks(p)
+    out = np.zeros(len(p))
+    finite = np.isfinite(p).all(axis=1)
+    if not finite.any():
+        return out
+    lo, hi = p[finite].min(axis=0), p[finite].max(axis=0)
+    scaled = np.where(hi > lo, (p - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    for r in np.unique(ranks[finite]):
+        members = np.flatnonzero((ranks == r) & finite)
+        out[members] = hypervolume_contributions(scaled[members], np.full(p.shape[1], -margin))
+    return out
+
+
+def ahead_counts(points, tie_break: str = "crowding") -> np.ndarray:
+    """For each row, how many rows rank strictly ahead of it: a better front, or the same front and a
+    larger tie-break value (crowding distance, or hypervolume contribution: `contribution_in_front`).
+    Equal rows never rank ahead of each other."""
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break: {tie_break!r}; valid: {', '.join(TIE_BREAKS)}")
+    ranks = non_dominated_ranks(points)
+    if tie_break == "crowding":
+        key = rank_and_crowding(points)[1]
+    else:
+        key = contribution_in_front(points)
     better_front = ranks[None, :] < ranks[:, None]
-    same_front_wider = (ranks[None, :] == ranks[:, None]) & (crowd[None, :] > crowd[:, None])
+    same_front_wider = (ranks[None, :] == ranks[:, None]) & (key[None, :] > key[:, None])
     return (better_front | same_front_wider).sum(axis=1)
 
 

@@ -32,6 +32,7 @@ from mtl_core import keys
 from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass
+from search.pareto import TIE_BREAKS
 from search.trial import TrialMeta, trial_entry, with_overrides
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
@@ -66,6 +67,7 @@ class SearchSettings:
     axis_study: bool = False  # also retrain the best with one axis changed to each value (search.axis_study)
     objectives: tuple[str, ...] = ()  # a multi-objective search (`tasks` = each task's val F1); () = metric alone
     sampler: str = "tpe"  # tpe or nsga2
+    tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution or crowding
 
     @property
     def cpu(self) -> float:
@@ -198,6 +200,8 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
     s = build_dataclass(SearchSettings, raw or {}, "search", problems)
     if s.sampler not in SAMPLERS:
         problems.add(f"search.sampler: unknown sampler {s.sampler!r}; valid choices: {', '.join(SAMPLERS)}")
+    if s.tie_break not in TIE_BREAKS:
+        problems.add(f"search.tie_break: unknown rule {s.tie_break!r}; valid choices: {', '.join(TIE_BREAKS)}")
     _check_objectives(s, raw if isinstance(raw, dict) else {}, tasks, problems)
     if s.grouping_mode not in ("search", "exhaustive", "affinity", "both"):
         problems.add(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; valid choices: search, exhaustive, affinity, both")

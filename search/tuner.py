@@ -106,7 +106,8 @@ def _mo_scheduler(exp: Experiment) -> MultiObjectiveASHA:
     s = exp.spec.search
     metrics, modes = objectives(exp)
     return MultiObjectiveASHA(metrics, modes, max_t=exp.max_t, grace_period=s.grace_period,
-                              reduction_factor=s.reduction_factor, state_file=str(exp.dir / "mo_asha_rungs.json"))
+                              reduction_factor=s.reduction_factor, state_file=str(exp.dir / "mo_asha_rungs.json"),
+                              tie_break=s.tie_break)
 
 
 def _front_trace(exp: Experiment, phase: str) -> FrontTrace:

@@ -13,7 +13,8 @@ METRICS = ["a", "b"]
 
 
 def _scheduler(**kwargs):
-    args = dict(metrics=METRICS, modes=["max", "max"], max_t=8, grace_period=1, reduction_factor=2)
+    args = dict(metrics=METRICS, modes=["max", "max"], max_t=8, grace_period=1, reduction_factor=2,
+                tie_break="crowding")
     return MultiObjectiveASHA(**{**args, **kwargs})
 
 
@@ -50,6 +51,17 @@ def test_promotions_on_a_scripted_sequence():
     assert _report(s, "B", 8, 0.7, 0.7) == STOP  # max_t
     assert set(s.rungs[1]) == set("ABCDEFGHI") and set(s.rungs[2]) == {"B", "D", "F"} and set(s.rungs[4]) == {"B"}
     assert s.num_stopped == 6
+
+
+def test_the_hypervolume_contribution_keeps_a_knee_that_crowding_would_stop():
+    # X and Y are the ends of the front, Z its knee. Scaled to [0, 1] with the reference 0.1 below the
+    # worst of each objective, X and Y each own a 0.1 x 0.1 corner, Z the 0.9 x 0.9 square: Z ranks first.
+    for tie_break, decision in (("crowding", STOP), ("hypervolume", GO)):
+        s = _scheduler(tie_break=tie_break)
+        assert _report(s, "X", 1, 1.0, 0.0) == GO
+        assert _report(s, "Y", 1, 0.0, 1.0) == GO
+        assert _report(s, "Z", 1, 0.9, 0.9) == decision, tie_break
+    assert MultiObjectiveASHA(METRICS, ["max", "max"], max_t=4).tie_break == "hypervolume"  # the default
 
 
 def test_minimised_objectives_are_turned_around():

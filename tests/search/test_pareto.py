@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import search.pareto
-from search.pareto import (ahead_counts, crowding_distance, hypervolume, hypervolume_contributions,
-                           non_dominated_ranks, pareto_order, rank_and_crowding)
+from search.pareto import (ahead_counts, contribution_in_front, crowding_distance, hypervolume,
+                           hypervolume_contributions, non_dominated_ranks, pareto_order, rank_and_crowding)
 
 NAN = math.nan
 # two-objective set (higher is better): a front of three with a duplicate, one dominated row, the worst
@@ -111,3 +111,13 @@ def test_contributions_are_each_rows_exclusive_volume():
     np.testing.assert_allclose(hypervolume_contributions([(1, 3), (2, 2), (3, 1), (1, 1)], (0, 0)), [1, 1, 1, 0])
     # duplicates share their volume, so neither owns any of it
     np.testing.assert_allclose(hypervolume_contributions([(2, 2), (2, 2), (3, 1)], (0, 0)), [0, 0, 1])
+
+
+def test_contribution_in_front_scales_objectives_and_ranks_fronts_apart():
+    # objective scales differ by 100x; scaled to [0, 1], front 0 = the three first rows, front 1 = the fourth
+    points = [(100, 0), (0, 1), (90, 0.9), (50, 0.5), (NAN, 1)]
+    np.testing.assert_allclose(contribution_in_front(points), [0.01, 0.01, 0.81, 0.36, 0])
+    assert ahead_counts(points, "hypervolume").tolist() == [1, 1, 0, 3, 4]
+    assert ahead_counts(points, "crowding").tolist() == [0, 0, 2, 3, 4]
+    with pytest.raises(ValueError):
+        ahead_counts(points, "random")

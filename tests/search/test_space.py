@@ -193,6 +193,7 @@ def _launch_dry_run(path, capsys, *extra):
     ({"objectives": ["val/gory/f1"]}, "error: search.objectives: needs two or more metrics"),
     ({"objectives": "val/gory/f1"}, "error: search.objectives: expected a list, got 'val/gory/f1'"),
     ({"sampler": "cmaes"}, "error: search.sampler: unknown sampler 'cmaes'; valid choices: tpe, nsga2"),
+    ({"tie_break": "random"}, "error: search.tie_break: unknown rule 'random'; valid choices: crowding, hypervolume"),
 ])
 def test_a_bad_multi_objective_space_is_one_line_and_exit_2_before_ray(tmp_path, capsys, search, message):
     rc, out = _launch_dry_run(_write(tmp_path, {**BASE, "search": search}), capsys, "--storage", str(tmp_path / "exp"))
