@@ -131,6 +131,30 @@ def ahead_counts(points, tie_break: str = "crowding") -> np.ndarray:
     return (better_front | same_front_wider).sum(axis=1)
 
 
+def spread(points, k: int, first: int | None = None) -> list[int]:
+    """k row indices spread along the front, for retraining: `first` (e.g. the best trial by the search
+    metric; default the row of front 0 with the largest scaled hypervolume contribution), then each time
+    the front's row farthest (objectives scaled to [0, 1], Euclidean) from every row picked so far; when
+    front 0 runs out, front 1 the same way, and so on. Rows with a NaN come last, in row order."""
+    p = np.array(points, dtype=float, ndmin=2)
+    ranks = non_dominated_ranks(p)
+    finite = np.isfinite(p).all(axis=1)
+    if not finite.any():
+        return list(range(min(k, len(p))))
+    lo, hi = p[finite].min(axis=0), p[finite].max(axis=0)
+    scaled = np.where(hi > lo, (p - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    if first is None:
+        first = int(np.argmax(np.where((ranks == 0) & finite, contribution_in_front(p), -np.inf)))
+    picks = [first]
+    for r in np.unique(ranks[finite]):
+        pool = [i for i in np.flatnonzero((ranks == r) & finite) if i not in picks]
+        while pool and len(picks) < k:
+            gaps = [min(np.linalg.norm(scaled[i] - scaled[j]) for j in picks) for i in pool]
+            picks.append(pool.pop(int(np.argmax(gaps))))
+    picks += [i for i in np.flatnonzero(~finite) if len(picks) < k]
+    return [int(i) for i in picks[:k]]
+
+
 def hypervolume(points, reference) -> float:
     """The volume dominated by the rows and bounded below by `reference` (exact; rows not strictly
     better than the reference in every objective add nothing)."""

@@ -7,7 +7,7 @@ import pytest
 
 import search.pareto
 from search.pareto import (ahead_counts, contribution_in_front, crowding_distance, hypervolume,
-                           hypervolume_contributions, non_dominated_ranks, pareto_order, rank_and_crowding)
+                           hypervolume_contributions, non_dominated_ranks, pareto_order, rank_and_crowding, spread)
 
 NAN = math.nan
 # two-objective set (higher is better): a front of three with a duplicate, one dominated row, the worst
@@ -121,3 +121,16 @@ def test_contribution_in_front_scales_objectives_and_ranks_fronts_apart():
     assert ahead_counts(points, "crowding").tolist() == [0, 0, 2, 3, 4]
     with pytest.raises(ValueError):
         ahead_counts(points, "random")
+
+
+def test_spread_picks_the_ends_of_the_front_after_the_first():
+    # front 0: a line from (0, 1) to (1, 0); then one dominated row, one diverged
+    points = [(0.5, 0.5), (0.0, 1.0), (0.45, 0.55), (1.0, 0.0), (0.55, 0.45), (0.3, 0.3), (NAN, 1)]
+    assert spread(points, 3, first=2) == [2, 3, 1]  # from (0.45, 0.55) the farthest end, then the other end
+    assert spread(points, 1, first=4) == [4]
+    assert spread(points, 6, first=0) == [0, 1, 3, 2, 4, 5]  # both ends equally far: the lower row first;
+    # front 0 before the dominated row
+    assert spread(points, 7, first=0)[-1] == 6  # the diverged trial last
+    # without `first`: front 0's largest hypervolume contribution (scaled, reference 0.1 below the worst)
+    assert spread([(1.0, 0.0), (0.0, 1.0), (0.9, 0.9)], 1) == [2]
+    assert spread([(NAN, NAN), (NAN, 1)], 3) == [0, 1]
