@@ -29,7 +29,7 @@ from typing import Sequence
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search.pareto import ahead_counts
+from search.pareto import ahead_of
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         if len(recorded) < self.eta:
             return True
         ids = list(recorded)
-        ahead = ahead_counts([recorded[i] for i in ids], self.tie_break)[ids.index(trial_id)]
+        ahead = ahead_of([recorded[i] for i in ids], ids.index(trial_id), self.tie_break)
         return bool(ahead < len(ids) // self.eta)
 
     def _vector(self, result: dict) -> list[float] | None:

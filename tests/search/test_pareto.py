@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import search.pareto
-from search.pareto import (ahead_counts, contribution_in_front, crowding_distance, hypervolume,
+from search.pareto import (ahead_counts, ahead_of, contribution_in_front, crowding_distance, hypervolume,
                            hypervolume_contributions, non_dominated_ranks, pareto_order, rank_and_crowding, spread)
 
 NAN = math.nan
@@ -134,3 +134,19 @@ def test_spread_picks_the_ends_of_the_front_after_the_first():
     # without `first`: front 0's largest hypervolume contribution (scaled, reference 0.1 below the worst)
     assert spread([(1.0, 0.0), (0.0, 1.0), (0.9, 0.9)], 1) == [2]
     assert spread([(NAN, NAN), (NAN, 1)], 3) == [0, 1]
+
+
+@pytest.mark.parametrize("tie_break", ["crowding", "hypervolume"])
+def test_ahead_of_one_row_agrees_with_every_rows_count(tie_break):
+    rng = np.random.default_rng(1)
+    for points in (POINTS, [(100, 0), (0, 1), (90, 0.9), (50, 0.5), (NAN, 1)], rng.random((12, 4)).round(1)):
+        counts = ahead_counts(points, tie_break)
+        assert [ahead_of(points, i, tie_break) for i in range(len(points))] == counts.tolist()
+
+
+def test_contributions_equal_what_the_front_loses_without_each_row():
+    rng = np.random.default_rng(2)
+    points = rng.random((10, 4))
+    total = hypervolume(points, np.zeros(4))
+    expected = [total - hypervolume(np.delete(points, i, axis=0), np.zeros(4)) for i in range(10)]
+    np.testing.assert_allclose(hypervolume_contributions(points, np.zeros(4)), expected, atol=1e-12)
