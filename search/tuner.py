@@ -93,7 +93,10 @@ def objectives(exp: Experiment) -> tuple[list[str], list[str]]:
 def _searcher(exp: Experiment) -> PrunedAwareOptunaSearch:
     s = exp.spec.search
     metrics, modes = objectives(exp)
-    sampler = NSGAIISampler(seed=s.seed) if s.sampler == "nsga2" else TPESampler(seed=s.seed, multivariate=True, group=True)
+    if s.sampler == "nsga2":  # Optuna's generation of 50 would leave most searches at random: about 4 generations
+        sampler = NSGAIISampler(seed=s.seed, population_size=min(50, max(4, s.num_samples // 4)))
+    else:
+        sampler = TPESampler(seed=s.seed, multivariate=True, group=True)
     single = not s.objectives
     return PrunedAwareOptunaSearch(
         space=DefineByRun(exp.spec.space, exp.spec.config.tasks), sampler=sampler,

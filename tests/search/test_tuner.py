@@ -44,6 +44,7 @@ def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_sche
     searcher = _searcher(exp)
     assert searcher.metric == ["search/score/val/gory/f1", "search/score/val/gory/loss"]
     assert searcher._mode == ["max", "min"] and isinstance(searcher._sampler, NSGAIISampler)
+    assert searcher._sampler._population_size == 4  # num_samples 8: the smallest generation
     scheduler = _mo_scheduler(exp)
     assert scheduler.metrics == searcher.metric and scheduler.signs == [1.0, -1.0]
     assert sorted(scheduler.rungs) == [2, 4] and scheduler.tie_break == "crowding"
