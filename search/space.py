@@ -359,4 +359,6 @@ def dump_resolved(spec: SpaceSpec) -> str:
     """The space file as it will run (after --set and path resolution), for the experiment folder."""
     search = dataclasses.asdict(spec.search)
     search["baselines"], search["objectives"] = list(search["baselines"]), list(search["objectives"])
+    if search["objectives"]:  # they replace the metric: written together, the file would be refused
+        del search["metric"]
     return yaml.safe_dump({"name": spec.name, **spec.base, "search": search, "space": spec.space}, sort_keys=False)

@@ -215,6 +215,8 @@ def test_objectives_tasks_means_each_tasks_val_f1(tmp_path, capsys):
     from search.space import dump_resolved
 
     assert yaml.safe_load(dump_resolved(spec))["search"]["objectives"] == list(spec.search.objectives)
+    again = load_space(_write(tmp_path, yaml.safe_load(dump_resolved(spec)), "resolved.yaml"))  # runs as it ran
+    assert again.search == spec.search
     rc, out = _launch_dry_run(_write(tmp_path, data), capsys)
     assert rc == 0 and "is valid" in out.out
     mixed = load_space(_write(tmp_path, {**BASE, "search": {"objectives": ["val/gory/f1", "val/avg_loss"]}}))
