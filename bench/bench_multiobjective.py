@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from mtl_core import keys
-from search.pareto import hypervolume, non_dominated_ranks
+from search.front_report import hypervolume_trace, observed
 from search.reference import majority_scores, reference_point, validation_labels
 from search.space import load_space
 
@@ -50,30 +50,6 @@ def arm_space(base: dict, arm: str, max_t: int) -> dict:
     if arm == "mo_full":
         search["grace_period"] = max_t  # no rung below max_t: every trial trains to the end
     return data
-
-
-def observed(exp: Path, tasks: list[str]) -> pd.DataFrame:
-    """Every validation result of the search phase, in the order the driver received them."""
-    rows = []
-    for path in sorted((exp / "search").glob("trial_*/result.json")):
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            rows.append({"trial": path.parent.name, "timestamp": r.get("timestamp", 0),
-                         "iteration": r.get("training_iteration", 0),
-                         **{t: r.get(keys.task("val", t), np.nan) for t in tasks}})
-    df = pd.DataFrame(rows).sort_values(["timestamp", "trial", "iteration"], ignore_index=True)
-    return df.drop_duplicates(["trial", "iteration"], keep="last")  # a restored epoch counts once
-
-
-def hypervolume_trace(df: pd.DataFrame, tasks: list[str], reference: list[float]) -> np.ndarray:
-    """trace[e - 1]: the hypervolume of the front of the first e results (e epochs spent)."""
-    front, trace = np.empty((0, len(tasks))), []
-    for vec in df[tasks].to_numpy(float):
-        points = np.vstack([front, vec])
-        ranks = non_dominated_ranks(points)
-        front = points[(ranks == 0) & ~np.isnan(points).any(axis=1)]
-        trace.append(hypervolume(front, reference))
-    return np.array(trace)
 
 
 def run_arm(space: Path, store: Path, name: str, seed: int, num_samples: int | None, overrides: list[str]) -> Path:
@@ -130,6 +106,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     spec = load_space(args.space, args.overrides)
     tasks, max_t = list(spec.config.tasks), spec.max_t
+    objectives = [keys.task("val", t) for t in tasks]  # each task's val macro-F1, whatever the arm optimised
     base = yaml.safe_load(Path(args.space).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         store = args.keep or Path(tmp)
@@ -141,9 +118,8 @@ def main(argv=None):
                 space.write_text(yaml.safe_dump(arm_space(base, arm, max_t), sort_keys=False))
                 exp = run_arm(space, store, f"{arm}-{seed}", seed, args.num_samples, args.overrides)
                 if reference is None:  # once the first launch has prepared the data
-                    reference = reference_point([keys.task("val", t) for t in tasks],
-                                                majority_scores(validation_labels(spec.config), tasks))
-                trace = hypervolume_trace(observed(exp, tasks), tasks, reference)
+                    reference = reference_point(objectives, majority_scores(validation_labels(spec.config), tasks))
+                trace = hypervolume_trace(observed(exp, objectives)[objectives].to_numpy(float), reference)
                 rows.append({"arm": arm, "seed": seed, "epochs": len(trace), "trace": trace,
                              "hv": float(trace[-1]) if len(trace) else 0.0})
         runs = pd.DataFrame(rows)
