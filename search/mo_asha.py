@@ -2,10 +2,11 @@
 
 Rungs sit at grace_period * eta**k epochs below max_t, as in Ray's ASHA. When a trial reaches a rung its
 objective vector is recorded there, and it continues only if it is in the top 1/eta of the vectors the rung
-holds so far: ranked by non-dominated front, ties inside a front broken by crowding distance
-(`search.pareto`). Asynchronous like ASHA: no waiting for a full rung, and while a rung holds fewer than eta
-vectors every trial continues. A diverged trial's vector (NaN, or the search's worst score) is dominated by
-everything.
+holds so far: ranked by non-dominated front, ties inside a front broken by hypervolume contribution or
+crowding distance (`search.pareto`). Asynchronous like ASHA: no waiting for a full rung, and while a rung
+holds fewer than eta vectors every trial continues. A diverged trial's vector (a NaN, or the worst score the
+trainable reports for one, `mtl_core.keys.WORST`) is all NaN: dominated by everything, and kept out of the
+scaling of the others.
 
 Ties inside a front are broken by hypervolume contribution by default: with five objectives nearly every
 member of a small front is an end of it on some objective, where crowding distance is infinite, so crowding
@@ -29,6 +30,7 @@ from typing import Sequence
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from mtl_core import keys
 from search.pareto import ahead_of
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ class MultiObjectiveASHA(FIFOScheduler):
         if self.time_attr not in result or any(m not in result for m in self.metrics):
             return None  # as ASHA: no decision without the values (e.g. a result from a restore)
         values = [float(result[m]) for m in self.metrics]
-        if not all(math.isfinite(v) for v in values):
+        if not all(math.isfinite(v) and abs(v) < keys.WORST for v in values):
             return [math.nan] * len(values)  # diverged: dominated by everything
         return [s * v for s, v in zip(self.signs, values)]
 

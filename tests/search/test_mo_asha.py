@@ -64,6 +64,18 @@ def test_the_hypervolume_contribution_keeps_a_knee_that_crowding_would_stop():
     assert MultiObjectiveASHA(METRICS, ["max", "max"], max_t=4).tie_break == "hypervolume"  # the default
 
 
+def test_the_trainables_worst_score_counts_as_diverged_and_does_not_squash_the_others():
+    from mtl_core import keys
+
+    s = _scheduler(tie_break="hypervolume")
+    assert _report(s, "X", 1, 1.0, 0.0) == GO
+    assert _report(s, "W", 1, -keys.WORST, 0.95) == STOP  # its sarcasm score alone would put it on the front
+    assert all(math.isnan(v) for v in s.rungs[1]["W"])
+    # scaled over X, Y and Z only, Z keeps its knee (with -1e9 in the scale every gory value would be 1.0)
+    assert _report(s, "Y", 1, 0.0, 1.0) == GO
+    assert _report(s, "Z", 1, 0.9, 0.9) == GO
+
+
 def test_minimised_objectives_are_turned_around():
     s = _scheduler(modes=["min", "max"])
     assert _report(s, "A", 1, 0.2, 0.5) == GO
