@@ -5,6 +5,7 @@
     strategy/<task>/<name>, strategy/<name>        what a strategy did (weights, active fractions, ...)
     affinity/<i>/<j>                               TAG's Z(i -> j)
     search/score                                   what ASHA and Optuna see (below)
+    search/score/<metric>                          the same per objective of a multi-objective search
 """
 from __future__ import annotations
 
@@ -70,6 +71,16 @@ def for_group(metric: str, tasks) -> str:
 def better(value: float, best: float, mode: str) -> bool:
     """`value` is finite and improves on `best` (which may be +-inf) in direction `mode`."""
     return math.isfinite(value) and (value > best if mode == "max" else value < best)
+
+
+def objective_score(metric: str) -> str:
+    """`search/score/val/gory/f1`: what the multi-objective scheduler and Optuna see for one objective."""
+    return f"{SCORE}/{metric}"
+
+
+def direction(metric: str) -> str:
+    """An objective's mode, from its name: losses are minimised, everything else (F1, accuracy) maximised."""
+    return "min" if metric.endswith("loss") else "max"
 
 
 def task_of(key: str) -> str:

@@ -36,7 +36,7 @@ class Experiment:
 
     def trial_settings(self, eval_test: bool = False) -> TrialSettings:
         s = self.spec.search
-        return TrialSettings(self.spec.base, s.metric, s.mode, s.cpu, eval_test)
+        return TrialSettings(self.spec.base, s.metric, s.mode, s.cpu, eval_test, tuple(s.objectives))
 
     def resume_hint(self) -> str:
         return resume_hint(self.spec.path, self.dir)

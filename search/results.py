@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtl_core import TASKS, keys
+from search.pareto import rank_and_crowding
 
 STRATEGY_COLUMNS = ("strategy.scheduler.name", "strategy.combiner.name", "strategy.modality.name")
 
@@ -79,20 +80,47 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
             row["time_total_s"] = float(df["time_total_s"].max()) if "time_total_s" in df else float("nan")
         trials.append(row)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
-    return hist, pd.DataFrame(trials)
+    return hist, with_fronts(pd.DataFrame(trials), _objectives_of(results))
+
+
+def _objectives_of(results) -> tuple[str, ...]:
+    """The objectives the trials were searched on (their settings say; empty for a single metric)."""
+    for r in results:
+        objectives = ((r.config or {}).get("settings") or {}).get("objectives")
+        if objectives:
+            return tuple(objectives)
+    return ()
+
+
+def with_fronts(trials: pd.DataFrame, objectives) -> pd.DataFrame:
+    """`front` (0 = non-dominated) and `crowding` of each trial's best-epoch objective vector, for a
+    multi-objective search; a failed trial, or one with a NaN objective, is dominated by every other."""
+    if not objectives or trials.empty:
+        return trials
+    trials = trials.copy()
+    values = np.column_stack([trials[o].to_numpy(float) if o in trials else np.full(len(trials), np.nan)
+                              for o in objectives])
+    values *= np.array([1.0 if keys.direction(o) == "max" else -1.0 for o in objectives])
+    values[(trials["status"] == "failed").to_numpy()] = np.nan
+    trials["front"], trials["crowding"] = rank_and_crowding(values)
+    return trials
 
 
 def leaderboard(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
-    """Trials ranked by their best-epoch metric; failed trials last with their reason."""
+    """Trials ranked by their best-epoch metric, or (a multi-objective search, see `with_fronts`) by
+    front, then crowding, then the metric; failed trials last with their reason."""
     if trials.empty:
         return trials
     df = trials.copy()
     if metric not in df:
         df[metric] = math.nan
     df["_ok"] = df["status"] != "failed"
-    df = df.sort_values(["_ok", metric], ascending=[False, mode == "min"], na_position="last").drop(columns="_ok")
+    by = ["_ok", "front", "crowding", metric] if "front" in df else ["_ok", metric]
+    ascending = [False, True, False, mode == "min"] if "front" in df else [False, mode == "min"]
+    df = df.sort_values(by, ascending=ascending, na_position="last", kind="stable").drop(columns="_ok")
     df.insert(0, "rank", range(1, len(df) + 1))
-    cols = ["rank", "trial_id", "status", "epochs", metric] + [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in df]
+    cols = ["rank", "trial_id", "status", "epochs", "front", "crowding", metric]
+    cols += [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in df]
     cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "hostname", "error"]
     cols += [c for c in df.columns if c.startswith("final/")]
     return df[[c for c in dict.fromkeys(cols) if c in df]]
@@ -120,7 +148,8 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
         return
     short = {"strategy.scheduler.name": "scheduler", "strategy.combiner.name": "combiner",
              "strategy.modality.name": "modality", "groups": "groups"}
-    show = ["rank", "trial_id", "status", "epochs", metric] + [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in board]
+    show = ["rank", "trial_id", "status", "epochs"] + (["front"] if "front" in board else []) + [metric]
+    show += [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in board]
     show += [f"config/{c}" for c in STRATEGY_COLUMNS + ("groups",) if f"config/{c}" in board]
     view = board[board["rank"].notna()][show].head(top).rename(columns={f"config/{k}": v for k, v in short.items()})
     view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]

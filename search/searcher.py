@@ -1,4 +1,4 @@
-"""OptunaSearch that records trials ASHA stopped early as PRUNED (not COMPLETE) in the Optuna study.
+"""OptunaSearch that records trials ASHA (or MO-ASHA) stopped early as PRUNED (not COMPLETE) in the Optuna study.
 
 Ray's OptunaSearch tells Optuna every stopped trial is COMPLETE with its partial value, so the Optuna
 dashboard would show no pruning. Importable module: Tune pickles the searcher into the experiment.
@@ -33,15 +33,18 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         if error and ot_trial is not None and trial_id not in self._completed_trials:
             self._tell(trial_id, ot_trial, TrialState.FAIL)  # not COMPLETE with a partial value
             return
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         stopped_early = (ot_trial is not None and result and not error
                          and trial_id not in self._completed_trials
-                         and isinstance(self.metric, str) and self.metric in result
+                         and all(m in result for m in metrics)
                          and result.get(self._time_attr, self._max_t) < self._max_t)
         if not stopped_early:
             return super().on_trial_complete(trial_id, result=result, error=error)
         step = int(result[self._time_attr])
-        if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
-            ot_trial.report(float(result[self.metric]), step)  # the step ASHA decided on
+        # the step ASHA decided on (a multi-objective study takes no intermediate values: PRUNED alone)
+        reported = ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values
+        if isinstance(self.metric, str) and step not in reported:
+            ot_trial.report(float(result[self.metric]), step)
         self._tell(trial_id, ot_trial, TrialState.PRUNED)
 
     def _tell(self, trial_id, ot_trial, state) -> None:

@@ -32,6 +32,7 @@ from mtl_core import keys
 from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass
+from search.pareto import TIE_BREAKS
 from search.trial import TrialMeta, trial_entry, with_overrides
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
@@ -39,6 +40,7 @@ RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy")
 
 
 BASELINES = ("equal_sum", "single_task", "rlw")  # trained beside the final configurations (see search.baselines)
+SAMPLERS = ("tpe", "nsga2")  # Optuna's samplers a space may pick (both take one or several objectives)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class SearchSettings:
     tune_baselines: tuple[str, ...] = ()  # these baselines get their own search over the non-strategy knobs
     baseline_samples: int | None = None  # trials of each such search (None: num_samples)
     axis_study: bool = False  # also retrain the best with one axis changed to each value (search.axis_study)
+    objectives: tuple[str, ...] = ()  # a multi-objective search (`tasks` = each task's val F1); () = metric alone
+    sampler: str = "tpe"  # tpe or nsga2
+    tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution or crowding
 
     @property
     def max_seeds(self) -> int:
@@ -201,8 +206,15 @@ def _merge_products(groups: list[list[dict]], limit: int = 64) -> list[dict]:
     return [dict(kv for g in groups for kv in g[i % len(g)].items()) for i in range(n)]
 
 
-def _search_settings(raw: Any, problems: Problems) -> SearchSettings:
+def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) -> SearchSettings:
+    if isinstance(raw, dict) and raw.get("objectives") == "tasks":
+        raw = {**raw, "objectives": [keys.task("val", t) for t in tasks]}
     s = build_dataclass(SearchSettings, raw or {}, "search", problems)
+    if s.sampler not in SAMPLERS:
+        problems.add(f"search.sampler: unknown sampler {s.sampler!r}; valid choices: {', '.join(SAMPLERS)}")
+    if s.tie_break not in TIE_BREAKS:
+        problems.add(f"search.tie_break: unknown rule {s.tie_break!r}; valid choices: {', '.join(TIE_BREAKS)}")
+    _check_objectives(s, raw if isinstance(raw, dict) else {}, tasks, problems)
     if s.grouping_mode not in ("search", "exhaustive", "affinity", "both"):
         problems.add(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; valid choices: search, exhaustive, affinity, both")
     if s.mode not in ("min", "max"):
@@ -237,6 +249,26 @@ def _search_settings(raw: Any, problems: Problems) -> SearchSettings:
     return s
 
 
+def _check_objectives(s: SearchSettings, raw: dict, tasks: tuple[str, ...], problems: Problems) -> None:
+    """Several objectives replace the one metric: both written, or an objective no trial reports, is refused."""
+    if not s.objectives:
+        return
+    if "metric" in raw:
+        problems.add("search.objectives: set search.metric (one objective) or search.objectives (several), not both")
+    unknown = [o for o in s.objectives if not keys.SEARCHABLE.match(o)
+               or not (o.startswith("val/avg_") or keys.task_of(o) in tasks)]
+    twice = [o for o in s.objectives if s.objectives.count(o) > 1]
+    if unknown:
+        problems.add(f"search.objectives: {unknown[0]!r} is not a reported metric of the tasks {', '.join(tasks)} "
+                     f"(e.g. val/{tasks[0] if tasks else 'gory'}/f1, val/avg_f1; or `tasks`)")
+    elif twice:
+        problems.add(f"search.objectives: {twice[0]!r} is named twice")
+    elif len(s.objectives) < 2:
+        problems.add("search.objectives: needs two or more metrics (one objective is search.metric)")
+    if s.grouping_mode != "search":
+        problems.add(f"search.objectives: only grouping_mode search samples configurations, not {s.grouping_mode!r}")
+
+
 def _absolute_paths(base: dict[str, Any], cfg: Config) -> None:
     """Trials run in their own directories: the data and cache folders become absolute paths."""
     if cfg.data.root is not None:
@@ -258,7 +290,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
     with problems.collect():
         base_cfg = build_config(copy.deepcopy(base))
         _absolute_paths(base, base_cfg)
-    search = _search_settings(raw.get("search"), problems)
+    search = _search_settings(raw.get("search"), problems, base_cfg.tasks)
     space = raw.get("space") or {}
     if not isinstance(space, dict):
         problems.add("space: expected a mapping of config keys to values or distributions")
@@ -347,6 +379,8 @@ def sample_configs(spec: SpaceSpec, n: int) -> list[dict[str, Any]]:
 def dump_resolved(spec: SpaceSpec) -> str:
     """The space file as it will run (after --set and path resolution), for the experiment folder."""
     search = dataclasses.asdict(spec.search)
-    search["baselines"] = list(search["baselines"])
+    search["baselines"], search["objectives"] = list(search["baselines"]), list(search["objectives"])
     search["tune_baselines"] = list(search["tune_baselines"])
+    if search["objectives"]:  # they replace the metric: written together, the file would be refused
+        del search["metric"]
     return yaml.safe_dump({"name": spec.name, **spec.base, "search": search, "space": spec.space}, sort_keys=False)

@@ -119,6 +119,7 @@ class Tracker:
         ["start", phase, trial, params, tags]   a trial's child run
         ["metrics", phase, trial, step, values, tags, time_ms]
         ["end", phase, trial, status, tags]
+        ["tags", phase, trial, tags]            tags on a trial's run, its status untouched
     """
 
     def __init__(self, uri: str, experiment: str, parent_run_id: str, spool: str | None = None, retry_s: float = 30.0):
@@ -235,10 +236,16 @@ class Tracker:
             for k, v in tags.items():
                 self.client.set_tag(run_id, k, v)
             self.client.set_terminated(run_id, status=status)
+        elif kind == "tags":
+            _, phase, tid, tags = op
+            run_id = self._ensure_run(phase, tid, reopen=False)
+            for k, v in tags.items():
+                self.client.set_tag(run_id, k, v)
         else:
             raise ValueError(f"unknown tracking operation {kind!r}")
 
-    def _ensure_run(self, phase: str, tid: str, params: dict | None = None, tags: dict | None = None) -> str:
+    def _ensure_run(self, phase: str, tid: str, params: dict | None = None, tags: dict | None = None,
+                    reopen: bool = True) -> str:
         key = f"{phase}/{tid}"
         if key in self.runs:
             return self.runs[key]
@@ -247,7 +254,8 @@ class Tracker:
                                    filter_string=f"tags.tune_trial_id = '{tid}' and tags.phase = '{phase}'")
         if found:  # a resumed experiment: the trial's run already exists
             run_id = found[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
+            if reopen:
+                client.update_run(run_id, status="RUNNING")
         else:
             tags = {**(tags or {}), "mlflow.parentRunId": self.parent_run_id, "tune_trial_id": tid, "phase": phase}
             run_id = client.create_run(self._exp_id, run_name=f"{phase}-{tid}", tags=tags).info.run_id

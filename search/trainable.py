@@ -61,6 +61,8 @@ def train_trial(config: dict[str, Any]) -> None:
     def report(epoch: int, metrics: dict, checkpoint_dir: Path) -> None:
         metrics = dict(metrics)
         metrics[keys.SCORE] = keys.score(metrics.get(settings.metric), settings.mode)
+        for objective in settings.objectives:  # finite too, so no sampler or scheduler ever sees NaN
+            metrics[keys.objective_score(objective)] = keys.score(metrics.get(objective), keys.direction(objective))
         metrics["gpu_ids"] = gpu_ids  # "" without a GPU
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 

@@ -25,10 +25,11 @@ class TrialSettings:
     mode: str
     cpus: float  # torch threads = the CPUs Tune gives a trial
     eval_test: bool = False  # the final retraining: evaluate the best epoch's model on the test split
+    objectives: tuple[str, ...] = ()  # a multi-objective search: each gets its own search score
 
     @classmethod
     def of(cls, plain: dict[str, Any]) -> "TrialSettings":
-        return cls(**plain)
+        return cls(**{**plain, "objectives": tuple(plain.get("objectives", ()))})  # a list after a restore
 
     def config(self, overrides: dict[str, Any]) -> Config:
         return build_config(with_overrides(self.base, overrides))

@@ -1,6 +1,6 @@
-"""One builder for the Tune experiment of any phase: Optuna + ASHA over the space (the search phase), or
-a fixed list of trials, each trained once at the full budget (every other phase). Restored instead of
-built when --resume finds the phase's folder."""
+"""One builder for the Tune experiment of any phase: Optuna + ASHA over the space (the search phase; with
+several objectives a multi-objective study + MO-ASHA), or a fixed list of trials, each trained once at the
+full budget (every other phase). Restored instead of built when --resume finds the phase's folder."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow.fs as pafs
 
-from optuna.samplers import TPESampler
+from optuna.samplers import NSGAIISampler, TPESampler
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray import tune
@@ -17,7 +17,10 @@ from ray.tune.schedulers import ASHAScheduler
 
 from mtl_core import keys
 from search.experiment import Experiment
+from search.front_trace import FrontTrace
+from search.mo_asha import MultiObjectiveASHA
 from search.progress import Progress
+from search.reference import majority_scores, reference_point, validation_labels
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
@@ -53,7 +56,10 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     param_space = {"settings": asdict(exp.trial_settings(eval_test))}  # plain values: see search.trial
     common = dict(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
                   reuse_actors=True)  # no new process (torch import, data mapping) per trial
-    if trials is None:
+    if trials is None and s.objectives:  # the scheduler and the study hold the objectives, Tune no metric
+        tune_config = tune.TuneConfig(search_alg=_searcher(exp, plan), num_samples=plan.num_samples,
+                                      scheduler=_mo_scheduler(exp), **common)
+    elif trials is None:
         tune_config = tune.TuneConfig(metric=keys.SCORE, mode=s.mode, search_alg=_searcher(exp, plan),
                                       num_samples=plan.num_samples,
                                       scheduler=ASHAScheduler(max_t=exp.max_t, grace_period=s.grace_period,
@@ -63,6 +69,8 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
         tune_config = tune.TuneConfig(**common)
     callbacks = [MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
                  Progress(progress_metric or s.metric, s.mode, expected, exp.max_t)]
+    if trials is None and s.objectives:
+        callbacks.append(_front_trace(exp, phase))
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,
                                 failure_config=tune.FailureConfig(max_failures=s.max_failures))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config), expected
@@ -88,13 +96,42 @@ def keep_latest_checkpoints(results) -> int:
     return deleted
 
 
+def objectives(exp: Experiment) -> tuple[list[str], list[str]]:
+    """(the score keys the search optimises, their modes): one per objective, or `search/score` alone."""
+    s = exp.spec.search
+    if not s.objectives:
+        return [keys.SCORE], [s.mode]
+    return [keys.objective_score(o) for o in s.objectives], [keys.direction(o) for o in s.objectives]
+
+
 def _searcher(exp: Experiment, plan: SearchPlan) -> PrunedAwareOptunaSearch:
     s = exp.spec.search
+    metrics, modes = objectives(exp)
+    if s.sampler == "nsga2":  # Optuna's generation of 50 would leave most searches at random: about 4 generations
+        sampler = NSGAIISampler(seed=s.seed, population_size=min(50, max(4, s.num_samples // 4)))
+    else:
+        sampler = TPESampler(seed=s.seed, multivariate=True, group=True)
+    single = not s.objectives
     return PrunedAwareOptunaSearch(
-        space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed),
-        sampler=TPESampler(seed=s.seed, multivariate=True, group=True),
+        space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed), sampler=sampler,
         storage=JournalStorage(JournalFileBackend(str(exp.dir / "optuna.journal"))),
-        study_name=plan.study, max_t=exp.max_t, metric=keys.SCORE, mode=s.mode)  # define-by-run: set here too
+        study_name=plan.study, max_t=exp.max_t,  # define-by-run: metric and mode set here too
+        metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
+
+
+def _mo_scheduler(exp: Experiment) -> MultiObjectiveASHA:
+    s = exp.spec.search
+    metrics, modes = objectives(exp)
+    return MultiObjectiveASHA(metrics, modes, max_t=exp.max_t, grace_period=s.grace_period,
+                              reduction_factor=s.reduction_factor, state_file=str(exp.dir / "mo_asha_rungs.json"),
+                              tie_break=s.tie_break)
+
+
+def _front_trace(exp: Experiment, phase: str) -> FrontTrace:
+    """search/hypervolume per epoch spent, against the majority-class scores on validation; front_rank tags."""
+    s = exp.spec.search
+    reference = reference_point(s.objectives, majority_scores(validation_labels(exp.spec.config), exp.spec.config.tasks))
+    return FrontTrace(exp.tracker.fork(), phase, s.objectives, s.mode, reference)
 
 
 def trial_dirname(trial) -> str:

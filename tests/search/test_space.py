@@ -173,3 +173,51 @@ def test_a_space_file_reports_every_problem_at_once(tmp_path):
                           capture_output=True, text=True)
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == len(expected) and all(line.startswith("error: ") for line in err)
+
+
+def _launch_dry_run(path, capsys, *extra):
+    from search.launch import main
+
+    rc = main([str(path), "--dry-run", *extra])
+    return rc, capsys.readouterr()
+
+
+@pytest.mark.parametrize("search, message", [
+    ({"metric": "val/avg_f1", "objectives": "tasks"},
+     "error: search.objectives: set search.metric (one objective) or search.objectives (several), not both"),
+    ({"objectives": ["val/gory/f1", "val/gorey/f1"]},
+     "error: search.objectives: 'val/gorey/f1' is not a reported metric of the tasks binary, mature, gory, "
+     "slapstick, sarcasm (e.g. val/binary/f1, val/avg_f1; or `tasks`)"),
+    ({"objectives": ["val/gory/f1", "val/gory/f2"]}, "error: search.objectives: 'val/gory/f2' is not a reported metric"),
+    ({"objectives": ["val/gory/f1", "val/gory/f1"]}, "error: search.objectives: 'val/gory/f1' is named twice"),
+    ({"objectives": ["val/gory/f1"]}, "error: search.objectives: needs two or more metrics"),
+    ({"objectives": "val/gory/f1"}, "error: search.objectives: expected a list, got 'val/gory/f1'"),
+    ({"sampler": "cmaes"}, "error: search.sampler: unknown sampler 'cmaes'; valid choices: tpe, nsga2"),
+    ({"tie_break": "random"}, "error: search.tie_break: unknown rule 'random'; valid choices: crowding, hypervolume"),
+])
+def test_a_bad_multi_objective_space_is_one_line_and_exit_2_before_ray(tmp_path, capsys, search, message):
+    rc, out = _launch_dry_run(_write(tmp_path, {**BASE, "search": search}), capsys, "--storage", str(tmp_path / "exp"))
+    assert rc == 2 and out.err.startswith(message) and out.err.count("\n") == 1, out.err
+    assert not (tmp_path / "exp").exists()  # refused before anything was set up
+
+
+def test_an_objective_of_a_task_the_experiment_does_not_train_is_refused(tmp_path, capsys):
+    data = {**BASE, "tasks": ["gory", "sarcasm"], "search": {"objectives": ["val/gory/f1", "val/mature/f1"]}}
+    rc, out = _launch_dry_run(_write(tmp_path, data), capsys)
+    assert rc == 2 and "'val/mature/f1' is not a reported metric of the tasks gory, sarcasm" in out.err
+
+
+def test_objectives_tasks_means_each_tasks_val_f1(tmp_path, capsys):
+    data = {**BASE, "tasks": ["gory", "sarcasm", "mature"], "search": {"objectives": "tasks", "sampler": "nsga2"}}
+    spec = load_space(_write(tmp_path, data))
+    assert spec.search.objectives == ("val/gory/f1", "val/sarcasm/f1", "val/mature/f1")
+    assert spec.search.sampler == "nsga2" and spec.search.metric == "val/avg_f1"  # the metric stays the default
+    from search.space import dump_resolved
+
+    assert yaml.safe_load(dump_resolved(spec))["search"]["objectives"] == list(spec.search.objectives)
+    again = load_space(_write(tmp_path, yaml.safe_load(dump_resolved(spec)), "resolved.yaml"))  # runs as it ran
+    assert again.search == spec.search
+    rc, out = _launch_dry_run(_write(tmp_path, data), capsys)
+    assert rc == 0 and "is valid" in out.out
+    mixed = load_space(_write(tmp_path, {**BASE, "search": {"objectives": ["val/gory/f1", "val/avg_loss"]}}))
+    assert mixed.search.objectives == ("val/gory/f1", "val/avg_loss")

@@ -164,3 +164,20 @@ def test_metric_names_are_ones_mlflow_accepts():
 
     assert metric_name("config 0: binary+gory|mature") == "config_0_binary_gory/mature"
     assert metric_name("rank 1") == "rank_1" and metric_name("equal_sum") == "equal_sum"
+
+
+def test_a_tag_on_an_ended_run_leaves_its_status(tmp_path):
+    """The front ranks are tagged by another callback's tracker once the runs have ended: the lookup must
+    not reopen them (a resumed trial's lookup does)."""
+    from search.tracking import open_parent
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "space.yaml").write_text("name: x\n")
+    parent = open_parent(uri, "tags", None, {}, tmp_path / "space.yaml", tmp_path / "artifacts")
+    trials, front = Tracker(uri, "tags", parent), Tracker(uri, "tags", parent)
+    trials.push(["start", "search", "t1", {"train.lr": 0.1}, {}])
+    trials.push(["end", "search", "t1", "KILLED", {}])
+    front.push(["tags", "search", "t1", {"front_rank": "2"}])
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("tags").experiment_id], "tags.tune_trial_id = 't1'")
+    assert run.info.status == "KILLED" and run.data.tags["front_rank"] == "2"

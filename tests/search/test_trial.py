@@ -12,7 +12,7 @@ from search.space import DefineByRun
 from search.trial import TrialMeta, TrialSettings, config_of, meta_of, trial_entry
 
 
-def _run_trial(monkeypatch, tmp_path, entry, values):
+def _run_trial(monkeypatch, tmp_path, entry, values, objectives=()):
     import search.trainable as trainable
 
     reported, seen = [], {}
@@ -25,10 +25,11 @@ def _run_trial(monkeypatch, tmp_path, entry, values):
     def fake_train(cfg, report, run_dir, resume):
         seen["cfg"] = cfg
         for epoch, value in enumerate(values):
-            report(epoch, {"val/avg_f1": value}, tmp_path)
+            report(epoch, {"val/avg_f1": value, "val/gory/f1": value, "val/gory/loss": value}, tmp_path)
 
     monkeypatch.setattr(trainable, "train", fake_train)
-    settings = TrialSettings({"model": {"text_encoder": "tiny"}, "train": {"epochs": 5}}, "val/avg_f1", "max", 2.0)
+    settings = TrialSettings({"model": {"text_encoder": "tiny"}, "train": {"epochs": 5}}, "val/avg_f1", "max", 2.0,
+                             objectives=objectives)
     trainable.train_trial({"settings": asdict(settings), "trial": entry})
     return reported, seen["cfg"]
 
@@ -40,6 +41,17 @@ def test_a_diverged_metric_stays_nan_and_the_search_sees_the_worst_score(monkeyp
     assert reported[1]["val/avg_f1"] == 0.4 and reported[1][keys.SCORE] == 0.4
     # the trial's config: the shared sections, its overrides, threads from its CPU share, no progress bar
     assert cfg.train.lr == 0.01 and cfg.train.epochs == 5 and cfg.train.num_threads == 2 and not cfg.train.progress
+
+
+def test_each_objective_gets_a_finite_score_of_its_own_direction(monkeypatch, tmp_path):
+    entry = trial_entry({"train.lr": 0.01}, TrialMeta("search"))
+    objectives = ("val/gory/f1", "val/gory/loss")
+    reported, _ = _run_trial(monkeypatch, tmp_path, entry, [float("nan"), 0.4], objectives)
+    f1, loss = keys.objective_score("val/gory/f1"), keys.objective_score("val/gory/loss")
+    assert f1 == "search/score/val/gory/f1"
+    assert reported[0][f1] == -keys.WORST and reported[0][loss] == keys.WORST  # diverged: worst either way
+    assert reported[1][f1] == 0.4 and reported[1][loss] == 0.4
+    assert math.isnan(reported[0]["val/gory/f1"])  # the metric itself stays NaN
 
 
 def test_a_config_built_on_the_driver_is_the_one_trained(monkeypatch, tmp_path):

@@ -26,3 +26,29 @@ def test_only_the_checkpoint_a_result_points_to_survives(tmp_path):
     assert (three / "checkpoint_000002" / "state.pt").is_file()
     assert sorted(p.name for p in one.iterdir()) == ["checkpoint_000000", "run"]
     assert sorted(p.name for p in none.iterdir()) == ["run"]
+
+
+def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_scheduler(tmp_path):
+    from types import SimpleNamespace
+
+    from optuna.samplers import NSGAIISampler
+
+    from search.space import SearchSettings
+    from search.tuner import _mo_scheduler, _searcher, objectives
+
+    settings = SearchSettings(objectives=("val/gory/f1", "val/gory/loss"), sampler="nsga2", tie_break="crowding",
+                              grace_period=2, reduction_factor=2)
+    exp = SimpleNamespace(spec=SimpleNamespace(search=settings, space={}, config=SimpleNamespace(tasks=("gory",))),
+                          dir=tmp_path, name="mo", max_t=8)
+    assert objectives(exp) == (["search/score/val/gory/f1", "search/score/val/gory/loss"], ["max", "min"])
+    searcher = _searcher(exp)
+    assert searcher.metric == ["search/score/val/gory/f1", "search/score/val/gory/loss"]
+    assert searcher._mode == ["max", "min"] and isinstance(searcher._sampler, NSGAIISampler)
+    assert searcher._sampler._population_size == 4  # num_samples 8: the smallest generation
+    scheduler = _mo_scheduler(exp)
+    assert scheduler.metrics == searcher.metric and scheduler.signs == [1.0, -1.0]
+    assert sorted(scheduler.rungs) == [2, 4] and scheduler.tie_break == "crowding"
+    assert scheduler.state_file == str(tmp_path / "mo_asha_rungs.json")
+    single = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(), space={}, config=SimpleNamespace(tasks=())),
+                             dir=tmp_path, name="one", max_t=8)
+    assert objectives(single) == (["search/score"], ["max"]) and _searcher(single).metric == "search/score"

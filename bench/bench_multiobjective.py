@@ -1,0 +1,134 @@
+"""Multi-objective search against the single-objective one (issue 23): the hypervolume of the validation front
+each search found, and the epochs it spent, on the same space, trials and epoch budget, over several seeds.
+
+    python bench/bench_multiobjective.py [spaces/groupings.yaml] [--seeds 3] [--num-samples N] [--set key=value ...]
+
+Three searches per seed, each a whole launch with the final phase off:
+    mo_asha      multi-objective TPE over each task's val macro-F1, MO-ASHA stopping (search.objectives: tasks)
+    scalar_asha  TPE on val/avg_f1 with ASHA (today's search)
+    mo_full      multi-objective TPE, no early stopping (grace_period = max_t: no rung below max_t)
+
+The front of a search is that of every (trial, epoch) validation vector it observed; its hypervolume is
+taken against the majority-class macro-F1 of each task on validation (`search.reference`), and traced
+against the epochs spent in the order the results came (Tune's result.json timestamps), so two searches can
+be compared at the same number of epochs. Targets: mo_asha's hypervolume >= scalar_asha's at the same epochs,
+and mo_asha's epochs <= 40% of mo_full's. Prints a Markdown table; not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mtl_core import keys
+from search.front_report import hypervolume_trace, observed
+from search.reference import majority_scores, reference_point, validation_labels
+from search.space import load_space
+
+ARMS = ("mo_asha", "scalar_asha", "mo_full")
+
+
+def arm_space(base: dict, arm: str, max_t: int) -> dict:
+    """The space file of one arm: the base with its search settings changed, nothing else."""
+    data = json.loads(json.dumps(base))
+    search = data.setdefault("search", {})
+    search["final_k"] = 0  # the search alone: the final phase is no part of the comparison
+    if arm == "scalar_asha":
+        search["metric"] = "val/avg_f1"
+        search.pop("objectives", None)
+        return data
+    search.pop("metric", None)
+    search.update(objectives="tasks", sampler="tpe")
+    if arm == "mo_full":
+        search["grace_period"] = max_t  # no rung below max_t: every trial trains to the end
+    return data
+
+
+def run_arm(space: Path, store: Path, name: str, seed: int, num_samples: int | None, overrides: list[str]) -> Path:
+    cmd = [sys.executable, "-m", "search.launch", str(space), "--storage", str(store), "--name", name,
+           "--set", f"search.seed={seed}"]
+    cmd += ["--num-samples", str(num_samples)] if num_samples else []
+    for o in overrides:
+        cmd += ["--set", o]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        raise SystemExit(f"{name} failed with exit {proc.returncode}")
+    print(f"  {name}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    return store / name
+
+
+def at_epochs(trace: np.ndarray, epochs: int) -> float:
+    return float(trace[min(epochs, len(trace)) - 1]) if len(trace) and epochs > 0 else 0.0
+
+
+def summarise(runs: pd.DataFrame) -> str:
+    """The Markdown table (mean ± std over seeds) and the two targets."""
+    lines = ["| search | seeds | epochs | hypervolume | hypervolume at mo_asha's epochs |", "|---|---|---|---|---|"]
+    for arm in ARMS:
+        r = runs[runs["arm"] == arm]
+        if r.empty:
+            continue
+        lines.append(f"| {arm} | {len(r)} | {r['epochs'].mean():.1f} ± {r['epochs'].std(ddof=1) if len(r) > 1 else 0:.1f} "
+                     f"| {r['hv'].mean():.5f} ± {r['hv'].std(ddof=1) if len(r) > 1 else 0:.5f} "
+                     f"| {r['hv_at_mo'].mean():.5f} |")
+    if (runs["hv"] == 0).all():
+        lines.append("\nnote: every hypervolume is 0: no observed vector beats the majority-class reference on every "
+                     "task (too few epochs or trials for this space)")
+    by = runs.pivot(index="seed", columns="arm")
+    if {"mo_asha", "scalar_asha"} <= set(runs["arm"]):
+        wins = (by["hv_at_mo"]["mo_asha"] >= by["hv_at_mo"]["scalar_asha"]).sum()
+        lines.append(f"\nmo_asha's hypervolume >= scalar_asha's at the same epochs: {wins} of {len(by)} seeds "
+                     f"(mean {by['hv_at_mo']['mo_asha'].mean():.5f} vs {by['hv_at_mo']['scalar_asha'].mean():.5f})")
+    if {"mo_asha", "mo_full"} <= set(runs["arm"]):
+        share = by["epochs"]["mo_asha"].sum() / by["epochs"]["mo_full"].sum()
+        lines.append(f"mo_asha's epochs / mo_full's: {share:.0%} (target <= 40%)")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("space", nargs="?", default="spaces/groupings.yaml")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--num-samples", type=int, default=None)
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--keep", type=Path, default=None, help="keep the experiments here (default: a temporary folder)")
+    args = p.parse_args(argv)
+    spec = load_space(args.space, args.overrides)
+    tasks, max_t = list(spec.config.tasks), spec.max_t
+    objectives = [keys.task("val", t) for t in tasks]  # each task's val macro-F1, whatever the arm optimised
+    base = yaml.safe_load(Path(args.space).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.keep or Path(tmp)
+        store.mkdir(parents=True, exist_ok=True)
+        rows, reference = [], None
+        for seed in range(args.seeds):
+            for arm in args.arms.split(","):
+                space = store / f"{arm}.yaml"
+                space.write_text(yaml.safe_dump(arm_space(base, arm, max_t), sort_keys=False))
+                exp = run_arm(space, store, f"{arm}-{seed}", seed, args.num_samples, args.overrides)
+                if reference is None:  # once the first launch has prepared the data
+                    reference = reference_point(objectives, majority_scores(validation_labels(spec.config), tasks))
+                trace = hypervolume_trace(observed(exp, objectives)[objectives].to_numpy(float), reference)
+                rows.append({"arm": arm, "seed": seed, "epochs": len(trace), "trace": trace,
+                             "hv": float(trace[-1]) if len(trace) else 0.0})
+        runs = pd.DataFrame(rows)
+        mo_epochs = runs[runs["arm"] == "mo_asha"].set_index("seed")["epochs"]
+        runs["hv_at_mo"] = [at_epochs(r["trace"], int(mo_epochs.get(r["seed"], r["epochs"]))) for _, r in runs.iterrows()]
+        print(f"space {args.space}: {spec.search.num_samples if not args.num_samples else args.num_samples} trials "
+              f"of up to {max_t} epochs per search, {args.seeds} seeds; reference: majority-class val macro-F1")
+        print(summarise(runs.drop(columns="trace")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""python -m search.front_report EXPERIMENT_DIR: the front of a multi-objective search, for the report.
+
+The hypervolume of every validation vector the search observed against the epochs it had spent (in the
+order Tune received the results), with the reference point each objective's majority-class score on
+validation, as `hypervolume.png`; and which strategies populate which part of the front: each trial of
+front 0 with its strategy and the objectives on which it is the front's best (an end of the front) or
+`knee` (none). `front_section` returns the Markdown for `search.report`'s summary (one line there calls
+it); alone, this writes `report/front.md`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from mtl_core import keys  # noqa: E402
+from search.pareto import hypervolume, non_dominated_ranks  # noqa: E402
+
+STRATEGY = {"config/strategy.scheduler.name": "scheduler", "config/strategy.combiner.name": "combiner",
+            "config/strategy.modality.name": "modality", "config/groups": "groups"}
+
+
+def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") -> pd.DataFrame:
+    """Every result of the phase's trials (one row per trial and epoch, a restored epoch once), in the
+    order the driver received them (Tune's result.json timestamps)."""
+    rows = []
+    for path in sorted((Path(exp_dir) / phase).glob("trial_*/result.json")):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            rows.append({"trial": path.parent.name.removeprefix("trial_"), "timestamp": r.get("timestamp", 0),
+                         "iteration": r.get("training_iteration", 0), **{o: r.get(o, np.nan) for o in objectives}})
+    if not rows:
+        return pd.DataFrame(columns=["trial", "timestamp", "iteration", *objectives])
+    df = pd.DataFrame(rows).sort_values(["timestamp", "trial", "iteration"], kind="stable", ignore_index=True)
+    return df.drop_duplicates(["trial", "iteration"], keep="last").reset_index(drop=True)
+
+
+def hypervolume_trace(values: np.ndarray, reference: Sequence[float]) -> np.ndarray:
+    """trace[e - 1]: the hypervolume of the front of the first e vectors (higher is better everywhere)."""
+    front, trace = np.empty((0, len(reference))), []
+    for vec in np.asarray(values, dtype=float):
+        points = np.vstack([front, vec])
+        keep = (non_dominated_ranks(points) == 0) & ~np.isnan(points).any(axis=1)
+        front = points[keep]
+        trace.append(hypervolume(front, reference) if len(front) else 0.0)
+    return np.array(trace)
+
+
+def signed(df: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:
+    """The objectives' columns, each turned so that higher is better."""
+    return df[list(objectives)].to_numpy(float) * [1.0 if keys.direction(o) == "max" else -1.0 for o in objectives]
+
+
+def parts_of_front(trials: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
+    """Front 0's trials, their strategy, and the objectives on which each is the front's best."""
+    front = trials[trials["front"] == 0].copy() if "front" in trials else trials.iloc[0:0].copy()
+    if front.empty:
+        return front
+    values = signed(front, objectives)
+    best = values.max(axis=0)
+    front["best on"] = [", ".join(o for o, v, b in zip(objectives, row, best) if v == b) or "knee" for row in values]
+    cols = ["trial_id"] + [c for c in STRATEGY if c in front] + list(objectives) + ["best on"]
+    return front[cols].rename(columns=STRATEGY)
+
+
+def markdown_table(df: pd.DataFrame) -> list[str]:
+    """A plain Markdown table (floats to 3 places; a `|` inside a cell escaped)."""
+    def cell(v) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v).replace("|", "\\|")
+    return ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)] + \
+        ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+
+
+def front_section(exp_dir: Path, out: Path, reference: Sequence[float] | None = None) -> list[str]:
+    """The report's Markdown on the front (empty for a single-metric search); writes hypervolume.png."""
+    exp_dir = Path(exp_dir)
+    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    objectives = list((space.get("search") or {}).get("objectives") or [])
+    if not objectives:
+        return []
+    if reference is None:
+        reference = _reference(exp_dir, objectives)
+    lines = ["## The front of the tasks (multi-objective search)", ""]
+    seen = observed(exp_dir, objectives)
+    if reference is not None and len(seen):
+        trace = hypervolume_trace(signed(seen, objectives), reference)
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.step(np.arange(1, len(trace) + 1), trace, where="post")
+        ax.set_xlabel("epochs spent (all trials)")
+        ax.set_ylabel("hypervolume")
+        ax.set_title("hypervolume of the validation front against the majority-class reference")
+        fig.tight_layout()
+        fig.savefig(out / "hypervolume.png", dpi=110)
+        plt.close(fig)
+        lines += [f"Hypervolume of the validation front after {len(trace)} epochs: {trace[-1]:.5g} (reference: "
+                  "each objective's majority-class score on validation).", "",
+                  "![hypervolume against epochs spent](hypervolume.png)", ""]
+    trials = pd.read_parquet(exp_dir / "trials.parquet") if (exp_dir / "trials.parquet").is_file() else pd.DataFrame()
+    parts = parts_of_front(trials, objectives)
+    if not parts.empty:
+        lines += [f"{len(parts)} of {len(trials)} trials are non-dominated; which strategies hold which part of "
+                  "the front (`best on`: the objectives on which a trial is the front's best; `knee`: none):", "",
+                  *markdown_table(parts), ""]
+    return lines
+
+
+def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
+    from search.reference import majority_scores, reference_point, validation_labels
+    from search.space import load_space
+
+    spec = load_space(exp_dir / "space.yaml")
+    return reference_point(objectives, majority_scores(validation_labels(spec.config), spec.config.tasks))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m search.front_report", description=__doc__)
+    p.add_argument("experiment_dir", type=Path)
+    args = p.parse_args(argv)
+    out = args.experiment_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    lines = front_section(args.experiment_dir, out)
+    if not lines:
+        print(f"error: {args.experiment_dir}: not a multi-objective search (no search.objectives)", file=sys.stderr)
+        return 2
+    (out / "front.md").write_text("\n".join(lines))
+    print(f"front written to {out / 'front.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Pareto ranking of objective vectors: non-dominated sorting, crowding distance, exact hypervolume.
+
+Every function here maximises every column (negate a column to minimise it). A row with a NaN (a trial
+that diverged) is dominated by every row without one, so it always lands in the last front. Pure numpy,
+sized for a search's fronts (dozens of points, up to five objectives).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:  # Optuna's WFG (what its multi-objective samplers use): the same exact value, 10-40x faster on
+    # 40-80 points in 5-D than the slicing below, which stays as the fallback if the private name moves
+    from optuna._hypervolume import compute_hypervolume as _wfg
+except ImportError:  # pragma: no cover
+    _wfg = None
+
+
+TIE_BREAKS = ("crowding", "hypervolume")  # how rows of one front are ordered
+
+
+def as_points(points) -> np.ndarray:
+    """An (n, m) float array; rows with a NaN become -inf everywhere (dominated by every finite row)."""
+    p = np.array(points, dtype=float, ndmin=2)
+    if p.size == 0:
+        return p.reshape(0, p.shape[-1] if p.ndim == 2 else 0)
+    p[np.isnan(p).any(axis=1)] = -np.inf
+    return p
+
+
+def _dominance(p: np.ndarray) -> np.ndarray:
+    """d[i, j]: row i dominates row j (at least as good everywhere, better somewhere)."""
+    ge = (p[:, None, :] >= p[None, :, :]).all(axis=2)
+    gt = (p[:, None, :] > p[None, :, :]).any(axis=2)
+    return ge & gt
+
+
+def non_dominated_ranks(points) -> np.ndarray:
+    """Each row's front: 0 for the rows nothing dominates, 1 for those only front 0 dominates, ...
+    Equal rows share a front."""
+    p = as_points(points)
+    ranks = np.full(len(p), -1, dtype=int)
+    if not len(p):
+        return ranks
+    dom = _dominance(p)
+    remaining = np.ones(len(p), dtype=bool)
+    rank = 0
+    while remaining.any():
+        front = remaining & ~dom[remaining].any(axis=0)
+        ranks[front] = rank
+        remaining &= ~front
+        rank += 1
+    return ranks
+
+
+def crowding_distance(points) -> np.ndarray:
+    """NSGA-II's crowding distance of the rows of one front (larger = more isolated, kept first).
+
+    Per objective, a row's neighbours are the next distinct values below and above it (so equal rows get
+    equal distances, whatever their order); the rows at either end get inf. An objective on which the
+    whole front is equal says nothing and adds nothing. Rows with a NaN get 0."""
+    p = np.array(points, dtype=float, ndmin=2)
+    n = len(p)
+    dist = np.zeros(n)
+    finite = np.isfinite(p).all(axis=1)
+    if finite.sum() <= 2:
+        dist[finite] = np.inf
+        return dist
+    q = p[finite]
+    d = np.zeros(len(q))
+    for col in q.T:
+        distinct = np.unique(col)
+        if len(distinct) < 2:
+            continue
+        at = np.searchsorted(distinct, col)
+        edge = (at == 0) | (at == len(distinct) - 1)
+        d[edge] = np.inf
+        inner = ~edge
+        d[inner] += (distinct[at[inner] + 1] - distinct[at[inner] - 1]) / (distinct[-1] - distinct[0])
+    dist[finite] = d
+    return dist
+
+
+def rank_and_crowding(points) -> tuple[np.ndarray, np.ndarray]:
+    """(front of each row, its crowding distance within its own front)."""
+    ranks = non_dominated_ranks(points)
+    p = np.array(points, dtype=float, ndmin=2)
+    crowd = np.zeros(len(ranks))
+    for r in np.unique(ranks):
+        members = ranks == r
+        crowd[members] = crowding_distance(p[members])
+    return ranks, crowd
+
+
+def pareto_order(points) -> np.ndarray:
+    """Row indices best first: by front, then by crowding distance (larger first), then by row order."""
+    ranks, crowd = rank_and_crowding(points)
+    return np.lexsort((np.arange(len(ranks)), -crowd, ranks))
+
+
+def _scaled(p: np.ndarray) -> np.ndarray:
+    """Each objective scaled to [0, 1] over the finite rows (a constant objective to 0)."""
+    finite = np.isfinite(p).all(axis=1)
+    lo, hi = p[finite].min(axis=0), p[finite].max(axis=0)
+    return np.where(hi > lo, (p - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+
+
+def contribution_in_front(points, margin: float = 0.1, fronts=None) -> np.ndarray:
+    """Each row's hypervolume contribution within its own front, the objectives scaled to [0, 1] over the
+    finite rows and the reference `margin` below the worst of each (as SMS-EMOA: the ends of a front keep
+    a finite, comparable share). Rows with a NaN get 0. `fronts`: only these (others get 0)."""
+    p = np.array(points, dtype=float, ndmin=2)
+    ranks = non_dominated_ranks(p)
+    out = np.zeros(len(p))
+    finite = np.isfinite(p).all(axis=1)
+    if not finite.any():
+        return out
+    scaled = _scaled(p)
+    for r in np.unique(ranks[finite]) if fronts is None else fronts:
+        members = np.flatnonzero((ranks == r) & finite)
+        out[members] = hypervolume_contributions(scaled[members], np.full(p.shape[1], -margin))
+    return out
+
+
+def ahead_of(points, row: int, tie_break: str = "crowding") -> int:
+    """How many rows rank strictly ahead of `row` (as `ahead_counts`), computing the tie-break inside
+    its own front only: what a scheduler deciding on one trial needs."""
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break: {tie_break!r}; valid: {', '.join(TIE_BREAKS)}")
+    p = np.array(points, dtype=float, ndmin=2)
+    ranks = non_dominated_ranks(p)
+    front = ranks == ranks[row]
+    if tie_break == "crowding":
+        key = np.zeros(len(p))
+        key[front] = crowding_distance(p[front])
+    else:
+        key = contribution_in_front(p, fronts=[ranks[row]])
+    return int((ranks < ranks[row]).sum() + (front & (key > key[row])).sum())
+
+
+def ahead_counts(points, tie_break: str = "crowding") -> np.ndarray:
+    """For each row, how many rows rank strictly ahead of it: a better front, or the same front and a
+    larger tie-break value (crowding distance, or hypervolume contribution: `contribution_in_front`).
+    Equal rows never rank ahead of each other."""
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break: {tie_break!r}; valid: {', '.join(TIE_BREAKS)}")
+    ranks = non_dominated_ranks(points)
+    if tie_break == "crowding":
+        key = rank_and_crowding(points)[1]
+    else:
+        key = contribution_in_front(points)
+    better_front = ranks[None, :] < ranks[:, None]
+    same_front_wider = (ranks[None, :] == ranks[:, None]) & (key[None, :] > key[:, None])
+    return (better_front | same_front_wider).sum(axis=1)
+
+
+def spread(points, k: int, first: int | None = None) -> list[int]:
+    """k row indices spread along the front, for retraining: `first` (e.g. the best trial by the search
+    metric; default the row of front 0 with the largest scaled hypervolume contribution), then each time
+    the front's row farthest (objectives scaled to [0, 1], Euclidean) from every row picked so far; when
+    front 0 runs out, front 1 the same way, and so on. Rows with a NaN come last, in row order."""
+    p = np.array(points, dtype=float, ndmin=2)
+    ranks = non_dominated_ranks(p)
+    finite = np.isfinite(p).all(axis=1)
+    if not finite.any():
+        return list(range(min(k, len(p))))
+    scaled = _scaled(p)
+    if first is None:
+        first = int(np.argmax(np.where((ranks == 0) & finite, contribution_in_front(p), -np.inf)))
+    picks = [first]
+    for r in np.unique(ranks[finite]):
+        pool = [i for i in np.flatnonzero((ranks == r) & finite) if i not in picks]
+        while pool and len(picks) < k:
+            gaps = [min(np.linalg.norm(scaled[i] - scaled[j]) for j in picks) for i in pool]
+            picks.append(pool.pop(int(np.argmax(gaps))))
+    picks += [i for i in np.flatnonzero(~finite) if len(picks) < k]
+    return [int(i) for i in picks[:k]]
+
+
+def hypervolume(points, reference) -> float:
+    """The volume dominated by the rows and bounded below by `reference` (exact; rows not strictly
+    better than the reference in every objective add nothing)."""
+    p = as_points(points)
+    ref = np.asarray(reference, dtype=float)
+    if not len(p):
+        return 0.0
+    p = p[(p > ref).all(axis=1)] - ref
+    if not len(p):
+        return 0.0
+    if _wfg is not None:
+        return float(_wfg(-p, np.zeros(p.shape[1])))  # Optuna minimises: the boxes [-row, 0]
+    return float(_volume(p))
+
+
+def hypervolume_contributions(points, reference) -> np.ndarray:
+    """Each row's exclusive share of the hypervolume: what the front loses without it. Computed as its own
+    box less the other rows clipped to that box (a small set once dominated rows drop out): 0.3 s for 40
+    rows in 5-D where total-minus-the-rest took 2.7 s."""
+    p = as_points(points)
+    ref = np.asarray(reference, dtype=float)
+    out = np.zeros(len(p))
+    for i in np.flatnonzero((p > ref).all(axis=1)):
+        others = np.delete(p, i, axis=0)
+        out[i] = np.prod(p[i] - ref) - hypervolume(np.minimum(others, p[i]), ref)
+    return out
+
+
+def _volume(p: np.ndarray) -> float:
+    """The union of boxes [0, row] (all rows > 0): slices along the last objective (HSO), each slice the
+    volume of the rows above it in one dimension fewer; dominated rows are dropped at every level."""
+    p = np.unique(p, axis=0)
+    p = p[~_dominance(p).any(axis=0)]
+    if p.shape[1] == 1:
+        return float(p.max())
+    order = np.argsort(-p[:, -1], kind="stable")
+    p = p[order]
+    heights = p[:, -1] - np.append(p[1:, -1], 0.0)
+    if p.shape[1] == 2:  # the base case in closed form: a staircase
+        return float((heights * np.maximum.accumulate(p[:, 0])).sum())
+    return float(sum(_volume(p[: i + 1, :-1]) * h for i, h in enumerate(heights) if h > 0))

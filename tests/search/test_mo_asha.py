@@ -1,0 +1,145 @@
+"""The multi-objective scheduler's decisions on scripted results (fake trials, no Ray cluster)."""
+import math
+import pickle
+from types import SimpleNamespace
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from search.mo_asha import MultiObjectiveASHA, rung_levels
+
+GO, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+METRICS = ["a", "b"]
+
+
+def _scheduler(**kwargs):
+    args = dict(metrics=METRICS, modes=["max", "max"], max_t=8, grace_period=1, reduction_factor=2,
+                tie_break="crowding")
+    return MultiObjectiveASHA(**{**args, **kwargs})
+
+
+def _report(s, trial_id, t, a, b):
+    return s.on_trial_result(None, SimpleNamespace(trial_id=trial_id), {"training_iteration": t, "a": a, "b": b})
+
+
+def test_rungs_are_those_of_ray_asha():
+    assert rung_levels(8, 1, 2) == [1, 2, 4]
+    assert rung_levels(9, 1, 3) == [1, 3]  # at 9 = max_t a trial ends anyway
+    assert rung_levels(100, 10, 3) == [10, 30, 90]
+    assert rung_levels(4, 4, 2) == []
+
+
+def test_promotions_on_a_scripted_sequence():
+    s = _scheduler()
+    # rung 1 (epoch 1): (decision, why)
+    assert _report(s, "A", 1, 0.5, 0.5) == GO    # fewer than eta vectors: continue
+    assert _report(s, "B", 1, 0.6, 0.6) == GO    # 2 vectors, keep 1: B dominates A
+    assert _report(s, "C", 1, 0.4, 0.4) == STOP  # 3, keep 1: C is in the last front
+    assert _report(s, "D", 1, 0.7, 0.3) == GO    # 4, keep 2: front {B, D}, both ends of it
+    assert _report(s, "E", 1, math.nan, 9.0) == STOP  # 5, keep 2: diverged, dominated by everything
+    assert _report(s, "F", 1, 0.3, 0.9) == GO    # 6, keep 3: front {B, D, F}, F an end (crowding inf)
+    assert _report(s, "G", 1, 0.55, 0.55) == STOP  # 7, keep 3: front 1 (B dominates it), three ahead
+    assert _report(s, "H", 1, 0.65, 0.45) == GO  # 8, keep 4: front 0 = {B, D, F, H}; of its inner points
+    # B is the more isolated (crowding 1.625 vs 0.75), so D, F and B rank ahead of H: fourth, kept
+    assert _report(s, "I", 1, 0.62, 0.5) == STOP  # 9, keep 4: front 0 again, and the most crowded of five
+    # later epochs: recorded once per rung, decided by what that rung holds so far
+    assert _report(s, "B", 2, 0.65, 0.6) == GO   # alone at rung 2
+    assert _report(s, "B", 3, 0.1, 0.1) == GO    # no rung at 3: no decision
+    assert _report(s, "D", 2, 0.6, 0.2) == STOP  # 2 vectors, keep 1: B dominates D
+    assert _report(s, "F", 2, 0.3, 0.9) == GO    # 3, keep 1: F on the front with B, an end of it
+    assert _report(s, "B", 4, 0.7, 0.7) == GO
+    assert _report(s, "B", 8, 0.7, 0.7) == STOP  # max_t
+    assert set(s.rungs[1]) == set("ABCDEFGHI") and set(s.rungs[2]) == {"B", "D", "F"} and set(s.rungs[4]) == {"B"}
+    assert s.num_stopped == 6
+
+
+def test_the_hypervolume_contribution_keeps_a_knee_that_crowding_would_stop():
+    # X and Y are the ends of the front, Z its knee. Scaled to [0, 1] with the reference 0.1 below the
+    # worst of each objective, X and Y each own a 0.1 x 0.1 corner, Z the 0.9 x 0.9 square: Z ranks first.
+    for tie_break, decision in (("crowding", STOP), ("hypervolume", GO)):
+        s = _scheduler(tie_break=tie_break)
+        assert _report(s, "X", 1, 1.0, 0.0) == GO
+        assert _report(s, "Y", 1, 0.0, 1.0) == GO
+        assert _report(s, "Z", 1, 0.9, 0.9) == decision, tie_break
+    assert MultiObjectiveASHA(METRICS, ["max", "max"], max_t=4).tie_break == "hypervolume"  # the default
+
+
+def test_the_trainables_worst_score_counts_as_diverged_and_does_not_squash_the_others():
+    from mtl_core import keys
+
+    s = _scheduler(tie_break="hypervolume")
+    assert _report(s, "X", 1, 1.0, 0.0) == GO
+    assert _report(s, "W", 1, -keys.WORST, 0.95) == STOP  # its sarcasm score alone would put it on the front
+    assert all(math.isnan(v) for v in s.rungs[1]["W"])
+    # scaled over X, Y and Z only, Z keeps its knee (with -1e9 in the scale every gory value would be 1.0)
+    assert _report(s, "Y", 1, 0.0, 1.0) == GO
+    assert _report(s, "Z", 1, 0.9, 0.9) == GO
+
+
+def test_minimised_objectives_are_turned_around():
+    s = _scheduler(modes=["min", "max"])
+    assert _report(s, "A", 1, 0.2, 0.5) == GO
+    assert _report(s, "B", 1, 0.1, 0.6) == GO    # lower a, higher b: B dominates A
+    assert _report(s, "C", 1, 0.3, 0.4) == STOP
+
+
+def test_equal_vectors_continue_or_stop_together():
+    s = _scheduler()
+    assert [_report(s, t, 1, 0.5, 0.5) for t in "ABCD"] == [GO, GO, GO, GO]
+    assert _report(s, "E", 1, 0.4, 0.4) == STOP
+
+
+def test_a_result_without_the_objectives_decides_nothing():
+    s = _scheduler()
+    assert s.on_trial_result(None, SimpleNamespace(trial_id="A"), {"training_iteration": 1, "a": 0.1}) == GO
+    assert s.rungs[1] == {}
+
+
+def test_a_trial_first_seen_past_a_rung_is_recorded_at_the_highest_it_reached():
+    s = _scheduler()
+    assert _report(s, "A", 3, 0.5, 0.5) == GO
+    assert set(s.rungs[2]) == {"A"} and s.rungs[1] == {}
+
+
+def test_a_trial_that_ends_at_a_rung_is_recorded_there():
+    s = _scheduler()
+    s.on_trial_complete(None, SimpleNamespace(trial_id="A"), {"training_iteration": 1, "a": 0.5, "b": 0.5})
+    assert s.rungs[1] == {"A": [0.5, 0.5]}
+
+
+def test_tune_may_not_set_a_single_metric_beside_the_objectives():
+    s = _scheduler()
+    assert s.set_search_properties(None, None) is True
+    assert s.set_search_properties("search/score", "max") is False
+
+
+def test_a_restored_scheduler_ranks_against_what_was_recorded_before_the_interrupt(tmp_path):
+    state = tmp_path / "rungs.json"
+    built = _scheduler(state_file=str(state))
+    pristine = pickle.dumps(built)  # what tuner.pkl holds: the scheduler as the experiment was built
+    assert _report(built, "A", 1, 0.5, 0.5) == GO
+    assert _report(built, "B", 1, 0.6, 0.6) == GO
+    assert _report(built, "X", 1, math.nan, math.nan) == STOP  # diverged
+    restored = pickle.loads(pristine)
+    assert restored.rungs[1] == {}
+    # with the rungs read back, C faces A, B and X: keep 2 of 4, C is behind B only
+    assert _report(restored, "C", 1, 0.55, 0.55) == GO
+    assert set(restored.rungs[1]) == {"A", "B", "X", "C"}
+    assert _report(restored, "D", 1, 0.4, 0.4) == STOP
+    fresh = _scheduler()  # without the recorded vectors the same result would have continued
+    assert _report(fresh, "D", 1, 0.4, 0.4) == GO
+
+
+def test_save_and_restore_round_trip(tmp_path):
+    s = _scheduler()
+    _report(s, "A", 1, 0.5, math.nan)
+    _report(s, "B", 2, 0.6, 0.6)
+    s.save(str(tmp_path / "s.json"))
+    other = _scheduler()
+    other.restore(str(tmp_path / "s.json"))
+    assert set(other.rungs[1]) == {"A"} and other.rungs[2] == {"B": [0.6, 0.6]} and other.num_stopped == s.num_stopped
+
+
+def test_one_mode_per_metric():
+    with pytest.raises(ValueError):
+        MultiObjectiveASHA(["a", "b"], ["max"], max_t=4)
