@@ -45,7 +45,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
     saved = compute_saved(out.trials, out.expected, exp.max_t)
     print_leaderboard(board, s.metric)
     print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
-          f"({saved['compute_saved_frac']:.0%} saved by ASHA)", flush=True)
+          f"({saved['compute_saved_frac']:.0%} saved by {'MO-ASHA' if s.objectives else 'ASHA'})", flush=True)
     exp.tracker.log_metrics({**saved, **_headline(board, out.comparisons, s.metric), **_axis_metrics(exp)})
     try:
         exp.tracker.call("log_artifacts", str(write_report(exp.dir)), "report")

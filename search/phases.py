@@ -28,6 +28,7 @@ from search.axis_study import AXIS_STUDY_FILE, axis_design, axis_effects_table, 
 from search.baselines import baseline_overrides
 from search.decision import DECISION_FILE, TUNED_FILE, RunScores, decision_table, looks, race, still_open
 from search.experiment import Experiment
+from search.front_picks import front_picks
 from search.groupings import distinct_configs, group_trials, score_table, summarise
 from search.results import collect, error_line, leaderboard, trial_id_of, write_parquet
 from search.signals import terminated
@@ -283,7 +284,10 @@ def final(exp: Experiment, out: Outcome) -> None:
     race: `final_seeds` seeds each, then more seeds only for the comparisons with the best that are still
     undecided (search.decision), up to `final_max_seeds`. Test metrics and per-clip predictions per run."""
     s, tasks = exp.spec.search, exp.spec.config.tasks
-    picks = best_candidates(out.candidates, s.final_k, s.mode)
+    if s.objectives and not out.trials.empty:  # a front: members spread along it, the best by the metric first
+        picks = front_picks(out.candidates, out.trials, s.objectives, s.final_k, s.mode)
+    else:
+        picks = best_candidates(out.candidates, s.final_k, s.mode)
     if not picks:
         return
     entries = _final_entries(exp, out, picks)

@@ -28,6 +28,7 @@ from mtl_core import TASKS, keys  # noqa: E402
 from search.axis_study import AXIS_STUDY_FILE  # noqa: E402
 from search.space import partition_label  # noqa: E402
 from mtl_core.strategies import REGISTRIES  # noqa: E402
+from search.front_report import front_section  # noqa: E402
 from search.decision import DECISION_FILE, TUNED_FILE, RunScores  # noqa: E402
 from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, rungs, scores_at  # noqa: E402
 
@@ -115,6 +116,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     shares = front_shares(RunScores(runs, tasks), list(table["name"])) if not table.empty else {}
     lines += _answer_section(exp_dir, runs, table, tasks, shares)
     lines += _pareto_section(out, table, tasks, ranked, shares)
+    lines += front_section(exp_dir, out)  # a multi-objective search's front (empty otherwise)
     lines += _axis_study_section(exp_dir)
     lines += _axes_section(out, history, trials, metric, mode, _milestones(exp_dir))
     lines += _learning_curves(out, history, ranked, metric, top)

@@ -104,8 +104,9 @@ def objectives(exp: Experiment) -> tuple[list[str], list[str]]:
     return [keys.objective_score(o) for o in s.objectives], [keys.direction(o) for o in s.objectives]
 
 
-def _searcher(exp: Experiment, plan: SearchPlan) -> PrunedAwareOptunaSearch:
+def _searcher(exp: Experiment, plan: SearchPlan | None = None) -> PrunedAwareOptunaSearch:
     s = exp.spec.search
+    plan = plan or SearchPlan(exp.spec.space, {}, s.num_samples, exp.name)
     metrics, modes = objectives(exp)
     if s.sampler == "nsga2":  # Optuna's generation of 50 would leave most searches at random: about 4 generations
         sampler = NSGAIISampler(seed=s.seed, population_size=min(50, max(4, s.num_samples // 4)))

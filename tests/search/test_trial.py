@@ -22,7 +22,7 @@ def _run_trial(monkeypatch, tmp_path, entry, values, objectives=()):
     monkeypatch.setattr(trainable.tune.Checkpoint, "from_directory", staticmethod(lambda d: None))
     monkeypatch.setattr(trainable, "placement", lambda cfg: (cfg, ""))
 
-    def fake_train(cfg, report, run_dir, resume):
+    def fake_train(cfg, report, run_dir, resume, eval_test=False):
         seen["cfg"] = cfg
         for epoch, value in enumerate(values):
             report(epoch, {"val/avg_f1": value, "val/gory/f1": value, "val/gory/loss": value}, tmp_path)
