@@ -158,7 +158,7 @@ def _answer_section(exp_dir: Path, runs: pd.DataFrame, table: pd.DataFrame, task
               f"front of the per-task means.", ""]
     protocol = _protocols(exp_dir)
     head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | front |"
-    lines += [head, "|" + "---|" * (6 + len(tasks))]
+    lines += [head, "|" + "---|" * (5 + len(tasks))]
     for _, r in table.iterrows():
         cells = [_pm(r, "test/avg_f1")] + [_pm(r, f"test/{t}/f1") for t in tasks]
         dm = "-"

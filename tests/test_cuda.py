@@ -66,3 +66,40 @@ def test_the_lstms_stay_fp32_under_bf16_on_cuda(tiny_data):
     assert dtypes == [torch.float32]
     z.float().sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.video_enc.lstm.parameters())
+
+
+@pytest.mark.parametrize("combiner", ["equal", "uncertainty", "pcgrad"])
+def test_an_inactive_task_stays_untouched_on_cuda(tiny_data, combiner):
+    """The freeze of an inactive task's head, BatchNorm statistics and combiner entries (indices, optimizer
+    moments) on the device."""
+    from mtl_core.prepare import prepare
+    from mtl_core.train import build_group, train_step
+
+    cfg = build_config(tiny_raw(tiny_data, train={"device": "cuda"}, strategy={"combiner": combiner}))
+    cuda = torch.device("cuda")
+    data = prepare(cfg, cuda, splits=("train", "val"))
+    run = build_group(cfg, cfg.tasks, data, cuda)
+    for step, (inputs, labels) in enumerate(run.train_split.batches(8, drop_last=True)):
+        inputs, labels = inputs.to(cuda), labels.to(cuda)
+        if step >= 2:
+            labels[:, 0] = -1
+        head = {k: v.clone() for k, v in run.model.heads[run.tasks[0]].state_dict().items()}
+        own = [p.detach()[0].clone() for p in run.strategies["combiner"].parameters()]
+        _, _, active = train_step(run, cfg, inputs, labels, 0, cuda)
+        run.step += 1
+        if step >= 2:
+            assert not active[0]
+            assert all(torch.equal(v, head[k]) for k, v in run.model.heads[run.tasks[0]].state_dict().items())
+            assert all(torch.equal(p.detach()[0], o) for p, o in zip(run.strategies["combiner"].parameters(), own))
+        if step == 4:
+            break
+
+
+def test_eval_test_predictions_on_cuda(tiny_data, tmp_path):
+    from mtl_core.train import PREDICTIONS_FILE, load_predictions
+
+    cfg = build_config(tiny_raw(tiny_data, train={"device": "cuda", "epochs": 2}, groups=[["binary", "gory"],
+                                                                                        ["mature", "slapstick", "sarcasm"]]))
+    history = train(cfg, None, tmp_path, eval_test=True)
+    arrays = load_predictions(tmp_path / "checkpoint" / PREDICTIONS_FILE)
+    assert "test/avg_f1" in history[-1] and len(arrays["pred/gory"]) == len(arrays["label/gory"]) > 0
