@@ -1,4 +1,4 @@
-"""Gradient aggregators from torchjd (the maintained implementations; METHODS.md 0 and 5).
+"""Gradient aggregators from torchjd (the maintained implementations; docs/methods.md#gradient-methods).
 
 Each acts on the [A, d] Jacobian of the active tasks' losses w.r.t. the shared parameters and returns
 the update direction. Every torchjd aggregator used here is a weighting of the Jacobian's rows: the
@@ -58,8 +58,9 @@ class _Aggregator(LossCombiner):
 
 
 class PCGrad(_Aggregator):
-    """PCGrad (Yu et al. 2020, METHODS.md 4): each g_i is projected onto the normal plane of every
-    conflicting g_j (random order per i, from torch's seeded RNG), then summed. Shared parameters only."""
+    """PCGrad (Yu et al. 2020; docs/methods.md#combiner-pcgrad): each g_i is projected onto the normal
+    plane of every conflicting g_j (random order per i, from torch's seeded RNG), then summed. Shared
+    parameters only."""
 
     name = "pcgrad"
 
@@ -68,8 +69,8 @@ class PCGrad(_Aggregator):
 
 
 class MGDA(_Aggregator):
-    """MGDA (Sener & Koltun 2018, METHODS.md 5.2): the min-norm point of the convex hull of the task
-    gradients (Frank-Wolfe on the simplex)."""
+    """MGDA (Sener & Koltun 2018; docs/methods.md#combiner-mgda): the min-norm point of the convex hull
+    of the task gradients (Frank-Wolfe on the simplex)."""
 
     name = "mgda"
 
@@ -83,8 +84,8 @@ class MGDA(_Aggregator):
 
 
 class CAGrad(_Aggregator):
-    """CAGrad (Liu et al. 2021, METHODS.md 5.3): maximise the worst task's improvement within a ball of
-    radius c·‖g_0‖ around the mean gradient g_0 (convex dual solved by torchjd with cvxpy)."""
+    """CAGrad (Liu et al. 2021; docs/methods.md#combiner-cagrad): maximise the worst task's improvement
+    within a ball of radius c·‖g_0‖ around the mean gradient g_0 (convex dual solved by torchjd with cvxpy)."""
 
     name = "cagrad"
 
@@ -100,8 +101,9 @@ class CAGrad(_Aggregator):
 
 
 class AlignedMTL(_Aggregator):
-    """Aligned-MTL (Senushkin et al. 2023, METHODS.md 5.7): condition the gradient system by setting all
-    its singular values to the smallest one (scale_mode `min`), preference vector all ones."""
+    """Aligned-MTL (Senushkin et al. 2023; docs/methods.md#combiner-aligned_mtl): condition the gradient
+    system by setting all its singular values to one value (scale_mode `min`: the smallest), then average
+    the aligned gradients (torchjd's default preference, 1/T each)."""
 
     name = "aligned_mtl"
 
@@ -117,8 +119,9 @@ class AlignedMTL(_Aggregator):
 
 
 class NashMTL(_Aggregator):
-    """Nash-MTL (Navon et al. 2022, METHODS.md 5.5): the bargaining solution (Kα)_t = 1/α_t, solved with
-    cvxpy/ECOS every `update_weights_every` steps; the update norm is clipped to `max_norm`."""
+    """Nash-MTL (Navon et al. 2022; docs/methods.md#combiner-nash_mtl): the bargaining solution
+    (Kα)_t = 1/α_t, solved with cvxpy/ECOS every `update_weights_every` steps; the update norm is clipped
+    to `max_norm`."""
 
     name = "nash_mtl"
 

@@ -4,7 +4,7 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class DWA(LossCombiner):
-    """Dynamic Weight Average (Liu et al. 2019, METHODS.md 5.1).
+    """Dynamic Weight Average (Liu et al. 2019, docs/methods.md#combiner-dwa).
 
     w_t(e) = T·exp(r_t/τ) / Σ_k exp(r_k/τ), r_t = L̄_t(e-1)/L̄_t(e-2) from epoch-average training
     losses; w = 1 for the first two epochs. Weights are fixed within an epoch."""

@@ -4,7 +4,7 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class Fixed(LossCombiner):
-    """Constant manual weights (METHODS.md 1.2); a task left out of `weights` keeps weight 1."""
+    """Constant manual weights (docs/methods.md#combiner-fixed); a task left out of `weights` keeps weight 1."""
 
     name = "fixed"
 

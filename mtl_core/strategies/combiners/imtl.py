@@ -6,7 +6,7 @@ from mtl_core.strategies.combiners.aggregators import torchjd_aggregation
 
 
 class IMTL(LossCombiner):
-    """IMTL (Liu et al. 2021, METHODS.md 5.4): IMTL-L on the losses, IMTL-G on the gradients.
+    """IMTL (Liu et al. 2021, docs/methods.md#combiner-imtl): IMTL-L on the losses, IMTL-G on the gradients.
 
     IMTL-L: every task trains on the scaled loss e^{s_t}·L_t - s_t with a learned scale s_t (its own
     learning rate `scale_lr`, Adam, no weight decay). Its gradient in s_t is e^{s_t}·L_t - 1, so s

@@ -4,7 +4,7 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class Learned(LossCombiner):
-    """Plain learned weights, normalised so they cannot collapse (METHODS.md 1.3).
+    """Plain learned weights, normalised so they cannot collapse (docs/methods.md#combiner-learned).
 
     Weights are w = T·softmax(φ), learned jointly with the model on Σ w_t L_t. The softmax keeps
     them positive and summing to T (raw weights would all fall below zero: ∂L/∂w_t = L_t ≥ 0). On the

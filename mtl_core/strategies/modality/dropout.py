@@ -5,8 +5,8 @@ from mtl_core.strategies.base import ModalitySchedule, StrategyContext
 
 
 class ModalityDropout(ModalitySchedule):
-    """ModDrop (Neverova et al.; METHODS.md 11.1): per sample and modality, drop with probability
-    p_text / p_video / p_audio (each defaults to `p`), among the modalities the clip has. A clip whose
+    """ModDrop (Neverova et al.; docs/methods.md#modality-dropout): per sample and modality, drop with
+    probability p_text / p_video / p_audio (each defaults to `p`), among the modalities the clip has. A clip whose
     draw drops everything it has keeps one of its own modalities chosen uniformly at random (a text-only
     clip always keeps its text), so no clip ever trains on nothing. Dropped modalities are masked (the
     model's learned missing token), never zero-filled. Training only; evaluation sees every modality."""

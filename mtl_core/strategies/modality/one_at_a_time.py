@@ -10,11 +10,12 @@ DEFAULT_STAGES = (("text", "video"), ("text", "audio"), ("video", "audio"))
 
 
 class OneAtATime(ModalitySchedule):
-    """Modality-at-a-time training (METHODS.md 11.2): stage s uses only the modalities `stages[s]` for
-    `epochs_per_stage` epochs; after the last stage every modality is used. HCA needs context from
-    another modality, so the default stages are the three pairs; single modalities work too (the
-    absent ones become the learned missing token). A stage none of whose modalities any training clip
-    has is skipped (one warning), rather than trained for whole epochs on missing tokens only."""
+    """Modality-at-a-time training (docs/methods.md#modality-one_at_a_time): stage s uses only the
+    modalities `stages[s]` for `epochs_per_stage` epochs; after the last stage every modality is used.
+    HCA needs context from another modality, so the default stages are the three pairs; single
+    modalities work too (the absent ones become the learned missing token). A stage none of whose
+    modalities any training clip has is skipped (one warning), rather than trained for whole epochs on
+    missing tokens only."""
 
     name = "one_at_a_time"
 

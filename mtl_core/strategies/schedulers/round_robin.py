@@ -4,7 +4,8 @@ from mtl_core.strategies.base import StrategyContext, TaskScheduler, task_order
 
 
 class RoundRobin(TaskScheduler):
-    """One task per step, cycling through `order` (the deterministic single-task schedule, METHODS.md 7.1).
+    """One task per step, cycling through `order` (the deterministic single-task schedule;
+    docs/methods.md#scheduler-round_robin).
 
     The cycle runs on the global step, so it carries on across epochs and resumes exactly."""
 

@@ -7,7 +7,7 @@ SIGNALS = ("loss", "difficulty", "annealed", "uniform")
 
 
 class Sampling(TaskScheduler):
-    """Draw the task(s) that train at each step from probabilities p (METHODS.md 7).
+    """Draw the task(s) that train at each step from probabilities p (docs/methods.md#scheduler-sampling).
 
     signal `loss`: p ∝ D^(1/temperature) with D the EMA of each task's training loss (harder = more);
     `difficulty`: D = 1 - validation macro-F1, refreshed each epoch; `annealed` (BERT and PALs):

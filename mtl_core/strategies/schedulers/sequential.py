@@ -5,7 +5,7 @@ from mtl_core.strategies.base import StrategyContext, TaskScheduler, task_order
 
 
 class Sequential(TaskScheduler):
-    """Finish one task, then the next (METHODS.md 9).
+    """Finish one task, then the next (docs/methods.md#scheduler-sequential).
 
     A task trains alone for `epochs_per_task` epochs, or, when that is unset, until its validation
     macro-F1 has not improved for `patience` epochs (capped by `max_epochs_per_task`). With
