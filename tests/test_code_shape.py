@@ -187,3 +187,11 @@ def test_every_link_into_docs_methods_names_an_anchor_it_has():
     assert not broken, broken
     unlisted = anchors - {a for f, a in linked if f == METHODS_DOC}
     assert not unlisted, f"docs/methods.md's contents leave out: {sorted(unlisted)}"
+
+
+def test_each_method_has_a_module_of_its_own():
+    """Findable methods: the module of a registered strategy holds no other registered strategy."""
+    from mtl_core.strategies import REGISTRIES
+
+    modules = [cls.__module__ for registry in REGISTRIES.values() for cls in registry.values()]
+    assert not {m for m in modules if modules.count(m) > 1}

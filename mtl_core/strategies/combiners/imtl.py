@@ -2,7 +2,7 @@ import torch
 
 from mtl_core import keys
 from mtl_core.strategies.base import LossCombiner, StrategyContext
-from mtl_core.strategies.combiners.aggregators import torchjd_aggregation
+from mtl_core.strategies.combiners.torchjd_weighting import torchjd_aggregation
 
 
 class IMTL(LossCombiner):
