@@ -14,7 +14,6 @@ class AlignedMTL(TorchjdWeighting):
         if scale_mode not in ("min", "median", "rmse"):
             raise ValueError(f"scale_mode must be min, median or rmse, got {scale_mode!r}")
         self.scale_mode = scale_mode
-        self._params = {"scale_mode": scale_mode}
 
     def make(self, n_active):
         return torchjd_aggregation().AlignedMTL(scale_mode=self.scale_mode)

@@ -13,7 +13,6 @@ class CAGrad(TorchjdWeighting):
         if not 0 <= c < 1:
             raise ValueError(f"c must be in [0, 1), got {c}")
         self.c = c
-        self._params = {"c": c}
 
     def make(self, n_active):
         return torchjd_aggregation().CAGrad(c=self.c)

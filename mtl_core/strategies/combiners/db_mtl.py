@@ -21,7 +21,6 @@ class DBMTL(LossCombiner):
         if not 0 <= beta < 1 or beta_sigma < 0 or eps <= 0:
             raise ValueError("beta must be in [0, 1), beta_sigma >= 0, eps > 0")
         self.beta, self.beta_sigma, self.eps = beta, beta_sigma, eps
-        self._params = {"beta": beta, "beta_sigma": beta_sigma, "eps": eps}
         self.ema: torch.Tensor | None = None
         self.step = 0
 

@@ -21,7 +21,6 @@ class Adaptive(LossCombiner):
         if gamma < 0 or not 0 <= ema < 1:
             raise ValueError("gamma must be >= 0 and ema in [0, 1)")
         self.gamma, self.ema = gamma, ema
-        self._params = {"gamma": gamma, "ema": ema}
         self.kpi: list[float | None] = [None] * ctx.num_tasks
         self.w = torch.ones(ctx.num_tasks)
 

@@ -17,7 +17,6 @@ class DWA(LossCombiner):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
-        self._params = {"temperature": temperature}
         self.history: list[list[float]] = []  # epoch-average training loss per task, last two epochs
         self.w = torch.ones(ctx.num_tasks)
 

@@ -17,7 +17,6 @@ class Fixed(LossCombiner):
         if any(w < 0 for w in weights.values()):
             raise ValueError("weights must be >= 0")
         self.weights = torch.tensor([float(weights.get(t, 1.0)) for t in ctx.tasks])
-        self._params = {"weights": {t: float(w) for t, w in zip(ctx.tasks, self.weights)}}
 
     def combine(self, losses, active, grad_norms=None):
         return (self.weights.to(losses.device) * losses * active).sum()

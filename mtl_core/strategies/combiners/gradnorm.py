@@ -22,7 +22,6 @@ class GradNorm(LossCombiner):
         if alpha < 0 or weight_lr <= 0:
             raise ValueError("alpha must be >= 0 and weight_lr > 0")
         self.alpha, self.weight_lr, self.max_weight = alpha, weight_lr, max_weight
-        self._params = {"alpha": alpha, "weight_lr": weight_lr, "max_weight": max_weight}
         self.w = torch.ones(ctx.num_tasks)
         self.initial = torch.full((ctx.num_tasks,), float("nan"))
 

@@ -24,7 +24,6 @@ class IMTL(LossCombiner):
         if scale_lr <= 0:
             raise ValueError(f"scale_lr must be > 0, got {scale_lr}")
         self.loss_balance, self.param_lr = loss_balance, scale_lr
-        self._params = {"loss_balance": loss_balance, "scale_lr": scale_lr}
         self.s = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
         self._weighting = torchjd_aggregation().IMTLG().weighting
 

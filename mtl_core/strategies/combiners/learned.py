@@ -23,7 +23,6 @@ class Learned(LossCombiner):
         if weight_lr <= 0:
             raise ValueError(f"weight_lr must be > 0, got {weight_lr}")
         self.entropy, self.param_lr = entropy, weight_lr
-        self._params = {"entropy": entropy, "weight_lr": weight_lr}
         self.logits = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
 
     def parameters(self):

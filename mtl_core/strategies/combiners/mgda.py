@@ -11,7 +11,6 @@ class MGDA(TorchjdWeighting):
     def __init__(self, ctx: StrategyContext, *, epsilon: float = 1e-3, max_iters: int = 100):
         super().__init__(ctx)
         self.epsilon, self.max_iters = epsilon, max_iters
-        self._params = {"epsilon": epsilon, "max_iters": max_iters}
 
     def make(self, n_active):
         return torchjd_aggregation().MGDA(epsilon=self.epsilon, max_iters=self.max_iters)

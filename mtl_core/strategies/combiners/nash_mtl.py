@@ -22,8 +22,6 @@ class NashMTL(TorchjdWeighting):
         if update_weights_every < 1 or optim_niter < 1:
             raise ValueError("update_weights_every and optim_niter must be >= 1")
         self.update_weights_every, self.optim_niter, self.max_norm = update_weights_every, optim_niter, max_norm
-        self._params = {"update_weights_every": update_weights_every, "optim_niter": optim_niter,
-                        "max_norm": max_norm}
 
     def make(self, n_active):
         return torchjd_aggregation().NashMTL(n_tasks=n_active, max_norm=self.max_norm,

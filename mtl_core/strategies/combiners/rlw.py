@@ -19,7 +19,6 @@ class RLW(LossCombiner):
         if distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
         self.distribution = distribution
-        self._params = {"distribution": distribution}
         self.gen = ctx.generator(salt=11)
         self.last = torch.ones(ctx.num_tasks)
 

@@ -25,7 +25,6 @@ class Uncertainty(LossCombiner):
         if weight_lr <= 0:
             raise ValueError(f"weight_lr must be > 0, got {weight_lr}")
         self.clamp, self.param_lr = clamp, weight_lr
-        self._params = {"init": init, "clamp": clamp, "weight_lr": weight_lr}
         self.log_var = torch.nn.Parameter(torch.full((ctx.num_tasks,), float(init)))
 
     def parameters(self):

@@ -21,7 +21,6 @@ class ModalityDropout(ModalitySchedule):
         if not all(0.0 <= q < 1.0 for q in probs):
             raise ValueError(f"drop probabilities must be in [0, 1), got {probs}")
         self.drop = torch.tensor(probs)
-        self._params = {"p": p, "p_text": probs[0], "p_video": probs[1], "p_audio": probs[2]}
         self.gen = ctx.generator(salt=13)
         self._kept = torch.zeros(3)
         self._n = 0

@@ -28,7 +28,6 @@ class OneAtATime(ModalitySchedule):
             if not stage or any(m not in MODALITIES for m in stage):
                 raise ValueError(f"every stage must be a non-empty list of {', '.join(MODALITIES)}, got {list(stage)}")
         stages = tuple(tuple(s) for s in stages)
-        self._params = {"stages": stages, "epochs_per_stage": epochs_per_stage}
         self.stages = tuple(s for s in stages if set(s) & set(ctx.modalities))
         skipped = [list(s) for s in stages if s not in self.stages]
         if skipped:

@@ -41,8 +41,6 @@ class Curriculum(TaskScheduler):
         else:
             self.stages = None
         self.mode, self.epochs_per_stage, self.assessment_epochs = mode, epochs_per_stage, assessment_epochs
-        self._params = {"mode": mode, "stages": self.stages, "order": order, "epochs_per_stage": epochs_per_stage,
-                        "assessment_epochs": assessment_epochs}
         self.order = list(task_order(order, ctx.tasks)) if mode == "fixed" else None
         self.scores = [0.0] * ctx.num_tasks
         self.active = list(ctx.tasks)

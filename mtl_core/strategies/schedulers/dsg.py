@@ -33,8 +33,6 @@ class DynamicStopAndGo(TaskScheduler):
             raise ValueError("threshold, continue_threshold, patience and cooldown must be >= 0")
         self.iter_gap, self.threshold, self.continue_threshold = iter_gap, threshold, continue_threshold
         self.patience, self.cooldown, self.reset_epochs = patience, cooldown, tuple(reset_epochs)
-        self._params = {"iter_gap": iter_gap, "threshold": threshold, "continue_threshold": continue_threshold,
-                        "patience": patience, "cooldown": cooldown, "reset_epochs": self.reset_epochs}
         self._reset()
 
     def _reset(self) -> None:

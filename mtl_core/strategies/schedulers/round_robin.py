@@ -14,7 +14,6 @@ class RoundRobin(TaskScheduler):
     def __init__(self, ctx: StrategyContext, *, order: tuple[str, ...] | None = None):
         super().__init__(ctx)
         self.order = task_order(order, ctx.tasks)
-        self._params = {"order": self.order}
         self._masks = [self._one_hot([t]) for t in self.order]
 
     def step_mask(self, step: int) -> torch.Tensor:

@@ -31,8 +31,6 @@ class Sampling(TaskScheduler):
             raise ValueError(f"tasks_per_step must be in [1, {ctx.num_tasks}], got {tasks_per_step}")
         self.signal, self.temperature, self.floor = signal, temperature, floor
         self.ema_rate, self.tasks_per_step, self.anneal_span = ema, tasks_per_step, anneal_span
-        self._params = {"signal": signal, "temperature": temperature, "floor": floor, "ema": ema,
-                        "tasks_per_step": tasks_per_step, "anneal_span": anneal_span}
         n = ctx.num_tasks
         self.ema = torch.ones(n)
         self.difficulty = torch.ones(n)
