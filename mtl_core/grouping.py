@@ -1,4 +1,5 @@
-"""Task groupings (METHODS.md 10): enumerate groups and partitions, score them, choose networks.
+"""Task groupings (docs/methods.md#task-grouping): enumerate groups and partitions, score them, choose
+networks.
 
 Pure functions on task names and score tables; no training here.
 - `subsets`: the 2^T - 1 non-empty groups (31 for five tasks).
@@ -144,7 +145,7 @@ def tag_selection(affinity: Mapping[tuple[str, str], float], tasks: Sequence[str
 
 
 def tag_partitions(affinity: Mapping[tuple[str, str], float], tasks: Sequence[str]) -> dict[int, tuple[float, Partition]]:
-    """For k = 1..T groups, the partition (disjoint groups) with the best TAG score (METHODS.md 10.2:
+    """For k = 1..T groups, the partition (disjoint groups) with the best TAG score (docs/methods.md#tag:
     restricting TAG's covers to partitions when every task must be served by one model)."""
     scores = affinity_scores(affinity, tasks)
     best: dict[int, tuple[float, Partition]] = {}

@@ -140,7 +140,7 @@ def evaluate(model: HICCAP, split: SplitData, batch_size: int, device: torch.dev
 def _optimizer(cfg: Config, model: HICCAP, combiner, steps_total: int):
     params = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": cfg.train.weight_decay}]
     extra = combiner.parameters()
-    if extra:  # learned task weights: never decayed (METHODS.md 2, pitfall on UW), their own lr
+    if extra:  # learned task weights: never decayed (docs/methods.md#combiner-uncertainty), their own lr
         params.append({"params": extra, "weight_decay": 0.0, "lr": combiner.param_lr or cfg.train.lr})
     opt = torch.optim.AdamW(params, lr=cfg.train.lr)
     total = max(1, steps_total)

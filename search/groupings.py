@@ -1,5 +1,6 @@
-"""Exhaustive task-grouping mode (Standley et al.; METHODS.md 10.1): train every distinct group once per
-strategy configuration, then score all partitions and the best selection per budget without training.
+"""Exhaustive task-grouping mode (Standley et al.; docs/methods.md#exhaustive-grouping): train every
+distinct group once per strategy configuration, then score all partitions and the best selection per
+budget without training.
 
 `search.grouping_mode: exhaustive` draws `num_samples` strategy configurations from the space (its
 `groups` entry, if any, is ignored), trains each non-empty subset of the tasks as its own Ray trial at

@@ -1,14 +1,13 @@
 """Strategy registries: YAML names map to classes here, once; after that code passes objects."""
 from __future__ import annotations
 
-import inspect
 import typing
 from typing import Any
 
 from mtl_core.strategies import combiners, modality, schedulers
 from mtl_core.validation import ConfigError, Problems, coerce_value
 from mtl_core.strategies.base import (
-    LossCombiner, ModalitySchedule, StrategyContext, TaskScheduler,
+    LossCombiner, ModalitySchedule, StrategyContext, TaskScheduler, strategy_params,
 )
 
 REGISTRIES: dict[str, dict[str, type]] = {
@@ -16,12 +15,6 @@ REGISTRIES: dict[str, dict[str, type]] = {
     "combiner": combiners.REGISTRY,
     "modality": modality.REGISTRY,
 }
-
-
-def strategy_params(cls: type) -> dict[str, inspect.Parameter]:
-    """The user-settable parameters of a strategy: its keyword-only constructor arguments."""
-    sig = inspect.signature(cls.__init__)
-    return {n: p for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def _resolve(axis: str, choice) -> tuple[type, dict[str, Any]]:

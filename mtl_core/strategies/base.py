@@ -5,6 +5,7 @@ A strategy takes inputs and returns outputs: it never reads trainer or model att
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,12 +31,36 @@ class StrategyContext:
         return len(self.tasks)
 
 
+def strategy_params(cls: type) -> dict[str, inspect.Parameter]:
+    """The user-settable parameters of a strategy: its keyword-only constructor arguments."""
+    sig = inspect.signature(cls.__init__)
+    return {n: p for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 class Stateful:
     """Default state handling for the attributes named in `_state_keys`: tensors, numbers, lists,
     torch Generators (their RNG state) and learned Parameters (copied in place, so the optimizer
-    keeps pointing at them)."""
+    keeps pointing at them). Every strategy records the parameters it was built with (`params`)."""
 
     _state_keys: ClassVar[tuple[str, ...]] = ()
+    _params: dict[str, Any]
+
+    def __new__(cls, *args, **kwargs):
+        # Recorded here, before any __init__ runs, so no strategy writes (or forgets) its own record.
+        obj = super().__new__(cls)
+        obj._params = {}
+        try:
+            bound = inspect.signature(cls.__init__).bind(obj, *args, **kwargs)
+        except TypeError:  # a bad call (__init__ raises the usual error), or a copy (its state brings the record)
+            return obj
+        bound.apply_defaults()
+        obj._params = {k: bound.arguments[k] for k in strategy_params(cls)}
+        return obj
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The keyword arguments this strategy was constructed with, defaults filled in."""
+        return dict(self._params)
 
     @classmethod
     def acts_from(cls, params: dict[str, Any]) -> int | None:
@@ -67,7 +92,7 @@ class Stateful:
                 setattr(self, k, state[k])
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "_params", {}).items())
+        params = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({params})"
 
 

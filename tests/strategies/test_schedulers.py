@@ -57,7 +57,8 @@ def test_sequential_moves_on_when_f1_stops_improving():
 def test_dsg_follows_stop_go_rule_including_return_to_go():
     dsg = DynamicStopAndGo(CTX, iter_gap=4)
     g = TASKS.index("gory")
-    # Worked by hand from METHODS.md 6.2 (threshold 0.1 %, continue 0.5 %, patience 1, cooldown 1):
+    # Worked by hand from the rule in docs/methods.md#scheduler-dsg
+    # (threshold 0.1 %, continue 0.5 %, patience 1, cooldown 1):
     scores = [0.5, 0.6, 0.6, 0.6, 0.59, 0.59, 0.59, 0.59, 0.59, 0.7]
     expected = [False, False, False, True, False, False, False, True, False, False]
     got = []

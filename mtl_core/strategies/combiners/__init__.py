@@ -1,7 +1,8 @@
-"""Loss combiners: how active losses or gradients become one update."""
-from mtl_core.strategies.combiners.adaptive import Adaptive
-from mtl_core.strategies.combiners.aggregators import CAGrad, MGDA, AlignedMTL, NashMTL, PCGrad
+"""Loss combiners: how active losses or gradients become one update. One module per method."""
+from mtl_core.strategies.combiners.aligned_mtl import AlignedMTL
+from mtl_core.strategies.combiners.cagrad import CAGrad
 from mtl_core.strategies.combiners.db_mtl import DBMTL
+from mtl_core.strategies.combiners.dtp import Adaptive
 from mtl_core.strategies.combiners.dwa import DWA
 from mtl_core.strategies.combiners.equal import Equal
 from mtl_core.strategies.combiners.fixed import Fixed
@@ -9,6 +10,9 @@ from mtl_core.strategies.combiners.gradnorm import GradNorm
 from mtl_core.strategies.combiners.imtl import IMTL
 from mtl_core.strategies.combiners.inverse_loss import InverseLoss
 from mtl_core.strategies.combiners.learned import Learned
+from mtl_core.strategies.combiners.mgda import MGDA
+from mtl_core.strategies.combiners.nash_mtl import NashMTL
+from mtl_core.strategies.combiners.pcgrad import PCGrad
 from mtl_core.strategies.combiners.rlw import RLW
 from mtl_core.strategies.combiners.uncertainty import Uncertainty
 

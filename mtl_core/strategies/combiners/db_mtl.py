@@ -4,7 +4,8 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class DBMTL(LossCombiner):
-    """Dual-Balancing MTL (Lin et al. 2023, METHODS.md 5.8), written by hand (torchjd lacks it).
+    """Dual-Balancing MTL (Lin et al. 2023; docs/methods.md#combiner-db_mtl), written by hand (torchjd
+    lacks it).
 
     Loss scale: each task's gradient is that of log(L_t + eps), i.e. g_t / (L_t + eps). Gradient
     magnitude: a per-task EMA ĝ_t ← β_k ĝ_t + (1-β_k) ∇log(L_t+eps), β_k = β / k^β_σ (k = step), and the
@@ -20,7 +21,6 @@ class DBMTL(LossCombiner):
         if not 0 <= beta < 1 or beta_sigma < 0 or eps <= 0:
             raise ValueError("beta must be in [0, 1), beta_sigma >= 0, eps > 0")
         self.beta, self.beta_sigma, self.eps = beta, beta_sigma, eps
-        self._params = {"beta": beta, "beta_sigma": beta_sigma, "eps": eps}
         self.ema: torch.Tensor | None = None
         self.step = 0
 

@@ -4,7 +4,7 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class DWA(LossCombiner):
-    """Dynamic Weight Average (Liu et al. 2019, METHODS.md 5.1).
+    """Dynamic Weight Average (Liu et al. 2019, docs/methods.md#combiner-dwa).
 
     w_t(e) = T·exp(r_t/τ) / Σ_k exp(r_k/τ), r_t = L̄_t(e-1)/L̄_t(e-2) from epoch-average training
     losses; w = 1 for the first two epochs. Weights are fixed within an epoch."""
@@ -17,7 +17,6 @@ class DWA(LossCombiner):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
-        self._params = {"temperature": temperature}
         self.history: list[list[float]] = []  # epoch-average training loss per task, last two epochs
         self.w = torch.ones(ctx.num_tasks)
 

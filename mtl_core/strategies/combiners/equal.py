@@ -2,7 +2,7 @@ from mtl_core.strategies.base import LossCombiner
 
 
 class Equal(LossCombiner):
-    """Unweighted sum of the active task losses (unitary scalarization, METHODS.md 1.1).
+    """Unweighted sum of the active task losses (unitary scalarization, docs/methods.md#combiner-equal).
 
     The sum, not the mean, is the one convention for every combiner, so learning rates compare."""
 

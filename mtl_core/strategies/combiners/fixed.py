@@ -4,7 +4,7 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class Fixed(LossCombiner):
-    """Constant manual weights (METHODS.md 1.2); a task left out of `weights` keeps weight 1."""
+    """Constant manual weights (docs/methods.md#combiner-fixed); a task left out of `weights` keeps weight 1."""
 
     name = "fixed"
 
@@ -17,7 +17,6 @@ class Fixed(LossCombiner):
         if any(w < 0 for w in weights.values()):
             raise ValueError("weights must be >= 0")
         self.weights = torch.tensor([float(weights.get(t, 1.0)) for t in ctx.tasks])
-        self._params = {"weights": {t: float(w) for t, w in zip(ctx.tasks, self.weights)}}
 
     def combine(self, losses, active, grad_norms=None):
         return (self.weights.to(losses.device) * losses * active).sum()

@@ -4,7 +4,7 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class GradNorm(LossCombiner):
-    """GradNorm (Chen et al. 2018, METHODS.md 3) at the last shared layer.
+    """GradNorm (Chen et al. 2018, docs/methods.md#combiner-gradnorm) at the last shared layer.
 
     The network trains on Σ w_t L_t (w constant in that backward). Separately, with n_t the norm of
     ∇_W L_t at the last shared layer W, G_t = w_t·n_t, r_t = (L_t/L_t(0)) / mean_k(L_k/L_k(0)), and the
@@ -22,7 +22,6 @@ class GradNorm(LossCombiner):
         if alpha < 0 or weight_lr <= 0:
             raise ValueError("alpha must be >= 0 and weight_lr > 0")
         self.alpha, self.weight_lr, self.max_weight = alpha, weight_lr, max_weight
-        self._params = {"alpha": alpha, "weight_lr": weight_lr, "max_weight": max_weight}
         self.w = torch.ones(ctx.num_tasks)
         self.initial = torch.full((ctx.num_tasks,), float("nan"))
 

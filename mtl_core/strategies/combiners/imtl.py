@@ -2,11 +2,11 @@ import torch
 
 from mtl_core import keys
 from mtl_core.strategies.base import LossCombiner, StrategyContext
-from mtl_core.strategies.combiners.aggregators import torchjd_aggregation
+from mtl_core.strategies.combiners.torchjd_weighting import torchjd_aggregation
 
 
 class IMTL(LossCombiner):
-    """IMTL (Liu et al. 2021, METHODS.md 5.4): IMTL-L on the losses, IMTL-G on the gradients.
+    """IMTL (Liu et al. 2021, docs/methods.md#combiner-imtl): IMTL-L on the losses, IMTL-G on the gradients.
 
     IMTL-L: every task trains on the scaled loss e^{s_t}·L_t - s_t with a learned scale s_t (its own
     learning rate `scale_lr`, Adam, no weight decay). Its gradient in s_t is e^{s_t}·L_t - 1, so s
@@ -24,7 +24,6 @@ class IMTL(LossCombiner):
         if scale_lr <= 0:
             raise ValueError(f"scale_lr must be > 0, got {scale_lr}")
         self.loss_balance, self.param_lr = loss_balance, scale_lr
-        self._params = {"loss_balance": loss_balance, "scale_lr": scale_lr}
         self.s = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
         self._weighting = torchjd_aggregation().IMTLG().weighting
 

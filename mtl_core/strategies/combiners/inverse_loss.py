@@ -7,8 +7,8 @@ class InverseLoss(LossCombiner):
     """w_t = T·(1/L_t) / Σ_j (1/L_j) over the active tasks, from **detached** losses.
 
     Detaching matters: with live weights Σ w_t L_t is T times the harmonic mean of the losses and its
-    gradient is dominated by the *smallest* loss, the opposite of the intent (METHODS.md 8, the bug of a
-    public implementation on this dataset)."""
+    gradient is dominated by the *smallest* loss, the opposite of the intent (the bug of a public
+    implementation on this dataset; docs/methods.md#combiner-inverse_loss)."""
 
     name = "inverse_loss"
 

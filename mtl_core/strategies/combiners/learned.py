@@ -4,7 +4,7 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class Learned(LossCombiner):
-    """Plain learned weights, normalised so they cannot collapse (METHODS.md 1.3).
+    """Plain learned weights, normalised so they cannot collapse (docs/methods.md#combiner-learned).
 
     Weights are w = T·softmax(φ), learned jointly with the model on Σ w_t L_t. The softmax keeps
     them positive and summing to T (raw weights would all fall below zero: ∂L/∂w_t = L_t ≥ 0). On the
@@ -23,7 +23,6 @@ class Learned(LossCombiner):
         if weight_lr <= 0:
             raise ValueError(f"weight_lr must be > 0, got {weight_lr}")
         self.entropy, self.param_lr = entropy, weight_lr
-        self._params = {"entropy": entropy, "weight_lr": weight_lr}
         self.logits = torch.nn.Parameter(torch.zeros(ctx.num_tasks))
 
     def parameters(self):

@@ -6,7 +6,7 @@ DISTRIBUTIONS = ("normal", "dirichlet")
 
 
 class RLW(LossCombiner):
-    """Random loss weighting (Lin et al. 2022, METHODS.md 5.6), the litmus-test baseline.
+    """Random loss weighting (Lin et al. 2022, docs/methods.md#combiner-rlw), the litmus-test baseline.
 
     Each step draws λ = softmax(ε), ε ~ N(0, I) (`normal`) or λ ~ Dirichlet(1) (`dirichlet`) over the
     active tasks, scaled by their count so the weights average 1 like `equal`. Own seeded generator."""
@@ -19,7 +19,6 @@ class RLW(LossCombiner):
         if distribution not in DISTRIBUTIONS:
             raise ValueError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
         self.distribution = distribution
-        self._params = {"distribution": distribution}
         self.gen = ctx.generator(salt=11)
         self.last = torch.ones(ctx.num_tasks)
 

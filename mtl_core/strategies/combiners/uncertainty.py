@@ -4,8 +4,9 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class Uncertainty(LossCombiner):
-    """Homoscedastic uncertainty weighting (Kendall et al. 2018, METHODS.md 2), classification form:
-    Σ_t exp(-s_t)·L_t + s_t/2 with s_t = log σ_t², learned with the model (no weight decay).
+    """Homoscedastic uncertainty weighting (Kendall et al. 2018; docs/methods.md#combiner-uncertainty),
+    classification form: Σ_t exp(-s_t)·L_t + s_t/2 with s_t = log σ_t², learned with the model (no weight
+    decay).
 
     For a fixed loss L the optimum is exp(-s) = 1/(2L): the effective weight of L_t is 1/(2 L_t).
     s trains with Adam at its own learning rate `weight_lr` (at the model's 1e-4 it would barely move).
@@ -24,7 +25,6 @@ class Uncertainty(LossCombiner):
         if weight_lr <= 0:
             raise ValueError(f"weight_lr must be > 0, got {weight_lr}")
         self.clamp, self.param_lr = clamp, weight_lr
-        self._params = {"init": init, "clamp": clamp, "weight_lr": weight_lr}
         self.log_var = torch.nn.Parameter(torch.full((ctx.num_tasks,), float(init)))
 
     def parameters(self):

@@ -5,8 +5,8 @@ from mtl_core.strategies.base import ModalitySchedule, StrategyContext
 
 
 class ModalityDropout(ModalitySchedule):
-    """ModDrop (Neverova et al.; METHODS.md 11.1): per sample and modality, drop with probability
-    p_text / p_video / p_audio (each defaults to `p`), among the modalities the clip has. A clip whose
+    """ModDrop (Neverova et al.; docs/methods.md#modality-dropout): per sample and modality, drop with
+    probability p_text / p_video / p_audio (each defaults to `p`), among the modalities the clip has. A clip whose
     draw drops everything it has keeps one of its own modalities chosen uniformly at random (a text-only
     clip always keeps its text), so no clip ever trains on nothing. Dropped modalities are masked (the
     model's learned missing token), never zero-filled. Training only; evaluation sees every modality."""
@@ -21,7 +21,6 @@ class ModalityDropout(ModalitySchedule):
         if not all(0.0 <= q < 1.0 for q in probs):
             raise ValueError(f"drop probabilities must be in [0, 1), got {probs}")
         self.drop = torch.tensor(probs)
-        self._params = {"p": p, "p_text": probs[0], "p_video": probs[1], "p_audio": probs[2]}
         self.gen = ctx.generator(salt=13)
         self._kept = torch.zeros(3)
         self._n = 0

@@ -10,11 +10,12 @@ DEFAULT_STAGES = (("text", "video"), ("text", "audio"), ("video", "audio"))
 
 
 class OneAtATime(ModalitySchedule):
-    """Modality-at-a-time training (METHODS.md 11.2): stage s uses only the modalities `stages[s]` for
-    `epochs_per_stage` epochs; after the last stage every modality is used. HCA needs context from
-    another modality, so the default stages are the three pairs; single modalities work too (the
-    absent ones become the learned missing token). A stage none of whose modalities any training clip
-    has is skipped (one warning), rather than trained for whole epochs on missing tokens only."""
+    """Modality-at-a-time training (docs/methods.md#modality-one_at_a_time): stage s uses only the
+    modalities `stages[s]` for `epochs_per_stage` epochs; after the last stage every modality is used.
+    HCA needs context from another modality, so the default stages are the three pairs; single
+    modalities work too (the absent ones become the learned missing token). A stage none of whose
+    modalities any training clip has is skipped (one warning), rather than trained for whole epochs on
+    missing tokens only."""
 
     name = "one_at_a_time"
 
@@ -27,7 +28,6 @@ class OneAtATime(ModalitySchedule):
             if not stage or any(m not in MODALITIES for m in stage):
                 raise ValueError(f"every stage must be a non-empty list of {', '.join(MODALITIES)}, got {list(stage)}")
         stages = tuple(tuple(s) for s in stages)
-        self._params = {"stages": stages, "epochs_per_stage": epochs_per_stage}
         self.stages = tuple(s for s in stages if set(s) & set(ctx.modalities))
         skipped = [list(s) for s in stages if s not in self.stages]
         if skipped:

@@ -6,8 +6,8 @@ MODES = ("fixed", "assessed", "anti")
 
 
 class Curriculum(TaskScheduler):
-    """Task curricula (METHODS.md 8): stage s trains an active set of tasks for `epochs_per_stage` epochs;
-    the last stage runs to the end of training.
+    """Task curricula (docs/methods.md#scheduler-curriculum): stage s trains an active set of tasks for
+    `epochs_per_stage` epochs; the last stage runs to the end of training.
 
     `fixed`: the stages are `stages` (explicit task lists) or, without it, the cumulative prefixes of
     `order` ({t1}, {t1, t2}, ...). `assessed`: all tasks train for `assessment_epochs`; their validation
@@ -41,8 +41,6 @@ class Curriculum(TaskScheduler):
         else:
             self.stages = None
         self.mode, self.epochs_per_stage, self.assessment_epochs = mode, epochs_per_stage, assessment_epochs
-        self._params = {"mode": mode, "stages": self.stages, "order": order, "epochs_per_stage": epochs_per_stage,
-                        "assessment_epochs": assessment_epochs}
         self.order = list(task_order(order, ctx.tasks)) if mode == "fixed" else None
         self.scores = [0.0] * ctx.num_tasks
         self.active = list(ctx.tasks)

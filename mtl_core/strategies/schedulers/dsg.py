@@ -5,14 +5,15 @@ from mtl_core.strategies.base import StrategyContext, TaskScheduler
 
 
 class DynamicStopAndGo(TaskScheduler):
-    """Dynamic Stop-and-Go (12-in-1, Lu et al. 2020), the rule of the official code (METHODS.md 6.2).
+    """Dynamic Stop-and-Go (12-in-1, Lu et al. 2020), the rule of the official code
+    (docs/methods.md#scheduler-dsg).
 
     Per task, on every validation macro-F1 score s (mode max, relative thresholds):
       1. s > best*(1+threshold): best = s, bad = 0; else bad += 1
       2. if cooldown > 0: cooldown -= 1, bad = 0
       3. if bad > patience: stop; cooldown = `cooldown`; bad = 0
       4. elif stopped and s < best*(1-continue_threshold): go; cooldown = `cooldown`; bad = 0
-    A stopped task is trained only on steps divisible by `iter_gap` (DSG-sum, METHODS.md 6.5).
+    A stopped task is trained only on steps divisible by `iter_gap` (the summed-loss variant).
     Every task is reset (go, best = -inf) at the start of the epochs in `reset_epochs`."""
 
     name = "dsg"
@@ -32,8 +33,6 @@ class DynamicStopAndGo(TaskScheduler):
             raise ValueError("threshold, continue_threshold, patience and cooldown must be >= 0")
         self.iter_gap, self.threshold, self.continue_threshold = iter_gap, threshold, continue_threshold
         self.patience, self.cooldown, self.reset_epochs = patience, cooldown, tuple(reset_epochs)
-        self._params = {"iter_gap": iter_gap, "threshold": threshold, "continue_threshold": continue_threshold,
-                        "patience": patience, "cooldown": cooldown, "reset_epochs": self.reset_epochs}
         self._reset()
 
     def _reset(self) -> None:

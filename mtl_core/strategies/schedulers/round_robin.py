@@ -4,7 +4,8 @@ from mtl_core.strategies.base import StrategyContext, TaskScheduler, task_order
 
 
 class RoundRobin(TaskScheduler):
-    """One task per step, cycling through `order` (the deterministic single-task schedule, METHODS.md 7.1).
+    """One task per step, cycling through `order` (the deterministic single-task schedule;
+    docs/methods.md#scheduler-round_robin).
 
     The cycle runs on the global step, so it carries on across epochs and resumes exactly."""
 
@@ -13,7 +14,6 @@ class RoundRobin(TaskScheduler):
     def __init__(self, ctx: StrategyContext, *, order: tuple[str, ...] | None = None):
         super().__init__(ctx)
         self.order = task_order(order, ctx.tasks)
-        self._params = {"order": self.order}
         self._masks = [self._one_hot([t]) for t in self.order]
 
     def step_mask(self, step: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ SIGNALS = ("loss", "difficulty", "annealed", "uniform")
 
 
 class Sampling(TaskScheduler):
-    """Draw the task(s) that train at each step from probabilities p (METHODS.md 7).
+    """Draw the task(s) that train at each step from probabilities p (docs/methods.md#scheduler-sampling).
 
     signal `loss`: p ∝ D^(1/temperature) with D the EMA of each task's training loss (harder = more);
     `difficulty`: D = 1 - validation macro-F1, refreshed each epoch; `annealed` (BERT and PALs):
@@ -31,8 +31,6 @@ class Sampling(TaskScheduler):
             raise ValueError(f"tasks_per_step must be in [1, {ctx.num_tasks}], got {tasks_per_step}")
         self.signal, self.temperature, self.floor = signal, temperature, floor
         self.ema_rate, self.tasks_per_step, self.anneal_span = ema, tasks_per_step, anneal_span
-        self._params = {"signal": signal, "temperature": temperature, "floor": floor, "ema": ema,
-                        "tasks_per_step": tasks_per_step, "anneal_span": anneal_span}
         n = ctx.num_tasks
         self.ema = torch.ones(n)
         self.difficulty = torch.ones(n)

@@ -5,7 +5,7 @@ from mtl_core.strategies.base import StrategyContext, TaskScheduler, task_order
 
 
 class Sequential(TaskScheduler):
-    """Finish one task, then the next (METHODS.md 9).
+    """Finish one task, then the next (docs/methods.md#scheduler-sequential).
 
     A task trains alone for `epochs_per_task` epochs, or, when that is unset, until its validation
     macro-F1 has not improved for `patience` epochs (capped by `max_epochs_per_task`). With
@@ -26,8 +26,6 @@ class Sequential(TaskScheduler):
         self.order = task_order(order, ctx.tasks)
         self.epochs_per_task, self.patience = epochs_per_task, patience
         self.max_epochs_per_task, self.final_joint = max_epochs_per_task, final_joint
-        self._params = {"order": self.order, "epochs_per_task": epochs_per_task, "patience": patience,
-                        "max_epochs_per_task": max_epochs_per_task, "final_joint": final_joint}
         self.stage, self.stage_epochs, self.stage_best, self.stage_bad = 0, 0, float("-inf"), 0
 
     @property

@@ -6,7 +6,8 @@ from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
 class Adaptive(LossCombiner):
-    """Dynamic Task Prioritization (Guo et al., ECCV 2018; METHODS.md 7.4): harder tasks weigh more.
+    """Dynamic Task Prioritization (Guo et al., ECCV 2018; docs/methods.md#combiner-adaptive): harder
+    tasks weigh more.
 
     κ_t is an EMA (rate `ema`) of the task's validation macro-F1, updated after every epoch; the weight
     is -(1-κ_t)^γ·log κ_t (focal-loss shape, γ = `gamma`), renormalised to sum to T. All weights are 1
@@ -20,7 +21,6 @@ class Adaptive(LossCombiner):
         if gamma < 0 or not 0 <= ema < 1:
             raise ValueError("gamma must be >= 0 and ema in [0, 1)")
         self.gamma, self.ema = gamma, ema
-        self._params = {"gamma": gamma, "ema": ema}
         self.kpi: list[float | None] = [None] * ctx.num_tasks
         self.w = torch.ones(ctx.num_tasks)
 
