@@ -49,7 +49,7 @@ def test_cli_bad_config_exits_2_with_one_line_per_problem(tmp_path):
     assert proc.stderr.strip().splitlines() == ["error: train.batch_sise: unknown key; valid keys here: "
                                                 "epochs, batch_size, eval_batch_size, lr, lr_schedule, weight_decay, "
                                                 "grad_clip, seed, affinity_every, class_weight, device, precision, deterministic, "
-                                                "num_threads, progress",
+                                                "num_threads, progress, select_metric, select_mode",
                                                 "error: train.lr: expected a number, got 'fast'",
                                                 "error: model.dropout: must be in [0, 1), got 2.0"]
 
