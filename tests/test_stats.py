@@ -199,3 +199,16 @@ def test_report_gives_a_table_per_rung_and_marks_strategies_that_had_not_acted(t
     sched = text.split("### scheduler")[1].split("### combiner")[0]
     at1, at3 = sched.split("At epoch 3:")
     assert "| dsg † |" in at1 and "| dsg |" in at3  # acted once t3 stopped a task
+
+
+def test_front_shares_count_resamples_on_the_front():
+    from search.stats import pareto_shares
+
+    rng = np.random.default_rng(0)
+    strong = 0.8 + 0.01 * rng.standard_normal((4, 3, 2))  # [B, S, T]
+    weak = 0.5 + 0.01 * rng.standard_normal((4, 3, 2))
+    twin = 0.8 + 0.01 * rng.standard_normal((4, 3, 2))
+    shares = pareto_shares({"strong": strong, "weak": weak}, resamples=50)
+    assert shares == {"strong": 1.0, "weak": 0.0}  # dominated in every resample
+    shares = pareto_shares({"strong": strong, "twin": twin, "weak": weak}, resamples=200)
+    assert 0.2 < shares["strong"] < 1.0 and 0.2 < shares["twin"] < 1.0  # noise decides between equals

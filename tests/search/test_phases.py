@@ -36,7 +36,7 @@ def fake_tune(monkeypatch):
 def _exp(tmp_path, *sets):
     spec = load_space("spaces/smoke.yaml", ["search.final_k=2", "search.final_seeds=3", "search.final_max_seeds=7",
                                              "search.final_seed_step=2", *sets])
-    return SimpleNamespace(spec=spec, dir=tmp_path)
+    return SimpleNamespace(spec=spec, dir=tmp_path, name="exp", max_t=spec.max_t)
 
 
 def test_the_race_adds_seeds_only_to_undecided_comparisons(tmp_path, fake_tune, capsys):
@@ -67,3 +67,43 @@ def test_without_room_to_race_every_entry_gets_the_same_seeds_once(tmp_path, fak
     phases.final(exp, out)
     assert len(fake_tune) == 1 and sorted({s for _, s in fake_tune[0][1]}) == [1, 2, 3]
     assert len(out.final_runs) == 4 * 3
+
+
+def test_a_tuned_baseline_searches_its_own_knobs_and_the_final_phase_uses_them(tmp_path, monkeypatch, capsys):
+    """search.tune_baselines: equal_sum gets its own search over the space's non-strategy knobs (the
+    strategy fixed to its own), kept apart from the leaderboard; the final phase trains it with its own best
+    knobs, the other baselines with the winner's."""
+    import pandas as pd
+
+    from search.decision import TUNED_FILE
+
+    exp = _exp(tmp_path, "search.tune_baselines=[equal_sum]", "search.baseline_samples=3",
+               "search.baselines=[equal_sum, rlw]")
+    plans = []
+    tuned = {"r1": 0.01, "r2": 0.002, "r3": 0.005}  # each trial's learning rate; r2 scores best
+    configs = {r: {"trial": {"overrides": {"train.lr": lr, "strategy.combiner.name": "equal", "groups": None}}}
+               for r, lr in tuned.items()}
+
+    def fit(exp_, phase, grid=None, plan=None, **kwargs):
+        plans.append((phase, plan))
+        return [SimpleNamespace(config=configs[r], _id=r) for r in tuned], 3, False
+
+    def collect(results, metric, mode, max_t):
+        ids = [r._id for r in results]
+        return pd.DataFrame(), pd.DataFrame({"trial_id": ids, "epochs": [4] * 3, "status": ["finished"] * 3,
+                                             metric: [0.5, 0.7, 0.6], "error": [""] * 3})
+
+    monkeypatch.setattr(phases, "_fit", fit)
+    monkeypatch.setattr(phases, "collect", collect)
+    monkeypatch.setattr(phases, "trial_id_of", lambda r: r._id)
+    out = Outcome()
+    phases.tune_baselines(exp, out)
+    (phase, plan), = plans
+    assert phase == "tune-equal_sum" and plan.num_samples == 3 and plan.study.endswith("-equal_sum")
+    assert "strategy" not in plan.space and "groups" not in plan.space and "train" in plan.space  # knobs only
+    assert plan.fixed["strategy.combiner.name"] == "equal" and plan.fixed["groups"] is None
+    assert out.tuned["equal_sum"]["train.lr"] == 0.002  # the best of its own trials (0.7)
+    record = __import__("json").loads((tmp_path / TUNED_FILE).read_text())
+    assert record["equal_sum"]["trials"] == 3 and record["equal_sum"]["overrides"] == {"train.lr": 0.002}
+    entries = {name: ov for name, role, ov in phases._final_entries(exp, out, [Candidate("rank 1", {"train.lr": 0.009}, 0.7)])}
+    assert entries["equal_sum"]["train.lr"] == 0.002 and entries["rlw"]["train.lr"] == 0.009
