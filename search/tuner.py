@@ -21,7 +21,7 @@ from search.progress import Progress
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
-from search.trainable import train_trial
+from search.trainable import NoRetryOnDivergence, train_trial
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     else:
         param_space["trial"] = tune.grid_search(trials)
         tune_config = tune.TuneConfig(**common)
-    callbacks = [MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
+    callbacks = [NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
                  Progress(progress_metric or s.metric, s.mode, expected, exp.max_t)]
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,
                                 failure_config=tune.FailureConfig(max_failures=s.max_failures))
