@@ -108,8 +108,11 @@ def _has_experiment(exp_dir: Path) -> bool:
         raise ConfigError(f"--name: {exp_dir}: cannot read ({exc.strerror})") from None
 
 
-def _check_folder(args, spec: SpaceSpec, exp_dir: Path) -> None:
-    """A new experiment needs an empty folder; --resume one that holds an experiment of the same space."""
+def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> None:
+    """A new experiment needs an empty folder; --resume one that holds an experiment of the same space.
+    A folder another live launcher holds is refused as such first, naming it (`ours`: we hold it now)."""
+    if exp_dir.is_dir() and not ours:
+        ExperimentLock(exp_dir).check_free()
     if not args.resume:
         if _has_experiment(exp_dir):
             raise ConfigError(f"--name: {exp_dir} already exists (use --resume to continue it)")
@@ -224,7 +227,7 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
         raise
     rc = None
     try:
-        _check_folder(args, spec, exp_dir)  # again, now that no other launcher can change it
+        _check_folder(args, spec, exp_dir, ours=True)  # again, now that no other launcher can change it
         handler = log_to_file(exp_dir)
         route_third_party_logs()
         from search.sweep import run_experiment

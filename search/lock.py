@@ -33,8 +33,7 @@ class ExperimentLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise Locked(f"--name: {self.path.parent} is in use by another launcher ({self.holder()}); "
-                             f"wait for it to end or stop it first") from None
+                raise self._locked() from None
             if self._same_file(fd):
                 self._fd = fd
                 os.ftruncate(fd, 0)
@@ -44,11 +43,29 @@ class ExperimentLock:
             os.close(fd)  # locked a file that was unlinked meanwhile: take the new one
         raise Locked(f"--name: {self.path.parent} keeps changing under this launcher; try again")
 
+    def check_free(self) -> None:
+        """Raise Locked when a live launcher holds the folder; creates nothing (a check before writing)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:  # no lock file (or none we can open): nobody holds it
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            raise self._locked() from None
+        finally:
+            os.close(fd)
+
     def _same_file(self, fd: int) -> bool:
         try:
             return os.stat(self.path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             return False
+
+    def _locked(self) -> Locked:
+        return Locked(f"--name: {self.path.parent} is in use by another launcher ({self.holder()}); "
+                      f"wait for it to end or stop it first")
 
     def holder(self) -> str:
         try:

@@ -6,7 +6,8 @@ stops the trials at their last checkpoint and saves the experiment; SIGTERM reac
 
 Three libraries install handlers of their own, so ours are (re)installed at each hand-over:
 - at the launcher's start (before that, SIGTERM killed the process with no resume line);
-- after ray.init, which installs a SIGTERM handler that exits with `sys.exit(15)`;
+- around ray.init, which installs a SIGTERM handler that exits with `sys.exit(15)` and then Ray's native
+  one (SIGTERM is held back until ours are back: search.sweep._ray_init);
 - after each Tuner.fit: Tune's SIGINT handler stays installed when no signal came, and a later signal
   (in the finish step, say) would only set a flag nobody reads, and the launch would end with exit 0.
 """
@@ -41,6 +42,12 @@ def fit_interrupted() -> bool:
     caught = signal.getsignal(signal.SIGINT) is _on_sigint
     catch_signals()
     return caught or _terminated
+
+
+def sigterm_received() -> None:
+    """A SIGTERM that another library's handler took (ray.init's exits with 15): count it as ours."""
+    global _terminated
+    _terminated = True
 
 
 def terminated() -> bool:

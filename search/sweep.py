@@ -3,6 +3,7 @@ grouping mode's phases (`search.phases.PHASES`), then the common finish step (`s
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from search.experiment import PENDING_FILE, SPACE_FILE, Experiment, read_state, 
 from search.finish import finish
 from search.phases import PHASES, Outcome
 from search.cluster import joined_cluster
-from search.signals import catch_signals
+from search.signals import catch_signals, sigterm_received
 from search.space import SpaceSpec, as_written, dump_resolved
 from search.tracking import Tracker, default_tracking_uri, mask_uri, open_parent
 
@@ -54,7 +55,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
         exp.tracker.close()
         raise
     finally:
-        if started:
+        if started or (address is None and ray.is_initialized()):  # ours, even if ray.init was cut short
             ray.shutdown()
 
 
@@ -91,14 +92,30 @@ def _start_ray(address: str | None) -> bool:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
     quiet = {"configure_logging": False} if is_quiet() else {}  # Ray's own console logging off
     if address is not None:  # token authentication was set up by the launcher, before ray's import
-        ray.init(address=address, log_to_driver=False, **quiet)
+        _ray_init(address=address, log_to_driver=False, **quiet)
         started = False
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
-                 **quiet)
+        _ray_init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
+                  **quiet)
         started = True
-    catch_signals()  # after ray.init: Ray installs its own SIGTERM handler there
     route_third_party_logs()
     if address is not None:
         print(joined_cluster(address), flush=True)
     return started
+
+
+def _ray_init(**kwargs) -> None:
+    """ray.init, with a SIGTERM during it handled like any other. ray.init installs a Python handler that
+    exits with code 15 (taken here for what it is), then Ray's native one, which dumps a stack and aborts:
+    SIGTERM is held back on this thread meanwhile, and delivered to ours once they are back."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        ray.init(**kwargs)
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
+        sigterm_received()
+        raise KeyboardInterrupt from None
+    finally:
+        catch_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

@@ -74,7 +74,9 @@ def train_trial(config: dict[str, Any]) -> None:
         # The same checkpoint diverges the same way again: a last result tells the driver not to retry
         # (NoRetryOnDivergence), then the trial fails with its error as usual.
         epoch = re.match(r"epoch (\d+)", str(exc))
-        tune.report({DIVERGED: str(exc), "epoch": int(epoch.group(1)) if epoch else 0})
+        # search/score NaN: Tune requires the metric in every result, and ASHA never stops on NaN (a STOP
+        # here would end the trial as stopped instead of failed)
+        tune.report({DIVERGED: str(exc), "epoch": int(epoch.group(1)) if epoch else 0, keys.SCORE: float("nan")})
         raise
 
 

@@ -142,3 +142,16 @@ def test_entry_points(argv, code, says, tmp_path):
     assert proc.returncode == code and len(errors) == 1 and says.replace("{tmp}", str(tmp_path)) in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "s").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_yaml_bomb_is_refused_in_milliseconds():
+    """Before the bounded loader, this 1 KB file ran 71 s and then raised MemoryError."""
+    import time
+
+    from mtl_core.config import ConfigError
+    from search.space import load_space
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="more than 20000 values once its aliases are expanded"):
+        load_space(HOSTILE / "spaces" / "bomb_lr.yaml")
+    assert time.perf_counter() - start < 2.0
