@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hostile_helpers import GIVEN, HOSTILE, ROOT, SMOKE
+from hostile_helpers import broken_data, good_data, tiny_train_config  # noqa: F401 (fixtures; a conftest.py here would shadow tests/conftest.py)
 
 CASES = yaml.safe_load((HOSTILE / "cases.yaml").read_text())
 
