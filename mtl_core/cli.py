@@ -1,6 +1,7 @@
 """Shared bits of the command-line entry points: logging set-up and one-line failures."""
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -20,3 +21,10 @@ def fail(message: str, code: int = 2) -> int:
     for line in str(message).splitlines() or [""]:
         print(f"error: {line}", file=sys.stderr)
     return code
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a usage mistake said in one `error:` line (exit 2), not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from mtl_core import TASKS, keys
+from mtl_core import TASKS, keys, safe_yaml
 from mtl_core.grouping import check_partition
 from mtl_core.strategies import REGISTRIES, validate_strategy
 from mtl_core.validation import ConfigError, Problems, build_dataclass, coerce_value, show  # noqa: F401 (re-exported)
@@ -128,15 +127,8 @@ class Config:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    """A config or space file: bounded in size, values and depth, duplicate keys refused (see safe_yaml)."""
+    raw = safe_yaml.load_file(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw
@@ -156,9 +148,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"{key}: cannot set a key below the scalar {part!r}")
             node = child
         try:
-            node[parts[-1]] = yaml.safe_load(value) if value else None
-        except yaml.YAMLError:
-            node[parts[-1]] = value
+            node[parts[-1]] = safe_yaml.loads(value, f"--set {key}") if value else None
+        except ConfigError as exc:
+            if "not valid YAML" not in str(exc):  # too large, too deep, a duplicate key: refused
+                raise
+            node[parts[-1]] = value  # not YAML: the text itself
     return raw
 
 
@@ -166,12 +160,13 @@ def build_config(raw: dict[str, Any] | None = None) -> Config:
     """Validate a plain dict (from YAML) into a Config, or raise one ConfigError naming every problem."""
     raw = dict(raw or {})
     data = raw.get("data")
+    written = data.get("root") if isinstance(data, dict) else None  # messages print it as written
     if isinstance(data, dict):  # paths may name environment variables: root: ${CM_DATA}
         raw["data"] = {k: os.path.expandvars(v) if k in ("root", "cache_dir") and isinstance(v, str) else v
                        for k, v in data.items()}
     problems = Problems()
     cfg = build_dataclass(Config, raw, "", problems)
-    _check_semantics(cfg, problems)
+    _check_semantics(cfg, problems, written if isinstance(written, str) else cfg.data.root)
     problems.raise_if_any()
     return cfg
 
@@ -181,7 +176,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build_config(apply_overrides(raw, overrides or []))
 
 
-def _check_semantics(cfg: Config, problems: Problems) -> None:
+def _check_semantics(cfg: Config, problems: Problems, root_as_written: str | None = None) -> None:
     """Rules across fields (the types were checked by the builder); every broken rule is one problem."""
     _check_tasks(cfg, problems)
     _check_class_weight(cfg.train.class_weight, cfg.tasks, problems)
@@ -200,7 +195,7 @@ def _check_semantics(cfg: Config, problems: Problems) -> None:
         problems.add(f"train.lr_schedule: unknown schedule {t.lr_schedule!r}; valid choices: constant, cosine")
     if cfg.data.root is not None and not Path(cfg.data.root).expanduser().is_dir():
         hint = " (set that environment variable or --set data.root=PATH)" if "$" in cfg.data.root else ""
-        problems.add(f"data.root: dataset folder not found: {cfg.data.root}{hint}")
+        problems.add(f"data.root: dataset folder not found: {root_as_written or cfg.data.root}{hint}")
     # strategy names and parameters are checked against the registries' constructors
     for axis in ("scheduler", "combiner", "modality"):
         with problems.collect():
@@ -251,6 +246,43 @@ def _check_ranges(cfg: Config, problems: Problems) -> None:
         problems.add(f"train.weight_decay: must be >= 0, got {cfg.train.weight_decay}")
     if cfg.data.text_max_len > 512:
         problems.add(f"data.text_max_len: at most 512 (BERT positions), got {cfg.data.text_max_len}")
+    _check_upper_bounds(cfg, problems)
+
+
+# Upper bounds (README, "Config keys"): sizes and counts above these pass a type check but cannot run (a
+# model that cannot be allocated, a run that never ends), so they are refused before anything starts. Rates
+# (lr, weight_decay, grad_clip) need only be finite: a rate that diverges is a trial's outcome, not a crash.
+UPPER = {
+    "train.epochs": 10_000, "train.batch_size": 65_536, "train.eval_batch_size": 65_536,
+    "train.affinity_every": 1_000_000,
+    "train.num_threads": 1024, "train.seed": 2**32 - 1, "data.video_len": 100_000, "data.audio_len": 100_000,
+    "data.synthetic.n_train": 100_000, "data.synthetic.n_val": 100_000, "data.synthetic.n_test": 100_000,
+    "data.synthetic.seed": 2**32 - 1, "model.rnn_units": 8192, "model.attention_heads": 256,
+}
+MAX_HEAD_DIM = 8192
+
+
+def _lookup(cfg: Config, key: str) -> Any:
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _check_upper_bounds(cfg: Config, problems: Problems) -> None:
+    for key, bound in UPPER.items():
+        value = _lookup(cfg, key)
+        if value is not None and value > bound:
+            problems.add(f"{key}: at most {bound:g}, got {show(value)}")
+    if cfg.train.seed < 0 or cfg.data.synthetic.seed < 0:
+        problems.add("train.seed / data.synthetic.seed: must be >= 0")
+    if cfg.train.grad_clip is not None and cfg.train.grad_clip <= 0:
+        problems.add(f"train.grad_clip: must be positive (or null for no clipping), got {cfg.train.grad_clip}")
+    if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
+        problems.add(f"train.num_threads: must be >= 1, got {cfg.train.num_threads}")
+    if not cfg.model.head_dims or len(cfg.model.head_dims) > 16 \
+            or any(not 0 < d <= MAX_HEAD_DIM for d in cfg.model.head_dims):
+        problems.add(f"model.head_dims: 1 to 16 sizes, each in [1, {MAX_HEAD_DIM}], got {show(cfg.model.head_dims)}")
 
 
 def _check_class_weight(value: Any, tasks: tuple[str, ...], problems: Problems) -> None:
@@ -263,8 +295,8 @@ def _check_class_weight(value: Any, tasks: tuple[str, ...], problems: Problems) 
     for task, w in value.items():
         if task not in tasks:
             problems.add(f"train.class_weight.{task}: not one of the configured tasks ({', '.join(tasks)})")
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-            problems.add(f"train.class_weight.{task}: expected a positive number, got {show(w)}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 1e6:
+            problems.add(f"train.class_weight.{task}: expected a positive number up to 1e6, got {show(w)}")
 
 
 def _to_plain(obj: Any) -> Any:

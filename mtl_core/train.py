@@ -456,8 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and (args.out is None or not (args.out / "checkpoint" / "state.pt").is_file()):
         return fail("--resume: needs --out DIR holding a checkpoint from an earlier run")
     out = args.out or Path("runs") / f"{args.config.stem if args.config else 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    except OSError as exc:  # --out is a file, under a file, or not writable: one line, not a traceback
+        return fail(f"--out: {out}: {exc.strerror or exc}")
     metrics_path = out / "metrics.jsonl"
     if not args.resume:
         metrics_path.unlink(missing_ok=True)

@@ -8,6 +8,9 @@ collect into a `Problems` and raise them together as one `ConfigError` (one prob
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import reprlib
 import types
 import typing
 from contextlib import contextmanager
@@ -55,9 +58,9 @@ def build_dataclass(cls: type, raw: Any, path: str, problems: Problems) -> Any:
     if not isinstance(raw, dict):
         problems.add(f"{path or 'config'}: expected a mapping, got {show(raw)}")
         return cls()
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
-    for key in sorted(set(raw) - set(fields)):
+    for key in sorted(set(raw) - set(fields), key=str):  # YAML keys need not be strings
         problems.add(f"{_join(path, key)}: unknown key; valid keys here: {', '.join(fields)}")
     kwargs = {}
     for name in [f for f in fields if f in raw]:
@@ -67,6 +70,12 @@ def build_dataclass(cls: type, raw: Any, path: str, problems: Problems) -> Any:
         with problems.collect():
             kwargs[name] = coerce_value(hints[name], raw[name], _join(path, name))
     return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """typing.get_type_hints, once per class (it re-evaluates every annotation on each call)."""
+    return typing.get_type_hints(cls)
 
 
 def coerce_value(tp: Any, value: Any, path: str) -> Any:
@@ -100,9 +109,13 @@ def _scalar(tp: Any, value: Any, path: str) -> Any:
         raise ConfigError(f"{path}: expected true or false, got {show(value)}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{path}: expected an integer, got {show(value)}")
+    if tp is int and abs(value) > MAX_INT:
+        raise ConfigError(f"{path}: {show(value)} is out of range (at most {MAX_INT:.0e} in magnitude)")
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {show(value)}")
+        if not finite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {show(value)}")
         return float(value)
     if tp is str and not isinstance(value, str):
         raise ConfigError(f"{path}: expected a string, got {show(value)}")
@@ -113,6 +126,21 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+MAX_INT = 10**15  # any integer setting beyond this is a typo (and may not fit a C integer)
+_SHORT = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxtuple, _SHORT.maxset = 2, 4, 4, 4, 4
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 30
+
+
+def finite(value: Any) -> bool:
+    """A number that is neither inf nor NaN (large integers included: float() of them may overflow)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def show(value: Any) -> str:
-    text = repr(value)
+    """A short repr for an error line; bounded work whatever the value's size (reprlib stops early)."""
+    text = _SHORT.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -109,3 +109,32 @@ def _cause(stderr: str) -> str:
         return "no running Ray cluster was found on this machine (start one, or pass HOST:PORT)"
     last = [line for line in stderr.strip().splitlines() if line.strip()]
     return f"cannot join the cluster ({last[-1][:200] if last else 'no detail'})"
+
+
+def joined_cluster(address: str) -> str:
+    """One line saying which cluster `--address` joined (`auto` takes whatever local Ray runs here, maybe
+    another user's): its GCS address, live nodes and resources, and who started it when Ray's session
+    folder is on this machine. Call after ray.init."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    res = ray.cluster_resources()
+    line = (f"joined the Ray cluster at {ray.get_runtime_context().gcs_address} (--address {address}): "
+            f"{len(nodes)} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs")
+    owner = _session_owner(nodes)
+    return line + (f"; started by {owner}" if owner else "")
+
+
+def _session_owner(nodes: list[dict]) -> str | None:
+    """`user <name>, session <folder>` from the Ray session folder of a node on this machine, if any."""
+    import pwd
+
+    for node in nodes:
+        session = Path(node.get("RayletSocketName", "")).parent.parent
+        if session.name.startswith("session_") and session.is_dir():
+            try:
+                user = pwd.getpwuid(session.stat().st_uid).pw_name
+            except (KeyError, OSError):
+                continue
+            return f"user {user} (session {session})"
+    return None

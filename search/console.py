@@ -17,6 +17,7 @@ from mtl_core.cli import LOG_FORMAT, NOISY
 OURS = ("search", "mtl_core", "__main__")
 THIRD_PARTY = ("ray", "mlflow", "optuna", "alembic", "py.warnings")
 LOG_FILE = "launch.log"
+TRIAL_FAILED = "Trial task failed"  # how Tune logs each failure of a trial, with its traceback
 _quiet = False  # set by setup_console; later calls (after ray.init) follow it
 
 
@@ -24,6 +25,8 @@ class _ConsoleFilter(logging.Filter):
     """Our loggers at their level; anyone else's only from ERROR up."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("ray.tune") and str(record.msg).startswith(TRIAL_FAILED):
+            return False  # a trial's traceback: launch.log has it, the console gets Progress's one line
         return record.name.startswith(OURS) or record.levelno >= logging.ERROR
 
 
@@ -85,3 +88,12 @@ def log_to_file(exp_dir: Path) -> Path:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     return path
+
+
+def close_log_file() -> None:
+    """Stop writing the experiment's log file (a failed start removes its folder)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).name == LOG_FILE:
+            root.removeHandler(handler)
+            handler.close()

@@ -4,6 +4,7 @@ Tune's (the parent run, the space file, the tracking URI)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:  # the launcher reads this module before Ray may be imported (
     from search.tracking import Tracker
 
 STATE_FILE = "launch_state.json"
+STATE_KEYS = ("parent_run_id", "space", "tracking_uri")
+SPACE_FILE = "space.yaml"  # the space as it runs (after --set); --resume compares against it
 PENDING_FILE = "mlflow_pending.jsonl"  # tracking operations MLflow did not take (see search.replay)
 
 
@@ -43,13 +46,41 @@ class Experiment:
 
 
 def resume_hint(space: Path, exp_dir: Path) -> str:
+    """The command that continues the experiment. It names the space as recorded in the folder when there
+    is one: that file is what --resume accepts (with any --set already applied)."""
+    recorded = exp_dir / SPACE_FILE
+    space = recorded if recorded.is_file() else space
     return f"continue with: python -m search.launch {space} --name {exp_dir.name} --storage {exp_dir.parent} --resume"
 
 
+class CorruptFile(ValueError):
+    """A file of the experiment folder that cannot be read back (one line naming it; exit 1)."""
+
+
+MAX_STATE_BYTES = 64 * 1024  # the state holds a few ids and paths
+
+
 def read_state(exp_dir: Path) -> dict:
+    """launch_state.json, or {} when there is none; CorruptFile when it is not the JSON object we wrote."""
     path = exp_dir / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise CorruptFile(f"{path}: larger than {MAX_STATE_BYTES // 1024} KiB; not a launch state")
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        if isinstance(exc, CorruptFile):
+            raise
+        raise CorruptFile(f"{path}: unreadable launch state ({type(exc).__name__}); "
+                          f"move it away to start the experiment afresh under another --name") from None
+    if not isinstance(state, dict) or not all(isinstance(state.get(k, ""), str) for k in STATE_KEYS):
+        raise CorruptFile(f"{path}: not a launch state (expected an object with {', '.join(STATE_KEYS)})")
+    return state
 
 
 def write_state(exp_dir: Path, state: dict) -> None:
-    (exp_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+    """Written to a temporary file and renamed: a launcher killed mid-write never leaves half a file."""
+    tmp = exp_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, exp_dir / STATE_FILE)

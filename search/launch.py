@@ -1,31 +1,43 @@
 """python -m search.launch SPACE.yaml: run a strategy search on Ray Tune (Optuna TPE + ASHA), tracked in MLflow.
 
-Exit codes: 0 done, 2 bad space or options (one line, before Ray starts), 1 the sweep failed,
-130 interrupted by Ctrl-C, 143 stopped by SIGTERM (resume either with --resume).
+Exit codes: 0 done, 2 a user mistake (a bad space, option, name, storage or dataset, an unreachable
+tracking store or cluster, an experiment another launcher holds: one line each, before anything is
+written), 1 the sweep failed (or a file of the experiment folder is corrupt), 130 interrupted by Ctrl-C,
+143 stopped by SIGTERM (resume either with --resume).
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
+import os
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
-from mtl_core.cli import fail
+import yaml
+
+from mtl_core import safe_yaml
+from mtl_core.cli import OneLineParser, fail
 from mtl_core.config import ConfigError
 from mtl_core.model.text_encoder import EncoderNotFound, load_text_encoder
 from mtl_core.validation import Problems
+from search import signals
 from search.cluster import ClusterUnavailable, auth_env, check_cluster
-from search.console import log_to_file, route_third_party_logs, setup_console
-from search.space import SpaceSpec, load_space, sample_configs
-from search.experiment import STATE_FILE, resume_hint
+from search.console import close_log_file, log_to_file, route_third_party_logs, setup_console
+from search.experiment import SPACE_FILE, STATE_FILE, CorruptFile, read_state, resume_hint
+from search.lock import LOCK_FILE, ExperimentLock, Locked
+from search.signals import catch_signals, terminated
+from search.space import SEARCH_UPPER, SpaceSpec, as_written, check_name, dump_resolved, load_space, sample_configs
 
 log = logging.getLogger("search.launch")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m search.launch", description=__doc__,
+    p = OneLineParser(prog="python -m search.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("space", type=Path, help="search space YAML (see spaces/)")
     p.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
@@ -49,25 +61,107 @@ def _apply_cli(spec: SpaceSpec, args) -> SpaceSpec:
 
     problems = Problems()
     for option, value in (("num_samples", args.num_samples), ("max_concurrent", args.max_concurrent)):
-        if value is not None and value < 1:
-            problems.add(f"--{option.replace('_', '-')}: must be >= 1")
+        if value is not None and not 1 <= value <= SEARCH_UPPER[option]:
+            problems.add(f"--{option.replace('_', '-')}: must be >= 1 and at most {SEARCH_UPPER[option]}")
         elif value is not None:
             spec.search = replace(spec.search, **{option: value})
     problems.raise_if_any()
     return spec
 
 
-def _experiment_dir(args, spec: SpaceSpec) -> Path:
-    storage = Path(args.storage).expanduser().resolve()
+def _experiment_dir(args, spec: SpaceSpec, storage: Path) -> Path:
     if args.name:
         return storage / args.name
     if args.resume:
-        candidates = sorted((p for p in storage.glob(f"{spec.name}-*") if (p / STATE_FILE).is_file()),
+        candidates = sorted((p for p in storage.glob(f"{glob.escape(spec.name)}-*") if (p / STATE_FILE).is_file()),
                             key=lambda p: p.stat().st_mtime)
         if not candidates:
-            raise ConfigError(f"--resume: no experiment of {spec.name!r} under {storage} (pass --name)")
+            raise ConfigError(f"--resume: no experiment of {spec.name!r} under {args.storage} (pass --name)")
         return candidates[-1]
     return storage / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _storage(arg: str) -> Path:
+    """The storage folder, resolved; it need not exist yet, but the nearest existing folder on its path
+    must be one we can write in (checked before anything is written)."""
+    try:
+        path = Path(arg).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"--storage: {arg}: not a usable path ({type(exc).__name__})") from None
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--storage: {arg}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--storage: {arg}: cannot write in {probe} (permission denied)")
+    return path
+
+
+def _has_experiment(exp_dir: Path) -> bool:
+    """A folder that holds anything but a lock file (a stale one from a killed launcher does not count)."""
+    if exp_dir.exists() and not exp_dir.is_dir():
+        raise ConfigError(f"--name: {exp_dir} exists and is not a folder")
+    try:
+        return exp_dir.is_dir() and any(p.name != LOCK_FILE for p in exp_dir.iterdir())
+    except OSError as exc:
+        raise ConfigError(f"--name: {exp_dir}: cannot read ({exc.strerror})") from None
+
+
+def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> None:
+    """A new experiment needs an empty folder; --resume one that holds an experiment of the same space.
+    A folder another live launcher holds is refused as such first, naming it (`ours`: we hold it now)."""
+    if exp_dir.is_dir() and not ours:
+        ExperimentLock(exp_dir).check_free()
+    if not args.resume:
+        if _has_experiment(exp_dir):
+            raise ConfigError(f"--name: {exp_dir} already exists (use --resume to continue it)")
+        return
+    if not read_state(exp_dir):
+        raise ConfigError(f"--resume: {exp_dir} holds no experiment to resume")
+    _check_same_space(spec, exp_dir)
+
+
+def _check_same_space(spec: SpaceSpec, exp_dir: Path) -> None:
+    """--resume runs the space the experiment recorded: another space (or --set, --num-samples) would
+    relabel its finished trials and mix two searches in one study."""
+    recorded = exp_dir / SPACE_FILE
+    if not recorded.is_file():
+        return
+    try:
+        before = safe_yaml.load_file(recorded)
+    except ConfigError as exc:
+        raise CorruptFile(str(exc)) from None
+    key = _first_difference(before, yaml.safe_load(dump_resolved(spec)))
+    if key is not None:
+        raise ConfigError(f"--resume: {spec.path} is not the space this experiment ran (they differ at "
+                          f"{key}); resume with the recorded one: python -m search.launch {recorded} "
+                          f"--name {exp_dir.name} --storage {exp_dir.parent} --resume")
+
+
+def _first_difference(a, b, path: str = "") -> str | None:
+    """The first key path where two YAML trees differ, or None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (path or "the top level")
+
+
+def _check_data(spec: SpaceSpec) -> None:
+    """The dataset check of `python -m mtl_core.data check`, before anything starts: each problem is one
+    line naming its file, paths as the user wrote them. The synthetic default is ours and needs none."""
+    root = spec.base.get("data", {}).get("root")
+    if root is None:
+        return
+    from mtl_core.data.check import check_dataset
+
+    d = spec.config.data
+    _, _, problems = check_dataset(Path(root), files={"train": d.train_file, "val": d.val_file, "test": d.test_file})
+    if problems:
+        raise ConfigError(*(f"data.root: {as_written(spec, p)}" for p in problems))
 
 
 def _check_encoder(name: str) -> None:
@@ -79,52 +173,120 @@ def _check_encoder(name: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _checks(args) -> tuple[SpaceSpec, Path]:
+    """Everything that can be checked without writing: space, options, name, storage, folder, data."""
+    spec = _apply_cli(load_space(args.space, args.overrides), args)
+    if args.name is not None:
+        check_name(args.name, "--name")
+    _check_encoder(spec.config.model.text_encoder)
+    exp_dir = _experiment_dir(args, spec, _storage(args.storage))
+    _check_folder(args, spec, exp_dir)
+    _check_data(spec)
+    return spec, exp_dir
+
+
+def _check_services(args) -> str:
+    """The cluster and a tracking server given with --mlflow-uri (the default store is created in the
+    experiment folder). Returns the tracking URI to use (credentials moved to the environment)."""
+    if args.address is not None:
+        check_cluster(args.address)
+    if args.mlflow_uri is None:
+        return ""
+    from search.tracking import check_tracking, credentials_to_env
+
+    uri = credentials_to_env(args.mlflow_uri)
+    check_tracking(uri)
+    return uri
+
+
+def _dry_run(args, spec: SpaceSpec) -> int:
+    print(f"space {args.space} is valid; {spec.search.num_samples} trials of up to "
+          f"{spec.max_t} epochs; first configurations:")
+    for i, cfg in enumerate(sample_configs(spec, min(spec.search.num_samples, 10))):
+        print(f"  {i}: {json.dumps(cfg)}")
+    return 0
+
+
+def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
+    """Create and lock the folder, then run. A fresh start that fails or is interrupted before the
+    experiment exists (its state file) removes what it wrote: the same command can simply run again."""
+    try:
+        exp_dir.parent.mkdir(parents=True, exist_ok=True)
+        exp_dir.mkdir()
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError as exc:
+        raise ConfigError(f"--storage: {exp_dir}: cannot create ({exc.strerror})") from None
+    lock = ExperimentLock(exp_dir)
+    try:
+        lock.acquire()
+    except Locked:
+        if created:
+            _discard(exp_dir, created)
+        raise
+    rc = None
+    try:
+        _check_folder(args, spec, exp_dir, ours=True)  # again, now that no other launcher can change it
+        handler = log_to_file(exp_dir)
+        route_third_party_logs()
+        from search.sweep import run_experiment
+        from search.tracking import default_tracking_uri
+
+        rc = run_experiment(spec, exp_dir, uri or default_tracking_uri(exp_dir), address=args.address,
+                            resume=args.resume)
+        return rc
+    finally:
+        fresh_failed = not args.resume and rc != 0 and not (exp_dir / STATE_FILE).is_file()
+        if fresh_failed:
+            close_log_file()
+            _discard(exp_dir, created)
+        lock.release(remove=fresh_failed)
+
+
+def _discard(exp_dir: Path, created: bool) -> None:
+    """Remove what a failed fresh start wrote (the folder was empty, or held a stale lock, before it)."""
+    for path in exp_dir.iterdir() if exp_dir.is_dir() else ():
+        if path.name != LOCK_FILE:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    if created:
+        (exp_dir / LOCK_FILE).unlink(missing_ok=True)
+        exp_dir.rmdir()
+
+
+def _interrupted(args, exp_dir: Path | None) -> int:
+    how = "stopped by SIGTERM" if terminated() else "interrupted"
+    if exp_dir is not None and (exp_dir / STATE_FILE).is_file():
+        print(f"{how}; {resume_hint(args.space, exp_dir)}", file=sys.stderr)
+    else:
+        print(f"{how} before the experiment started; nothing was kept (run the same command again)",
+              file=sys.stderr)
+    return 143 if terminated() else 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     auth_env(args.address)  # before anything imports ray: Ray reads RAY_AUTH_MODE at import
     setup_console(args.verbose)
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signals.reset()
+    catch_signals()  # from the first moment: Ctrl-C and SIGTERM end in 130/143, never a traceback
+    exp_dir = None
     try:
-        spec = _apply_cli(load_space(args.space, args.overrides), args)
-        _check_encoder(spec.config.model.text_encoder)
-        exp_dir = _experiment_dir(args, spec)
-        if args.resume and not (exp_dir / STATE_FILE).is_file():
-            raise ConfigError(f"--resume: {exp_dir} holds no experiment to resume")
-        if not args.resume and exp_dir.exists() and any(exp_dir.iterdir()):
-            raise ConfigError(f"--name: {exp_dir} already exists (use --resume to continue it)")
-    except ConfigError as exc:
+        spec, exp_dir = _checks(args)
+        if args.dry_run:
+            return _dry_run(args, spec)
+        uri = _check_services(args)
+        return _launch(args, spec, exp_dir, uri)
+    except (ConfigError, Locked, ClusterUnavailable) as exc:  # TrackingUnavailable is a ConfigError
         return fail(str(exc))
-    if args.dry_run:
-        print(f"space {args.space} is valid; {spec.search.num_samples} trials of up to "
-              f"{spec.max_t} epochs; first configurations:")
-        for i, cfg in enumerate(sample_configs(spec, min(spec.search.num_samples, 10))):
-            print(f"  {i}: {json.dumps(cfg)}")
-        return 0
-
-    if args.address is not None:
-        try:
-            check_cluster(args.address)
-        except ClusterUnavailable as exc:
-            return fail(str(exc))
-    from search.tracking import TrackingUnavailable, check_tracking, default_tracking_uri
-
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    log_to_file(exp_dir)
-    route_third_party_logs()
-    uri = args.mlflow_uri or default_tracking_uri(exp_dir)
-    try:
-        check_tracking(uri)
-    except TrackingUnavailable as exc:
-        return fail(str(exc))
-    from search.sweep import run_experiment
-
-    try:
-        return run_experiment(spec, exp_dir, uri, address=args.address, resume=args.resume)
-    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) outside a Tune phase: the state saved so far stands
-        from search.signals import terminated
-
-        print(f"{'stopped by SIGTERM' if terminated() else 'interrupted'}; {resume_hint(args.space, exp_dir)}",
-              file=sys.stderr)
-        return 143 if terminated() else 130
+    except CorruptFile as exc:
+        return fail(str(exc), code=1)
+    except KeyboardInterrupt:
+        return _interrupted(args, exp_dir)
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from search.experiment import Experiment
 from search.front_picks import front_picks
 from search.groupings import distinct_configs, group_trials, score_table, summarise
 from search.results import collect, error_line, leaderboard, trial_id_of, write_parquet
-from search.signals import terminated
+from search.signals import fit_interrupted
 from search.space import partition_label, sample_configs
 from search.tracking import close_orphans
 from search.trial import TrialMeta, meta_of, trial_entry
@@ -72,7 +72,7 @@ def _fit(exp: Experiment, phase: str, trials: list[dict] | None = None, **kwargs
     tuner, expected = build_tuner(exp, phase, trials, **kwargs)
     results = tuner.fit()
     # Ctrl-C (or SIGTERM) makes fit() return normally with partial results: count what really ended
-    interrupted = terminated() or results.num_terminated + results.num_errors < expected
+    interrupted = fit_interrupted() or results.num_terminated + results.num_errors < expected
     if not interrupted:
         keep_latest_checkpoints(results)  # one checkpoint per trial on disk, not one per epoch
     return results, expected, interrupted
@@ -91,7 +91,9 @@ def search(exp: Experiment, out: Outcome) -> None:
     """Optuna proposes, ASHA stops the weak; the best trials become the final phase's candidates."""
     results, expected, out.interrupted = _fit(exp, "search")
     _rank(exp, out, "search", results, expected)
-    overrides = {trial_id_of(r): r.config["trial"]["overrides"] for r in results}
+    if out.interrupted:  # no candidates from a partial search (a trial stopped before its first result has no config)
+        return
+    overrides = {trial_id_of(r): r.config["trial"]["overrides"] for r in results if r.config}
     board = leaderboard(out.trials, exp.spec.search.metric, exp.spec.search.mode)
     for _, row in board[board["status"] != "failed"].iterrows():
         out.candidates.append(Candidate(f"rank {row['rank']}", overrides[row["trial_id"]],
@@ -196,6 +198,8 @@ def tag(exp: Experiment, out: Outcome) -> None:
     results, expected, out.interrupted = _fit(exp, "tag", grid)
     if out.trials.empty:  # affinity mode: the trained proposals are the leaderboard
         _rank(exp, out, "tag", results, expected)
+    if out.interrupted:  # a trial stopped before its first result has no config
+        return
     table = _tag_table(exp, out, results)
     table.to_csv(exp.dir / "affinity_groupings.csv", index=False)
     out.artifacts.append(exp.dir / "affinity_groupings.csv")

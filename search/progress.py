@@ -6,6 +6,8 @@ import time
 
 from ray import tune
 
+from search.tracking import trial_error
+
 
 class Progress(tune.Callback):
     def __init__(self, metric: str, mode: str, total: int, max_t: int, every_s: float = 15.0):
@@ -46,7 +48,11 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.errored += 1
+        print(f"trial {trial.trial_id} failed: {trial_error(trial)}", flush=True)  # its traceback: launch.log
         print(self.line(trials), flush=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        print(f"trial {trial.trial_id} failed, retrying from its last checkpoint: {trial_error(trial)}", flush=True)
 
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from mtl_core.cli import fail
+from mtl_core.cli import OneLineParser, fail
 from search.experiment import PENDING_FILE, read_state
 from search.tracking import Tracker, TrackingUnavailable, check_tracking
 
@@ -39,7 +39,7 @@ def replay(exp_dir: Path, uri: str | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.replay", description=__doc__,
+    p = OneLineParser(prog="python -m search.replay", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment_dir", type=Path)
     p.add_argument("--mlflow-uri", default=None, help="tracking URI (default: the one the sweep used)")
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nothing to replay: {exp_dir / PENDING_FILE} does not exist")
         return 0
     uri = args.mlflow_uri or state["tracking_uri"]
+    if "***@" in uri:  # the state records the URI without its credentials
+        return fail(f"--mlflow-uri: {exp_dir / 'launch_state.json'} records {uri} without its credentials; "
+                    f"pass the URI again with --mlflow-uri (or set MLFLOW_TRACKING_USERNAME/PASSWORD)")
     try:
         check_tracking(uri)
     except TrackingUnavailable as exc:

@@ -10,6 +10,8 @@ import logging
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from search.trainable import DIVERGED
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,6 +27,8 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         return ot_trial is not None and ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished()
 
     def on_trial_result(self, trial_id, result):
+        if DIVERGED in result:  # a diverged trial's last word: it fails next, and Optuna records FAIL
+            return
         if not self._finished_in_study(trial_id):
             super().on_trial_result(trial_id, result)
 

@@ -30,8 +30,8 @@ import yaml
 
 from mtl_core import keys
 from mtl_core.grouping import canonical, partitions
-from mtl_core.config import Config, apply_overrides, build_config, load_yaml
-from mtl_core.validation import Problems, build_dataclass
+from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
+from mtl_core.validation import Problems, build_dataclass, finite, show
 from search.pareto import TIE_BREAKS
 from search.trial import TrialMeta, trial_entry, with_overrides
 
@@ -39,6 +39,10 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy")
 
 
+# Upper bounds of the search settings (README, "The space file"): beyond them a sweep cannot run or never ends.
+SEARCH_UPPER = {"num_samples": 100_000, "max_concurrent": 10_000, "grace_period": 10_000, "reduction_factor": 100,
+                "max_failures": 100, "final_k": 100, "final_seeds": 100, "seed": 2**32 - 1,
+                "resources_per_trial.cpu": 1024, "resources_per_trial.gpu": 64}
 BASELINES = ("equal_sum", "single_task", "rlw")  # trained beside the final configurations (see search.baselines)
 SAMPLERS = ("tpe", "nsga2")  # Optuna's samplers a space may pick (both take one or several objectives)
 
@@ -126,6 +130,8 @@ def _check_range(kind: str, bounds: Any, path: str, problems: Problems) -> None:
     if any(isinstance(b, bool) or not isinstance(b, numeric) for b in bounds):
         bad = next(b for b in bounds if isinstance(b, bool) or not isinstance(b, numeric))
         return problems.add(f"{path}.{kind}: bounds must be {'integers' if kind == 'int' else 'numbers'}, got {bad!r}")
+    if not (finite(lo) and finite(hi)):
+        return problems.add(f"{path}.{kind}: bounds must be finite, got [{show(lo)}, {show(hi)}]")
     if not lo < hi:
         problems.add(f"{path}.{kind}: low must be below high, got [{lo}, {hi}]")
     elif kind == "loguniform" and lo <= 0:
@@ -155,6 +161,17 @@ def _check_node(node: Any, path: str, problems: Problems) -> None:
                 continue
             for k, v in (params or {}).items():
                 _check_node(v, f"{path}.choice.{option}.{k}", problems)
+
+
+def check_name(name: Any, where: str) -> None:
+    """An experiment name becomes a folder under --storage, an MLflow experiment and an Optuna study: one
+    plain path component, never a path that escapes the storage folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: expected a non-empty name, got {show(name)}")
+    if name in (".", "..") or any(c in name or not c.isprintable() for c in "/\\") or len(name) > 200 \
+            or not name.isprintable():
+        raise ConfigError(f"{where}: {show(name)} is not a plain folder name (no /, \\, . or .., no control "
+                          f"characters, at most 200 characters)")
 
 
 def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]:
@@ -224,6 +241,13 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
     for key in ("num_samples", "max_concurrent", "grace_period", "final_seeds"):
         if getattr(s, key) < 1:
             problems.add(f"search.{key}: must be >= 1, got {getattr(s, key)}")
+    for key, bound in SEARCH_UPPER.items():
+        value = s.resources_per_trial.cpu if key == "resources_per_trial.cpu" else \
+            s.resources_per_trial.gpu if key == "resources_per_trial.gpu" else getattr(s, key)
+        if value > bound:
+            problems.add(f"search.{key}: at most {bound:g}, got {show(value)}")
+    if s.seed < 0:
+        problems.add(f"search.seed: must be >= 0, got {s.seed}")
     if s.reduction_factor < 2:
         problems.add(f"search.reduction_factor: must be >= 2, got {s.reduction_factor}")
     if s.final_k < 0:
@@ -277,13 +301,23 @@ def _absolute_paths(base: dict[str, Any], cfg: Config) -> None:
         base.setdefault("data", {})["cache_dir"] = str(Path(cfg.data.cache_dir).expanduser().resolve())
 
 
+def as_written(spec: SpaceSpec, text: str) -> str:
+    """`text` with the resolved data folder put back as the user wrote it (`${CM_DATA}/x`, `~/data`): an
+    environment variable's value is never printed."""
+    written = (spec.raw.get("data") or {}).get("root") if isinstance(spec.raw.get("data"), dict) else None
+    resolved = (spec.base.get("data") or {}).get("root")
+    if isinstance(written, str) and resolved and written != resolved:
+        return text.replace(resolved, written.rstrip("/") or written)
+    return text
+
+
 def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpec:
     """Read and fully validate a space file; raise one ConfigError naming every problem (key paths)."""
     path = Path(path)
     raw = apply_overrides(load_yaml(path), overrides or [])
     problems = Problems()
     allowed = set(RUN_SECTIONS) | {"name", "search", "space"}
-    for key in sorted(set(raw) - allowed):
+    for key in sorted(set(raw) - allowed, key=str):
         problems.add(f"{key}: unknown key; valid keys here: {', '.join(sorted(allowed))}")
     base = {k: copy.deepcopy(raw[k]) for k in RUN_SECTIONS if k in raw}
     base_cfg = Config()
@@ -297,7 +331,10 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
         space = {}
     before = list(problems.items)
     _check_node(space, "space", problems)
-    spec = SpaceSpec(path, str(raw.get("name") or path.stem), base, search, space, base_cfg, raw)
+    name = raw.get("name") or path.stem
+    with problems.collect():
+        check_name(name, "name")
+    spec = SpaceSpec(path, str(name), base, search, space, base_cfg, raw)
     if len(problems.items) == len(before):  # every branch's corners, once the space itself is well formed
         corners = Problems()
         for sample in corner_samples(space, base_cfg.tasks):

@@ -3,6 +3,8 @@ grouping mode's phases (`search.phases.PHASES`), then the common finish step (`s
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,37 +15,57 @@ from mtl_core.data.layout import DataError
 from mtl_core.model.text_encoder import EncoderNotFound
 from mtl_core.prepare import prepare
 from search.console import is_quiet, route_third_party_logs
-from search.experiment import PENDING_FILE, Experiment, read_state, write_state
+from search.experiment import PENDING_FILE, SPACE_FILE, Experiment, read_state, write_state
 from search.finish import finish
 from search.phases import PHASES, Outcome
-from search.signals import terminate_like_interrupt
-from search.space import SpaceSpec, dump_resolved
-from search.tracking import Tracker, default_tracking_uri, open_parent
+from search.cluster import joined_cluster
+from search.signals import catch_signals, sigterm_received
+from search.space import SpaceSpec, as_written, dump_resolved
+from search.tracking import Tracker, default_tracking_uri, mask_uri, open_parent
 
 
 def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None, resume: bool) -> int:
-    (exp_dir / "space.yaml").write_text(dump_resolved(spec))
+    """The launch once every check has passed and the folder is locked. Returns the exit code; raises
+    KeyboardInterrupt when Ctrl-C or SIGTERM came outside a Tune phase (the parent run closed as KILLED)."""
+    if not (exp_dir / SPACE_FILE).is_file():  # never rewritten: --resume runs the recorded space
+        (exp_dir / SPACE_FILE).write_text(dump_resolved(spec))
     try:
         _prepare_data(spec)
-    except DataError as exc:
-        print(f"error: {exc}", flush=True)
-        return 1
-    except EncoderNotFound as exc:  # weights that fail to load when the frozen features are first computed
-        print(f"error: {exc}", flush=True)
+    except (DataError, EncoderNotFound) as exc:  # what the launcher's checks cannot see (e.g. weights that fail to load)
+        print(f"error: {as_written(spec, str(exc))}", file=sys.stderr, flush=True)
         return 2
-    exp = _open(spec, exp_dir, uri, resume)
-    print(f"experiment {exp_dir} (MLflow: {uri}, parent run {exp.tracker.parent_run_id})", flush=True)
-    started = _start_ray(address)
     try:
-        out = Outcome()
-        for phase in PHASES[spec.search.grouping_mode]:
-            phase(exp, out)
-            if out.interrupted:
-                break
-        return finish(exp, out)
+        exp = _open(spec, exp_dir, uri, resume)
+    except Exception as exc:  # the store answered the probe but refuses the experiment (permissions, schema)
+        print(f"error: --mlflow-uri: {mask_uri(uri)}: cannot open the experiment's parent run "
+              f"({type(exc).__name__})", file=sys.stderr, flush=True)
+        return 2
+    print(f"experiment {exp_dir} (MLflow: {mask_uri(uri)}, parent run {exp.tracker.parent_run_id})", flush=True)
+    started = False
+    try:
+        try:
+            started = _start_ray(address)
+        except (RuntimeError, ConnectionError, OSError) as exc:
+            print(f"error: Ray did not start ({type(exc).__name__}: {str(exc).strip()[:200]}); "
+                  f"{exp.resume_hint()}", file=sys.stderr, flush=True)
+            return 1
+        return _run_phases(exp)
+    except KeyboardInterrupt:
+        exp.tracker.call("set_terminated", status="KILLED")
+        exp.tracker.close()
+        raise
     finally:
-        if started:
+        if started or (address is None and ray.is_initialized()):  # ours, even if ray.init was cut short
             ray.shutdown()
+
+
+def _run_phases(exp: Experiment) -> int:
+    out = Outcome()
+    for phase in PHASES[exp.spec.search.grouping_mode]:
+        phase(exp, out)
+        if out.interrupted:
+            break
+    return finish(exp, out)
 
 
 def _open(spec: SpaceSpec, exp_dir: Path, uri: str, resume: bool) -> Experiment:
@@ -51,8 +73,8 @@ def _open(spec: SpaceSpec, exp_dir: Path, uri: str, resume: bool) -> Experiment:
     state = read_state(exp_dir)
     params = {"space_file": str(spec.path), **{f"search.{k}": v for k, v in asdict(spec.search).items()}}
     artifacts = exp_dir / "mlartifacts" if uri == default_tracking_uri(exp_dir) else None
-    parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / "space.yaml", artifacts)
-    state.update({"parent_run_id": parent, "space": str(spec.path.resolve()), "tracking_uri": uri})
+    parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / SPACE_FILE, artifacts)
+    state.update({"parent_run_id": parent, "space": str(spec.path.resolve()), "tracking_uri": mask_uri(uri)})
     write_state(exp_dir, state)
     return Experiment(spec, exp_dir, Tracker(uri, exp_dir.name, parent, spool=str(exp_dir / PENDING_FILE)), resume)
 
@@ -70,12 +92,30 @@ def _start_ray(address: str | None) -> bool:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
     quiet = {"configure_logging": False} if is_quiet() else {}  # Ray's own console logging off
     if address is not None:  # token authentication was set up by the launcher, before ray's import
-        ray.init(address=address, log_to_driver=False, **quiet)
+        _ray_init(address=address, log_to_driver=False, **quiet)
         started = False
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
-                 **quiet)
+        _ray_init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
+                  **quiet)
         started = True
     route_third_party_logs()
-    terminate_like_interrupt()  # after ray.init: Ray installs its own SIGTERM handler there
+    if address is not None:
+        print(joined_cluster(address), flush=True)
     return started
+
+
+def _ray_init(**kwargs) -> None:
+    """ray.init, with a SIGTERM during it handled like any other. ray.init installs a Python handler that
+    exits with code 15 (taken here for what it is), then Ray's native one, which dumps a stack and aborts:
+    SIGTERM is held back on this thread meanwhile, and delivered to ours once they are back."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        ray.init(**kwargs)
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
+        sigterm_received()
+        raise KeyboardInterrupt from None
+    finally:
+        catch_signals()
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

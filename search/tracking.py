@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -21,13 +22,40 @@ from mlflow.exceptions import MlflowException
 from ray import tune
 
 from mtl_core import keys
+from mtl_core.validation import ConfigError
 from search.results import error_line
 from search.trial import meta_of
 
 
 
-class TrackingUnavailable(RuntimeError):
-    pass
+class TrackingUnavailable(ConfigError):
+    """The tracking store does not answer (one line; the launcher exits 2)."""
+
+
+def mask_uri(uri: str) -> str:
+    """The URI for the console, logs and files: the password of `user:password@host` (or a token in
+    place of the user) replaced by ***. Only the user name is kept."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
+
+
+def credentials_to_env(uri: str) -> str:
+    """An http(s) URI with `user:password@` in it: the credentials move to MLFLOW_TRACKING_USERNAME /
+    PASSWORD (which MLflow reads, unless they are set already) and the URI without them is returned, so
+    no file or pickle of the experiment holds them. Other URIs come back unchanged."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(user))
+    if password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(password))
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def default_tracking_uri(exp_dir: Path) -> str:
@@ -56,7 +84,7 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
     try:
         probe(MlflowClient(tracking_uri=uri), timeout_s)
     except Exception as exc:  # any failure here means no tracking: say so in one line
-        raise TrackingUnavailable(f"--mlflow-uri: cannot reach the MLflow tracking store at {uri} "
+        raise TrackingUnavailable(f"--mlflow-uri: cannot reach the MLflow tracking store at {mask_uri(uri)} "
                                   f"({type(exc).__name__})") from None
 
 
@@ -183,12 +211,12 @@ class Tracker:
                 return
             self.pending.pop(0)
         if self._retry_at:
-            print(f"MLflow at {self.uri} answers again; buffered tracking data written", flush=True)
+            print(f"MLflow at {mask_uri(self.uri)} answers again; buffered tracking data written", flush=True)
         self._retry_at = 0.0
 
     def _outage(self, exc: Exception) -> None:
         if not self._retry_at:
-            print(f"warning: MLflow at {self.uri} is not answering ({type(exc).__name__}); "
+            print(f"warning: MLflow at {mask_uri(self.uri)} is not answering ({type(exc).__name__}); "
                   f"buffering tracking data and retrying every {self.retry_s:.0f}s", flush=True)
         self._retry_at = time.monotonic() + self.retry_s
 
@@ -209,7 +237,7 @@ class Tracker:
             for op in self.pending:
                 f.write(json.dumps(op) + "\n")
         n, self.pending = len(self.pending), []
-        print(f"WARNING: MLflow at {self.uri} is still unreachable: {n} tracking operations were not logged; "
+        print(f"WARNING: MLflow at {mask_uri(self.uri)} is still unreachable: {n} tracking operations were not logged; "
               f"they are saved in {where} (write them later with: python -m search.replay {Path(where).parent})",
               flush=True)
         return n
@@ -331,6 +359,7 @@ def ui_hint(uri: str, experiment_id: str) -> str:
     """How to look at the runs. MLflow 3.17's UI opens on its GenAI pages unless the URL asks for the
     training view (the experiment's `mlflow.experimentKind` tag alone does not override the UI's toggle)."""
     page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    uri = mask_uri(uri)
     if uri.startswith("sqlite:"):
         return (f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000, "
                 f"then open http://127.0.0.1:5000/{page}")

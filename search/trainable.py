@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -17,10 +18,11 @@ from ray import tune
 
 from mtl_core import keys
 from mtl_core.config import Config
-from mtl_core.train import train
+from mtl_core.train import TrainingDiverged, train
 from search.trial import TrialSettings, config_of
 
 log = logging.getLogger(__name__)
+DIVERGED = "diverged"  # the last result of a trial whose loss went non-finite: its error message
 
 
 class NoCudaForGpuTrial(RuntimeError):
@@ -66,4 +68,22 @@ def train_trial(config: dict[str, Any]) -> None:
         metrics["gpu_ids"] = gpu_ids  # "" without a GPU
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
-    train(cfg, report, run_dir, resume=resume, eval_test=settings.eval_test)  # test: each model's best epoch
+    try:
+        train(cfg, report, run_dir, resume=resume, eval_test=settings.eval_test)  # test: each model's best epoch
+    except TrainingDiverged as exc:
+        # The same checkpoint diverges the same way again: a last result tells the driver not to retry
+        # (NoRetryOnDivergence), then the trial fails with its error as usual.
+        epoch = re.match(r"epoch (\d+)", str(exc))
+        # search/score NaN: Tune requires the metric in every result, and ASHA never stops on NaN (a STOP
+        # here would end the trial as stopped instead of failed)
+        tune.report({DIVERGED: str(exc), "epoch": int(epoch.group(1)) if epoch else 0, keys.SCORE: float("nan")})
+        raise
+
+
+class NoRetryOnDivergence(tune.Callback):
+    """A trial whose loss went non-finite is not retried (search.max_failures is for lost workers and
+    other passing failures); the trial reports DIVERGED just before it fails."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if DIVERGED in result:
+            trial.max_failures = 0

@@ -24,7 +24,7 @@ from search.reference import majority_scores, reference_point, validation_labels
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
-from search.trainable import train_trial
+from search.trainable import NoRetryOnDivergence, train_trial
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     else:
         param_space["trial"] = tune.grid_search(trials)
         tune_config = tune.TuneConfig(**common)
-    callbacks = [MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
+    callbacks = [NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
                  Progress(progress_metric or s.metric, s.mode, expected, exp.max_t)]
     if trials is None and s.objectives:
         callbacks.append(_front_trace(exp, phase))

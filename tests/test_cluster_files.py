@@ -18,6 +18,16 @@ def test_ray_cluster_launcher_yaml():
     assert any("pip install" in c and "-e" in c for c in cfg["setup_commands"])  # the project on every node
 
 
+def test_the_mlflow_server_on_the_head_is_not_open_to_the_world():
+    """MLflow has no authentication by default: the head's private address only, and the file says how to
+    put authentication in front of it."""
+    text = (CLUSTER / "aws-gpu.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    server = [c for c in cfg["head_start_ray_commands"] if "mlflow server" in c]
+    assert len(server) == 1 and "0.0.0.0" not in server[0] and "--host \"$(hostname -I" in server[0]
+    assert "basic-auth" in text and "reverse proxy" in text
+
+
 def test_kuberay_rayjob_manifest():
     job = yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob" and job["metadata"]["name"]

@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtl_core.cli import fail, setup_logging
+from mtl_core.cli import OneLineParser, fail, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mtl_core.data", description=__doc__)
+    p = OneLineParser(prog="python -m mtl_core.data", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("synth", help="write a synthetic dataset in the real layout")
     s.add_argument("out_dir", type=Path)

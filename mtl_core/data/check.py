@@ -20,21 +20,25 @@ def _check_array(path: Path, dim: int, problems: list[str]) -> bool:
     except (OSError, ValueError) as exc:
         problems.append(f"{path}: unreadable .npy ({exc})")
         return True
-    if arr.ndim != 2 or arr.shape[1] != dim:
-        problems.append(f"{path}: expected shape [T, {dim}], got {list(arr.shape)}")
+    if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] == 0:
+        problems.append(f"{path}: expected shape [T, {dim}] with T >= 1, got {list(arr.shape)}")
+    elif not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        problems.append(f"{path}: expected real numbers, got dtype {arr.dtype}")
     elif not np.isfinite(arr).all():
         problems.append(f"{path}: contains NaN or inf")
     return True
 
 
-def check_dataset(root: Path, tokenizer=None, encoder_name: str = "minilm") -> tuple[list[str], list[str], list[str]]:
-    """(summary lines, warnings, problems). Problems make the dataset unusable."""
+def check_dataset(root: Path, tokenizer=None, encoder_name: str = "minilm",
+                  files: dict[str, str | None] | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(summary lines, warnings, problems). Problems make the dataset unusable. `files`: split file names
+    as configured (data.train_file, ...; None = found as training finds them)."""
     summary, warnings, problems = [], [], []
     seen: dict[str, str] = {}
     vocab_size = len(tokenizer) if tokenizer is not None else None
     for split in SPLITS:
         try:
-            recs = read_split(find_split_file(root, split))
+            recs = read_split(find_split_file(root, split, (files or {}).get(split)))
         except DataError as exc:
             problems.append(str(exc))
             continue

@@ -221,11 +221,17 @@ def test_interrupted_then_killed_sweep_resumes_counting_each_trial_once(tmp_path
 
 
 def test_failing_trials_are_marked_failed_with_their_reason(tmp_path):
-    # lr 1e30 makes the first AdamW step blow the weights up: the trainer raises TrainingDiverged
+    # lr 1e30 makes the first AdamW step blow the weights up: the trainer raises TrainingDiverged. A divergence
+    # repeats from the same checkpoint, so it is not retried (max_failures stays at its default, 2), and the
+    # console gets one line per failed trial, not a traceback per attempt.
     rc, out = _finish(_launch("--storage", str(tmp_path), "--name", "nan", "--num-samples", "2",
-                              "--set", "space.train.lr=1.0e+30", "--set", "search.max_failures=0",
-                              "--set", "search.final_k=0"))
+                              "--set", "space.train.lr=1.0e+30", "--set", "search.final_k=0"))
     assert rc == 1, out  # every trial failed: the sweep failed
+    assert "Traceback" not in out and "retrying" not in out, out
+    failed = re.findall(r"trial (\w+) failed: (?:mtl_core\.train\.)?TrainingDiverged: epoch 0 step \d+: the loss of task", out)
+    assert len(set(failed)) == 2 and len(failed) == 4, out  # once as it failed, once under the leaderboard
+    for error_file in (tmp_path / "nan" / "search").glob("trial_*/error.txt"):
+        assert "Failure # 2" not in error_file.read_text()  # failed once, not retried
     exp = tmp_path / "nan"
     _, children, parents = _child_runs(exp)
     assert len(children) == 2

@@ -1,0 +1,164 @@
+"""What the hostile catalogue needs: broken datasets made from the synthetic generator, and experiment
+folders in a given state (recorded, locked by a live launcher, corrupt)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = Path(__file__).resolve().parent
+SMOKE = ROOT / "spaces" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def good_data(tmp_path_factory):
+    from mtl_core.data.synth import write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("hostile_data") / "good", seed=3, n_train=6, n_val=4, n_test=4)
+
+
+def _split(root: Path, split: str) -> dict:
+    return json.loads((root / f"{split}.json").read_text())
+
+
+def _write(path: Path, data) -> None:
+    """Replace a file of the hard-linked copy (unlink first: the intact dataset shares its inodes)."""
+    path.unlink(missing_ok=True)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    elif isinstance(data, str):
+        path.write_text(data)
+    elif isinstance(data, np.ndarray):
+        np.save(path, data, allow_pickle=data.dtype == object)
+    else:
+        path.write_text(json.dumps(data))
+
+
+def _first(root: Path, split: str = "train") -> str:
+    return next(iter(_split(root, split)))
+
+
+def _edit_record(root: Path, split: str, **fields) -> None:
+    recs = _split(root, split)
+    recs[_first(root, split)].update(fields)
+    _write(root / f"{split}.json", recs)
+
+
+def _npy(root: Path, kind: str) -> Path:
+    clip = _first(root)
+    return root / "vggish" / f"{clip}_vggish.npy" if kind == "audio" else root / "i3d" / f"{clip}_{kind}.npy"
+
+
+def _duplicate_clip(root: Path) -> None:
+    train, val = _split(root, "train"), _split(root, "val")
+    clip = next(iter(train))
+    val[clip] = train[clip]
+    _write(root / "val.json", val)
+
+
+def _two_train_files(root: Path) -> None:
+    text = (root / "train.json").read_text()
+    (root / "train.json").unlink()
+    _write(root / "a_train.json", text)
+    _write(root / "b_train.json", text)
+
+
+def _ids_outside_vocab(root: Path) -> None:
+    recs = _split(root, "train")
+    for rec in recs.values():
+        rec["indexes"] = [101, 99_999_999, 102]
+    _write(root / "train.json", recs)
+
+
+BREAKAGES = {
+    "no-train": lambda r: (r / "train.json").unlink(),
+    "bad-json": lambda r: _write(r / "val.json", "{not json"),
+    "bad-json-train": lambda r: _write(r / "train.json", "{not json"),
+    "json-list": lambda r: _write(r / "train.json", "[1, 2]"),
+    "record-not-object": lambda r: _write(r / "val.json", {"clip": 5}),
+    "empty-split": lambda r: _write(r / "test.json", "{}"),
+    "duplicate-clip": _duplicate_clip,
+    "bad-label": lambda r: _edit_record(r, "train", gory=[1, 1]),
+    "label-word": lambda r: _edit_record(r, "train", mature="yes"),
+    "indexes-not-list": lambda r: _edit_record(r, "train", indexes=5),
+    "nan-rgb": lambda r: _write(_npy(r, "rgb"), np.full((4, 1024), np.nan, np.float32)),
+    "inf-audio": lambda r: _write(_npy(r, "audio"), np.full((4, 128), np.inf, np.float32)),
+    "audio-width": lambda r: _write(_npy(r, "audio"), np.zeros((4, 100), np.float32)),
+    "flow-width": lambda r: _write(_npy(r, "flow"), np.zeros((4, 512), np.float32)),
+    "audio-1d": lambda r: _write(_npy(r, "audio"), np.zeros(128, np.float32)),
+    "audio-empty": lambda r: _write(_npy(r, "audio"), np.zeros((0, 128), np.float32)),
+    "pickled-npy": lambda r: _write(_npy(r, "audio"), np.array([{"a": 1}] * 4, dtype=object)),
+    "string-npy": lambda r: _write(_npy(r, "audio"), np.full((2, 128), "abc")),
+    "garbage-npy": lambda r: _write(_npy(r, "audio"), os.urandom(300)),
+    "two-train-files": _two_train_files,
+    "not-utf8-json": lambda r: _write(r / "val.json", b"{\"\xff\xfe\": 1}"),
+    "ids-outside-vocab": _ids_outside_vocab,
+}
+
+
+@pytest.fixture
+def broken_data(good_data, tmp_path):
+    """`broken_data(kind)`: a hard-linked copy of the intact dataset, broken as BREAKAGES[kind] says."""
+    def make(kind: str) -> Path:
+        root = tmp_path / f"data-{kind}"
+        shutil.copytree(good_data, root, copy_function=os.link)
+        BREAKAGES[kind](root)
+        return root
+    return make
+
+
+def _recorded(exp: Path, state) -> None:
+    """An experiment folder as a launch of spaces/smoke.yaml leaves it (without Ray's and MLflow's files)."""
+    from search.space import dump_resolved, load_space
+
+    exp.mkdir(parents=True)
+    (exp / "space.yaml").write_text(dump_resolved(load_space(SMOKE)))
+    (exp / "launch_state.json").write_text(state if isinstance(state, str) else json.dumps(state))
+
+
+STATE = {"parent_run_id": "0123", "space": str(SMOKE), "tracking_uri": "sqlite:///x/mlflow.db"}
+
+
+def _hold_lock(exp: Path):
+    """A live launcher holding the folder's lock (a child process), until the case ends."""
+    exp.mkdir(parents=True, exist_ok=True)
+    code = ("import sys, time; from search.lock import ExperimentLock; ExperimentLock(__import__('pathlib').Path("
+            "sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(exp)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+GIVEN = {
+    "experiment": lambda exp: _recorded(exp, STATE),
+    "file_at_name": lambda exp: exp.write_text("not a folder"),
+    "corrupt_state": lambda exp: _recorded(exp, '{"parent_run_id": "01'),
+    "state_list": lambda exp: _recorded(exp, "[1, 2, 3]"),
+    "state_types": lambda exp: _recorded(exp, {**STATE, "parent_run_id": {"$ne": 1}}),
+    "state_huge": lambda exp: _recorded(exp, json.dumps({**STATE, "pad": "x" * 100_000})),
+    "corrupt_space": lambda exp: (_recorded(exp, STATE), (exp / "space.yaml").write_text("train: {lr: [")),
+    "bomb_space": lambda exp: (_recorded(exp, STATE), shutil.copy(HOSTILE / "spaces" / "bomb_lr.yaml", exp / "space.yaml")),
+    "state_folder": lambda exp: (exp.mkdir(parents=True), (exp / "launch_state.json").mkdir()),
+    "locked": _hold_lock,
+    "locked_experiment": lambda exp: (_recorded(exp, STATE), _hold_lock(exp))[1],
+    "stale_lock_experiment": lambda exp: (_recorded(exp, STATE), (exp / "launch.lock").write_text("pid 999999 on gone\n")),
+    "masked_state": lambda exp: (_recorded(exp, {**STATE, "tracking_uri": "http://alice:***@127.0.0.1:9"}),
+                                 (exp / "mlflow_pending.jsonl").write_text("[\"call\", \"set_tag\", [], {}]\n")),
+}
+
+
+@pytest.fixture
+def tiny_train_config(tmp_path_factory, good_data):
+    path = tmp_path_factory.mktemp("hostile_cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"data": {"root": str(good_data)},
+                                    "model": {"text_encoder": "tiny", "rnn_units": 8, "attention_heads": 2,
+                                              "head_dims": [8]},
+                                    "train": {"epochs": 1, "batch_size": 4, "progress": False}}))
+    return path
