@@ -41,7 +41,8 @@ RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy")
 
 # Upper bounds of the search settings (README, "The space file"): beyond them a sweep cannot run or never ends.
 SEARCH_UPPER = {"num_samples": 100_000, "max_concurrent": 10_000, "grace_period": 10_000, "reduction_factor": 100,
-                "max_failures": 100, "final_k": 100, "final_seeds": 100, "seed": 2**32 - 1,
+                "max_failures": 100, "final_k": 100, "final_seeds": 100, "final_max_seeds": 1000, "final_seed_step": 1000,
+                "baseline_samples": 100_000, "seed": 2**32 - 1,
                 "resources_per_trial.cpu": 1024, "resources_per_trial.gpu": 64}
 BASELINES = ("equal_sum", "single_task", "rlw")  # trained beside the final configurations (see search.baselines)
 SAMPLERS = ("tpe", "nsga2")  # Optuna's samplers a space may pick (both take one or several objectives)
@@ -244,7 +245,7 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
     for key, bound in SEARCH_UPPER.items():
         value = s.resources_per_trial.cpu if key == "resources_per_trial.cpu" else \
             s.resources_per_trial.gpu if key == "resources_per_trial.gpu" else getattr(s, key)
-        if value > bound:
+        if value is not None and value > bound:
             problems.add(f"search.{key}: at most {bound:g}, got {show(value)}")
     if s.seed < 0:
         problems.add(f"search.seed: must be >= 0, got {s.seed}")
