@@ -91,6 +91,7 @@ def _start_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
     quiet = {"configure_logging": False} if is_quiet() else {}  # Ray's own console logging off
+    route_third_party_logs()  # ray's import-time console handler: its start-up notices (token auth) go to the log
     if address is not None:  # token authentication was set up by the launcher, before ray's import
         _ray_init(address=address, log_to_driver=False, **quiet)
         started = False
