@@ -97,9 +97,10 @@ def _frozen_snapshot(run, j):
     return head, own
 
 
-# the fast tier: every combiner under round robin, every scheduler under equal; the slow tier: the other pairs
-FREEZE_PAIRS = [pytest.param(s, c, marks=() if "round_robin" in (s,) or c == "equal" else pytest.mark.slow)
-                for s, c in PAIRS]
+# the fast tier: a loss method, a learned weighting and a gradient method under round robin; the slow tier:
+# every other pair
+FAST_FREEZE = {("round_robin", "equal"), ("round_robin", "uncertainty"), ("round_robin", "pcgrad")}
+FREEZE_PAIRS = [pytest.param(s, c, marks=() if (s, c) in FAST_FREEZE else pytest.mark.slow) for s, c in PAIRS]
 
 
 @pytest.mark.parametrize("scheduler, combiner", FREEZE_PAIRS)
