@@ -90,20 +90,6 @@ def final_table(runs: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     return table
 
 
-def best_vs(runs: pd.DataFrame, other: str, metric: str = "test/avg_f1") -> tuple[str, PairedDifference] | None:
-    """The best retrained configuration (the first of role `final`) against `other`, paired by seed."""
-    if runs.empty or metric not in runs:
-        return None
-    finals = runs[runs["role"] == "final"]
-    if finals.empty or not (runs["name"] == other).any():
-        return None
-    best = finals["name"].iloc[0]
-    a = runs[runs["name"] == best].set_index("seed")[metric]
-    b = runs[runs["name"] == other].set_index("seed")[metric]
-    common = a.index.intersection(b.index)
-    return best, paired_difference(a[common].to_numpy(), b[common].to_numpy())
-
-
 def matched_budget(history: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str) -> tuple[int, pd.Series]:
     """(b, each trial's best `metric` within its first b epochs), b = the last rung every trial reached, so
     that trials ASHA stopped early are compared with the others at the same budget, not at their own."""
