@@ -113,8 +113,9 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
         lines += [f"Best trial `{ranked.iloc[0]['trial_id']}`: {metric} = {ranked.iloc[0][metric]:.4f}.", ""]
     tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
     table = final_table(runs, tasks)
-    shares = front_shares(RunScores(runs, tasks), list(table["name"])) if not table.empty else {}
-    lines += _answer_section(exp_dir, runs, table, tasks, shares)
+    scores = RunScores(runs, tasks)  # the clip resamples, computed once for the table and the front
+    shares = front_shares(scores, list(table["name"])) if not table.empty else {}
+    lines += _answer_section(exp_dir, scores, table, tasks, shares)
     lines += _pareto_section(out, table, tasks, ranked, shares)
     lines += front_section(exp_dir, out)  # a multi-objective search's front (empty otherwise)
     lines += _axis_study_section(exp_dir)
@@ -137,7 +138,7 @@ def _save(fig, out: Path, name: str, alt: str) -> list[str]:
     return [f"![{alt}]({name})", ""]
 
 
-def _answer_section(exp_dir: Path, runs: pd.DataFrame, table: pd.DataFrame, tasks: list[str],
+def _answer_section(exp_dir: Path, scores: RunScores, table: pd.DataFrame, tasks: list[str],
                     shares: dict[str, float]) -> list[str]:
     """Which configuration is best on the test split, and by how much: the race's decisions first, then the
     retrained configurations and baselines (mean ± std over seeds per task, Δm% against single-task models
@@ -150,7 +151,6 @@ def _answer_section(exp_dir: Path, runs: pd.DataFrame, table: pd.DataFrame, task
         lines += [f"- {r['sentence']}" for _, r in decided.iterrows()] + [""]
     else:
         lines += ["No comparison with a baseline ran (search.baselines), so there is no decision.", ""]
-    scores = RunScores(runs, tasks)
     reference = "single_task" if (table["name"] == "single_task").any() else None
     lines += [f"Retrained at the full budget on seeds the search never used ({_seed_counts(table)}), evaluated on "
               f"the test split (macro-F1, mean ± std over seeds). Intervals hold seed noise and test-set sampling "
