@@ -307,6 +307,7 @@ def final(exp: Experiment, out: Outcome) -> None:
         grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed),
                             exp.spec.trial_config({**overrides[name], "train.seed": seed}))
                 for name, round_seeds in todo.items() for seed in round_seeds]
+        grid.sort(key=_models, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
         rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks)
         if out.interrupted:
@@ -334,6 +335,12 @@ def final(exp: Experiment, out: Outcome) -> None:
 
 
 FINAL_RUNS_FILE = "final_runs.parquet"
+
+
+def _models(entry: dict) -> int:
+    """How many models a trial entry trains (its partition's groups): its cost, to schedule long ones first."""
+    groups = (entry.get("config") or {}).get("groups") or entry["overrides"].get("groups")
+    return len(groups) if groups else 1
 
 
 def _final_entries(exp: Experiment, out: Outcome, picks: list[Candidate]) -> list[tuple[str, str, dict]]:

@@ -107,3 +107,15 @@ def test_a_tuned_baseline_searches_its_own_knobs_and_the_final_phase_uses_them(t
     assert record["equal_sum"]["trials"] == 3 and record["equal_sum"]["overrides"] == {"train.lr": 0.002}
     entries = {name: ov for name, role, ov in phases._final_entries(exp, out, [Candidate("rank 1", {"train.lr": 0.009}, 0.7)])}
     assert entries["equal_sum"]["train.lr"] == 0.002 and entries["rlw"]["train.lr"] == 0.009
+
+
+def test_the_final_phase_starts_the_partitions_with_most_models_first(tmp_path, fake_tune):
+    """Two workers and a 5-model single-task baseline submitted last would train alone at the end: the
+    grid is ordered by the models each entry trains, longest first (stable within a cost)."""
+    exp = _exp(tmp_path, "search.final_max_seeds=3")
+    two = {"groups": [["binary", "mature", "gory"], ["slapstick", "sarcasm"]]}
+    out = Outcome(candidates=[Candidate("rank 1", two, 0.7)])
+    phases.final(exp, out)
+    order = [name for name, _ in fake_tune[0][1]]
+    assert order[:3] == ["single_task"] * 3 and order[3:6] == ["rank 1"] * 3
+    assert set(order[6:]) == {"equal_sum", "rlw"}
