@@ -104,6 +104,12 @@ def objectives(exp: Experiment) -> tuple[list[str], list[str]]:
     return [keys.objective_score(o) for o in s.objectives], [keys.direction(o) for o in s.objectives]
 
 
+def startup_trials(num_samples: int) -> int:
+    """TPE's random start-up: Optuna's 10, but a third of a small budget (at least 4), or a 12-trial search
+    would be a random search with two TPE proposals at the end."""
+    return min(10, max(4, num_samples // 3))
+
+
 def _searcher(exp: Experiment, plan: SearchPlan | None = None) -> PrunedAwareOptunaSearch:
     s = exp.spec.search
     plan = plan or SearchPlan(exp.spec.space, {}, s.num_samples, exp.name)
@@ -111,7 +117,7 @@ def _searcher(exp: Experiment, plan: SearchPlan | None = None) -> PrunedAwareOpt
     if s.sampler == "nsga2":  # Optuna's generation of 50 would leave most searches at random: about 4 generations
         sampler = NSGAIISampler(seed=s.seed, population_size=min(50, max(4, s.num_samples // 4)))
     else:
-        sampler = TPESampler(seed=s.seed, multivariate=True, group=True)
+        sampler = TPESampler(seed=s.seed, multivariate=True, group=True, n_startup_trials=startup_trials(plan.num_samples))
     single = not s.objectives
     return PrunedAwareOptunaSearch(
         space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed), sampler=sampler,

@@ -52,3 +52,17 @@ def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_sche
     single = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(), space={}, config=SimpleNamespace(tasks=())),
                              dir=tmp_path, name="one", max_t=8)
     assert objectives(single) == (["search/score"], ["max"]) and _searcher(single).metric == "search/score"
+
+
+def test_tpe_leaves_its_random_start_up_within_a_small_budget(tmp_path):
+    """Optuna's default 10 random start-up trials would make the flagship's 12-trial search random."""
+    from types import SimpleNamespace
+
+    from search.space import SearchSettings
+    from search.tuner import _searcher, startup_trials
+
+    assert [startup_trials(n) for n in (4, 12, 30, 200)] == [4, 4, 10, 10]
+    exp = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(num_samples=12), space={},
+                                               config=SimpleNamespace(tasks=("gory",))),
+                          dir=tmp_path, name="tpe", max_t=4)
+    assert _searcher(exp)._sampler._n_startup_trials == 4
