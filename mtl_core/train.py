@@ -26,6 +26,7 @@ from mtl_core.config import Config, ConfigError
 from mtl_core.data.dataset import SplitData
 from mtl_core.losses import class_weights, task_losses
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
+from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
 from mtl_core.prepare import Prepared, prepare
@@ -86,13 +87,14 @@ def autocast(precision: str, device: torch.device):
 
 
 def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
+    """The `model.arch` fusion (HICCAP by default); every architecture has HICCAP's interface."""
     width, heads = encoder.hidden_size, cfg.model.attention_heads
     if width % heads:
         raise ConfigError(f"model.attention_heads: {heads} does not divide the text encoder width {width}")
     m = cfg.model
     # a fine-tuned encoder is the model's own copy: the models of a partition must not share (and jointly
     # train) one encoder, and the pretrained weights stay as loaded for the next model
-    return HICCAP(cfg.tasks, width, text_encoder=None if m.freeze_text else copy.deepcopy(encoder.model),
+    return ARCHITECTURES[m.arch](cfg.tasks, width, text_encoder=None if m.freeze_text else copy.deepcopy(encoder.model),
                   freeze_text=m.freeze_text, rnn_units=m.rnn_units, attention_heads=heads,
                   dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
 
