@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mtl_core import TASKS, keys
 from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
-from mtl_core.config import Config, ConfigError
+from mtl_core.config import Config, ConfigError, StrategyChoice, StrategyConfig
 from mtl_core.data.dataset import SplitData
 from mtl_core.losses import class_weights, task_losses
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
@@ -201,6 +201,23 @@ def build_group(cfg: Config, tasks: tuple[str, ...], data: Prepared, device: tor
                     None if weights is None else weights.to(device), scaler)
 
 
+def run_pilot(run: GroupRun, cfg: Config, data: Prepared, device: torch.device) -> None:
+    """A combiner that asks for a pilot (`transferred`) gets the per-epoch metrics of one: a fresh model of the
+    group trained with the pilot's combiner, all tasks and all modalities, seeded like a run of its own (so it
+    equals that run without affinity measurements); the group's model and the global RNG stay as they were."""
+    pilot = run.strategies["combiner"].pilot()
+    if pilot is None:
+        return
+    source, epochs = pilot
+    pcfg = replace(cfg, train=replace(cfg.train, epochs=epochs, affinity_every=0),
+                   strategy=StrategyConfig(combiner=StrategyChoice(source)))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.train.seed)
+        pilot_run = build_group(pcfg, run.tasks, data, device)
+        history = [train_epoch(pilot_run, pcfg, epoch, device) for epoch in range(epochs)]
+    run.strategies["combiner"].transfer(history)
+
+
 def _steps_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size if n > batch_size else 1  # drop_last when possible: BatchNorm needs 2+ clips
 
@@ -349,6 +366,8 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
     if resume:
         state = load_checkpoint(ckpt_dir, runs)
         start_epoch, history = state["epoch"] + 1, state["history"]
+    for run in runs:  # after a resume the transferred weights come from the checkpoint: no second pilot
+        run_pilot(run, cfg, data, device)
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
