@@ -29,8 +29,8 @@ class Transferred(LossCombiner):
     w comes from `from_run` (a run folder, checkpoint folder or metrics file of an earlier run: the last
     epoch's logged `strategy/<task>/weight`), or else from a pilot the trainer runs first (`pilot()`): a fresh
     model of the same group trained `pilot_epochs` epochs with `source`, all tasks, all modalities and the
-    run's seed, whose last epoch's weights are taken. For `dwa` the weights are its mean over the epochs
-    (its weights change every epoch and are 1 for the first two, so the pilot needs 3 or more). The weights
+    run's seed, whose last epoch's weights are taken. For `dwa` the weights are its mean over the epochs (its
+    weights change every epoch and are 1 for the first two, so its pilot runs at least 3 epochs). The weights
     are the source's own (uncertainty's exp(-s_t) are not renormalised). Before the transfer they are 1."""
 
     name = "transferred"
@@ -43,9 +43,6 @@ class Transferred(LossCombiner):
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
         if not 1 <= pilot_epochs <= 1000:
             raise ValueError(f"pilot_epochs must be in [1, 1000], got {pilot_epochs}")
-        if source == "dwa" and pilot_epochs < 3 and from_run is None:
-            raise ValueError(f"pilot_epochs must be >= 3 with source dwa (its weights are 1 for two epochs), "
-                             f"got {pilot_epochs}")
         self.source, self.pilot_epochs = source, pilot_epochs
         self.weights = torch.ones(ctx.num_tasks)
         self.ready = False
@@ -53,7 +50,9 @@ class Transferred(LossCombiner):
             self.transfer(read_history(Path(from_run).expanduser()), str(from_run))
 
     def pilot(self) -> tuple[str, int] | None:
-        return None if self.ready else (self.source, self.pilot_epochs)
+        if self.ready:
+            return None
+        return self.source, max(self.pilot_epochs, 3) if self.source == "dwa" else self.pilot_epochs
 
     def transfer(self, history: list[dict], where: str = "the pilot") -> None:
         """Take the weights `source` logged in `history` (per-epoch metrics): the last epoch's, DWA's mean."""
