@@ -47,7 +47,7 @@ class Transferred(LossCombiner):
         self.weights = torch.ones(ctx.num_tasks)
         self.ready = False
         if from_run is not None:
-            self.transfer(read_history(Path(from_run).expanduser()), str(from_run))
+            self.transfer(read_history(Path(from_run).expanduser()), f"from_run: {from_run}")
 
     def pilot(self) -> tuple[str, int] | None:
         if self.ready:
@@ -59,12 +59,12 @@ class Transferred(LossCombiner):
         names = [keys.strategy("weight", t) for t in self.ctx.tasks]
         rows = [m for m in history if isinstance(m, dict) and all(k in m for k in names)]
         if not rows:
-            raise ValueError(f"from_run: {where}: no epoch logged a weight for every task "
+            raise ValueError(f"{where}: no epoch logged a weight for every task "
                              f"({', '.join(names)}); was it trained with a learned weighting?")
         rows = rows if self.source == "dwa" else rows[-1:]
         w = torch.tensor([[float(m[k]) for k in names] for m in rows]).mean(0)
         if not all(math.isfinite(v) and v >= 0 for v in w.tolist()):
-            raise ValueError(f"from_run: {where}: the logged weights are not finite non-negative numbers")
+            raise ValueError(f"{where}: the logged weights are not finite non-negative numbers")
         self.weights, self.ready = w, True
 
     def combine(self, losses, active, grad_norms=None):
