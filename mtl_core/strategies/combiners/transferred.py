@@ -6,6 +6,7 @@ first, with all tasks, and then held fixed under any scheduler.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -84,7 +85,12 @@ def read_history(path: Path) -> list[dict]:
         path = found[0]
     if not path.is_file():
         raise ValueError(f"from_run: {path}: no such file or folder")
-    size = path.stat().st_size
+    stat = path.stat()
+    return _read(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)  # validation builds the combiner once per corner of a space and per group
+def _read(path: Path, size: int, mtime_ns: int) -> list[dict]:
     if path.suffix == ".pt":
         if size > MAX_CHECKPOINT_BYTES:
             raise ValueError(f"from_run: {path}: {size} bytes, more than a checkpoint's limit {MAX_CHECKPOINT_BYTES}")
