@@ -15,6 +15,7 @@ from typing import Any
 
 from mtl_core import TASKS, keys, safe_yaml
 from mtl_core.grouping import check_partition
+from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.strategies import REGISTRIES, validate_strategy
 from mtl_core.validation import ConfigError, Problems, build_dataclass, coerce_value, show  # noqa: F401 (re-exported)
 
@@ -45,6 +46,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    arch: str = "hiccap"  # how the modalities meet: `hiccap` (HCA), `late_fusion` or `early_fusion`
     text_encoder: str = "minilm"  # `minilm`, `tiny`, a Hugging Face name or a local path
     freeze_text: bool = True  # frozen encoder outputs are cached on disk once per dataset
     rnn_units: int = 512  # per direction, as in the reference
@@ -191,6 +193,8 @@ def _check_semantics(cfg: Config, problems: Problems, root_as_written: str | Non
                      f"got {t.select_metric!r}")
     if t.select_mode not in ("max", "min"):
         problems.add(f"train.select_mode: expected max or min, got {t.select_mode!r}")
+    if cfg.model.arch not in ARCHITECTURES:
+        problems.add(f"model.arch: unknown architecture {cfg.model.arch!r}; valid choices: {', '.join(ARCHITECTURES)}")
     if t.lr_schedule not in ("constant", "cosine"):
         problems.add(f"train.lr_schedule: unknown schedule {t.lr_schedule!r}; valid choices: constant, cosine")
     if cfg.data.root is not None and not Path(cfg.data.root).expanduser().is_dir():

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from mtl_core import TASKS, keys
 from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
-from mtl_core.config import Config, ConfigError
+from mtl_core.config import Config, ConfigError, StrategyChoice, StrategyConfig
 from mtl_core.data.dataset import SplitData
 from mtl_core.losses import class_weights, task_losses
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
+from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
 from mtl_core.prepare import Prepared, prepare
@@ -86,13 +87,14 @@ def autocast(precision: str, device: torch.device):
 
 
 def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
+    """The `model.arch` fusion (HICCAP by default); every architecture has HICCAP's interface."""
     width, heads = encoder.hidden_size, cfg.model.attention_heads
     if width % heads:
         raise ConfigError(f"model.attention_heads: {heads} does not divide the text encoder width {width}")
     m = cfg.model
     # a fine-tuned encoder is the model's own copy: the models of a partition must not share (and jointly
     # train) one encoder, and the pretrained weights stay as loaded for the next model
-    return HICCAP(cfg.tasks, width, text_encoder=None if m.freeze_text else copy.deepcopy(encoder.model),
+    return ARCHITECTURES[m.arch](cfg.tasks, width, text_encoder=None if m.freeze_text else copy.deepcopy(encoder.model),
                   freeze_text=m.freeze_text, rnn_units=m.rnn_units, attention_heads=heads,
                   dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
 
@@ -197,6 +199,23 @@ def build_group(cfg: Config, tasks: tuple[str, ...], data: Prepared, device: tor
     scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
     return GroupRun(tuple(tasks), model, opt, lr_sched, strategies, train_split, data.splits["val"].for_tasks(tasks),
                     None if weights is None else weights.to(device), scaler)
+
+
+def run_pilot(run: GroupRun, cfg: Config, data: Prepared, device: torch.device) -> None:
+    """A combiner that asks for a pilot (`transferred`) gets the per-epoch metrics of one: a fresh model of the
+    group trained with the pilot's combiner, all tasks and all modalities, seeded like a run of its own (so it
+    equals that run without affinity measurements); the group's model and the global RNG stay as they were."""
+    pilot = run.strategies["combiner"].pilot()
+    if pilot is None:
+        return
+    source, epochs = pilot
+    pcfg = replace(cfg, train=replace(cfg.train, epochs=epochs, affinity_every=0),
+                   strategy=StrategyConfig(combiner=StrategyChoice(source)))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.train.seed)
+        pilot_run = build_group(pcfg, run.tasks, data, device)
+        history = [train_epoch(pilot_run, pcfg, epoch, device) for epoch in range(epochs)]
+    run.strategies["combiner"].transfer(history)
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -347,6 +366,8 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
     if resume:
         state = load_checkpoint(ckpt_dir, runs)
         start_epoch, history = state["epoch"] + 1, state["history"]
+    for run in runs:  # after a resume the transferred weights come from the checkpoint: no second pilot
+        run_pilot(run, cfg, data, device)
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()

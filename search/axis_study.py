@@ -2,9 +2,10 @@
 
 The search phase's per-axis comparisons are marginal (every other axis varies too) and, under ASHA, made at
 a short budget. The axis study trains, with the final phase's seeds, the best configuration with one axis
-changed to each value the space allows (each scheduler, combiner, modality schedule and grouping; a chosen
-option gets its default parameters), so each value's effect is measured with the other axes held fixed,
-against the axis's baseline value (`all`, `equal`, `all`, all tasks in one model), paired by seed.
+changed to each value the space allows (each scheduler, combiner, modality schedule, grouping, model
+architecture and text encoder; a chosen option gets its default parameters), so each value's effect is
+measured with the other axes held fixed, against the axis's baseline value (`all`, `equal`, `all`, all tasks in
+one model, `hiccap`, `minilm`; an axis whose values leave the baseline out: its first value), paired by seed.
 Cost: the number of values over all axes, times `final_seeds` trainings.
 """
 from __future__ import annotations
@@ -17,14 +18,17 @@ from search.space import _is_distribution, partition_label, partition_options
 from search.stats import paired_difference
 
 AXIS_STUDY_FILE = "axis_study.csv"
-BASELINE_VALUE = {"strategy.scheduler": "all", "strategy.combiner": "equal", "strategy.modality": "all"}
+BASELINE_VALUE = {"strategy.scheduler": "all", "strategy.combiner": "equal", "strategy.modality": "all",
+                  "model.arch": "hiccap", "model.text_encoder": "minilm"}
+STRATEGY_AXES = ("strategy.scheduler", "strategy.combiner", "strategy.modality")  # a choice of a method and its knobs
 
 
 def axis_values(space: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, list]:
     """The values each axis takes in the space: option names of each strategy choice, the partitions of `groups`."""
     out: dict[str, list] = {}
     for axis in BASELINE_VALUE:
-        node = space.get("strategy", {}).get(axis.split(".")[1])
+        section, key = axis.split(".")
+        node = space.get(axis, (space.get(section) or {}).get(key))  # `model: {arch: ...}` or `model.arch: ...`
         if _is_distribution(node) and "choice" in node:
             options = node["choice"]
             out[axis] = list(options) if isinstance(options, dict) else [o for o in options if isinstance(o, str)]
@@ -43,7 +47,8 @@ def value_of(overrides: dict[str, Any], axis: str, tasks: tuple[str, ...]) -> st
     """The label of `axis`'s value in a configuration; `{}` gives the axis's baseline value."""
     if axis == "groups":
         return label_of(axis, overrides.get("groups"), tasks)
-    return label_of(axis, overrides.get(f"{axis}.name", BASELINE_VALUE[axis]), tasks)
+    key = f"{axis}.name" if axis in STRATEGY_AXES else axis
+    return label_of(axis, overrides.get(key, BASELINE_VALUE[axis]), tasks)
 
 
 def axis_design(best: dict[str, Any], values: dict[str, list], tasks: tuple[str, ...]) -> list[tuple[str, dict]]:
@@ -52,8 +57,8 @@ def axis_design(best: dict[str, Any], values: dict[str, list], tasks: tuple[str,
     design = []
     for axis, options in values.items():
         for option in options:
-            if axis == "groups":
-                overrides = {**best, "groups": option}
+            if axis not in STRATEGY_AXES:
+                overrides = {**best, axis: option}
             else:
                 overrides = {k: v for k, v in best.items() if k != axis and not k.startswith(f"{axis}.")}
                 overrides[f"{axis}.name"] = option
@@ -71,8 +76,10 @@ def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[st
     best_name = runs.loc[runs["role"] == "final", "name"].iloc[0] if (runs["role"] == "final").any() else None
     for axis, options in values.items():
         short = axis.split(".")[-1]
-        own, base = value_of(best, axis, tasks), value_of({}, axis, tasks)
         labels = [label_of(axis, option, tasks) for option in options]
+        own, base = value_of(best, axis, tasks), value_of({}, axis, tasks)
+        if axis.startswith("model.") and base not in labels:
+            base = labels[0]
         name = {label: best_name if label == own else f"{short}={label}" for label in labels}
         if base not in name or name[base] is None:
             continue

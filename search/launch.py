@@ -31,7 +31,8 @@ from search.console import close_log_file, log_to_file, route_third_party_logs, 
 from search.experiment import SPACE_FILE, STATE_FILE, CorruptFile, read_state, resume_hint
 from search.lock import LOCK_FILE, ExperimentLock, Locked
 from search.signals import catch_signals, terminated
-from search.space import SEARCH_UPPER, SpaceSpec, as_written, check_name, dump_resolved, load_space, sample_configs
+from search.space import (SEARCH_UPPER, SpaceSpec, as_written, check_name, corner_samples, dump_resolved, load_space,
+                          sample_configs)
 
 log = logging.getLogger("search.launch")
 
@@ -173,12 +174,29 @@ def _check_encoder(name: str) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _check_encoders(spec: SpaceSpec) -> None:
+    """Every text encoder the space offers is on this machine, and each configuration's attention heads divide
+    its encoder's width (a trial would fail on it otherwise)."""
+    _check_encoder(spec.config.model.text_encoder)
+    widths: dict[str, int] = {}
+    for sample in corner_samples(spec.space, spec.config.tasks):
+        model = spec.trial_config(sample).model
+        if model.text_encoder not in widths:
+            try:
+                widths[model.text_encoder] = load_text_encoder(model.text_encoder).hidden_size
+            except EncoderNotFound as exc:
+                raise ConfigError(f"space.{exc}") from None
+        if widths[model.text_encoder] % model.attention_heads:
+            raise ConfigError(f"space.model.attention_heads: {model.attention_heads} does not divide the width "
+                              f"{widths[model.text_encoder]} of text encoder {model.text_encoder!r}")
+
+
 def _checks(args) -> tuple[SpaceSpec, Path]:
     """Everything that can be checked without writing: space, options, name, storage, folder, data."""
     spec = _apply_cli(load_space(args.space, args.overrides), args)
     if args.name is not None:
         check_name(args.name, "--name")
-    _check_encoder(spec.config.model.text_encoder)
+    _check_encoders(spec)
     exp_dir = _experiment_dir(args, spec, _storage(args.storage))
     _check_folder(args, spec, exp_dir)
     _check_data(spec)

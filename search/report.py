@@ -92,6 +92,8 @@ AXES = (  # config column, short name, the axis's baseline value
     ("config/strategy.modality.name", "modality", "all"),
     ("config/groups", "grouping", None),  # baseline: all tasks in one model (the first partition listed)
     ("config/train.class_weight", "class_weight", "none"),
+    ("config/model.arch", "arch", "hiccap"),
+    ("config/model.text_encoder", "text_encoder", "minilm"),  # a space without minilm: its commonest encoder
 )
 
 
@@ -265,6 +267,8 @@ def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric
             continue
         labels = table[column].astype(str).map(_readable)
         base = baseline if baseline is not None else _one_group_label(labels)
+        if base not in set(labels):
+            base = labels.mode().iloc[0]
         fig, ax = plt.subplots(figsize=(8, 4.5))
         _strip(ax, table.assign(**{column: labels}), column, "score", f"{metric} by {name} at epoch {budget}")
         ax.set_ylabel(f"best {metric} within {budget} epoch(s)")

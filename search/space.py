@@ -302,6 +302,23 @@ def _absolute_paths(base: dict[str, Any], cfg: Config) -> None:
         base.setdefault("data", {})["cache_dir"] = str(Path(cfg.data.cache_dir).expanduser().resolve())
 
 
+def _absolute_run_paths(node: Any) -> Any:
+    """A `transferred` combiner's `from_run` (a value or a choice's values) as an absolute path: trials
+    rebuild their config in their own directories."""
+    if isinstance(node, list):
+        return [_absolute_run_paths(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _absolute_run_paths(v) for k, v in node.items()}
+    path = out.get("from_run")
+    if isinstance(path, str):
+        out["from_run"] = str(Path(path).expanduser().resolve())
+    elif _is_distribution(path) and isinstance(path.get("choice"), list):
+        out["from_run"] = {"choice": [str(Path(p).expanduser().resolve()) if isinstance(p, str) else p
+                                      for p in path["choice"]]}
+    return out
+
+
 def as_written(spec: SpaceSpec, text: str) -> str:
     """`text` with the resolved data folder put back as the user wrote it (`${CM_DATA}/x`, `~/data`): an
     environment variable's value is never printed."""
@@ -320,13 +337,13 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
     allowed = set(RUN_SECTIONS) | {"name", "search", "space"}
     for key in sorted(set(raw) - allowed, key=str):
         problems.add(f"{key}: unknown key; valid keys here: {', '.join(sorted(allowed))}")
-    base = {k: copy.deepcopy(raw[k]) for k in RUN_SECTIONS if k in raw}
+    base = _absolute_run_paths({k: copy.deepcopy(raw[k]) for k in RUN_SECTIONS if k in raw})
     base_cfg = Config()
     with problems.collect():
         base_cfg = build_config(copy.deepcopy(base))
         _absolute_paths(base, base_cfg)
     search = _search_settings(raw.get("search"), problems, base_cfg.tasks)
-    space = raw.get("space") or {}
+    space = _absolute_run_paths(raw.get("space") or {})
     if not isinstance(space, dict):
         problems.add("space: expected a mapping of config keys to values or distributions")
         space = {}

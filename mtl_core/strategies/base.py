@@ -182,6 +182,14 @@ class LossCombiner(Stateful):
         """Extra trainable parameters (learned weights); optimised without weight decay."""
         return []
 
+    def pilot(self) -> tuple[str, int] | None:
+        """(combiner name, epochs) of a pilot run the trainer makes first and hands to `transfer` (its per-epoch
+        metrics); None for every combiner but `transferred`."""
+        return None
+
+    def transfer(self, history: list[dict]) -> None:
+        raise NotImplementedError
+
     def combine(self, losses: torch.Tensor, active: torch.Tensor, grad_norms: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Scalar loss to back-propagate from the per-task losses [T] (inactive tasks must not count).

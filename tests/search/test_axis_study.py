@@ -43,3 +43,23 @@ def test_effects_are_paired_by_seed_against_the_axis_baseline_value():
     # the baseline of the scheduler axis is `all`: the best (dsg) is compared against it
     assert table.loc[("scheduler", "dsg"), "diff"] == pytest.approx(0.71 - 0.71)
     assert table.loc[("groups", "binary+gory|sarcasm"), "diff"] == pytest.approx(0.71 - 0.5)
+
+
+def test_the_model_architecture_and_text_encoder_are_axes():
+    space = {**SPACE, "model": {"arch": {"choice": ["hiccap", "late_fusion", "early_fusion"]}},
+             "model.text_encoder": {"choice": ["tiny", "minilm"]}}
+    best = {**BEST, "model.arch": "late_fusion", "model.text_encoder": "tiny"}
+    values = axis_values(space, TASKS)
+    assert values["model.arch"] == ["hiccap", "late_fusion", "early_fusion"]
+    design = dict(axis_design(best, values, TASKS))
+    assert design["arch=hiccap"] == {**best, "model.arch": "hiccap"}  # everything else held at the best
+    assert design["text_encoder=minilm"] == {**best, "model.text_encoder": "minilm"}
+    assert "arch=late_fusion" not in design
+    rows = [{"name": name, "role": role, "seed": seed, "test/avg_f1": value}
+            for seed in range(3) for name, role, value in (("rank 1", "final", 0.70 + 0.01 * seed),
+                                                           ("arch=hiccap", "axis", 0.60 + 0.01 * seed),
+                                                           ("arch=early_fusion", "axis", 0.65))]
+    table = axis_effects_table(pd.DataFrame(rows), best, {"model.arch": values["model.arch"]}, TASKS)
+    table = table.set_index(["axis", "value"])
+    assert table.loc[("arch", "hiccap"), "baseline"] == "hiccap"
+    assert table.loc[("arch", "late_fusion"), "best"] and table.loc[("arch", "late_fusion"), "diff"] == pytest.approx(0.1)

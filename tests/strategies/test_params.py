@@ -34,6 +34,7 @@ NON_DEFAULT = {
         "uncertainty": {"init": 0.1, "clamp": 2.0, "weight_lr": 0.02},
         "gradnorm": {"alpha": 1.0, "weight_lr": 0.01, "max_weight": 3.0},
         "dwa": {"temperature": 1.0},
+        "transferred": {"source": "gradnorm", "pilot_epochs": 3},
         "inverse_loss": {},
         "adaptive": {"gamma": 2.0, "ema": 0.3},
         "rlw": {"distribution": "dirichlet"},

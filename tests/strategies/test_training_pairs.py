@@ -31,7 +31,11 @@ def _cfg(root, scheduler, combiner, modality="all", epochs=2):
                                            "modality": {"name": modality}}))
 
 
-@pytest.mark.parametrize("scheduler, combiner", PAIRS)
+# `transferred` trains a pilot first (two more epochs): slow tier (its fast test is in test_transferred.py)
+TRAIN_PAIRS = [pytest.param(s, c, marks=pytest.mark.slow if c == "transferred" else ()) for s, c in PAIRS]
+
+
+@pytest.mark.parametrize("scheduler, combiner", TRAIN_PAIRS)
 def test_pair_trains_without_nan(micro, tmp_path, scheduler, combiner):
     root, data = micro
     with warnings.catch_warnings():

@@ -14,9 +14,10 @@ from mtl_core.strategies.combiners.mgda import MGDA
 from mtl_core.strategies.combiners.nash_mtl import NashMTL
 from mtl_core.strategies.combiners.pcgrad import PCGrad
 from mtl_core.strategies.combiners.rlw import RLW
+from mtl_core.strategies.combiners.transferred import Transferred
 from mtl_core.strategies.combiners.uncertainty import Uncertainty
 
 REGISTRY = {cls.name: cls for cls in (
-    Equal, Fixed, Learned, Uncertainty, GradNorm, DWA, InverseLoss, Adaptive, RLW,
+    Equal, Fixed, Learned, Uncertainty, GradNorm, DWA, Transferred, InverseLoss, Adaptive, RLW,
     PCGrad, CAGrad, MGDA, IMTL, NashMTL, AlignedMTL, DBMTL,
 )}
