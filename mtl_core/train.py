@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
 from mtl_core.config import Config, ConfigError
 from mtl_core.data.dataset import SplitData
-from mtl_core.losses import class_weights, task_losses
+from mtl_core.losses import class_weights
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
@@ -170,6 +171,7 @@ class GroupRun:
     best: float = math.nan  # this model's best selection score so far (train.select_metric over its tasks)
     best_epoch: int = -1
     best_state: dict | None = None  # its weights at that epoch (on the CPU)
+    validate: Callable | None = None  # the validation metrics (`evaluate`'s signature); None: `evaluate`
 
     def select(self, metrics: dict, epoch: int, metric: str, mode: str) -> bool:
         """Keep this epoch's weights when they beat this model's best so far; each model of a partition
@@ -213,7 +215,7 @@ def train_step(run: GroupRun, cfg: Config, inputs, labels: torch.Tensor, epoch: 
     head_buffers = [[b.detach().clone() for b in run.model.heads[t].buffers()] for t in run.tasks]
     with autocast(cfg.train.precision, device):
         z = run.model.encode(inputs)
-        losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
+        losses, has = run.model.task_losses(z, labels, run.class_weights)
     detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
     if not torch.isfinite(detached).all():
         bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
@@ -294,7 +296,8 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         run.step += 1
 
     metrics = {keys.task("train", t, "loss"): float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
-    metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val", cfg.train.precision))
+    metrics.update((run.validate or evaluate)(run.model, run.val_split, cfg.train.eval_batch_size, device, "val",
+                                              cfg.train.precision))
     for s in run.strategies.values():
         s.end_epoch(epoch, metrics)
         metrics.update(s.log())
@@ -344,9 +347,12 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
 
     start_epoch, history = 0, []
     ckpt_dir = run_dir / "checkpoint"
+    curve = None
     if resume:
         state = load_checkpoint(ckpt_dir, runs)
         start_epoch, history = state["epoch"] + 1, state["history"]
+    elif cfg.pretrain.tasks:
+        curve = _start_from_pretrained(cfg, runs, data, device)
 
     for epoch in range(start_epoch, cfg.train.epochs):
         t0 = time.perf_counter()
@@ -360,6 +366,8 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
             for name in keys.TASK_METRICS:
                 metrics[keys.average("val", name)] = mean_over_tasks(metrics, cfg.tasks, name, "val")
         metrics["time/epoch_s"] = time.perf_counter() - t0
+        if curve is not None and epoch == start_epoch:
+            metrics[keys.PRETRAIN_CURVE] = json.dumps(curve, default=float)
         history.append(metrics)
         save_checkpoint(ckpt_dir, runs, {"epoch": epoch, "history": history}, best_model=improved)
         if eval_test and epoch == cfg.train.epochs - 1:
@@ -367,6 +375,19 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
         if report is not None:
             report(epoch, metrics, ckpt_dir)
     return history
+
+
+def _start_from_pretrained(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.device) -> list[dict]:
+    """Every model of the partition starts from one pretrained encoder state (trained here, or by an
+    earlier run with the same cache key); heads stay as initialised. Returns the pretraining curve. The
+    RNG state is as without pretraining afterwards, so a trained and a cached pretraining fine-tune alike."""
+    from mtl_core.pretrain.run import pretrained_encoder
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        state, curve, _ = pretrained_encoder(cfg, data, device)
+    for run in runs:
+        run.model.load_encoder_state(state)
+    return curve
 
 
 def _test_best(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.device, ckpt_dir: Path) -> dict:
@@ -429,7 +450,6 @@ def _print_row(metrics: dict, tasks, first: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
     import sys
 
     import yaml
