@@ -29,7 +29,10 @@ from mtl_core.losses import class_weights
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
-from mtl_core.prepare import Prepared, prepare
+from mtl_core.prepare import Prepared, cache_root, prepare
+from mtl_core.pretrain import check_modalities
+from mtl_core.pretrain.cache import pretrained_encoder
+from mtl_core.pretrain.objectives import PretrainModel, evaluate_pretraining
 from mtl_core.strategies import StrategyContext, build_strategy
 from mtl_core.strategies.gradients import backward_aggregated, last_layer_grad_norms
 
@@ -377,14 +380,54 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
     return history
 
 
+def pretrain_run_config(cfg: Config) -> Config:
+    """What the pretraining epochs run with: the `train` section but where `pretrain` has its own (epochs,
+    lr, batch size, also for validation: the contrastive tasks' candidate sets), and no affinity measurement."""
+    p = cfg.pretrain
+    return replace(cfg, train=replace(cfg.train, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
+                                      eval_batch_size=p.batch_size, affinity_every=0))
+
+
+def pretrain(cfg: Config, data: Prepared, device: torch.device) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Hybrid pretraining (docs/methods.md#pretraining): the encoders and one head per task of
+    cfg.pretrain.tasks, trained by this loop's epoch under the `pretrain` section's strategies on the
+    training clips, without labels. Returns (encoder state on the CPU, per-epoch `pretrain/...` metrics)."""
+    pcfg, tasks = pretrain_run_config(cfg), tuple(cfg.pretrain.tasks)
+    train_split, val_split = data.splits["train"].for_tasks(()), data.splits["val"].for_tasks(())
+    check_modalities(tasks, train_split.modalities(), str(data.root))
+    torch.manual_seed(cfg.train.seed)
+    encoder = build_model(replace(cfg, tasks=()), data.encoder)  # no downstream heads
+    model = PretrainModel(encoder, tasks, data.encoder.hidden_size, temperature=cfg.pretrain.temperature,
+                          seed=cfg.train.seed).to(device)
+    ctx = StrategyContext(tasks, pcfg.train.epochs, cfg.train.seed, None, train_split.modalities())
+    strategies = {axis: build_strategy(axis, getattr(cfg.pretrain, axis), ctx, section="pretrain")
+                  for axis in ("scheduler", "combiner", "modality")}
+    opt, lr_sched = _optimizer(pcfg, model, strategies["combiner"],
+                               _steps_per_epoch(len(train_split), pcfg.train.batch_size) * pcfg.train.epochs)
+    scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
+
+    def validate(m, split, batch_size, dev, prefix, precision):
+        return evaluate_pretraining(m, split, batch_size, dev, prefix, lambda: autocast(precision, dev), cfg.train.seed)
+
+    run = GroupRun(tasks, model, opt, lr_sched, strategies, train_split, val_split, scaler=scaler, validate=validate)
+    history = []
+    for epoch in range(pcfg.train.epochs):
+        t0 = time.perf_counter()
+        metrics = train_epoch(run, pcfg, epoch, device)
+        metrics["time/epoch_s"] = time.perf_counter() - t0
+        history.append({"epoch": epoch, **{keys.pretrain(k): v for k, v in metrics.items()}})
+        log.info("pretraining epoch %d: %s", epoch, ", ".join(
+            f"{t} {metrics[keys.task('val', t, 'acc')]:.3f}" for t in tasks))
+    return {k: v.detach().to("cpu", copy=True) for k, v in encoder.encoder_state().items()}, history
+
+
 def _start_from_pretrained(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.device) -> list[dict]:
     """Every model of the partition starts from one pretrained encoder state (trained here, or by an
     earlier run with the same cache key); heads stay as initialised. Returns the pretraining curve. The
     RNG state is as without pretraining afterwards, so a trained and a cached pretraining fine-tune alike."""
-    from mtl_core.pretrain.run import pretrained_encoder
-
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        state, curve, _ = pretrained_encoder(cfg, data, device)
+        state, curve, _ = pretrained_encoder(cfg, data, cache_root(cfg) / "pretrain",
+                                             lambda c, d: pretrain(c, d, device))
     for run in runs:
         run.model.load_encoder_state(state)
     return curve

@@ -63,7 +63,7 @@ FILLER = (
 ).split()
 NOISE, LABEL_FLIP, MISSING_AUDIO, MISSING_VIDEO = 0.8, 0.03, 0.04, 0.03
 VIDEO_AMP, AUDIO_AMP, TEXT_RATE = 0.4, 0.5, 2.0
-STYLE_FACTORS, STYLE_AMP, STYLE_RATE = 6, 0.4, 1.5
+STYLE_FACTORS, STYLE_AMP, STYLE_RATE = 6, 0.4, 3.0
 # style factor k: its positive side brings the first words, its negative side the second
 STYLE_WORDS = (("red", "green"), ("music", "song"), ("rain", "snow"), ("king", "queen"),
                ("train", "ship"), ("money", "gold"))

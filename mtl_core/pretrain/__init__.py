@@ -28,3 +28,15 @@ def modalities_of(task: str) -> tuple[str, str]:
 
 def is_matching(task: str) -> bool:
     return PRETRAIN_TASKS[task][1] == "matching"
+
+
+def check_modalities(tasks, available: tuple[str, ...], where: str) -> None:
+    """Refuse a pretraining task whose pair includes a modality no training clip has: one line naming both
+    (a text-only release cannot pretrain `vtm`; checked by the launcher before Ray starts, and here)."""
+    from mtl_core.validation import ConfigError
+
+    for t in tasks:
+        for m in modalities_of(t):
+            if m not in available:
+                raise ConfigError(f"pretrain.tasks: {t} needs {m}, which no training clip of {where} has "
+                                  f"(it has {', '.join(available) or 'nothing'})")

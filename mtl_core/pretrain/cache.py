@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mtl_core.checkpoint import CheckpointError, safe_load
+from mtl_core.pretrain import check_modalities
 
 CACHE_FORMAT = 1  # bump when an entry's layout or the pretraining rule changes
 MAX_ENTRY_BYTES = 4 * 2**30  # an entry is an encoder's weights plus its curve; beyond this it is not ours
@@ -92,3 +93,29 @@ def cached(folder: Path, key: str, compute: Callable[[], dict]) -> tuple[dict, b
         entry = compute()
         write_entry(path, entry)
         return entry, True
+
+
+def cache_parts(cfg, data) -> dict:
+    """Everything a pretrained state depends on: the train and val clips' contents, the text encoder, the
+    model (but its heads), the pretraining section, the seed and the training settings pretraining uses."""
+    plain = cfg.to_dict()
+    model = {k: v for k, v in plain["model"].items() if k not in ("head_dims", "head_dropout")}
+    t = cfg.train
+    return {"train": arrays_digest(data.splits["train"]), "val": arrays_digest(data.splits["val"]),
+            "encoder": data.encoder.identity, "model": model, "pretrain": plain["pretrain"],
+            "train_settings": {"seed": t.seed, "precision": t.precision, "grad_clip": t.grad_clip,
+                               "weight_decay": t.weight_decay, "lr_schedule": t.lr_schedule}}
+
+
+def pretrained_encoder(cfg, data, folder: Path, pretrain: Callable) -> tuple[dict[str, torch.Tensor], list[dict], bool]:
+    """(encoder state, pretraining curve, whether this call trained it): `pretrain(cfg, data)` -> (state,
+    history) runs only when no run with the same key has left an entry in `folder` (or is writing it)."""
+    check_modalities(cfg.pretrain.tasks, data.splits["train"].modalities(), str(data.root))
+    key = entry_key(cache_parts(cfg, data))
+
+    def compute() -> dict:
+        state, history = pretrain(cfg, data)
+        return {"encoder": state, "history_json": json.dumps(history, default=float)}
+
+    entry, trained = cached(Path(folder), key, compute)
+    return entry["encoder"], json.loads(entry["history_json"]), trained

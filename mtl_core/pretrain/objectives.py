@@ -15,6 +15,8 @@ the encoder only through z, which the gradient combiners' Jacobian needs.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -70,9 +72,17 @@ class ContrastHead(nn.Module):
         self.proj_a, self.proj_b = nn.Linear(width, dim), nn.Linear(width, dim)
 
 
-def match_head(width: int) -> nn.Sequential:
-    """The matching MLP over a pair of pooled representations [2d] -> 2 logits (other clip, same clip)."""
-    return nn.Sequential(nn.Linear(2 * width, width), nn.ReLU(), nn.Linear(width, 2))
+class MatchHead(nn.Module):
+    """The matching MLP over a pair of pooled representations (a, b) [B, d] each -> 2 logits (other clip,
+    same clip). It reads [a, b, a*b, |a-b|] (the usual sentence-pair features): a plain MLP over [a, b]
+    would have to learn the comparison itself, which a few hundred clips do not teach it."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4 * width, width), nn.ReLU(), nn.Linear(width, 2))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([a, b, a * b, (a - b).abs()], dim=1))
 
 
 class PretrainModel(nn.Module):
@@ -83,7 +93,7 @@ class PretrainModel(nn.Module):
         self.tasks = tuple(tasks)
         self.width = width
         self.temperature = temperature
-        self.heads = nn.ModuleDict({t: match_head(width) if is_matching(t) else ContrastHead(width, projection_dim)
+        self.heads = nn.ModuleDict({t: MatchHead(width) if is_matching(t) else ContrastHead(width, projection_dim)
                                     for t in self.tasks})
         self.gen = torch.Generator().manual_seed(seed * 1_000_003 + 29)  # the training negatives
         self._batch: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # task -> masks of this batch's pairs
@@ -165,7 +175,8 @@ class PretrainModel(nn.Module):
                 continue
             pos_ok, neg_ok, _ = self._batch[t]
             p = pairs[t]
-            logits = torch.cat([head(p[:, :2 * d][pos_ok]), head(p[:, 2 * d:][neg_ok])])
+            pos, neg = p[pos_ok], p[neg_ok]  # [pos_a | pos_b | neg_a | neg_b] rows of the usable pairs
+            logits = torch.cat([head(pos[:, :d], pos[:, d:2 * d]), head(neg[:, 2 * d:3 * d], neg[:, 3 * d:])])
             target = torch.cat([torch.ones(int(pos_ok.sum()), dtype=torch.long),
                                 torch.zeros(int(neg_ok.sum()), dtype=torch.long)]).to(z.device)
             out[t] = (logits, target)
@@ -188,19 +199,18 @@ class PretrainModel(nn.Module):
 
 @torch.no_grad()
 def evaluate_pretraining(model: PretrainModel, split, batch_size: int, device: torch.device, prefix: str = "val",
-                         precision: str = "fp32", seed: int = 0) -> dict[str, float]:
+                         amp=contextlib.nullcontext, seed: int = 0) -> dict[str, float]:
     """Each pretraining task on `split` (batches of `batch_size` in order, the same negatives every call):
     `<prefix>/<task>/loss` and `/acc` (matching: accuracy over positive and negative pairs; contrastive:
     in-batch top-1 retrieval accuracy, both directions) and `/f1` (matching: macro-F1 of same/other clip;
-    contrastive: the retrieval accuracy again, which the strategies that read F1 then use)."""
-    from mtl_core.train import autocast  # train imports this module's users: import at call time
-
+    contrastive: the retrieval accuracy again, which the strategies that read F1 then use). `amp`: a
+    context factory for the forward pass (the run's mixed precision)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 31)
     sums = {t: [0.0, 0, 0.0, 0] for t in model.tasks}  # loss sum, batches, retrieval sum, rows
     preds = {t: ([], []) for t in model.tasks}
     for inputs, _ in split.batches(batch_size):
-        with autocast(precision, device):
+        with amp():
             z = model.encode(inputs.to(device), gen)
             losses, has = model.task_losses(z)
             outs = model.outputs(z)
