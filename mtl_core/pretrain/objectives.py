@@ -10,7 +10,7 @@ one tensor z [B, D] per batch holding everything the heads read:
 u_m: masked mean of modality m's encoded sequence (before the HCA; a pooled summary per clip). For a
 matching task over (a, b), pos_* are the HCA's pooled a and b outputs for the clip's own pair and neg_*
 for a with b taken from another clip (a derangement of the batch: never the clip itself); the third
-modality is masked out (the model's missing token), so the HCA sees the pair only. The losses depend on
+modality's slot holds b again (`_pair_parts` says why), so the HCA sees the pair only. The losses depend on
 the encoder only through z, which the gradient combiners' Jacobian needs.
 """
 from __future__ import annotations
@@ -86,6 +86,12 @@ class MatchHead(nn.Module):
 
 
 class PretrainModel(nn.Module):
+    """The encoder (a HICCAP built without downstream heads) and one head per pretraining task.
+
+    `encode` draws the batch's matching negatives (from the model's own generator, seeded from the run seed, or
+    `gen`) and remembers which pairs of the batch are usable; `outputs` and `task_losses` read that record, so
+    they take the z of the latest `encode`."""
+
     def __init__(self, encoder: HICCAP, tasks: tuple[str, ...], width: int, *, temperature: float = 0.1,
                  projection_dim: int = 64, seed: int = 0):
         super().__init__()
@@ -96,7 +102,7 @@ class PretrainModel(nn.Module):
         self.heads = nn.ModuleDict({t: MatchHead(width) if is_matching(t) else ContrastHead(width, projection_dim)
                                     for t in self.tasks})
         self.gen = torch.Generator().manual_seed(seed * 1_000_003 + 29)  # the training negatives
-        self._batch: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # task -> masks of this batch's pairs
+        self._batch: dict[str, tuple] = {}  # task -> usable pairs of the latest batch (and its derangement)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         head_ids = {id(p) for p in self.heads.parameters()}
@@ -131,7 +137,12 @@ class PretrainModel(nn.Module):
         return torch.cat(parts, dim=1)
 
     def _pair_parts(self, seqs, masks, ia: int, ib: int, perm: torch.Tensor) -> list[torch.Tensor]:
-        """The HCA's pooled a and b outputs for [the clip's own pair; a with b of clip perm[i]] ([B, d] x 4)."""
+        """The HCA's pooled a and b outputs for [the clip's own pair; a with b of clip perm[i]] ([B, d] x 4).
+
+        The third modality's slot holds b as well, not the missing token: each HCA branch ends with a hop to
+        its second context, and a hop to the missing token alone returns one constant whatever the query, which
+        would erase the cross-attention of the hop before it (the text branch of (video, text) would never see
+        the video). With b in both other slots every hop of every branch attends to a modality of the pair."""
         b = len(perm)
         pair_seqs, pair_masks = [], []
         for j in range(3):
@@ -139,9 +150,8 @@ class PretrainModel(nn.Module):
                 s, m = torch.cat([seqs[j], seqs[j]]), torch.cat([masks[j], masks[j]])
             elif j == ib:
                 s, m = torch.cat([seqs[j], seqs[j][perm]]), torch.cat([masks[j], masks[j][perm]])
-            else:  # the third modality: its missing token only
-                s = self.encoder.missing[j].expand(2 * b, 1, -1)
-                m = torch.ones(2 * b, 1, dtype=torch.bool, device=s.device)
+            else:  # the third modality's slot holds b again (see _pair_parts)
+                s, m = torch.cat([seqs[ib], seqs[ib][perm]]), torch.cat([masks[ib], masks[ib][perm]])
             pair_seqs.append(s)
             pair_masks.append(m)
         pooled = self.encoder.fuse(pair_seqs, pair_masks)  # [2B, 3d]

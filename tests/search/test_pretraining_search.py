@@ -3,6 +3,7 @@ import json
 import shutil
 
 import pandas as pd
+import pytest
 import yaml
 
 from mtl_core import keys
@@ -54,3 +55,47 @@ def test_report_section_marks_the_effects_whose_interval_excludes_zero(tmp_path)
     assert "| pretraining | seeds | binary | gory |" in text
     assert "**+0.050 [+0.020, +0.080]**" in text and "-0.010 [-0.050, +0.030] |" in text
     assert "vtm helps binary" in text and "gory" not in text.split("Intervals that exclude 0:")[1]
+
+
+@pytest.mark.slow
+def test_pretraining_sweep_logs_its_curve_and_shares_the_cached_states(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    root = Path(__file__).resolve().parents[2]
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "search.launch", str(root / "spaces" / "pretraining.yaml"), "--storage",
+           str(tmp_path / "store"), "--name", "pre", "--set", "search.num_samples=3", "--set", "search.final_k=0",
+           "--set", "train.epochs=1", "--set", "pretrain.epochs=2", "--set", "data.synthetic.n_train=32",
+           "--set", "data.synthetic.n_val=16", "--set", "data.synthetic.n_test=16"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "MTL_CACHE_DIR": str(cache)})
+    try:
+        out, _ = proc.communicate(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out
+    exp = tmp_path / "store" / "pre"
+    client = MlflowClient(tracking_uri=f"sqlite:///{exp / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("pre").experiment_id], max_results=100)
+    children = [r for r in runs if r.data.tags.get("phase") == "search"]
+    assert len(children) == 3
+    keys_of_pretraining = set()
+    for r in children:
+        tasks = json.loads(r.data.params["pretrain.tasks"])
+        if not tasks:
+            assert not any(k.startswith("pretrain/") for k in r.data.metrics)
+            continue
+        keys_of_pretraining.add((tuple(tasks), r.data.params["pretrain.scheduler.name"],
+                                 r.data.params["pretrain.combiner.name"]))
+        curve = client.get_metric_history(r.info.run_id, f"pretrain/val/{tasks[0]}/acc")
+        assert sorted(m.step for m in curve) == [0, 1]  # one step per pretraining epoch
+        assert client.get_metric_history(r.info.run_id, "val/avg_f1")  # and the fine-tuning's own
+    assert len(list((cache / "pretrain").glob("*.pt"))) == len(keys_of_pretraining)  # one state per key
