@@ -16,7 +16,8 @@ from typing import Any
 from mtl_core import TASKS, keys, safe_yaml
 from mtl_core.grouping import check_partition
 from mtl_core.model.fusion import ARCHITECTURES
-from mtl_core.strategies import REGISTRIES, validate_strategy
+from mtl_core.pretrain import PRETRAIN_TASKS
+from mtl_core.strategies import REGISTRIES, StrategyContext, build_strategy, validate_strategy
 from mtl_core.validation import ConfigError, Problems, build_dataclass, coerce_value, show  # noqa: F401 (re-exported)
 
 
@@ -108,6 +109,20 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig:
+    """Hybrid pretraining before fine-tuning (docs/methods.md#pretraining); no tasks = none."""
+
+    tasks: tuple[str, ...] = ()  # a subset of contrast_tv, contrast_ta, contrast_av, vtm, vam, atm
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 32  # also the contrastive tasks' number of in-batch candidates
+    temperature: float = 0.1  # InfoNCE's
+    scheduler: StrategyChoice = field(default_factory=lambda: StrategyChoice("all"))
+    combiner: StrategyChoice = field(default_factory=lambda: StrategyChoice("equal"))
+    modality: StrategyChoice = field(default_factory=lambda: StrategyChoice("all"))
+
+
+@dataclass(frozen=True)
 class Config:
     tasks: tuple[str, ...] = TASKS
     groups: tuple[tuple[str, ...], ...] | None = None  # a partition of `tasks`: one model per group
@@ -115,6 +130,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
@@ -204,10 +220,35 @@ def _check_semantics(cfg: Config, problems: Problems, root_as_written: str | Non
     for axis in ("scheduler", "combiner", "modality"):
         with problems.collect():
             validate_strategy(axis, getattr(cfg.strategy, axis), cfg)
-    combiner = REGISTRIES["combiner"].get(cfg.strategy.combiner.name)
-    if t.precision == "fp16" and combiner is not None and combiner.uses_gradients:
-        problems.add(f"train.precision: fp16 needs a loss scale, which the gradient method "
-                     f"{cfg.strategy.combiner.name!r} cannot take (its weights depend on gradient norms); use bf16")
+    for section, choice in (("strategy", cfg.strategy.combiner), ("pretrain", cfg.pretrain.combiner)):
+        combiner = REGISTRIES["combiner"].get(choice.name)
+        if t.precision == "fp16" and combiner is not None and combiner.uses_gradients:
+            problems.add(f"train.precision: fp16 needs a loss scale, which the gradient method {choice.name!r} "
+                         f"({section}.combiner) cannot take (its weights depend on gradient norms); use bf16")
+    _check_pretrain(cfg, problems)
+
+
+def _check_pretrain(cfg: Config, problems: Problems) -> None:
+    p = cfg.pretrain
+    for task in p.tasks:
+        if task not in PRETRAIN_TASKS:
+            problems.add(f"pretrain.tasks: unknown pretraining task {task!r}; valid tasks: {', '.join(PRETRAIN_TASKS)}")
+    if len(set(p.tasks)) != len(p.tasks):
+        problems.add("pretrain.tasks: a task is listed twice")
+    if not 1 <= p.epochs <= UPPER["train.epochs"]:
+        problems.add(f"pretrain.epochs: must be in [1, {UPPER['train.epochs']}], got {p.epochs}")
+    if not 2 <= p.batch_size <= UPPER["train.batch_size"]:
+        problems.add(f"pretrain.batch_size: must be in [2, {UPPER['train.batch_size']}] (in-batch negatives), "
+                     f"got {p.batch_size}")
+    if not p.lr > 0:
+        problems.add(f"pretrain.lr: must be positive, got {p.lr}")
+    if not 1e-3 <= p.temperature <= 10:
+        problems.add(f"pretrain.temperature: must be in [0.001, 10], got {p.temperature}")
+    if p.tasks and all(t in PRETRAIN_TASKS for t in p.tasks) and len(set(p.tasks)) == len(p.tasks):
+        ctx = StrategyContext(tuple(p.tasks), p.epochs, cfg.train.seed)
+        for axis in ("scheduler", "combiner", "modality"):
+            with problems.collect():
+                build_strategy(axis, getattr(p, axis), ctx, section="pretrain")
 
 
 def _check_tasks(cfg: Config, problems: Problems) -> None:

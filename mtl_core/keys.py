@@ -6,6 +6,9 @@
     affinity/<i>/<j>                               TAG's Z(i -> j)
     search/score                                   what ASHA and Optuna see (below)
     search/score/<metric>                          the same per objective of a multi-objective search
+    pretrain/<any of the above>                    the pretraining phase's own (its tasks: mtl_core.pretrain)
+    pretrain_curve                                 in the first epoch's metrics: every pretraining epoch's
+                                                   metrics, as JSON text (a list of dicts, one per epoch)
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ TRACKED = ("train/", "val/", "test/", "strategy/", "affinity/")  # prefixes of p
 # themselves stay NaN, so no table or plot ever shows the stand-in.
 SCORE = "search/score"
 WORST = 1e9
+
+PRETRAIN_CURVE = "pretrain_curve"
 
 # the metrics a search may optimise
 SEARCHABLE = re.compile(r"^val/(avg_f1|avg_loss|[a-z]+/(loss|acc|f1|f1_pos))$")
@@ -44,6 +49,11 @@ def strategy(name: str, task_name: str | None = None) -> str:
 def modality(name: str) -> str:
     """`strategy/modality/video`: the share of samples a modality was used in."""
     return f"strategy/modality/{name}"
+
+
+def pretrain(key: str) -> str:
+    """`pretrain/val/vtm/acc`: a metric of the pretraining phase."""
+    return f"pretrain/{key}"
 
 
 def affinity(i: str, j: str) -> str:

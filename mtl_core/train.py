@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import os
@@ -24,12 +25,15 @@ from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
 from mtl_core.config import Config, ConfigError, StrategyChoice, StrategyConfig
 from mtl_core.data.dataset import SplitData
-from mtl_core.losses import class_weights, task_losses
+from mtl_core.losses import class_weights
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
 from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
-from mtl_core.prepare import Prepared, prepare
+from mtl_core.prepare import Prepared, cache_root, prepare
+from mtl_core.pretrain import check_modalities
+from mtl_core.pretrain.cache import pretrained_encoder
+from mtl_core.pretrain.objectives import PretrainModel, evaluate_pretraining
 from mtl_core.strategies import StrategyContext, build_strategy
 from mtl_core.strategies.gradients import backward_aggregated, last_layer_grad_norms
 
@@ -172,6 +176,7 @@ class GroupRun:
     best: float = math.nan  # this model's best selection score so far (train.select_metric over its tasks)
     best_epoch: int = -1
     best_state: dict | None = None  # its weights at that epoch (on the CPU)
+    validate: Callable | None = None  # the validation metrics (`evaluate`'s signature); None: `evaluate`
 
     def select(self, metrics: dict, epoch: int, metric: str, mode: str) -> bool:
         """Keep this epoch's weights when they beat this model's best so far; each model of a partition
@@ -232,7 +237,7 @@ def train_step(run: GroupRun, cfg: Config, inputs, labels: torch.Tensor, epoch: 
     head_buffers = [[b.detach().clone() for b in run.model.heads[t].buffers()] for t in run.tasks]
     with autocast(cfg.train.precision, device):
         z = run.model.encode(inputs)
-        losses, has = task_losses(run.model.heads_forward(z), labels, run.tasks, run.class_weights)
+        losses, has = run.model.task_losses(z, labels, run.class_weights)
     detached, has = losses.detach().cpu(), has.cpu()  # one device-to-host copy each per step
     if not torch.isfinite(detached).all():
         bad = run.tasks[int((~torch.isfinite(detached)).nonzero()[0])]
@@ -313,7 +318,8 @@ def train_epoch(run: GroupRun, cfg: Config, epoch: int, device: torch.device, pr
         run.step += 1
 
     metrics = {keys.task("train", t, "loss"): float(loss_sum[j] / max(1, loss_n[j])) for j, t in enumerate(run.tasks)}
-    metrics.update(evaluate(run.model, run.val_split, cfg.train.eval_batch_size, device, "val", cfg.train.precision))
+    metrics.update((run.validate or evaluate)(run.model, run.val_split, cfg.train.eval_batch_size, device, "val",
+                                              cfg.train.precision))
     for s in run.strategies.values():
         s.end_epoch(epoch, metrics)
         metrics.update(s.log())
@@ -363,9 +369,12 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
 
     start_epoch, history = 0, []
     ckpt_dir = run_dir / "checkpoint"
+    curve = None
     if resume:
         state = load_checkpoint(ckpt_dir, runs)
         start_epoch, history = state["epoch"] + 1, state["history"]
+    elif cfg.pretrain.tasks:
+        curve = _start_from_pretrained(cfg, runs, data, device)
     for run in runs:  # after a resume the transferred weights come from the checkpoint: no second pilot
         run_pilot(run, cfg, data, device)
 
@@ -381,6 +390,8 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
             for name in keys.TASK_METRICS:
                 metrics[keys.average("val", name)] = mean_over_tasks(metrics, cfg.tasks, name, "val")
         metrics["time/epoch_s"] = time.perf_counter() - t0
+        if curve is not None and epoch == start_epoch:
+            metrics[keys.PRETRAIN_CURVE] = json.dumps(curve, default=float)
         history.append(metrics)
         save_checkpoint(ckpt_dir, runs, {"epoch": epoch, "history": history}, best_model=improved)
         if eval_test and epoch == cfg.train.epochs - 1:
@@ -388,6 +399,59 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
         if report is not None:
             report(epoch, metrics, ckpt_dir)
     return history
+
+
+def pretrain_run_config(cfg: Config) -> Config:
+    """What the pretraining epochs run with: the `train` section but where `pretrain` has its own (epochs,
+    lr, batch size, also for validation: the contrastive tasks' candidate sets), and no affinity measurement."""
+    p = cfg.pretrain
+    return replace(cfg, train=replace(cfg.train, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
+                                      eval_batch_size=p.batch_size, affinity_every=0))
+
+
+def pretrain(cfg: Config, data: Prepared, device: torch.device) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Hybrid pretraining (docs/methods.md#pretraining): the encoders and one head per task of
+    cfg.pretrain.tasks, trained by this loop's epoch under the `pretrain` section's strategies on the
+    training clips, without labels. Returns (encoder state on the CPU, per-epoch `pretrain/...` metrics)."""
+    pcfg, tasks = pretrain_run_config(cfg), tuple(cfg.pretrain.tasks)
+    train_split, val_split = data.splits["train"].for_tasks(()), data.splits["val"].for_tasks(())
+    check_modalities(tasks, train_split.modalities(), str(data.root))
+    torch.manual_seed(cfg.train.seed)
+    encoder = build_model(replace(cfg, tasks=()), data.encoder)  # no downstream heads
+    model = PretrainModel(encoder, tasks, data.encoder.hidden_size, temperature=cfg.pretrain.temperature,
+                          seed=cfg.train.seed).to(device)
+    ctx = StrategyContext(tasks, pcfg.train.epochs, cfg.train.seed, None, train_split.modalities())
+    strategies = {axis: build_strategy(axis, getattr(cfg.pretrain, axis), ctx, section="pretrain")
+                  for axis in ("scheduler", "combiner", "modality")}
+    opt, lr_sched = _optimizer(pcfg, model, strategies["combiner"],
+                               _steps_per_epoch(len(train_split), pcfg.train.batch_size) * pcfg.train.epochs)
+    scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None
+
+    def validate(m, split, batch_size, dev, prefix, precision):
+        return evaluate_pretraining(m, split, batch_size, dev, prefix, lambda: autocast(precision, dev), cfg.train.seed)
+
+    run = GroupRun(tasks, model, opt, lr_sched, strategies, train_split, val_split, scaler=scaler, validate=validate)
+    history = []
+    for epoch in range(pcfg.train.epochs):
+        t0 = time.perf_counter()
+        metrics = train_epoch(run, pcfg, epoch, device)
+        metrics["time/epoch_s"] = time.perf_counter() - t0
+        history.append({"epoch": epoch, **{keys.pretrain(k): v for k, v in metrics.items()}})
+        log.info("pretraining epoch %d: %s", epoch, ", ".join(
+            f"{t} {metrics[keys.task('val', t, 'acc')]:.3f}" for t in tasks))
+    return {k: v.detach().to("cpu", copy=True) for k, v in encoder.encoder_state().items()}, history
+
+
+def _start_from_pretrained(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.device) -> list[dict]:
+    """Every model of the partition starts from one pretrained encoder state (trained here, or by an
+    earlier run with the same cache key); heads stay as initialised. Returns the pretraining curve. The
+    RNG state is as without pretraining afterwards, so a trained and a cached pretraining fine-tune alike."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        state, curve, _ = pretrained_encoder(cfg, data, cache_root(cfg) / "pretrain",
+                                             lambda c, d: pretrain(c, d, device))
+    for run in runs:
+        run.model.load_encoder_state(state)
+    return curve
 
 
 def _test_best(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.device, ckpt_dir: Path) -> dict:
@@ -450,7 +514,6 @@ def _print_row(metrics: dict, tasks, first: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
     import sys
 
     import yaml

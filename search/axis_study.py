@@ -7,6 +7,9 @@ architecture and text encoder; a chosen option gets its default parameters), so 
 measured with the other axes held fixed, against the axis's baseline value (`all`, `equal`, `all`, all tasks in
 one model, `hiccap`, `minilm`; an axis whose values leave the baseline out: its first value), paired by seed.
 Cost: the number of values over all axes, times `final_seeds` trainings.
+
+`pretrain.tasks` is an axis too (its baseline: no pretraining); `pretraining_effects_table` gives each
+pretraining option's effect on each downstream task's test F1, paired by seed against no pretraining.
 """
 from __future__ import annotations
 
@@ -14,13 +17,21 @@ from typing import Any
 
 import pandas as pd
 
+from mtl_core import keys
 from search.space import _is_distribution, partition_label, partition_options
 from search.stats import paired_difference
 
 AXIS_STUDY_FILE = "axis_study.csv"
+PRETRAIN_STUDY_FILE = "pretraining_study.csv"
 BASELINE_VALUE = {"strategy.scheduler": "all", "strategy.combiner": "equal", "strategy.modality": "all",
-                  "model.arch": "hiccap", "model.text_encoder": "minilm"}
+                  "model.arch": "hiccap", "model.text_encoder": "minilm", "pretrain.tasks": "none"}
 STRATEGY_AXES = ("strategy.scheduler", "strategy.combiner", "strategy.modality")  # a choice of a method and its knobs
+LIST_AXES = ("groups", "pretrain.tasks")  # axes whose value is a list (set whole, not as a `.name`)
+SHORT = {"pretrain.tasks": "pretrain"}  # an axis's name in run names and tables (default: its last part)
+
+
+def short_name(axis: str) -> str:
+    return SHORT.get(axis, axis.split(".")[-1])
 
 
 def axis_values(space: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, list]:
@@ -29,6 +40,10 @@ def axis_values(space: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, list
     for axis in BASELINE_VALUE:
         section, key = axis.split(".")
         node = space.get(axis, (space.get(section) or {}).get(key))  # `model: {arch: ...}` or `model.arch: ...`
+        if axis in LIST_AXES:
+            if _is_distribution(node) and "choice" in node:
+                out[axis] = [list(o) for o in node["choice"] if isinstance(o, list)]
+            continue
         if _is_distribution(node) and "choice" in node:
             options = node["choice"]
             out[axis] = list(options) if isinstance(options, dict) else [o for o in options if isinstance(o, str)]
@@ -39,14 +54,17 @@ def axis_values(space: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, list
 
 
 def label_of(axis: str, value: Any, tasks: tuple[str, ...]) -> str:
-    """The label of one value of `axis`: an option name, or a partition as `a+b|c` (None: one model)."""
+    """The label of one value of `axis`: an option name, a partition as `a+b|c` (None: one model), or
+    pretraining tasks as `vtm+atm` (none: no pretraining)."""
+    if axis == "pretrain.tasks":
+        return "+".join(value or ()) or "none"
     return partition_label(value or [list(tasks)]) if axis == "groups" else str(value)
 
 
 def value_of(overrides: dict[str, Any], axis: str, tasks: tuple[str, ...]) -> str:
     """The label of `axis`'s value in a configuration; `{}` gives the axis's baseline value."""
-    if axis == "groups":
-        return label_of(axis, overrides.get("groups"), tasks)
+    if axis in LIST_AXES:
+        return label_of(axis, overrides.get(axis), tasks)
     key = f"{axis}.name" if axis in STRATEGY_AXES else axis
     return label_of(axis, overrides.get(key, BASELINE_VALUE[axis]), tasks)
 
@@ -64,7 +82,7 @@ def axis_design(best: dict[str, Any], values: dict[str, list], tasks: tuple[str,
                 overrides[f"{axis}.name"] = option
             label = value_of(overrides, axis, tasks)
             if label != value_of(best, axis, tasks):
-                design.append((f"{axis.split('.')[-1]}={label}", overrides))
+                design.append((f"{short_name(axis)}={label}", overrides))
     return design
 
 
@@ -75,7 +93,7 @@ def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[st
     by_seed = lambda name: runs[runs["name"] == name].set_index("seed")[metric]  # noqa: E731
     best_name = runs.loc[runs["role"] == "final", "name"].iloc[0] if (runs["role"] == "final").any() else None
     for axis, options in values.items():
-        short = axis.split(".")[-1]
+        short = short_name(axis)
         labels = [label_of(axis, option, tasks) for option in options]
         own, base = value_of(best, axis, tasks), value_of({}, axis, tasks)
         if axis.startswith("model.") and base not in labels:
@@ -93,3 +111,16 @@ def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[st
                          "low": diff.low if label != base else float("nan"),
                          "high": diff.high if label != base else float("nan")})
     return pd.DataFrame(rows)
+
+
+def pretraining_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[str, list],
+                              tasks: tuple[str, ...]) -> pd.DataFrame:
+    """One row per (pretraining option, downstream task): the paired difference of the task's test F1
+    against no pretraining, over the seeds both ran (empty without a `pretrain.tasks` axis holding [])."""
+    axis = "pretrain.tasks"
+    if axis not in values:
+        return pd.DataFrame()
+    frames = [axis_effects_table(runs, best, {axis: values[axis]}, tasks, keys.task("test", t, "f1")).assign(task=t)
+              for t in tasks if keys.task("test", t, "f1") in runs.columns]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return table[table["value"] != table["baseline"]].reset_index(drop=True) if not table.empty else table

@@ -163,6 +163,22 @@ def _check_data(spec: SpaceSpec) -> None:
     _, _, problems = check_dataset(Path(root), files={"train": d.train_file, "val": d.val_file, "test": d.test_file})
     if problems:
         raise ConfigError(*(f"data.root: {as_written(spec, p)}" for p in problems))
+    _check_pretraining_modalities(spec, Path(root))
+
+
+def _check_pretraining_modalities(spec: SpaceSpec, root: Path) -> None:
+    """Every pretraining task the space may pick needs its two modalities in the training clips (the real
+    text release has no video or audio): one line naming the task and the missing modality."""
+    from mtl_core.data.check import split_modalities
+    from mtl_core.pretrain import PRETRAIN_TASKS, check_modalities
+
+    tasks = set(spec.config.pretrain.tasks)
+    node = (spec.space.get("pretrain") or {}).get("tasks")
+    options = node["choice"] if isinstance(node, dict) and isinstance(node.get("choice"), list) else [node]
+    tasks |= {t for o in options if isinstance(o, list) for t in o}
+    if tasks:
+        available = split_modalities(root, "train", spec.config.data.train_file)
+        check_modalities([t for t in PRETRAIN_TASKS if t in tasks], available, as_written(spec, str(root)))
 
 
 def _check_encoder(name: str) -> None:

@@ -24,7 +24,9 @@ import pandas as pd
 from mtl_core import keys
 from mtl_core.train import PREDICTIONS_FILE, load_predictions
 from mtl_core.grouping import tag_partitions
-from search.axis_study import AXIS_STUDY_FILE, axis_design, axis_effects_table, axis_values
+from search.axis_study import (
+    AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE, axis_design, axis_effects_table, axis_values, pretraining_effects_table,
+)
 from search.baselines import baseline_overrides
 from search.decision import DECISION_FILE, TUNED_FILE, RunScores, decision_table, looks, race, still_open
 from search.experiment import Experiment
@@ -332,6 +334,10 @@ def final(exp: Experiment, out: Outcome) -> None:
         effects = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
         effects.to_csv(exp.dir / AXIS_STUDY_FILE, index=False)
         out.artifacts.append(exp.dir / AXIS_STUDY_FILE)
+        pretraining = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
+        if not pretraining.empty:
+            pretraining.to_csv(exp.dir / PRETRAIN_STUDY_FILE, index=False)
+            out.artifacts.append(exp.dir / PRETRAIN_STUDY_FILE)
 
 
 FINAL_RUNS_FILE = "final_runs.parquet"

@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
-from search.axis_study import AXIS_STUDY_FILE  # noqa: E402
+from search.axis_study import AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE  # noqa: E402
 from search.space import partition_label  # noqa: E402
 from mtl_core.strategies import REGISTRIES  # noqa: E402
 from search.front_report import front_section  # noqa: E402
@@ -121,6 +121,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     lines += _pareto_section(out, table, tasks, ranked, shares)
     lines += front_section(exp_dir, out)  # a multi-objective search's front (empty otherwise)
     lines += _axis_study_section(exp_dir)
+    lines += pretraining_section(exp_dir)
     lines += _axes_section(out, history, trials, metric, mode, _milestones(exp_dir))
     lines += _learning_curves(out, history, ranked, metric, top)
     lines += _task_heatmap(out, ranked, top)
@@ -352,6 +353,39 @@ def _axis_study_section(exp_dir: Path) -> list[str]:
                 f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]" if pd.notna(r["low"]) else f"{r['diff']:+.4f}")
             lines.append(f"| {_cell(r['value'])}{mark} | {r['seeds']} | {r['mean']:.4f} | {diff} |")
         lines.append("")
+    return lines
+
+
+def pretraining_section(exp_dir: Path) -> list[str]:
+    """The axis study's `pretrain.tasks` axis per downstream task: each pretraining option's effect on each
+    task's test F1, paired by seed against no pretraining (search.axis_study.pretraining_effects_table)."""
+    path = exp_dir / PRETRAIN_STUDY_FILE
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    tasks = list(dict.fromkeys(table["task"]))
+    lines = ["## Pretraining: the effect of each pretraining option on each task", "",
+             "The best configuration retrained with each value of `pretrain.tasks` (the other axes held fixed), "
+             "with the final phase's seeds; each cell is the difference in the task's test F1 against no "
+             "pretraining, paired by seed, with its 95% t interval. **Bold**: the interval excludes 0.", "",
+             "| pretraining | seeds | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+    sure = []
+    for value, rows in table.groupby("value", sort=False):
+        cells = []
+        for t in tasks:
+            r = rows[rows["task"] == t]
+            if r.empty:
+                cells.append("")
+                continue
+            r = r.iloc[0]
+            text = f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]" if pd.notna(r["low"]) else f"{r['diff']:+.3f}"
+            excludes = pd.notna(r["low"]) and (r["low"] > 0 or r["high"] < 0)
+            cells.append(f"**{text}**" if excludes else text)
+            if excludes:
+                sure.append(f"{value} {'helps' if r['diff'] > 0 else 'hurts'} {t}")
+        lines.append(f"| {_cell(str(value))} | {int(rows['seeds'].iloc[0])} | " + " | ".join(cells) + " |")
+    lines += ["", ("Intervals that exclude 0: " + "; ".join(sure) + ".") if sure else
+              "No interval excludes 0: at these seeds no pretraining option is shown to help or hurt any task.", ""]
     return lines
 
 

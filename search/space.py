@@ -36,7 +36,7 @@ from search.pareto import TIE_BREAKS
 from search.trial import TrialMeta, trial_entry, with_overrides
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
-RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy")
+RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy", "pretrain")
 
 
 # Upper bounds of the search settings (README, "The space file"): beyond them a sweep cannot run or never ends.

@@ -135,6 +135,26 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def pretrain_curve(result: dict[str, Any]) -> list[tuple[int, dict[str, float]]]:
+    """The pretraining epochs a result carries (`pretrain_curve`, JSON text in a trial's first result): each
+    epoch's numeric `pretrain/...` metrics, logged in the trial's run at step = pretraining epoch."""
+    text = result.get(keys.PRETRAIN_CURVE)
+    if not isinstance(text, str) or len(text) > 50_000_000:
+        return []
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        return []
+    out = []
+    for i, row in enumerate(rows if isinstance(rows, list) else []):
+        if isinstance(row, dict):
+            values = {k: float(v) for k, v in row.items() if isinstance(k, str) and k.startswith("pretrain/")
+                      and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            epoch = row.get("epoch")
+            out.append((epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else i, values))
+    return out
+
+
 class Tracker:
     """Every MLflow write of an experiment, in order, through one outage queue.
 
@@ -315,8 +335,10 @@ class MLflowTrials(tune.Callback):
         step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
         tags = {"node": str(result.get("hostname", "")), "epochs_run": str(step + 1),
                 "gpu_ids": str(result.get("gpu_ids", ""))}
-        self.tracker.push(["metrics", self.phase, trial.trial_id, step, numeric_metrics(result), tags,
-                           int(time.time() * 1000)])
+        stamp = int(time.time() * 1000)
+        for epoch, values in pretrain_curve(result):  # the pretraining epochs, before the first epoch's own
+            self.tracker.push(["metrics", self.phase, trial.trial_id, epoch, values, {}, stamp])
+        self.tracker.push(["metrics", self.phase, trial.trial_id, step, numeric_metrics(result), tags, stamp])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         epochs = int((trial.last_result or {}).get("training_iteration", 0))

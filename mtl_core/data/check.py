@@ -82,3 +82,14 @@ def _agreement(tokenizer, ids: list[int], words: list[str]) -> float:
     size = len(tokenizer)
     tokens = set(tokenizer.convert_ids_to_tokens([i for i in ids if 0 <= i < size]))
     return len(set(words) & tokens) / len(set(words))
+
+
+def split_modalities(root: Path, split: str = "train", file_name: str | None = None) -> tuple[str, ...]:
+    """The modalities at least one clip of `split` has (text always; video and audio by their files), without
+    reading any array: what a pretraining task can be checked against before anything starts."""
+    from mtl_core import MODALITIES
+
+    recs = read_split(find_split_file(root, split, file_name))
+    has_video = any(all(p.is_file() for p in video_paths(root, cid)) for cid in recs.clip_ids)
+    has_audio = any(audio_path(root, cid).is_file() for cid in recs.clip_ids)
+    return tuple(m for m, h in zip(MODALITIES, (True, has_video, has_audio)) if h)

@@ -18,6 +18,12 @@ So gory is mostly video, mature mostly text, slapstick video+audio, sarcasm text
 OR of the four. Thresholds give positive rates near the real data's (mature 22%, gory 8%, slapstick 17%,
 sarcasm 37%); Gaussian logit noise and 3% label flips keep every task from being separable.
 About 4% of clips lack audio files and 3% lack video files. Same seed, same bytes.
+
+Every clip also has a few `style` factors of its own that no label depends on, seen in all three
+modalities (a direction in video and in audio, pairs of cue words in the text): a per-clip signal the
+modalities share, so that pretraining can learn which video, audio and text belong to the same clip
+(docs/methods.md#pretraining). They are drawn from a generator of their own (seeded from `seed`) and only
+added to what the task factors produce, so labels and every other draw are those of version 1.
 """
 from __future__ import annotations
 
@@ -57,7 +63,11 @@ FILLER = (
 ).split()
 NOISE, LABEL_FLIP, MISSING_AUDIO, MISSING_VIDEO = 0.8, 0.03, 0.04, 0.03
 VIDEO_AMP, AUDIO_AMP, TEXT_RATE = 0.4, 0.5, 2.0
-GENERATOR_VERSION = 1  # bump when the generator changes: the cached default is keyed by it
+STYLE_FACTORS, STYLE_AMP, STYLE_RATE = 6, 0.4, 3.0
+# style factor k: its positive side brings the first words, its negative side the second
+STYLE_WORDS = (("red", "green"), ("music", "song"), ("rain", "snow"), ("king", "queen"),
+               ("train", "ship"), ("money", "gold"))
+GENERATOR_VERSION = 2  # bump when the generator changes: the cached default is keyed by it (2: style factors)
 CLS, SEP = 101, 102
 
 
@@ -98,6 +108,16 @@ def _text(rng, z_i, vocab) -> tuple[list[str], list[int]]:
     return words, [CLS] + [vocab[w] for w in words] + [SEP]
 
 
+def _with_style(rng: np.random.Generator, words: list[str], style: np.ndarray, vocab) -> tuple[list[str], list[int]]:
+    """The clip's words plus its style cue words at random places, and the ids ([CLS] ... [SEP])."""
+    words = list(words)
+    for k, value in enumerate(style):
+        cue = STYLE_WORDS[k][0 if value > 0 else 1]
+        for _ in range(rng.poisson(STYLE_RATE * abs(value))):
+            words.insert(int(rng.integers(0, len(words) + 1)), cue)
+    return words, [CLS] + [vocab[w] for w in words] + [SEP]
+
+
 def write_synthetic(out_dir: str | Path, seed: int = 0, n_train: int = 400, n_val: int = 120,
                     n_test: int = 120) -> Path:
     out = Path(out_dir)
@@ -111,13 +131,19 @@ def write_synthetic(out_dir: str | Path, seed: int = 0, n_train: int = 400, n_va
     labels = _labels(z, rng)
     video_pat = {f: rng.standard_normal(VIDEO_DIM) for f in VIDEO_FACTORS}
     audio_pat = {f: rng.standard_normal(AUDIO_DIM) for f in AUDIO_FACTORS}
+    # the style factors' own generator: the draws above and below stay those of version 1
+    style_rng = np.random.default_rng([seed, 2])
+    style = style_rng.standard_normal((n, STYLE_FACTORS))
+    video_style = style_rng.standard_normal((STYLE_FACTORS, VIDEO_DIM)) / np.sqrt(STYLE_FACTORS)
+    audio_style = style_rng.standard_normal((STYLE_FACTORS, AUDIO_DIM)) / np.sqrt(STYLE_FACTORS)
     i = 0
     for split, size in sizes.items():
         records = {}
         for _ in range(size):
             clip_id = f"synth{i:05d}.{i % 7:02d}"
             z_i = {f: z[f][i] for f in FACTORS}
-            words, ids = _text(rng, z_i, vocab)
+            words, _ = _text(rng, z_i, vocab)
+            words, ids = _with_style(style_rng, words, style[i], vocab)
             rec = {"id": i, "IMDBid": clip_id, "indexes": ids, "words": words}
             for task in ("mature", "gory", "slapstick", "sarcasm"):
                 rec[task] = [1 - int(labels[task][i]), int(labels[task][i])]
@@ -126,6 +152,8 @@ def write_synthetic(out_dir: str | Path, seed: int = 0, n_train: int = 400, n_va
             records[clip_id] = rec
             video = _sequence(rng, VIDEO_FACTORS, z_i, video_pat, (6, 20), VIDEO_DIM, VIDEO_AMP)
             audio = _sequence(rng, AUDIO_FACTORS, z_i, audio_pat, (8, 40), AUDIO_DIM, AUDIO_AMP)
+            video += (STYLE_AMP * style[i] @ video_style).astype(np.float32)  # every step: a clip-wide trait
+            audio += (STYLE_AMP * style[i] @ audio_style).astype(np.float32)
             if rng.random() >= MISSING_VIDEO:
                 # the model input is rgb + flow: split the clip between the two streams
                 share = rng.random(VIDEO_DIM).astype(np.float32)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from mtl_core.losses import task_losses
 from mtl_core.model.text_encoder import encode
 
 
@@ -168,18 +169,51 @@ class HICCAP(nn.Module):
         keep = present[:, None]
         return torch.where(keep[..., None], seq, filler), torch.where(keep, mask, token_only)
 
-    def encode(self, x: ModelInputs) -> torch.Tensor:
-        """The shared representation z [B, 3d] that every head reads."""
+    def encode_modalities(self, x: ModelInputs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each modality's encoded sequence [B, T, d] and mask (text, video, audio), an absent modality
+        already replaced by its missing token: what the HCA reads (and what pretraining pools)."""
         present = x.present & torch.stack([x.text_mask.any(1), x.video_mask.any(1), x.audio_mask.any(1)], 1)
         text, t_mask = self._fill_missing(self._text_hidden(x), x.text_mask, present[:, 0], 0)
         video, v_mask = self._fill_missing(self.video_enc(x.video, x.video_mask), x.video_mask, present[:, 1], 1)
         audio, a_mask = self._fill_missing(self.audio_enc(x.audio, x.audio_mask), x.audio_mask, present[:, 2], 2)
+        return [text, video, audio], [t_mask, v_mask, a_mask]
+
+    def fuse(self, seqs: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
+        """HCA over the three sequences, then masked pooling: [B, 3d] (pooled text, audio, video branches)."""
+        (text, video, audio), (t_mask, v_mask, a_mask) = seqs, masks
         out_text = self.text_branch(text, video, v_mask, audio, a_mask)
         out_audio = self.audio_branch(audio, video, v_mask, text, t_mask)
         out_video = self.video_branch(video, text, t_mask, audio, a_mask)
         pooled = [pool(h, m) for pool, h, m in zip(self.pools, (out_text, out_audio, out_video),
                                                        (t_mask, a_mask, v_mask))]
         return torch.cat(pooled, dim=1)
+
+    def encode(self, x: ModelInputs) -> torch.Tensor:
+        """The shared representation z [B, 3d] that every head reads."""
+        return self.fuse(*self.encode_modalities(x))
+
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        """Everything but the task heads (text encoder when trained, BiLSTMs, missing tokens, HCA, pools):
+        what pretraining produces and fine-tuning starts from."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("heads.")}
+
+    def load_encoder_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load `encoder_state()` of a model of the same shapes; the heads keep their fresh weights. Raises
+        ValueError naming a missing, extra or mis-shaped key."""
+        own = self.encoder_state()
+        if set(state) != set(own):
+            diff = sorted(set(state) ^ set(own))
+            raise ValueError(f"pretrained encoder state does not match this model (key {diff[0]!r})")
+        for k, v in state.items():
+            if v.shape != own[k].shape:
+                raise ValueError(f"pretrained encoder state does not match this model ({k}: {list(v.shape)} "
+                                 f"vs {list(own[k].shape)})")
+        self.load_state_dict(state, strict=False)
+
+    def task_losses(self, z: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-task losses [T] of the batch whose representation is `z`, and which tasks had a label [T]."""
+        return task_losses(self.heads_forward(z), labels, self.tasks, class_weights)
 
     def heads_forward(self, z: torch.Tensor, tasks: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         return {t: self.heads[t](z) for t in (tasks or self.tasks)}

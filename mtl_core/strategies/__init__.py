@@ -17,9 +17,9 @@ REGISTRIES: dict[str, dict[str, type]] = {
 }
 
 
-def _resolve(axis: str, choice) -> tuple[type, dict[str, Any]]:
+def _resolve(axis: str, choice, section: str = "strategy") -> tuple[type, dict[str, Any]]:
     registry = REGISTRIES[axis]
-    path = f"strategy.{axis}"
+    path = f"{section}.{axis}"
     if choice.name not in registry:
         raise ConfigError(f"{path}.name: unknown {axis} {choice.name!r}; valid choices: {', '.join(registry)}")
     cls = registry[choice.name]
@@ -37,13 +37,14 @@ def _resolve(axis: str, choice) -> tuple[type, dict[str, Any]]:
     return cls, kwargs
 
 
-def build_strategy(axis: str, choice, ctx: StrategyContext):
-    """Instantiate a validated choice; constructor ValueErrors become ConfigErrors naming the axis."""
-    cls, kwargs = _resolve(axis, choice)
+def build_strategy(axis: str, choice, ctx: StrategyContext, section: str = "strategy"):
+    """Instantiate a validated choice; constructor ValueErrors become ConfigErrors naming the axis
+    (`section`: the config section it was written in, `strategy` or `pretrain`)."""
+    cls, kwargs = _resolve(axis, choice, section)
     try:
         return cls(ctx, **kwargs)
     except ValueError as exc:
-        raise ConfigError(f"strategy.{axis}: {exc}") from None
+        raise ConfigError(f"{section}.{axis}: {exc}") from None
 
 
 def validate_strategy(axis: str, choice, cfg) -> None:

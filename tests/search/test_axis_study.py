@@ -63,3 +63,40 @@ def test_the_model_architecture_and_text_encoder_are_axes():
     table = table.set_index(["axis", "value"])
     assert table.loc[("arch", "hiccap"), "baseline"] == "hiccap"
     assert table.loc[("arch", "late_fusion"), "best"] and table.loc[("arch", "late_fusion"), "diff"] == pytest.approx(0.1)
+
+
+PRETRAIN_SPACE = {**SPACE, "pretrain": {"tasks": {"choice": [[], ["vtm"], ["contrast_tv", "vtm"]]}}}
+
+
+def test_pretraining_is_an_axis_with_no_pretraining_as_its_baseline():
+    values = axis_values(PRETRAIN_SPACE, TASKS)
+    assert values["pretrain.tasks"] == [[], ["vtm"], ["contrast_tv", "vtm"]]
+    design = dict(axis_design({**BEST, "pretrain.tasks": ["vtm"]}, values, TASKS))
+    assert design["pretrain=none"]["pretrain.tasks"] == [] and design["pretrain=contrast_tv+vtm"]["pretrain.tasks"] == ["contrast_tv", "vtm"]
+    assert "pretrain=vtm" not in design  # the best's own value: its runs are the final phase's
+    assert design["pretrain=none"]["strategy.combiner.alpha"] == 1.5  # the other axes as in the best
+    assert "pretrain=none" not in dict(axis_design(BEST, values, TASKS))  # a best without the key: no pretraining
+
+
+def test_pretraining_effects_per_task_are_paired_by_seed_against_no_pretraining():
+    from search.axis_study import pretraining_effects_table
+
+    best = {**BEST, "pretrain.tasks": ["vtm"]}
+    rows = []
+    for seed in range(4):
+        # vtm helps binary by 0.05 on every seed and changes nothing for gory; sarcasm varies by seed
+        for name, role, shift in (("rank 1", "final", {"binary": 0.05, "gory": 0.0, "sarcasm": 0.02 * (seed % 2) - 0.01}),
+                                  ("pretrain=none", "axis", {"binary": 0.0, "gory": 0.0, "sarcasm": 0.0}),
+                                  ("pretrain=contrast_tv+vtm", "axis", {"binary": -0.1, "gory": 0.0, "sarcasm": 0.0})):
+            row = {"name": name, "role": role, "seed": seed, "test/avg_f1": 0.5}
+            row.update({f"test/{t}/f1": 0.5 + 0.01 * seed + shift[t] for t in TASKS})
+            rows.append(row)
+    table = pretraining_effects_table(pd.DataFrame(rows), best, axis_values(PRETRAIN_SPACE, TASKS), TASKS)
+    cell = table.set_index(["value", "task"])
+    assert set(cell.index) == {(v, t) for v in ("vtm", "contrast_tv+vtm") for t in TASKS}  # the baseline left out
+    assert cell.loc[("vtm", "binary"), "diff"] == pytest.approx(0.05)
+    assert cell.loc[("vtm", "binary"), "low"] == pytest.approx(0.05)  # the same gain on every seed: sure
+    assert cell.loc[("contrast_tv+vtm", "binary"), "diff"] == pytest.approx(-0.1)
+    sarcasm = cell.loc[("vtm", "sarcasm")]
+    assert sarcasm["low"] < 0 < sarcasm["high"]  # paired differences that disagree between seeds: not sure
+    assert (cell["seeds"] == 4).all()
