@@ -60,7 +60,9 @@ def test_tracking_outage_buffers_and_replays_in_order(tmp_path, capsys):
     assert "buffering tracking data" in capsys.readouterr().out
     cb.on_trial_complete(0, [], trial)
     assert not cb.tracker.pending  # replayed once the server answered
-    assert [(k, s) for _, k, s in client.metrics] == [("val/avg_f1", 0), ("val/avg_f1", 1)]
+    # step = epochs trained (the report's numbering); the average F1 also under the headline name
+    assert [(k, s) for _, k, s in client.metrics] == [("val/avg_f1", 1), ("f1/val/avg", 1), ("val/avg_f1", 2),
+                                                      ("f1/val/avg", 2)]
     assert client.status == {"run-t1": "FINISHED"}
 
 
