@@ -77,7 +77,7 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
             for c in keep:
                 if c.startswith(("val/", "test/")) or c in ("hostname", "node_ip", "gpu_ids"):
                     row[c] = best[c]
-            row["best_epoch"] = int(best.get("epoch", best["training_iteration"] - 1))
+            row["best_epoch"] = int(best.get("epoch", best["training_iteration"] - 1)) + 1  # counted from 1, as MLflow's steps
             row["time_total_s"] = float(df["time_total_s"].max()) if "time_total_s" in df else float("nan")
         trials.append(row)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
