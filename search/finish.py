@@ -19,6 +19,7 @@ from search.phases import Outcome
 from search.decision import RunScores
 from search.report import FLOOR_FILE, front_shares, write_report
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
+from search.progress import duration
 from search.signals import terminated
 from search.stats import final_table, pareto_front
 from search.tracking import ui_hint, ui_link
@@ -182,43 +183,7 @@ def answer_markdown(board: pd.DataFrame, table: pd.DataFrame, comparisons: list,
             " [{:+.4f}, {:+.4f}]".format(*c.estimate.interval()) if c.estimate.n >= 2 else "")
         name = str(r["name"]).replace("|", "\\|")
         text.append(f"| {name} | {r['role']} | {_mean_sd(r)} | {int(r['final/seeds'])} | {against} |")
+    if comparisons:
+        text += ["", "The decisions (test split, seeds the search never used, 95% family-wise):", ""]
+        text += [f"- {line}" for line in decision_lines(comparisons)]
     return "\n".join(text)
-
-
-def duration(seconds: float) -> str:
-    """`1h 02m 03s`, `7m 04s`, `12s`."""
-    s = int(round(seconds))
-    h, m, s = s // 3600, s % 3600 // 60, s % 60
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
-
-
-def metric_name(text: str) -> str:
-    """A name MLflow accepts as part of a metric key (letters, digits, `_-./ `): `config 0: a+b|c` -> `config_0_a_b/c`."""
-    return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text.replace("|", "/"))[:200]
-
-
-def _axis_metrics(exp: Experiment) -> dict[str, float]:
-    path = exp.dir / AXIS_STUDY_FILE
-    if not path.is_file():
-        return {}
-    table = pd.read_csv(path)
-    return {f"axis/{r['axis']}/{metric_name(str(r['value']))}/diff": float(r["diff"])
-            for _, r in table.iterrows() if pd.notna(r["diff"])}
-
-
-def _bow_floor(exp: Experiment) -> list:
-    """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics."""
-    cfg = exp.spec.config
-    try:
-        files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
-        floor = bag_of_words_floor(data_root(cfg), cfg.tasks, derive_binary=cfg.data.derive_binary,
-                                   cache_dir=cache_root(cfg), files=files)
-    except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
-        log.warning("bag-of-words floor failed: %s", exc)
-        return []
-    path = exp.dir / FLOOR_FILE
-    path.write_text(json.dumps(floor, indent=2))
-    exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith("test/")})
-    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
-          flush=True)
-    return [path]

@@ -127,10 +127,18 @@ def test_smoke_sweep_end_to_end(tmp_path):
     decision = pd.read_csv(exp / "decision.csv")
     assert set(decision["other"]) == {"equal_sum", "single_task"} and (decision["seeds"] == 3).all()
     for sentence in decision["sentence"]:
-        assert sentence in summary and sentence in out  # the report and the console's last lines
+        assert sentence in summary
+    # the console's last lines: the best by name, what it beats and what it does not, where the rest is
+    assert f"answer: the best configuration is {top['label']}: test macro-F1" in out
+    for other in ("equal_sum", "single_task"):
+        assert re.search(rf"\n  (beats|does not beat) {other} \(", out), out
+    assert "details: " in out and "summary.md" in out and "total time: " in out
+    assert re.search(r"MLflow: http://\S+/runs/\w+\?workflowType=machine_learning", out), out
     parent = client.get_run(parents[0].info.run_id)
     assert "verdict/equal_sum/diff" in parent.data.metrics
-    assert decision["sentence"].iloc[0] in parent.data.tags["mlflow.note.content"]  # the run's description
+    note = parent.data.tags["mlflow.note.content"]  # the run's description: the same answer, as a table
+    assert f"answer: the best configuration is {top['label']}" in note and "| equal_sum | baseline |" in note
+    assert decision["sentence"].iloc[0] in note
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
