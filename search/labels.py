@@ -77,8 +77,11 @@ def row_label(row: Any, base: dict[str, Any] | None = None) -> str:
     return config_label(overrides, base)
 
 
-def trial_number(trial_id: str) -> str:
-    """A Tune trial's number in its phase: `b7589_00003` -> `3` (any other id as it is)."""
+def trial_number(trial_id: str, number: Any = None) -> str:
+    """A trial's number in its phase: the Optuna trial's (`number`, a searching phase), else Tune's count in the
+    id of a listed trial (`b7589_00003` -> `3`), else the id as it is."""
+    if number is not None and not (isinstance(number, float) and number != number):
+        return str(int(number))
     head, _, tail = str(trial_id).rpartition("_")
     return str(int(tail)) if head and tail.isdigit() else str(trial_id)
 
@@ -99,4 +102,5 @@ def run_name(phase: str, trial_id: str, entry: dict[str, Any], base: dict[str, A
         return f"axis {meta.get('name')}{seed}"
     if meta.get("name"):
         return f"{phase} {meta['name']}{seed}"
-    return f"{phase} {trial_number(trial_id)} {config_label(entry.get('overrides') or {}, base)}{seed}"
+    number = trial_number(trial_id, meta.get("number"))
+    return f"{phase} {number} {config_label(entry.get('overrides') or {}, base)}{seed}"

@@ -140,4 +140,4 @@ def who(phase: str, trial) -> str:
     entry = (trial.config or {}).get("trial") or {}
     if (entry.get("meta") or {}).get("name"):
         return run_name(phase, trial.trial_id, entry)
-    return f"trial {trial_number(trial.trial_id)} {label_of(trial)}"
+    return f"trial {trial_number(trial.trial_id, (entry.get('meta') or {}).get('number'))} {label_of(trial)}"

@@ -30,7 +30,8 @@ import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
 from search.axis_study import AXIS_STUDY_FILE  # noqa: E402
-from search.labels import distinct, groups_label, row_label, trial_number  # noqa: E402
+from search.labels import distinct, groups_label, row_label  # noqa: E402
+from search.results import numbers  # noqa: E402
 from mtl_core.strategies import REGISTRIES  # noqa: E402
 from search.front_report import front_section  # noqa: E402
 from search.decision import DECISION_FILE, TUNED_FILE, RunScores  # noqa: E402
@@ -116,7 +117,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
              f"{int((trials['status'] == 'stopped').sum())} stopped early by ASHA, "
              f"{int((trials['status'] == 'failed').sum())} failed. Metric: `{metric}` ({mode}).", ""]
     if not ranked.empty:
-        lines += [f"Best trial: `{_cell(ranked.iloc[0]['label'])}` (trial {trial_number(ranked.iloc[0]['trial_id'])}), "
+        lines += [f"Best trial: `{_cell(ranked.iloc[0]['label'])}` (trial {numbers(ranked.head(1))[0]}), "
                   f"{metric} = {ranked.iloc[0][metric]:.4f}.", ""]
     tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
     table = final_table(runs, tasks)
@@ -146,7 +147,7 @@ def with_labels(trials: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
         return trials
     space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
     labels = [row_label(r, space) for _, r in trials.iterrows()]
-    return trials.assign(label=distinct(labels, [trial_number(t) for t in trials["trial_id"]]))
+    return trials.assign(label=distinct(labels, numbers(trials)))
 
 
 def _save(fig, out: Path, name: str, alt: str) -> list[str]:

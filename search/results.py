@@ -83,8 +83,14 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     table = pd.DataFrame(trials)
     if not table.empty:  # one label per row: two trials of the same strategy and grouping by their number
-        table["label"] = distinct(list(table["label"]), [trial_number(t) for t in table["trial_id"]])
+        table["label"] = distinct(list(table["label"]), numbers(table))
     return hist, with_fronts(table, _objectives_of(results))
+
+
+def numbers(trials: pd.DataFrame) -> list[str]:
+    """Each trial's number in its phase (`search.labels.trial_number`)."""
+    given = trials["meta/number"] if "meta/number" in trials else pd.Series(None, index=trials.index)
+    return [trial_number(t, n) for t, n in zip(trials["trial_id"], given)]
 
 
 def _objectives_of(results) -> tuple[str, ...]:
@@ -169,4 +175,4 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
                   f"±{row['final/test/avg_f1/std']:.4f}{delta}  {tasks}")
     failed = board[board["status"] == "failed"]
     for _, row in failed.iterrows():
-        print(f"trial {trial_number(row['trial_id'])} {row.get('label', '')} failed: {row['error']}")
+        print(f"trial {trial_number(row['trial_id'], row.get('meta/number'))} {row.get('label', '')} failed: {row['error']}")

@@ -361,7 +361,7 @@ class DefineByRun:
         used: dict[str, Any] = dict(getattr(self, "fixed", {}))  # a searcher pickled before `fixed` existed
         self._walk(trial, self.space, "", used)
         # Constants returned here are merged into the Tune config: the trial reads its entry here.
-        return {"trial": trial_entry(used, TrialMeta("search"))}
+        return {"trial": trial_entry(used, TrialMeta("search", number=trial.number))}
 
     def _walk(self, trial, node, path, used) -> None:
         if _is_distribution(node):

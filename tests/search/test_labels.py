@@ -28,11 +28,12 @@ def test_a_table_row_gives_the_same_label():
 
 
 def test_repeated_labels_carry_the_trial_number_and_runs_are_named():
-    assert trial_number("b7589_00003") == "3" and trial_number("rank") == "rank"
+    assert trial_number("b7589_00003") == "3" and trial_number("d0c574b4") == "d0c574b4"
+    assert trial_number("d0c574b4", 7) == "7" and trial_number("b7589_00003", float("nan")) == "3"  # Optuna's number
     assert distinct(["a", "b", "a"], ["1", "2", "3"]) == ["a #1", "b", "a #3"]
     final = trial_entry({}, TrialMeta("final", "final", "dsg+equal+all | bin+sla+sar/mat+gor", 1))
     assert run_name("final", "t_00001", final) == "final dsg+equal+all | bin+sla+sar/mat+gor seed 1"
     assert run_name("final", "t_00002", trial_entry({}, TrialMeta("final", "baseline", "equal_sum", 1))) \
         == "baseline equal_sum seed 1"
-    search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search"))
-    assert run_name("search", "b7589_00003", search, BASE) == "search 3 dsg+pcgrad+all"
+    search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search", number=3))
+    assert run_name("search", "d0c574b4", search, BASE) == "search 3 dsg+pcgrad+all"
