@@ -47,12 +47,13 @@ class Progress(tune.Callback):
         self.live = sys.stdout.isatty() if live is None else live
         self.best: tuple[float, str] | None = None
         self.finished = self.stopped = self.errored = self.epochs = 0
+        self.ended: list[str] = []  # trials counted as done (Tune marks them TERMINATED after the callbacks)
         self._t0 = time.monotonic()
         self._last, self._shown = 0.0, ""
 
     def get_state(self) -> dict:
         return {"best": self.best, "finished": self.finished, "stopped": self.stopped, "errored": self.errored,
-                "epochs": self.epochs}
+                "epochs": self.epochs, "ended": list(self.ended)}
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -63,7 +64,7 @@ class Progress(tune.Callback):
         return value > self.best[0] if self.mode == "max" else value < self.best[0]
 
     def line(self, trials) -> str:
-        running = sum(t.status == "RUNNING" for t in trials)
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.ended for t in trials)
         done = self.finished + self.stopped + self.errored
         elapsed = time.monotonic() - self._t0
         parts = [f"{self.phase}: {done}/{self.total} trials done ({self.finished} finished, {self.stopped} stopped "
@@ -109,10 +110,12 @@ class Progress(tune.Callback):
             self.finished += 1
         else:
             self.stopped += 1
+        self.ended.append(trial.trial_id)
         self._show(trials, changed=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.errored += 1
+        self.ended.append(trial.trial_id)
         self._say(f"{who(self.phase, trial)} failed: {trial_error(trial)}")  # its traceback: launch.log
         self._show(trials, changed=True)
 

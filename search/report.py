@@ -157,7 +157,7 @@ def _save(fig, out: Path, name: str, alt: str) -> list[str]:
     return [f"![{alt}]({name})", ""]
 
 
-def _wrap(text: str, width: int = 18) -> str:
+def _wrap(text: str, width: int = 20) -> str:
     """A tick label on lines of about `width` characters, broken after `/`, `+` or a space."""
     out, line = [], ""
     for piece in re.findall(r"[^/+ ]+[/+ ]?", str(text)):

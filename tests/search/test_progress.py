@@ -23,7 +23,7 @@ def test_a_log_gets_a_line_on_each_change_with_the_best_by_name(capsys):
     a, b = _trial("x_00001", {"strategy.scheduler.name": "dsg"}), _trial("x_00002")
     p.on_trial_result(0, [a, b], a, {"val/avg_f1": 0.5})  # the first score: a change
     p.on_trial_result(0, [a, b], b, {"val/avg_f1": 0.7})  # a better one: no line (a minute has not passed)
-    a.status, a.last_result = "TERMINATED", {"training_iteration": 1}
+    a.last_result = {"training_iteration": 1}  # still RUNNING: Tune marks it after the callbacks
     p.on_trial_complete(0, [a, b], a)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "best val/avg_f1 0.5000 (dsg+equal+all)" in lines[0]
@@ -39,7 +39,7 @@ def test_the_final_phase_shows_no_score_and_no_ray_id(capsys):
     p.on_trial_error(0, [t], t)
     out = capsys.readouterr().out
     assert "baseline equal_sum seed 1 failed: boom" in out
-    assert "0.4" not in out and "0.5" not in out and "f_0000" not in out and "1 failed" in out
+    assert "0.4" not in out and "0.5" not in out and "f_0000" not in out and "1 failed), 0 running" in out
 
 
 def test_a_terminal_gets_one_line_rewritten_in_place(capsys):
