@@ -39,7 +39,7 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy")
 
 
-# Upper bounds of the search settings (README, "The space file"): beyond them a sweep cannot run or never ends.
+# Upper bounds of the search settings (docs/spaces.md): beyond them a sweep cannot run or never ends.
 SEARCH_UPPER = {"num_samples": 100_000, "max_concurrent": 10_000, "grace_period": 10_000, "reduction_factor": 100,
                 "max_failures": 100, "final_k": 100, "final_seeds": 100, "final_max_seeds": 1000, "final_seed_step": 1000,
                 "baseline_samples": 100_000, "seed": 2**32 - 1,
