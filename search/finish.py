@@ -65,7 +65,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
     print("", flush=True)
     for line in conclusion(board, table, out.comparisons, s.metric):
         print(line, flush=True)
-    print(f"  details: {summary}", flush=True)
+    print(f"  details: {summary} (with the plots inside: {summary.with_suffix('.html').name})", flush=True)
     print(f"  MLflow: {ui_link(exp.tracker.uri, experiment_id, exp.tracker.parent_run_id)}", flush=True)
     print(f"  total time: {duration(time.time() - out.started)}", flush=True)
     failed = int((out.trials["status"] == "failed").sum()) if not out.trials.empty else 0

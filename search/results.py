@@ -162,6 +162,7 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
     view = board[board["rank"].notna()][show].head(top).rename(columns={name: "configuration"})
     view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]
     view["rank"] = view["rank"].astype(int)
+    view["epochs"] = view["epochs"].astype(int)  # a float column once the baselines' rows (no epochs) are in
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(view.to_string(index=False))
     if "final/test/avg_f1/mean" in board:
