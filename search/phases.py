@@ -172,16 +172,23 @@ def score(exp: Experiment, out: Outcome) -> None:
     out.scores = every
     if every.empty:
         return
+    def label(r) -> str:  # the configuration with this partition, as search.labels names it
+        return config_label({**out.configs[int(r["config"])], "groups": _groups(r["partition"])}, exp.spec.base)
+
     print("top partitions (validation macro-F1 of each task from its group's model, averaged):")
     for _, r in top[top["rank"] <= 5].iterrows():
-        print(f"  config {r['config']} #{r['rank']}: {r['partition']:<55} {r['val_avg_f1']:.4f}")
+        print(f"  config {r['config']} #{r['rank']}: {label(r):<55} {r['val_avg_f1']:.4f}")
     print("best selection per budget (overlapping groups allowed):")
     for _, r in picks.iterrows():
         print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r['val_avg_f1']:.4f}")
     for _, r in every[every["rank"] == 1].iterrows():  # each configuration's best partition
-        groups = [g.split("+") for g in r["partition"].split("|")]
-        overrides = {**out.configs[int(r["config"])], "groups": groups}
-        out.candidates.append(Candidate(config_label(overrides, exp.spec.base), overrides, float(r["val_avg_f1"])))
+        overrides = {**out.configs[int(r["config"])], "groups": _groups(r["partition"])}
+        out.candidates.append(Candidate(label(r), overrides, float(r["val_avg_f1"])))
+
+
+def _groups(partition: str) -> list[list[str]]:
+    """`binary+gory|mature` -> [[binary, gory], [mature]] (the partition column of the tables)."""
+    return [g.split("+") for g in partition.split("|")]
 
 
 def affinity(exp: Experiment, out: Outcome) -> None:
@@ -210,7 +217,8 @@ def tag(exp: Experiment, out: Outcome) -> None:
         return
     print("TAG proposals (best partition per number of groups), trained:")
     for _, r in table.iterrows():
-        print(f"  config {r['config']} k={r['groups']}: {r['partition']:<55} val/avg_f1 {r['trained_val_avg_f1']:.4f}")
+        print(f"  config {r['config']} k={r['groups']}: {config_label(r['overrides'], exp.spec.base):<55} "
+              f"val/avg_f1 {r['trained_val_avg_f1']:.4f}")
         if r["error"] == "":
             out.candidates.append(Candidate(config_label(r["overrides"], exp.spec.base), r["overrides"],
                                             r["trained_val_avg_f1"], r["trial_id"]))
