@@ -187,3 +187,35 @@ def answer_markdown(board: pd.DataFrame, table: pd.DataFrame, comparisons: list,
         text += ["", "The decisions (test split, seeds the search never used, 95% family-wise):", ""]
         text += [f"- {line}" for line in decision_lines(comparisons)]
     return "\n".join(text)
+
+
+def metric_name(text: str) -> str:
+    """A name MLflow accepts as part of a metric key (letters, digits, `_-./ `): `config 0: a+b|c` -> `config_0_a_b/c`."""
+    return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text.replace("|", "/"))[:200]
+
+
+def _axis_metrics(exp: Experiment) -> dict[str, float]:
+    path = exp.dir / AXIS_STUDY_FILE
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path)
+    return {f"axis/{r['axis']}/{metric_name(str(r['value']))}/diff": float(r["diff"])
+            for _, r in table.iterrows() if pd.notna(r["diff"])}
+
+
+def _bow_floor(exp: Experiment) -> list:
+    """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics."""
+    cfg = exp.spec.config
+    try:
+        files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
+        floor = bag_of_words_floor(data_root(cfg), cfg.tasks, derive_binary=cfg.data.derive_binary,
+                                   cache_dir=cache_root(cfg), files=files)
+    except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
+        log.warning("bag-of-words floor failed: %s", exc)
+        return []
+    path = exp.dir / FLOOR_FILE
+    path.write_text(json.dumps(floor, indent=2))
+    exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith("test/")})
+    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
+          flush=True)
+    return [path]
