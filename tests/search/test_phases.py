@@ -107,3 +107,9 @@ def test_a_tuned_baseline_searches_its_own_knobs_and_the_final_phase_uses_them(t
     assert record["equal_sum"]["trials"] == 3 and record["equal_sum"]["overrides"] == {"train.lr": 0.002}
     entries = {name: ov for name, role, ov in phases._final_entries(exp, out, [Candidate("rank 1", {"train.lr": 0.009}, 0.7)])}
     assert entries["equal_sum"]["train.lr"] == 0.002 and entries["rlw"]["train.lr"] == 0.009
+
+
+def test_picks_that_share_a_label_get_distinct_names():
+    picks = [Candidate("dsg+equal+all", {"train.lr": 0.1}, 0.7), Candidate("all+equal+all", {}, 0.6),
+             Candidate("dsg+equal+all", {"train.lr": 0.2}, 0.5)]
+    assert [c.name for c in phases.distinct_names(picks)] == ["dsg+equal+all", "all+equal+all", "dsg+equal+all (2)"]
