@@ -111,7 +111,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     runs = pd.read_parquet(exp_dir / "final_runs.parquet") if (exp_dir / "final_runs.parquet").is_file() else pd.DataFrame()
     trials = with_labels(trials, exp_dir)
     ok = trials[(trials["status"] != "failed") & trials[metric].notna()] if metric in trials else trials.iloc[0:0]
-    ranked = ok.sort_values(metric, ascending=mode == "min")
+    ranked = ok.sort_values(metric, ascending=mode == "min") if metric in ok else ok  # every trial failed: no column
     lines = [f"# Sweep report: {exp_dir.name}", "",
              f"{len(trials)} trials: {int((trials['status'] == 'finished').sum())} finished, "
              f"{int((trials['status'] == 'stopped').sum())} stopped early by ASHA, "
