@@ -131,7 +131,7 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     df.insert(0, "rank", range(1, len(df) + 1))
     cols = ["rank", "trial_id", "label", "status", "epochs", "front", "crowding", metric]
     cols += [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in df]
-    cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "hostname", "error"]
+    cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "meta/number", "hostname", "error"]
     cols += [c for c in df.columns if c.startswith("final/")]
     return df[[c for c in dict.fromkeys(cols) if c in df]]
 
