@@ -73,7 +73,7 @@ class Progress(tune.Callback):
         if self.show_best:
             parts.append(f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no score yet")
         eta = ""
-        if 0 < self.epochs < self.budget:
+        if 0 < self.epochs < self.budget and done < self.total:
             eta = f", about {duration(elapsed * (self.budget - self.epochs) / self.epochs)} left"
         parts.append(f"{duration(elapsed)}{eta}")
         return "; ".join(parts)
