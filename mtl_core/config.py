@@ -294,7 +294,7 @@ def _check_ranges(cfg: Config, problems: Problems) -> None:
     _check_upper_bounds(cfg, problems)
 
 
-# Upper bounds (README, "Config keys"): sizes and counts above these pass a type check but cannot run (a
+# Upper bounds (docs/usage.md, "Config keys"): sizes and counts above these pass a type check but cannot run (a
 # model that cannot be allocated, a run that never ends), so they are refused before anything starts. Rates
 # (lr, weight_decay, grad_clip) need only be finite: a rate that diverges is a trial's outcome, not a crash.
 UPPER = {

@@ -9,6 +9,8 @@
     pretrain/<any of the above>                    the pretraining phase's own (its tasks: mtl_core.pretrain)
     pretrain_curve                                 in the first epoch's metrics: every pretraining epoch's
                                                    metrics, as JSON text (a list of dicts, one per epoch)
+    f1/<split>/avg, f1/<split>/<task>              MLflow's copies of the F1 scores users compare first
+                                                   (`headline`): one prefix, so they sort together
 """
 from __future__ import annotations
 
@@ -39,6 +41,20 @@ def task(split: str, task_name: str, metric: str = "f1") -> str:
 def average(split: str, metric: str = "f1") -> str:
     """`val/avg_f1`: the mean over the configured tasks."""
     return f"{split}/avg_{metric}"
+
+
+HEADLINE = "f1/"
+
+
+def headline(key: str) -> str | None:
+    """The MLflow name under which the F1 a user compares first is also logged: `val/avg_f1` -> `f1/val/avg`,
+    `test/gory/f1` -> `f1/test/gory`; None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 2 and parts[0] in ("val", "test") and parts[1] == "avg_f1":
+        return f"{HEADLINE}{parts[0]}/avg"
+    if len(parts) == 3 and parts[0] in ("val", "test") and parts[2] == "f1":
+        return f"{HEADLINE}{parts[0]}/{parts[1]}"
+    return None
 
 
 def strategy(name: str, task_name: str | None = None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -18,9 +19,10 @@ from search.phases import Outcome
 from search.decision import RunScores
 from search.report import FLOOR_FILE, front_shares, write_report
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
+from search.progress import duration
 from search.signals import terminated
 from search.stats import final_table, pareto_front
-from search.tracking import ui_hint
+from search.tracking import ui_hint, ui_link
 
 log = logging.getLogger("search.finish")
 
@@ -51,20 +53,21 @@ def finish(exp: Experiment, out: Outcome) -> int:
         exp.tracker.call("log_artifacts", str(write_report(exp.dir)), "report")
     except Exception as exc:  # a plot must never lose the sweep's results
         log.warning("report failed: %s", exc)
-    answer = decision_lines(out.comparisons)
-    if answer:
-        exp.tracker.call("set_tag", "mlflow.note.content", "\n".join(f"- {line}" for line in answer))
+    summary = exp.dir / "report" / "summary.md"
+    exp.tracker.call("set_tag", "mlflow.note.content", answer_markdown(board, table, out.comparisons, s.metric))
     for path in [*out.artifacts, *(exp.dir / n for n in ("leaderboard.csv", "trials.parquet", "history.parquet"))]:
         exp.tracker.call("log_artifact", str(path))
     exp.tracker.call("set_terminated", status="FINISHED")
     exp.tracker.close()
     print(f"results in {exp.dir} (other libraries' messages: {exp.dir / 'launch.log'})", flush=True)
-    print(ui_hint(exp.tracker.uri, exp.tracker.client.get_experiment_by_name(exp.name).experiment_id), flush=True)
-    if answer:
-        print("the decision (test split, seeds the search never used, 95% family-wise):", flush=True)
-        for line in answer:
-            print(f"  {line}", flush=True)
-        print(f"  details: {exp.dir / 'report' / 'summary.md'}", flush=True)
+    experiment_id = exp.tracker.client.get_experiment_by_name(exp.name).experiment_id
+    print(ui_hint(exp.tracker.uri, experiment_id), flush=True)
+    print("", flush=True)
+    for line in conclusion(board, table, out.comparisons, s.metric):
+        print(line, flush=True)
+    print(f"  details: {summary} (with the plots inside: {summary.with_suffix('.html').name})", flush=True)
+    print(f"  MLflow: {ui_link(exp.tracker.uri, experiment_id, exp.tracker.parent_run_id)}", flush=True)
+    print(f"  total time: {duration(time.time() - out.started)}", flush=True)
     failed = int((out.trials["status"] == "failed").sum()) if not out.trials.empty else 0
     return 1 if len(out.trials) and failed == len(out.trials) else 0
 
@@ -116,6 +119,74 @@ def _headline(board: pd.DataFrame, comparisons: list, metric: str) -> dict[str, 
 def decision_lines(comparisons: list) -> list[str]:
     """One sentence per comparison of the best configuration with another entry (search.decision)."""
     return [c.sentence(len(comparisons)) for c in comparisons]
+
+
+def _mean_sd(row, key: str = "test/avg_f1") -> str:
+    mean, sd = row.get(f"final/{key}/mean", np.nan), row.get(f"final/{key}/std", np.nan)
+    return f"{mean:.3f} ± {sd:.3f}" if pd.notna(sd) else f"{mean:.3f}"
+
+
+def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metric: str) -> list[str]:
+    """The console's last word: the best configuration by name, what it beats and what it does not with the
+    final phase's statistics (test macro-F1 over seeds the search never used; 95% intervals, family-wise
+    over the comparisons), or, without a final phase, the best trial on validation."""
+    ok = board[board["status"].isin(["finished", "stopped"])] if "status" in board else board.iloc[0:0]
+    if table.empty:
+        if ok.empty or metric not in ok or pd.isna(ok.iloc[0][metric]):
+            return ["answer: no trial produced a score"]
+        best = ok.iloc[0]
+        return [f"answer: the best trial is {best.get('label', best['trial_id'])} ({metric} {best[metric]:.4f} on "
+                f"validation); no final retraining on the test split (search.final_k 0), so no decision"]
+    rows = table.set_index("name")
+    best = comparisons[0].best if comparisons else str(table[table["role"] == "final"]["name"].iloc[0]) \
+        if (table["role"] == "final").any() else str(table["name"].iloc[0])
+    lines = [f"answer: the best configuration is {best}: test macro-F1 {_mean_sd(rows.loc[best])} over "
+             f"{int(rows.loc[best, 'final/seeds'])} seeds the search never used"]
+    for c in comparisons:
+        other = f"{c.other} ({_mean_sd(rows.loc[c.other])})" if c.other in rows.index else c.other
+        lines.append(f"  {'beats' if c.status == 'beats' else 'does not beat'} {other}: {_verdict(c, len(comparisons))}")
+    if not comparisons:
+        lines.append("  no baseline was retrained beside it (search.baselines), so there is no decision")
+    top = table.sort_values("final/test/avg_f1/mean", ascending=False).iloc[0]
+    if top["name"] != best:
+        lines.append(f"  the highest test mean is {top['name']}'s ({_mean_sd(top)}), not the searched configuration's")
+    return lines
+
+
+def _verdict(c, comparisons: int) -> str:
+    """`+0.0500 [+0.0100, +0.0900] over 3 seeds, decided`: the paired difference in test macro-F1 (best minus
+    other, 95% interval over seeds and test clips) and what the race made of it."""
+    e = c.estimate
+    low, high = e.interval()
+    diff = f"{e.value:+.4f} [{low:+.4f}, {high:+.4f}] over {e.n} seeds" if e.n >= 2 else f"{e.value:+.4f} ({e.n} seed)"
+    if c.status in ("beats", "worse"):
+        return f"{diff}, decided ({'better' if c.status == 'beats' else 'worse'})"
+    if c.status == "inconclusive":
+        return f"{diff}, inconclusive ({'fewer than 3 shared seeds' if e.n < 3 else 'no spread over seeds'})"
+    need = c.seeds_needed(comparisons)
+    return f"{diff}, undecided" + (f" (about {need} seeds per side would decide it)" if need else
+                                   " (within the test set's own noise)")
+
+
+def answer_markdown(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metric: str) -> str:
+    """The parent run's description (`mlflow.note.content`): the console's answer, and the retrained
+    configurations and baselines as a table (test macro-F1, mean ± std over seeds, and the verdict)."""
+    lines = conclusion(board, table, comparisons, metric)
+    text = [f"**{lines[0]}**", ""] + [f"- {line.strip()}" for line in lines[1:]]
+    if table.empty:
+        return "\n".join(text)
+    verdict = {c.other: c for c in comparisons}
+    text += ["", "| configuration | role | test macro-F1 | seeds | against the best [95%] |", "|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        c = verdict.get(r["name"])
+        against = "-" if c is None else f"{c.status} {c.estimate.value:+.4f}" + (
+            " [{:+.4f}, {:+.4f}]".format(*c.estimate.interval()) if c.estimate.n >= 2 else "")
+        name = str(r["name"]).replace("|", "\\|")
+        text.append(f"| {name} | {r['role']} | {_mean_sd(r)} | {int(r['final/seeds'])} | {against} |")
+    if comparisons:
+        text += ["", "The decisions (test split, seeds the search never used, 95% family-wise):", ""]
+        text += [f"- {line}" for line in decision_lines(comparisons)]
+    return "\n".join(text)
 
 
 def metric_name(text: str) -> str:

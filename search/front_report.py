@@ -69,6 +69,9 @@ def parts_of_front(trials: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFr
     values = signed(front, objectives)
     best = values.max(axis=0)
     front["best on"] = [", ".join(o for o, v, b in zip(objectives, row, best) if v == b) or "knee" for row in values]
+    if "label" in front:  # the configuration's label says its strategy and grouping (search.labels)
+        cols = ["label"] + list(objectives) + ["best on"]
+        return front[cols].rename(columns={"label": "configuration"})
     cols = ["trial_id"] + [c for c in STRATEGY if c in front] + list(objectives) + ["best on"]
     return front[cols].rename(columns=STRATEGY)
 

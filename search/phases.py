@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ from search.baselines import baseline_overrides
 from search.decision import DECISION_FILE, TUNED_FILE, RunScores, decision_table, looks, race, still_open
 from search.experiment import Experiment
 from search.front_picks import front_picks
+from search.labels import config_label
 from search.groupings import distinct_configs, group_trials, score_table, summarise
 from search.results import collect, error_line, leaderboard, trial_id_of, write_parquet
 from search.signals import fit_interrupted
@@ -68,6 +70,7 @@ class Outcome:
     tuned: dict[str, dict] = field(default_factory=dict)  # tuned baselines: name -> their best knobs' overrides
     artifacts: list[Path] = field(default_factory=list)  # files for the parent run
     interrupted: bool = False
+    started: float = field(default_factory=time.time)  # when the launch began (the console's total time)
 
 
 def _fit(exp: Experiment, phase: str, trials: list[dict] | None = None, **kwargs):
@@ -98,7 +101,7 @@ def search(exp: Experiment, out: Outcome) -> None:
     overrides = {trial_id_of(r): r.config["trial"]["overrides"] for r in results if r.config}
     board = leaderboard(out.trials, exp.spec.search.metric, exp.spec.search.mode)
     for _, row in board[board["status"] != "failed"].iterrows():
-        out.candidates.append(Candidate(f"rank {row['rank']}", overrides[row["trial_id"]],
+        out.candidates.append(Candidate(row["label"], overrides[row["trial_id"]],
                                         float(row[exp.spec.search.metric]), row["trial_id"]))
 
 
@@ -171,16 +174,23 @@ def score(exp: Experiment, out: Outcome) -> None:
     out.scores = every
     if every.empty:
         return
+    def label(r) -> str:  # the configuration with this partition, as search.labels names it
+        return config_label({**out.configs[int(r["config"])], "groups": _groups(r["partition"])}, exp.spec.base)
+
     print("top partitions (validation macro-F1 of each task from its group's model, averaged):")
     for _, r in top[top["rank"] <= 5].iterrows():
-        print(f"  config {r['config']} #{r['rank']}: {r['partition']:<55} {r['val_avg_f1']:.4f}")
+        print(f"  config {r['config']} #{r['rank']}: {label(r):<55} {r['val_avg_f1']:.4f}")
     print("best selection per budget (overlapping groups allowed):")
     for _, r in picks.iterrows():
         print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r['val_avg_f1']:.4f}")
     for _, r in every[every["rank"] == 1].iterrows():  # each configuration's best partition
-        groups = [g.split("+") for g in r["partition"].split("|")]
-        out.candidates.append(Candidate(f"config {r['config']}: {r['partition']}",
-                                        {**out.configs[int(r["config"])], "groups": groups}, float(r["val_avg_f1"])))
+        overrides = {**out.configs[int(r["config"])], "groups": _groups(r["partition"])}
+        out.candidates.append(Candidate(label(r), overrides, float(r["val_avg_f1"])))
+
+
+def _groups(partition: str) -> list[list[str]]:
+    """`binary+gory|mature` -> [[binary, gory], [mature]] (the partition column of the tables)."""
+    return [g.split("+") for g in partition.split("|")]
 
 
 def affinity(exp: Experiment, out: Outcome) -> None:
@@ -209,9 +219,10 @@ def tag(exp: Experiment, out: Outcome) -> None:
         return
     print("TAG proposals (best partition per number of groups), trained:")
     for _, r in table.iterrows():
-        print(f"  config {r['config']} k={r['groups']}: {r['partition']:<55} val/avg_f1 {r['trained_val_avg_f1']:.4f}")
+        print(f"  config {r['config']} k={r['groups']}: {config_label(r['overrides'], exp.spec.base):<55} "
+              f"val/avg_f1 {r['trained_val_avg_f1']:.4f}")
         if r["error"] == "":
-            out.candidates.append(Candidate(f"config {r['config']} k={r['groups']}: {r['partition']}", r["overrides"],
+            out.candidates.append(Candidate(config_label(r["overrides"], exp.spec.base), r["overrides"],
                                             r["trained_val_avg_f1"], r["trial_id"]))
 
 
@@ -258,6 +269,17 @@ def best_candidates(candidates: list[Candidate], k: int, mode: str) -> list[Cand
     return sorted(scored, key=lambda c: c.score, reverse=mode == "max")[:k]
 
 
+def distinct_names(picks: list[Candidate]) -> list[Candidate]:
+    """The picks with names that differ: a label two picks share (same strategy and grouping, other knobs)
+    gets the pick's place, `dsg+equal+all (2)`; the final phase tells its runs apart by name."""
+    seen: dict[str, int] = {}
+    out = []
+    for c in picks:
+        seen[c.name] = seen.get(c.name, 0) + 1
+        out.append(c if seen[c.name] == 1 else replace(c, name=f"{c.name} ({seen[c.name]})"))
+    return out
+
+
 def search_seeds(spec) -> set[int]:
     """Every training seed the search phase may have used: the space file's `train.seed`, and any value
     the space lets `train.seed` take."""
@@ -294,6 +316,7 @@ def final(exp: Experiment, out: Outcome) -> None:
         picks = front_picks(out.candidates, out.trials, s.objectives, s.final_k, s.mode)
     else:
         picks = best_candidates(out.candidates, s.final_k, s.mode)
+    picks = distinct_names(picks)
     if not picks:
         return
     entries = _final_entries(exp, out, picks)

@@ -1,17 +1,21 @@
 """python -m search.report EXPERIMENT_DIR: PNG plots and a Markdown summary of a sweep.
 
-Reads the experiment's `trials.parquet`, `history.parquet`, `leaderboard.csv` and Optuna journal;
+Reads the experiment's `trials.parquet`, `history.parquet`, `leaderboard.csv`, `final_runs.parquet`;
 writes `EXPERIMENT_DIR/report/`: the answer (retrained configurations against the baselines, Δm%, the
 paired verdict against equal sum), the Pareto front of the tasks, each strategy axis at a matched
 budget with effects and intervals, learning curves, per-task F1 of the top configurations, the affinity
-heatmap, Optuna's parameter importances, the bag-of-words floor, and `summary.md` linking them.
+heatmap, the parameters' importances (fANOVA on every trial at a matched budget), the bag-of-words floor, and
+`summary.md` linking them; `summary.html` is the same page with the images inside (MLflow's artifact viewer
+renders it). Configurations are named by `search.labels`, epochs counted from 1 as MLflow's steps.
 """
 from __future__ import annotations
 
-import json
-
 import argparse
+import base64
+import html
+import json
 import logging
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +30,8 @@ import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
 from search.axis_study import AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE  # noqa: E402
+from search.labels import distinct, groups_label, row_label  # noqa: E402
+from search.results import numbers  # noqa: E402
 from search.space import partition_label  # noqa: E402
 from mtl_core.strategies import REGISTRIES  # noqa: E402
 from search.front_report import front_section  # noqa: E402
@@ -49,15 +55,16 @@ def _settings(exp_dir: Path) -> tuple[str, str]:
 
 def _strip(ax, trials: pd.DataFrame, column: str, metric: str, title: str) -> None:
     groups = sorted(trials[column].dropna().astype(str).unique())
+    ax.figure.set_size_inches(max(6.0, 1.1 * len(groups) + 2), 4.5)
     for i, g in enumerate(groups):
         values = trials.loc[trials[column].astype(str) == g, metric].dropna()
         jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
         ax.scatter(np.full(len(values), i) + jitter, values, alpha=0.7)
         if len(values):
             ax.hlines(values.median(), i - 0.3, i + 0.3, color="black")
-    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
+    ax.set_xticks(range(len(groups)), [_wrap(g) for g in groups], fontsize=8)
     ax.set_ylabel(metric)
-    ax.set_title(title)
+    ax.set_title(title, wrap=True)
 
 
 FLOOR_FILE = "bow_floor.json"
@@ -78,7 +85,7 @@ def _floor_section(exp_dir: Path) -> list[str]:
     if key in board and board[key].notna().any():
         best = board[board[key].notna()].iloc[0]
         gap = best[key] - floor["test/avg_f1"]
-        lines += [f"The best configuration (`{best['trial_id']}`) retrained: test macro-F1 {best[key]:.4f} "
+        lines += [f"The best configuration (`{_cell(best.get('final/name', best['trial_id']))}`) retrained: test macro-F1 {best[key]:.4f} "
                   f"± {best.get('final/test/avg_f1/std', float('nan')):.4f} over seeds, "
                   f"{abs(gap):.4f} {'above' if gap > 0 else 'below'} the floor.", ""]
     lines += ["| task | floor test macro-F1 |", "|---|---|"]
@@ -105,14 +112,16 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     trials = pd.read_parquet(exp_dir / "trials.parquet")
     history = pd.read_parquet(exp_dir / "history.parquet") if (exp_dir / "history.parquet").is_file() else pd.DataFrame()
     runs = pd.read_parquet(exp_dir / "final_runs.parquet") if (exp_dir / "final_runs.parquet").is_file() else pd.DataFrame()
+    trials = with_labels(trials, exp_dir)
     ok = trials[(trials["status"] != "failed") & trials[metric].notna()] if metric in trials else trials.iloc[0:0]
-    ranked = ok.sort_values(metric, ascending=mode == "min")
+    ranked = ok.sort_values(metric, ascending=mode == "min") if metric in ok else ok  # every trial failed: no column
     lines = [f"# Sweep report: {exp_dir.name}", "",
              f"{len(trials)} trials: {int((trials['status'] == 'finished').sum())} finished, "
              f"{int((trials['status'] == 'stopped').sum())} stopped early by ASHA, "
              f"{int((trials['status'] == 'failed').sum())} failed. Metric: `{metric}` ({mode}).", ""]
     if not ranked.empty:
-        lines += [f"Best trial `{ranked.iloc[0]['trial_id']}`: {metric} = {ranked.iloc[0][metric]:.4f}.", ""]
+        lines += [f"Best trial: `{_cell(ranked.iloc[0]['label'])}` (trial {numbers(ranked.head(1))[0]}), "
+                  f"{metric} = {ranked.iloc[0][metric]:.4f}.", ""]
     tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
     table = final_table(runs, tasks)
     scores = RunScores(runs, tasks)  # the clip resamples, computed once for the table and the front
@@ -126,19 +135,41 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     lines += _learning_curves(out, history, ranked, metric, top)
     lines += _task_heatmap(out, ranked, top)
     lines += _affinity_heatmap(out, history, ranked)
-    lines += _importances_plot(out, _importances(exp_dir))
+    lines += _importances_section(out, history, trials, metric, mode)
     lines += _floor_section(exp_dir)
     if (exp_dir / "leaderboard.csv").is_file():
         lines += ["Full ranking: [leaderboard.csv](../leaderboard.csv).", ""]
     (out / "summary.md").write_text("\n".join(lines))
+    (out / "summary.html").write_text(html_page(lines, out, f"Sweep report: {exp_dir.name}"))
     return out
+
+
+def with_labels(trials: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
+    """The trials with their configuration's label (`search.labels`); a folder written before labels gets them
+    from the `config/` columns and the space's run sections."""
+    if "label" in trials or trials.empty:
+        return trials
+    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    labels = [row_label(r, space) for _, r in trials.iterrows()]
+    return trials.assign(label=distinct(labels, numbers(trials)))
 
 
 def _save(fig, out: Path, name: str, alt: str) -> list[str]:
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
+    fig.savefig(out / name, dpi=110, bbox_inches="tight")  # long titles, labels and outside legends stay in
     plt.close(fig)
     return [f"![{alt}]({name})", ""]
+
+
+def _wrap(text: str, width: int = 20) -> str:
+    """A tick label on lines of about `width` characters, broken after `/`, `+` or a space."""
+    out, line = [], ""
+    for piece in re.findall(r"[^/+ ]+[/+ ]?", str(text)):
+        if line and len(line) + len(piece) > width:
+            out.append(line)
+            line = ""
+        line += piece
+    return "\n".join(out + [line]) if line or not out else "\n".join(out)
 
 
 def _answer_section(exp_dir: Path, scores: RunScores, table: pd.DataFrame, tasks: list[str],
@@ -220,7 +251,7 @@ def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd
         solid = {n: on_front[n] >= 0.95 for n in table.index}
     else:
         tasks = [t for t in TASKS if f"val/{t}/f1" in ranked]
-        table, cols, what = ranked.set_index("trial_id").head(15), [f"val/{t}/f1" for t in tasks], "validation macro-F1"
+        table, cols, what = ranked.set_index("label").head(15), [f"val/{t}/f1" for t in tasks], "validation macro-F1"
         if len(tasks) < 2 or len(table) < 2:
             return []
         front = pareto_front(table, cols)
@@ -234,7 +265,7 @@ def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd
                 ls="-" if solid[name] else "--", alpha=1 if solid[name] else 0.6, label=label[name])
     ax.set_ylabel(what)
     ax.set_title("per-task trade-off (solid: on the Pareto front beyond noise)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     if shares:
         text = ", ".join(f"`{n}` {on_front[n]:.0%}" for n in sorted(on_front, key=on_front.get, reverse=True))
         lines = [f"Share of resamples (seeds and test clips) in which each configuration is on the Pareto front of "
@@ -271,7 +302,7 @@ def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric
         if base not in set(labels):
             base = labels.mode().iloc[0]
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        _strip(ax, table.assign(**{column: labels}), column, "score", f"{metric} by {name} at epoch {budget}")
+        _strip(ax, table.assign(**{column: labels}), column, "score", f"{metric} by {name}, after {budget} epoch(s)")
         ax.set_ylabel(f"best {metric} within {budget} epoch(s)")
         lines += [f"### {name}", ""] + _save(fig, out, f"by_{name}.png", f"{metric} by {name}")
         for rung in milestones:
@@ -324,13 +355,13 @@ def _cell(text: str) -> str:
 
 
 def _readable(value: str) -> str:
-    """A partition as `binary+gory|mature+slapstick+sarcasm`; any other value as it is."""
+    """A partition as in the configuration labels, `bin+gor/mat+sla+sar`; any other value as it is."""
     try:
         parsed = json.loads(value)
     except ValueError:
         return value
     if isinstance(parsed, list) and parsed and all(isinstance(g, list) for g in parsed):
-        return partition_label(parsed)
+        return groups_label(parsed)
     return value
 
 
@@ -391,7 +422,7 @@ def pretraining_section(exp_dir: Path) -> list[str]:
 
 def _one_group_label(labels: pd.Series) -> str:
     """The grouping axis's baseline: all tasks in one model, else the commonest partition."""
-    single = [v for v in labels.unique() if "|" not in v]
+    single = [v for v in labels.unique() if "/" not in v]
     return single[0] if single else labels.mode().iloc[0]
 
 
@@ -399,14 +430,17 @@ def _learning_curves(out: Path, history: pd.DataFrame, ranked: pd.DataFrame, met
     if history.empty or ranked.empty or metric not in history:
         return []
     fig, ax = plt.subplots(figsize=(7, 4))
-    for tid in ranked["trial_id"].head(top):
-        h = history[history["trial_id"] == tid].sort_values("training_iteration")
-        ax.plot(h["training_iteration"], h[metric], marker="o", label=tid)
-    ax.set_xlabel("epoch")
+    for _, row in ranked.head(top).iterrows():
+        h = history[history["trial_id"] == row["trial_id"]].sort_values("training_iteration")
+        ax.plot(h["training_iteration"], h[metric], marker="o", label=row["label"])
+    ax.set_xlabel("epochs trained (MLflow's step)")
     ax.set_ylabel(metric)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"learning curves of the top {min(top, len(ranked))} trials")
-    ax.legend(fontsize=7)
-    return _save(fig, out, "learning_curves.png", "learning curves")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ["## Learning curves", "", f"`{metric}` after each epoch of the top {min(top, len(ranked))} trials by "
+            f"their best `{metric}` (ASHA stopped the short ones).", ""] + \
+        _save(fig, out, "learning_curves.png", "learning curves")
 
 
 def _task_heatmap(out: Path, ranked: pd.DataFrame, top: int) -> list[str]:
@@ -418,12 +452,14 @@ def _task_heatmap(out: Path, ranked: pd.DataFrame, top: int) -> list[str]:
     data = best[f1_cols].to_numpy(dtype=float)
     im = ax.imshow(data, cmap="viridis", aspect="auto", vmin=0, vmax=1)
     ax.set_xticks(range(len(f1_cols)), [c.split("/")[1] for c in f1_cols])
-    ax.set_yticks(range(len(best)), list(best["trial_id"]))
+    ax.set_yticks(range(len(best)), list(best["label"]))
     for (i, j), v in np.ndenumerate(data):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white", fontsize=8)
     fig.colorbar(im, ax=ax, label="validation macro-F1")
     ax.set_title("per-task F1 of the top configurations")
-    return _save(fig, out, "task_f1_heatmap.png", "per-task F1")
+    return ["## Per-task F1 of the top configurations", "",
+            f"Validation macro-F1 of each task at each trial's best epoch, the top {len(best)} trials.", ""] + \
+        _save(fig, out, "task_f1_heatmap.png", "per-task F1")
 
 
 def _affinity_heatmap(out: Path, history: pd.DataFrame, ranked: pd.DataFrame) -> list[str]:
@@ -450,39 +486,137 @@ def _affinity_heatmap(out: Path, history: pd.DataFrame, ranked: pd.DataFrame) ->
         if np.isfinite(v):
             ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=ax, label="Z(i -> j)")
-    ax.set_title(f"inter-task affinity, trial {tid} (last epoch)")
-    return _save(fig, out, "affinity.png", "inter-task affinity")
+    label = ranked.set_index("trial_id").at[tid, "label"]
+    ax.set_title(f"inter-task affinity, {label} (last epoch)", wrap=True)
+    return ["## Inter-task affinity", "", f"TAG's Z(i -> j) of `{_cell(label)}` at its last epoch.", ""] + \
+        _save(fig, out, "affinity.png", "inter-task affinity")
 
 
-def _importances_plot(out: Path, importances: dict[str, float]) -> list[str]:
+def _importances_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str) -> list[str]:
+    importances, n, budget = matched_importances(history, trials, metric, mode)
     if not importances:
-        return ["Parameter importances need at least two completed trials with different parameters.", ""]
+        return ["## Parameter importances", "",
+                "Parameter importances need at least two trials with a score and a parameter that varies.", ""]
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(importances) + 1.5))
     names = list(importances)[::-1]
-    ax.barh(names, [importances[n] for n in names])
+    ax.barh(names, [importances[n_] for n_ in names])
     ax.set_xlabel("importance (Optuna fANOVA)")
-    ax.set_title("parameter importances")
-    return _save(fig, out, "param_importances.png", "parameter importances")
+    ax.set_title(f"parameter importances, {n} trials after {budget} epoch(s)")
+    return ["## Parameter importances", "",
+            f"Optuna's fANOVA fitted on all {n} trials that have a score (those ASHA stopped early included), each "
+            f"with its best `{metric}` within its first {budget} epoch(s), the budget every one of them reached. "
+            f"Parameters that only some trials have (a method's own knobs) are left out.", ""] + \
+        _save(fig, out, "param_importances.png", "parameter importances")
 
 
-def _importances(exp_dir: Path) -> dict[str, float]:
-    journal = exp_dir / "optuna.journal"
-    if not journal.is_file():
-        return {}
+def matched_importances(history: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str
+                        ) -> tuple[dict[str, float], int, int]:
+    """(each parameter's fANOVA importance, how many trials it was fitted on, at how many epochs). Optuna's own
+    study holds only the trials that finished: the ones ASHA stopped are left out, and with them most of what
+    separates the weak values from the strong. Here every trial counts, at the budget all of them reached
+    (`stats.matched_budget`), in a fresh in-memory study."""
+    budget, scores = matched_budget(history, trials, metric, mode)
+    scores = scores.dropna()
+    if len(scores) < 2:
+        return {}, len(scores), budget
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+    table = trials.set_index("trial_id").loc[scores.index]
+    params: dict[str, tuple] = {}
+    for column in [c for c in table.columns if c.startswith("config/")]:
+        values = table[column]
+        if values.isna().any() or values.astype(str).nunique() < 2:
+            continue  # a knob of one method only, or a constant
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            lo, hi = float(values.min()), float(values.max())
+            params[column[len("config/"):]] = (FloatDistribution(lo, hi, log=lo > 0 and hi / lo >= 10),
+                                               values.astype(float))
+        else:
+            labels = values.astype(str).map(_readable)
+            params[column[len("config/"):]] = (CategoricalDistribution(sorted(labels.unique())), labels)
+    if not params:
+        return {}, len(scores), budget
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for tid, value in scores.items():
+        study.add_trial(optuna.trial.create_trial(
+            params={name: (float(v[tid]) if isinstance(d, FloatDistribution) else v[tid]) for name, (d, v) in params.items()},
+            distributions={name: d for name, (d, _) in params.items()}, value=float(value)))
     try:
-        storage = JournalStorage(JournalFileBackend(str(journal)))
-        study = optuna.load_study(study_name=exp_dir.name, storage=storage)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "too few trials": we still plot what it gives
-            return optuna.importance.get_param_importances(study)
-    except Exception as exc:  # too few trials, a single distribution, ...
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except Exception as exc:  # a degenerate fit (every score equal, ...)
         log.info("no parameter importances: %s", exc)
-        return {}
+        return {}, len(scores), budget
+    return dict(found), len(scores), budget
+
+
+_INLINE = [(re.compile(r"!\[([^\]]*)\]\(([^)]+)\)"), "image"), (re.compile(r"\[([^\]]+)\]\(([^)]+)\)"), "link"),
+           (re.compile(r"`([^`]+)`"), "code"), (re.compile(r"\*\*([^*]+)\*\*"), "bold")]
+
+
+def _inline(text: str, out: Path) -> str:
+    """One line of the summary's Markdown as HTML: images embedded as data URIs, links, code, bold."""
+    parts, pos = [], 0
+    while pos < len(text):
+        hits = [(m.start(), kind, m) for pattern, kind in _INLINE if (m := pattern.search(text, pos))]
+        if not hits:
+            parts.append(html.escape(text[pos:]))
+            break
+        start, kind, m = min(hits, key=lambda h: h[0])
+        parts.append(html.escape(text[pos:start]))
+        if kind == "image":
+            path = out / m.group(2)
+            src = ("data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()) if path.is_file() else m.group(2)
+            parts.append(f'<img alt="{html.escape(m.group(1))}" src="{src}">')
+        elif kind == "link":
+            parts.append(f'<a href="{html.escape(m.group(2))}">{html.escape(m.group(1))}</a>')
+        elif kind == "code":
+            parts.append(f"<code>{html.escape(m.group(1))}</code>")
+        else:
+            parts.append(f"<b>{html.escape(m.group(1))}</b>")
+        pos = m.end()
+    return "".join(parts)
+
+
+def html_page(lines: list[str], out: Path, title: str) -> str:
+    """The summary as one HTML file with its images inside (MLflow's artifact viewer shows a Markdown file's
+    image links as text, and an HTML file as a page). Knows the Markdown the report writes: headings,
+    paragraphs, `- ` lists and tables."""
+    body, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{_inline(line[level:].strip(), out)}</h{level}>")
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i].strip())[1:-1]]
+                if not all(set(c) <= {"-", ":"} for c in cells):
+                    tag = "th" if not rows else "td"
+                    rows.append("<tr>" + "".join(f"<{tag}>{_inline(c, out)}</{tag}>" for c in cells) + "</tr>")
+                i += 1
+            body.append("<table>" + "".join(rows) + "</table>")
+            continue
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:], out)}</li>")
+                i += 1
+            body.append("<ul>" + "".join(items) + "</ul>")
+            continue
+        elif line.strip():
+            body.append(f"<p>{_inline(line, out)}</p>")
+        i += 1
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+             "img{max-width:100%}code{background:#f4f4f4}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtl_core import TASKS, keys
+from search.labels import config_label, distinct, trial_number
 from search.pareto import rank_and_crowding
 
-STRATEGY_COLUMNS = ("strategy.scheduler.name", "strategy.combiner.name", "strategy.modality.name")
 
 
 def trial_id_of(result) -> str:
@@ -56,7 +56,8 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
         entry = (r.config or {}).get("trial", {})
         df = _with_lost_epochs(r.metrics_dataframe, r.checkpoint)
         epochs = 0 if df is None or df.empty else int(df["training_iteration"].max())
-        row: dict[str, Any] = {"trial_id": tid, "epochs": epochs}
+        base = ((r.config or {}).get("settings") or {}).get("base")
+        row: dict[str, Any] = {"trial_id": tid, "label": config_label(entry.get("overrides", {}), base), "epochs": epochs}
         row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
                     for k, v in entry.get("overrides", {}).items()})
         if entry.get("meta"):
@@ -76,11 +77,20 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
             for c in keep:
                 if c.startswith(("val/", "test/")) or c in ("hostname", "node_ip", "gpu_ids"):
                     row[c] = best[c]
-            row["best_epoch"] = int(best.get("epoch", best["training_iteration"] - 1))
+            row["best_epoch"] = int(best.get("epoch", best["training_iteration"] - 1)) + 1  # counted from 1, as MLflow's steps
             row["time_total_s"] = float(df["time_total_s"].max()) if "time_total_s" in df else float("nan")
         trials.append(row)
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
-    return hist, with_fronts(pd.DataFrame(trials), _objectives_of(results))
+    table = pd.DataFrame(trials)
+    if not table.empty:  # one label per row: two trials of the same strategy and grouping by their number
+        table["label"] = distinct(list(table["label"]), numbers(table))
+    return hist, with_fronts(table, _objectives_of(results))
+
+
+def numbers(trials: pd.DataFrame) -> list[str]:
+    """Each trial's number in its phase (`search.labels.trial_number`)."""
+    given = trials["meta/number"] if "meta/number" in trials else pd.Series(None, index=trials.index)
+    return [trial_number(t, n) for t, n in zip(trials["trial_id"], given)]
 
 
 def _objectives_of(results) -> tuple[str, ...]:
@@ -119,9 +129,9 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     ascending = [False, True, False, mode == "min"] if "front" in df else [False, mode == "min"]
     df = df.sort_values(by, ascending=ascending, na_position="last", kind="stable").drop(columns="_ok")
     df.insert(0, "rank", range(1, len(df) + 1))
-    cols = ["rank", "trial_id", "status", "epochs", "front", "crowding", metric]
+    cols = ["rank", "trial_id", "label", "status", "epochs", "front", "crowding", metric]
     cols += [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in df]
-    cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "hostname", "error"]
+    cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "meta/number", "hostname", "error"]
     cols += [c for c in df.columns if c.startswith("final/")]
     return df[[c for c in dict.fromkeys(cols) if c in df]]
 
@@ -146,14 +156,13 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
     if board.empty:
         print("no trials")
         return
-    short = {"strategy.scheduler.name": "scheduler", "strategy.combiner.name": "combiner",
-             "strategy.modality.name": "modality", "groups": "groups"}
-    show = ["rank", "trial_id", "status", "epochs"] + (["front"] if "front" in board else []) + [metric]
+    name = "label" if "label" in board else "trial_id"
+    show = ["rank", name, "status", "epochs"] + (["front"] if "front" in board else []) + [metric]
     show += [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in board]
-    show += [f"config/{c}" for c in STRATEGY_COLUMNS + ("groups",) if f"config/{c}" in board]
-    view = board[board["rank"].notna()][show].head(top).rename(columns={f"config/{k}": v for k, v in short.items()})
+    view = board[board["rank"].notna()][show].head(top).rename(columns={name: "configuration"})
     view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]
     view["rank"] = view["rank"].astype(int)
+    view["epochs"] = view["epochs"].astype(int)  # a float column once the baselines' rows (no epochs) are in
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(view.to_string(index=False))
     if "final/test/avg_f1/mean" in board:
@@ -163,8 +172,8 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
             tasks = "  ".join(f"{t} {row[f'final/test/{t}/f1/mean']:.3f}±{row[f'final/test/{t}/f1/std']:.3f}"
                               for t in TASKS if f"final/test/{t}/f1/mean" in row)
             delta = f"  Δm {row['final/delta_m']:+.1f}%" if pd.notna(row.get("final/delta_m")) else ""
-            print(f"  {row['final/name']:<14} avg_f1 {row['final/test/avg_f1/mean']:.4f}"
+            print(f"  {row['final/name']:<24} avg_f1 {row['final/test/avg_f1/mean']:.4f}"
                   f"±{row['final/test/avg_f1/std']:.4f}{delta}  {tasks}")
     failed = board[board["status"] == "failed"]
     for _, row in failed.iterrows():
-        print(f"trial {row['trial_id']} failed: {row['error']}")
+        print(f"trial {trial_number(row['trial_id'], row.get('meta/number'))} {row.get('label', '')} failed: {row['error']}")

@@ -39,7 +39,7 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy", "pretrain")
 
 
-# Upper bounds of the search settings (README, "The space file"): beyond them a sweep cannot run or never ends.
+# Upper bounds of the search settings (docs/spaces.md): beyond them a sweep cannot run or never ends.
 SEARCH_UPPER = {"num_samples": 100_000, "max_concurrent": 10_000, "grace_period": 10_000, "reduction_factor": 100,
                 "max_failures": 100, "final_k": 100, "final_seeds": 100, "final_max_seeds": 1000, "final_seed_step": 1000,
                 "baseline_samples": 100_000, "seed": 2**32 - 1,
@@ -378,7 +378,7 @@ class DefineByRun:
         used: dict[str, Any] = dict(getattr(self, "fixed", {}))  # a searcher pickled before `fixed` existed
         self._walk(trial, self.space, "", used)
         # Constants returned here are merged into the Tune config: the trial reads its entry here.
-        return {"trial": trial_entry(used, TrialMeta("search"))}
+        return {"trial": trial_entry(used, TrialMeta("search", number=trial.number))}
 
     def _walk(self, trial, node, path, used) -> None:
         if _is_distribution(node):

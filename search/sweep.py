@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from search.tracking import Tracker, default_tracking_uri, mask_uri, open_parent
 def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None, resume: bool) -> int:
     """The launch once every check has passed and the folder is locked. Returns the exit code; raises
     KeyboardInterrupt when Ctrl-C or SIGTERM came outside a Tune phase (the parent run closed as KILLED)."""
+    started = time.time()
     if not (exp_dir / SPACE_FILE).is_file():  # never rewritten: --resume runs the recorded space
         (exp_dir / SPACE_FILE).write_text(dump_resolved(spec))
     try:
@@ -41,26 +43,26 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
               f"({type(exc).__name__})", file=sys.stderr, flush=True)
         return 2
     print(f"experiment {exp_dir} (MLflow: {mask_uri(uri)}, parent run {exp.tracker.parent_run_id})", flush=True)
-    started = False
+    ours = False
     try:
         try:
-            started = _start_ray(address)
+            ours = _start_ray(address)
         except (RuntimeError, ConnectionError, OSError) as exc:
             print(f"error: Ray did not start ({type(exc).__name__}: {str(exc).strip()[:200]}); "
                   f"{exp.resume_hint()}", file=sys.stderr, flush=True)
             return 1
-        return _run_phases(exp)
+        return _run_phases(exp, started)
     except KeyboardInterrupt:
         exp.tracker.call("set_terminated", status="KILLED")
         exp.tracker.close()
         raise
     finally:
-        if started or (address is None and ray.is_initialized()):  # ours, even if ray.init was cut short
+        if ours or (address is None and ray.is_initialized()):  # ours, even if ray.init was cut short
             ray.shutdown()
 
 
-def _run_phases(exp: Experiment) -> int:
-    out = Outcome()
+def _run_phases(exp: Experiment, started: float) -> int:
+    out = Outcome(started=started)
     for phase in PHASES[exp.spec.search.grouping_mode]:
         phase(exp, out)
         if out.interrupted:

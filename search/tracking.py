@@ -23,9 +23,11 @@ from ray import tune
 
 from mtl_core import keys
 from mtl_core.validation import ConfigError
+from search.labels import config_label, run_name
 from search.results import error_line
 from search.trial import meta_of
 
+RUN_NAME = "mlflow.runName"  # a trial's run name travels with its tags (search.labels.run_name)
 
 
 class TrackingUnavailable(ConfigError):
@@ -128,10 +130,14 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """A result's tracked metrics, and a copy of each F1 a user compares first under `f1/...`
+    (`keys.headline`), so that those sort together in MLflow's runs table and compare view."""
     out = {}
     for key, value in result.items():
         if key.startswith(keys.TRACKED) and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[key] = float(value)
+            if keys.headline(key):
+                out[keys.headline(key)] = float(value)
     return out
 
 
@@ -306,15 +312,16 @@ class Tracker:
                 client.update_run(run_id, status="RUNNING")
         else:
             tags = {**(tags or {}), "mlflow.parentRunId": self.parent_run_id, "tune_trial_id": tid, "phase": phase}
-            run_id = client.create_run(self._exp_id, run_name=f"{phase}-{tid}", tags=tags).info.run_id
+            name = tags.pop(RUN_NAME, None) or f"{phase}-{tid}"  # a spool from before run names: Tune's id
+            run_id = client.create_run(self._exp_id, run_name=name, tags=tags).info.run_id
             client.log_batch(run_id, params=flat_params(params or {}))
         self.runs[key] = run_id
         return run_id
 
 
 class MLflowTrials(tune.Callback):
-    """Child run per trial: the sampled parameters, the trial's meta as tags (phase, role, name, seed),
-    per-epoch metrics (step = epoch), final status. Restore-safe: the tracker's queue and run map are
+    """Child run per trial, named by `search.labels.run_name`: the sampled parameters, the trial's meta as
+    tags (phase, role, name, seed, label), per-epoch metrics (step = epochs trained, from 1), final status. Restore-safe: the tracker's queue and run map are
     part of Tune's saved state, and a run is looked up by its `tune_trial_id` tag before one is made."""
 
     def __init__(self, tracker: Tracker, phase: str, max_t: int):
@@ -329,11 +336,15 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         entry = trial.config.get("trial", {})
-        self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}), meta_of(entry).tags()])
+        base = (trial.config.get("settings") or {}).get("base")
+        tags = {**meta_of(entry).tags(), "label": config_label(entry.get("overrides", {}), base),
+                RUN_NAME: run_name(self.phase, trial.trial_id, entry, base)}
+        self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}), tags])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
-        tags = {"node": str(result.get("hostname", "")), "epochs_run": str(step + 1),
+        # step = epochs trained (1, 2, ...), the numbering of the report, ASHA's rungs and the console
+        step = int(result["epoch"]) + 1 if "epoch" in result else int(result.get("training_iteration", 1))
+        tags = {"node": str(result.get("hostname", "")), "epochs_run": str(step),
                 "gpu_ids": str(result.get("gpu_ids", ""))}
         stamp = int(time.time() * 1000)
         for epoch, values in pretrain_curve(result):  # the pretraining epochs, before the first epoch's own
@@ -377,12 +388,29 @@ def close_orphans(uri: str, experiment: str, parent_run_id: str, phase: str, kno
     return closed
 
 
-def ui_hint(uri: str, experiment_id: str) -> str:
-    """How to look at the runs. MLflow 3.17's UI opens on its GenAI pages unless the URL asks for the
-    training view (the experiment's `mlflow.experimentKind` tag alone does not override the UI's toggle)."""
-    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+ML_VIEW = "workflowType=machine_learning"  # MLflow 3's UI opens on its GenAI pages without it
+
+
+def page(experiment_id: str, run_id: str | None = None) -> str:
+    """The UI's page of an experiment, or of one of its runs, in the training view: MLflow 3.17's UI opens on
+    its GenAI pages unless the URL asks for it (the experiment's `mlflow.experimentKind` tag alone does not
+    override the UI's toggle), and a run page it opens on the GenAI "Evaluations" tab."""
+    path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{path}?{ML_VIEW}"
+
+
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The URL of `page` on the tracking server (a local store: on `mlflow ui`'s default address)."""
     uri = mask_uri(uri)
-    if uri.startswith("sqlite:"):
-        return (f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000, "
-                f"then open http://127.0.0.1:5000/{page}")
-    return f"MLflow UI: {uri.rstrip('/')}/{page}"
+    root = "http://127.0.0.1:5000" if uri.startswith("sqlite:") else uri.rstrip("/")
+    return f"{root}/{page(experiment_id, run_id)}"
+
+
+def ui_hint(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """How to look at the runs: the link to the experiment (or the run), and for a local store the command
+    that serves it."""
+    link = ui_link(uri, experiment_id, run_id)
+    if mask_uri(uri).startswith("sqlite:"):
+        return (f"MLflow UI: mlflow ui --backend-store-uri {mask_uri(uri)} --host 127.0.0.1 --port 5000, "
+                f"then open {link}")
+    return f"MLflow UI: {link}"

@@ -52,6 +52,7 @@ class TrialMeta:
     config: int | None = None  # index of the strategy configuration (grouping modes)
     k: int | None = None  # number of groups of a TAG proposal
     tag_score: float | None = None
+    number: int | None = None  # the Optuna trial's number (a searching phase): how the console and MLflow count it
 
     def tags(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.__dict__.items() if v not in (None, "")}

@@ -19,7 +19,7 @@ from mtl_core import keys
 from search.experiment import Experiment
 from search.front_trace import FrontTrace
 from search.mo_asha import MultiObjectiveASHA
-from search.progress import Progress
+from search.progress import Progress, asha_epochs
 from search.reference import majority_scores, reference_point, validation_labels
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
@@ -67,8 +67,11 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     else:
         param_space["trial"] = tune.grid_search(trials)
         tune_config = tune.TuneConfig(**common)
-    callbacks = [NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
-                 Progress(progress_metric or s.metric, s.mode, expected, exp.max_t)]
+    budget = (asha_epochs(plan.num_samples, exp.max_t, s.grace_period, s.reduction_factor) if trials is None
+              else expected * exp.max_t)
+    progress = Progress(phase, progress_metric or s.metric, s.mode, expected, exp.max_t, budget,
+                        show_best=not eval_test)  # the final phase: no test score before the end
+    callbacks = [NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t), progress]
     if trials is None and s.objectives:
         callbacks.append(_front_trace(exp, phase))
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,

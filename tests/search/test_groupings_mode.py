@@ -87,7 +87,7 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
     assert "## Axis study" in (exp / "report" / "summary.md").read_text()
     board = pd.read_csv(exp / "leaderboard.csv")
     retrained = board.dropna(subset=["final/name"])
-    assert len(retrained) == 1 and retrained["final/name"].iloc[0].startswith("config 0")
+    assert len(retrained) == 1 and retrained["final/name"].iloc[0] == final[0].data.tags["label"]  # named by its label
     assert json.loads(final[0].data.params["groups"])  # a partition from the score or tag phase
     assert (exp / "report" / "summary.md").is_file()
     parent = [r for r in runs if "phase" not in r.data.tags]

@@ -119,3 +119,9 @@ def test_the_final_phase_starts_the_partitions_with_most_models_first(tmp_path, 
     order = [name for name, _ in fake_tune[0][1]]
     assert order[:3] == ["single_task"] * 3 and order[3:6] == ["rank 1"] * 3
     assert set(order[6:]) == {"equal_sum", "rlw"}
+
+
+def test_picks_that_share_a_label_get_distinct_names():
+    picks = [Candidate("dsg+equal+all", {"train.lr": 0.1}, 0.7), Candidate("all+equal+all", {}, 0.6),
+             Candidate("dsg+equal+all", {"train.lr": 0.2}, 0.5)]
+    assert [c.name for c in phases.distinct_names(picks)] == ["dsg+equal+all", "all+equal+all", "dsg+equal+all (2)"]

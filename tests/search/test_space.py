@@ -121,9 +121,9 @@ def test_dry_run_prints_configurations(tmp_path):
     assert proc.stdout.count("strategy.combiner.name") == 3
 
 
-def test_readme_space_example_is_valid(tmp_path):
-    text = (ROOT / "README.md").read_text()
-    block = text.split("### The space file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+def test_the_space_file_reference_example_is_valid(tmp_path):
+    text = (ROOT / "docs" / "spaces.md").read_text()
+    block = text.split("# The space file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     spec = load_space(_write(tmp_path, yaml.safe_load(block)))
     configs = sample_configs(spec, 20)
     assert {c["train.batch_size"] for c in configs} <= {8, 16, 32}

@@ -65,7 +65,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert run.data.params["strategy.combiner.name"] in {"equal", "uncertainty", "gradnorm", "pcgrad"}
         history = client.get_metric_history(run.info.run_id, "val/avg_f1")
         epochs = int(run.data.tags["epochs_run"])
-        assert sorted(m.step for m in history) == list(range(epochs))
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1))  # step = epochs trained
         assert ("strategy.combiner.alpha" in run.data.params) == (run.data.params["strategy.combiner.name"] == "gradnorm")
     full_board = pd.read_csv(exp / "leaderboard.csv")
     board = full_board[full_board["role"] != "baseline"]
@@ -99,7 +99,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert "Creating initial MLflow database tables" in (exp / "launch.log").read_text()
     # the best configuration and two baselines were retrained with 3 seeds each (not the search's seed 0)
     top = board.iloc[0]
-    assert top["role"] == "final" and top["final/name"] == "rank 1"
+    assert top["role"] == "final" and top["final/name"] == top["label"]  # named by its configuration
     assert 0 <= top["final/test/avg_f1/mean"] <= 1 and top["final/test/avg_f1/std"] >= 0
     assert {"final/test/gory/f1/mean", "final/test/gory/f1/std", "final/delta_m", "final/front_share"} <= set(board.columns)
     baselines = full_board[full_board["role"] == "baseline"].set_index("final/name")
@@ -127,10 +127,18 @@ def test_smoke_sweep_end_to_end(tmp_path):
     decision = pd.read_csv(exp / "decision.csv")
     assert set(decision["other"]) == {"equal_sum", "single_task"} and (decision["seeds"] == 3).all()
     for sentence in decision["sentence"]:
-        assert sentence in summary and sentence in out  # the report and the console's last lines
+        assert sentence in summary
+    # the console's last lines: the best by name, what it beats and what it does not, where the rest is
+    assert f"answer: the best configuration is {top['label']}: test macro-F1" in out
+    for other in ("equal_sum", "single_task"):
+        assert re.search(rf"\n  (beats|does not beat) {other} \(", out), out
+    assert "details: " in out and "summary.md" in out and "total time: " in out
+    assert re.search(r"MLflow: http://\S+/runs/\w+\?workflowType=machine_learning", out), out
     parent = client.get_run(parents[0].info.run_id)
     assert "verdict/equal_sum/diff" in parent.data.metrics
-    assert decision["sentence"].iloc[0] in parent.data.tags["mlflow.note.content"]  # the run's description
+    note = parent.data.tags["mlflow.note.content"]  # the run's description: the same answer, as a table
+    assert f"answer: the best configuration is {top['label']}" in note and "| equal_sum | baseline |" in note
+    assert decision["sentence"].iloc[0] in note
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -228,7 +236,7 @@ def test_failing_trials_are_marked_failed_with_their_reason(tmp_path):
                               "--set", "space.train.lr=1.0e+30", "--set", "search.final_k=0"))
     assert rc == 1, out  # every trial failed: the sweep failed
     assert "Traceback" not in out and "retrying" not in out, out
-    failed = re.findall(r"trial (\w+) failed: (?:mtl_core\.train\.)?TrainingDiverged: epoch 0 step \d+: the loss of task", out)
+    failed = re.findall(r"trial (\d+) .+? failed: (?:mtl_core\.train\.)?TrainingDiverged: epoch 0 step \d+: the loss of task", out)
     assert len(set(failed)) == 2 and len(failed) == 4, out  # once as it failed, once under the leaderboard
     for error_file in (tmp_path / "nan" / "search").glob("trial_*/error.txt"):
         assert "Failure # 2" not in error_file.read_text()  # failed once, not retried

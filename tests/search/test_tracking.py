@@ -60,7 +60,9 @@ def test_tracking_outage_buffers_and_replays_in_order(tmp_path, capsys):
     assert "buffering tracking data" in capsys.readouterr().out
     cb.on_trial_complete(0, [], trial)
     assert not cb.tracker.pending  # replayed once the server answered
-    assert [(k, s) for _, k, s in client.metrics] == [("val/avg_f1", 0), ("val/avg_f1", 1)]
+    # step = epochs trained (the report's numbering); the average F1 also under the headline name
+    assert [(k, s) for _, k, s in client.metrics] == [("val/avg_f1", 1), ("f1/val/avg", 1), ("val/avg_f1", 2),
+                                                      ("f1/val/avg", 2)]
     assert client.status == {"run-t1": "FINISHED"}
 
 
@@ -181,3 +183,15 @@ def test_a_tag_on_an_ended_run_leaves_its_status(tmp_path):
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("tags").experiment_id], "tags.tune_trial_id = 't1'")
     assert run.info.status == "KILLED" and run.data.tags["front_rank"] == "2"
+
+
+def test_links_open_the_training_view_and_f1_scores_sort_together():
+    from mtl_core import keys
+    from search.tracking import numeric_metrics, ui_hint, ui_link
+
+    assert ui_link("http://host:5000/", "7", "abc") == "http://host:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
+    assert ui_hint("sqlite:////x/mlflow.db", "1").endswith("http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning")
+    assert [keys.headline(k) for k in ("val/avg_f1", "test/gory/f1", "val/gory/loss", "val/avg_loss")] == \
+        ["f1/val/avg", "f1/test/gory", None, None]
+    assert numeric_metrics({"val/avg_f1": 0.5, "val/gory/acc": 0.9, "epoch": 1}) == \
+        {"val/avg_f1": 0.5, "f1/val/avg": 0.5, "val/gory/acc": 0.9}

@@ -70,7 +70,9 @@ def test_define_by_run_keeps_meta_out_of_the_sampled_overrides():
     trial = optuna.create_study().ask()
     entry = DefineByRun(space)(trial)["trial"]
     assert set(entry["overrides"]) == {"train.lr", "strategy.combiner.name"}
-    assert meta_of(entry) == TrialMeta("search") and meta_of(entry).tags() == {"phase": "search", "role": "search"}
+    # the Optuna trial's number is bookkeeping too: it names the trial on the console and in MLflow
+    assert meta_of(entry) == TrialMeta("search", number=0)
+    assert meta_of(entry).tags() == {"phase": "search", "role": "search", "number": "0"}
 
 
 def test_trial_entries_are_plain_values_that_survive_a_restore():

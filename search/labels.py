@@ -1,0 +1,106 @@
+"""One readable label per configuration, the same in the console, the report, its plots and MLflow:
+
+    dsg+equal+all | bin+sla+sar/mat+gor     scheduler+combiner+modality | the groups (tasks by their prefix)
+    dsg+equal+all                           all tasks in one model
+    equal_sum                               a baseline is its own name
+
+and the names of the MLflow runs built on them (`run_name`): `final dsg+equal+all | bin+sla+sar/mat+gor seed 1`,
+`baseline equal_sum seed 1`, `search 3 dsg+equal+all` (3: the trial's number in its phase).
+
+A label names the strategy and the grouping, not the training knobs (learning rate, class weights): two
+trials of a search may share one, which is why a search run's name carries its number.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from typing import Any, Sequence
+
+from mtl_core.config import StrategyConfig
+
+AXES = tuple(f.name for f in fields(StrategyConfig))  # scheduler, combiner, modality
+DEFAULTS = {axis: getattr(StrategyConfig(), axis).name for axis in AXES}  # all, equal, all
+
+
+def short_names(tasks: Sequence[str], length: int = 3) -> dict[str, str]:
+    """Each task's shortest prefix of at least `length` letters that no other task starts with:
+    `binary` -> `bin`, `slapstick` -> `sla`, `sarcasm` -> `sar`."""
+    out = {}
+    for t in tasks:
+        n = length
+        while n < len(t) and any(o != t and o.startswith(t[:n]) for o in tasks):
+            n += 1
+        out[t] = t[:n]
+    return out
+
+
+def groups_label(groups: Sequence[Sequence[str]], tasks: Sequence[str] | None = None) -> str:
+    """`bin+sla+sar/mat+gor`: the groups of a partition by their tasks' short names."""
+    short = short_names(tasks or [t for g in groups for t in g])
+    return "/".join("+".join(short.get(t, t) for t in g) for g in groups)
+
+
+def _strategy_name(overrides: dict[str, Any], base: dict[str, Any], axis: str) -> str:
+    if f"strategy.{axis}.name" in overrides:
+        return str(overrides[f"strategy.{axis}.name"])
+    raw = (base.get("strategy") or {}).get(axis)
+    if isinstance(raw, dict):
+        raw = raw.get("name")
+    return str(raw) if raw else DEFAULTS[axis]
+
+
+def config_label(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> str:
+    """The label of the configuration `overrides` gives on top of the space's run sections `base`."""
+    base = base or {}
+    strategy = "+".join(_strategy_name(overrides, base, axis) for axis in AXES)
+    tasks = list(overrides.get("tasks") or base.get("tasks") or [])
+    groups = overrides.get("groups", base.get("groups"))
+    if isinstance(groups, str):  # a table cell holds it as JSON
+        groups = json.loads(groups)
+    if "tasks" in overrides and not groups:  # a group trial of the exhaustive mode trains these tasks alone
+        return f"{strategy} | {groups_label([tasks], base.get('tasks') or tasks)}"
+    if not groups or len(groups) == 1:
+        return strategy
+    return f"{strategy} | {groups_label(groups, tasks or None)}"
+
+
+def row_label(row: Any, base: dict[str, Any] | None = None) -> str:
+    """The label of a table row with `config/<key>` columns (trials.parquet, leaderboard.csv)."""
+    overrides = {}
+    for column, value in dict(row).items():
+        if not str(column).startswith("config/") or value is None or (isinstance(value, float) and value != value):
+            continue
+        key = column[len("config/"):]
+        if key in ("groups", "tasks") and isinstance(value, str):
+            value = json.loads(value)
+        overrides[key] = value
+    return config_label(overrides, base)
+
+
+def trial_number(trial_id: str, number: Any = None) -> str:
+    """A trial's number in its phase: the Optuna trial's (`number`, a searching phase), else Tune's count in the
+    id of a listed trial (`b7589_00003` -> `3`), else the id as it is."""
+    if number is not None and not (isinstance(number, float) and number != number):
+        return str(int(number))
+    head, _, tail = str(trial_id).rpartition("_")
+    return str(int(tail)) if head and tail.isdigit() else str(trial_id)
+
+
+def distinct(labels: Sequence[str], numbers: Sequence[str]) -> list[str]:
+    """Labels made distinct where they repeat: `dsg+equal+all #3`, by the trial's number."""
+    seen = {label: labels.count(label) for label in labels}
+    return [f"{label} #{n}" if seen[label] > 1 else label for label, n in zip(labels, numbers)]
+
+
+def run_name(phase: str, trial_id: str, entry: dict[str, Any], base: dict[str, Any] | None = None) -> str:
+    """The MLflow run name of a trial: its phase, what it trains, and its seed in the final phase."""
+    meta = entry.get("meta") or {}
+    seed = f" seed {meta['seed']}" if meta.get("seed") is not None else ""
+    if meta.get("role") == "baseline":
+        return f"baseline {meta.get('name')}{seed}"
+    if meta.get("role") == "axis":
+        return f"axis {meta.get('name')}{seed}"
+    if meta.get("name"):
+        return f"{phase} {meta['name']}{seed}"
+    number = trial_number(trial_id, meta.get("number"))
+    return f"{phase} {number} {config_label(entry.get('overrides') or {}, base)}{seed}"

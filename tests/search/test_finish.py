@@ -1,0 +1,45 @@
+import pandas as pd
+
+from search.decision import Comparison
+from search.finish import answer_markdown, conclusion, duration
+from search.stats import SeedClipEstimate
+
+BEST = "dsg+equal+all | bin+sla+sar/mat+gor"
+
+
+def _table():
+    rows = [(BEST, "final", 0.630, 0.036), ("equal_sum", "baseline", 0.580, 0.020), ("single_task", "baseline", 0.636, 0.007)]
+    return pd.DataFrame([{"name": n, "role": r, "final/test/avg_f1/mean": m, "final/test/avg_f1/std": s, "final/seeds": 3}
+                         for n, r, m, s in rows])
+
+
+def _comparisons():
+    return [Comparison(BEST, "equal_sum", SeedClipEstimate(0.05, 0.01, 0.0, 3), "beats", 1, 0.01),
+            Comparison(BEST, "single_task", SeedClipEstimate(-0.006, 0.03, 0.0, 3), "undecided", 2, 0.01)]
+
+
+def test_the_conclusion_names_the_best_and_what_it_beats():
+    lines = conclusion(pd.DataFrame(), _table(), _comparisons(), "val/avg_f1")
+    assert lines[0] == f"answer: the best configuration is {BEST}: test macro-F1 0.630 ± 0.036 over 3 seeds the search never used"
+    assert lines[1].startswith("  beats equal_sum (0.580 ± 0.020): +0.0500 [") and "decided (better)" in lines[1]
+    assert lines[2].startswith("  does not beat single_task (0.636 ± 0.007): -0.0060 [") and "undecided" in lines[2]
+    assert lines[3] == "  the highest test mean is single_task's (0.636 ± 0.007), not the searched configuration's"
+
+
+def test_the_parent_run_description_holds_the_same_answer_as_a_table():
+    text = answer_markdown(pd.DataFrame(), _table(), _comparisons(), "val/avg_f1")
+    assert text.startswith(f"**answer: the best configuration is {BEST}")
+    assert "| dsg+equal+all \\| bin+sla+sar/mat+gor | final | 0.630 ± 0.036 | 3 | - |" in text
+    assert "| equal_sum | baseline | 0.580 ± 0.020 | 3 | beats +0.0500 [" in text
+
+
+def test_without_a_final_phase_the_best_trial_is_named_on_validation():
+    board = pd.DataFrame([{"trial_id": "t_1", "label": "all+pcgrad+all", "status": "finished", "val/avg_f1": 0.71}])
+    lines = conclusion(board, pd.DataFrame(), [], "val/avg_f1")
+    assert lines == ["answer: the best trial is all+pcgrad+all (val/avg_f1 0.7100 on validation); "
+                     "no final retraining on the test split (search.final_k 0), so no decision"]
+    assert conclusion(board.assign(status="failed"), pd.DataFrame(), [], "val/avg_f1") == ["answer: no trial produced a score"]
+
+
+def test_duration():
+    assert (duration(12.2), duration(424), duration(3723)) == ("12s", "7m 04s", "1h 02m 03s")

@@ -1,0 +1,39 @@
+from search.labels import config_label, distinct, groups_label, row_label, run_name, short_names, trial_number
+from search.trial import TrialMeta, trial_entry
+
+TASKS = ["binary", "mature", "gory", "slapstick", "sarcasm"]
+BASE = {"tasks": TASKS, "strategy": {"combiner": {"name": "pcgrad"}}}
+
+
+def test_short_names_are_unique_prefixes():
+    assert short_names(TASKS) == {"binary": "bin", "mature": "mat", "gory": "gor", "slapstick": "sla", "sarcasm": "sar"}
+    assert short_names(["gory", "goryish"]) == {"gory": "gory", "goryish": "goryi"}
+
+
+def test_a_configuration_is_named_by_its_strategy_and_grouping():
+    groups = [["binary", "slapstick", "sarcasm"], ["mature", "gory"]]
+    overrides = {"strategy.scheduler.name": "dsg", "strategy.combiner.name": "equal", "groups": groups, "train.lr": 0.01}
+    assert config_label(overrides, {"tasks": TASKS}) == "dsg+equal+all | bin+sla+sar/mat+gor"
+    assert config_label({}, BASE) == "all+pcgrad+all"  # the space's fixed strategy, all tasks in one model
+    assert config_label({"groups": [TASKS]}, BASE) == "all+pcgrad+all"
+    assert groups_label([[t] for t in TASKS]) == "bin/mat/gor/sla/sar"
+    # a group trial of the exhaustive mode trains its tasks alone
+    assert config_label({"tasks": ["mature", "gory"], "groups": None}, BASE) == "all+pcgrad+all | mat+gor"
+
+
+def test_a_table_row_gives_the_same_label():
+    row = {"trial_id": "x", "config/strategy.scheduler.name": "dsg", "config/groups": '[["binary"], ["mature"]]',
+           "config/train.lr": 0.1, "config/strategy.modality.name": float("nan")}
+    assert row_label(row, {"tasks": ["binary", "mature"]}) == "dsg+equal+all | bin/mat"
+
+
+def test_repeated_labels_carry_the_trial_number_and_runs_are_named():
+    assert trial_number("b7589_00003") == "3" and trial_number("d0c574b4") == "d0c574b4"
+    assert trial_number("d0c574b4", 7) == "7" and trial_number("b7589_00003", float("nan")) == "3"  # Optuna's number
+    assert distinct(["a", "b", "a"], ["1", "2", "3"]) == ["a #1", "b", "a #3"]
+    final = trial_entry({}, TrialMeta("final", "final", "dsg+equal+all | bin+sla+sar/mat+gor", 1))
+    assert run_name("final", "t_00001", final) == "final dsg+equal+all | bin+sla+sar/mat+gor seed 1"
+    assert run_name("final", "t_00002", trial_entry({}, TrialMeta("final", "baseline", "equal_sum", 1))) \
+        == "baseline equal_sum seed 1"
+    search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search", number=3))
+    assert run_name("search", "d0c574b4", search, BASE) == "search 3 dsg+pcgrad+all"

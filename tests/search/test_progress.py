@@ -1,0 +1,54 @@
+"""search.progress: the console's line, in place on a terminal, on a change (or a minute) elsewhere."""
+from types import SimpleNamespace
+
+from search.progress import Progress, asha_epochs
+from search.trial import TrialMeta, trial_entry
+
+BASE = {"tasks": ["binary", "mature"]}
+
+
+def _trial(tid, overrides=None, meta=TrialMeta("search"), status="RUNNING", epochs=0):
+    config = {"settings": {"base": BASE}, "trial": trial_entry(overrides or {}, meta)}
+    return SimpleNamespace(trial_id=tid, config=config, status=status, last_result={"training_iteration": epochs},
+                           error_file=None, error_msg="boom")
+
+
+def test_asha_spends_about_a_share_of_the_full_budget():
+    assert asha_epochs(8, 4, 1, 2) == 8 * (1 + 1 / 2 + 2 / 4)  # rungs 1, 2, 4
+    assert asha_epochs(3, 5, 5, 3) == 15  # one rung: every trial to the end
+
+
+def test_a_log_gets_a_line_on_each_change_with_the_best_by_name(capsys):
+    p = Progress("search", "val/avg_f1", "max", total=2, max_t=2, budget=4, live=False)
+    a, b = _trial("x_00001", {"strategy.scheduler.name": "dsg"}), _trial("x_00002")
+    p.on_trial_result(0, [a, b], a, {"val/avg_f1": 0.5})  # the first score: a change
+    p.on_trial_result(0, [a, b], b, {"val/avg_f1": 0.7})  # a better one: no line (a minute has not passed)
+    a.last_result = {"training_iteration": 1}  # still RUNNING: Tune marks it after the callbacks
+    p.on_trial_complete(0, [a, b], a)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "best val/avg_f1 0.5000 (dsg+equal+all)" in lines[0]
+    assert lines[1].startswith("search: 1/2 trials done (0 finished, 1 stopped early, 0 failed), 1 running; 2/4 epochs; "
+                               "best val/avg_f1 0.7000 (all+equal+all); ")
+    assert "left" in lines[1] and "x_0000" not in "".join(lines)
+
+
+def test_the_final_phase_shows_no_score_and_no_ray_id(capsys):
+    p = Progress("final", "val/avg_f1", "max", total=1, max_t=1, show_best=False, live=False)  # as the tuner builds it
+    t = _trial("f_00000", meta=TrialMeta("final", "baseline", "equal_sum", 1))
+    p.on_trial_result(0, [t], t, {"val/avg_f1": 0.5, "test/avg_f1": 0.4})
+    p.on_trial_error(0, [t], t)
+    out = capsys.readouterr().out
+    assert "baseline equal_sum seed 1 failed: boom" in out
+    assert "0.4" not in out and "0.5" not in out and "f_0000" not in out and "1 failed), 0 running" in out
+
+
+def test_a_terminal_gets_one_line_rewritten_in_place(capsys):
+    p = Progress("search", "val/avg_f1", "max", total=1, max_t=1, live=True)
+    t = _trial("x_00001")
+    p.on_trial_result(0, [t], t, {"val/avg_f1": 0.5})
+    t.status = "TERMINATED"
+    t.last_result = {"training_iteration": 1}
+    p.on_trial_complete(0, [t], t)
+    p.on_experiment_end([t])
+    out = capsys.readouterr().out
+    assert out.count("\r\x1b[K") >= 2 and out.endswith("\n") and out.count("\n") == 1
