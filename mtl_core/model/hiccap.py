@@ -116,7 +116,12 @@ def task_head(in_dim: int, dims: tuple[int, ...], dropout: float) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-class HICCAP(nn.Module):
+class FusionModel(nn.Module):
+    """What every architecture (`model.arch`) shares: the text encoder's hidden states (or their cache), the
+    BiLSTM encoders of video and audio, one learned "missing" token per modality, masked attention pools and
+    the task heads. A subclass says where the modalities meet: `_fusion_layers` builds its layers and `fuse`
+    maps the three encoded sequences to z [B, 3d], the pooled (text, audio, video) parts in that order."""
+
     def __init__(self, tasks: tuple[str, ...], width: int, *, text_encoder: nn.Module | None = None,
                  freeze_text: bool = True, rnn_units: int = 512, attention_heads: int = 12,
                  dropout: float = 0.2, head_dropout: float = 0.3, head_dims: tuple[int, ...] = (200, 40, 20)):
@@ -129,11 +134,15 @@ class HICCAP(nn.Module):
         self.video_enc = SequenceEncoder(1024, rnn_units, width, dropout)
         self.audio_enc = SequenceEncoder(128, rnn_units, width, dropout)
         self.missing = nn.Parameter(0.02 * torch.randn(3, width))  # text, video, audio
-        self.text_branch = HCABranch(width, attention_heads, dropout)  # text -> video -> audio
-        self.audio_branch = HCABranch(width, attention_heads, dropout)  # audio -> video -> text
-        self.video_branch = HCABranch(width, attention_heads, dropout)  # video -> text -> audio
+        self._fusion_layers(width, attention_heads, dropout)  # before the pools: HICCAP's initialisation order
         self.pools = nn.ModuleList(AttentionPool(width, dropout) for _ in range(3))
         self.heads = nn.ModuleDict({t: task_head(3 * width, head_dims, head_dropout) for t in self.tasks})
+
+    def _fusion_layers(self, width: int, attention_heads: int, dropout: float) -> None:
+        raise NotImplementedError
+
+    def fuse(self, seqs: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -178,16 +187,6 @@ class HICCAP(nn.Module):
         audio, a_mask = self._fill_missing(self.audio_enc(x.audio, x.audio_mask), x.audio_mask, present[:, 2], 2)
         return [text, video, audio], [t_mask, v_mask, a_mask]
 
-    def fuse(self, seqs: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
-        """HCA over the three sequences, then masked pooling: [B, 3d] (pooled text, audio, video branches)."""
-        (text, video, audio), (t_mask, v_mask, a_mask) = seqs, masks
-        out_text = self.text_branch(text, video, v_mask, audio, a_mask)
-        out_audio = self.audio_branch(audio, video, v_mask, text, t_mask)
-        out_video = self.video_branch(video, text, t_mask, audio, a_mask)
-        pooled = [pool(h, m) for pool, h, m in zip(self.pools, (out_text, out_audio, out_video),
-                                                       (t_mask, a_mask, v_mask))]
-        return torch.cat(pooled, dim=1)
-
     def encode(self, x: ModelInputs) -> torch.Tensor:
         """The shared representation z [B, 3d] that every head reads."""
         return self.fuse(*self.encode_modalities(x))
@@ -221,3 +220,22 @@ class HICCAP(nn.Module):
     def forward(self, x: ModelInputs) -> dict[str, torch.Tensor]:
         """Logits [B, 2] per task."""
         return self.heads_forward(self.encode(x))
+
+
+class HICCAP(FusionModel):
+    """Hierarchical Cross-Attention: three branches, each a modality attending to the other two in turn."""
+
+    def _fusion_layers(self, width: int, attention_heads: int, dropout: float) -> None:
+        self.text_branch = HCABranch(width, attention_heads, dropout)  # text -> video -> audio
+        self.audio_branch = HCABranch(width, attention_heads, dropout)  # audio -> video -> text
+        self.video_branch = HCABranch(width, attention_heads, dropout)  # video -> text -> audio
+
+    def fuse(self, seqs: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
+        """HCA over the three sequences, then masked pooling: [B, 3d] (pooled text, audio, video branches)."""
+        (text, video, audio), (t_mask, v_mask, a_mask) = seqs, masks
+        out_text = self.text_branch(text, video, v_mask, audio, a_mask)
+        out_audio = self.audio_branch(audio, video, v_mask, text, t_mask)
+        out_video = self.video_branch(video, text, t_mask, audio, a_mask)
+        pooled = [pool(h, m) for pool, h, m in zip(self.pools, (out_text, out_audio, out_video),
+                                                       (t_mask, a_mask, v_mask))]
+        return torch.cat(pooled, dim=1)

@@ -36,14 +36,14 @@ def test_status_follows_the_epochs_run_and_the_error():
 def test_the_best_epoch_follows_the_metric_and_mode(metric, mode, epoch):
     _, trials = collect([_result("a", [0.6, 0.5, 0.4], [0.4, 0.6, 0.5])], metric, mode, max_t=3)
     row = trials.iloc[0]
-    assert row["best_epoch"] == epoch
+    assert row["best_epoch"] == epoch + 1  # counted from 1, as MLflow's steps
     assert row["val/avg_f1"] == [0.4, 0.6, 0.5][epoch]  # the row's scores are that epoch's, not the last
     assert row["time_total_s"] == 30.0
 
 
 def test_a_trial_with_only_nan_scores_keeps_its_last_epoch():
     _, trials = collect([_result("a", [0.6, 0.5], [math.nan, math.nan])], "val/avg_f1", "max", max_t=2)
-    assert trials.iloc[0]["best_epoch"] == 1
+    assert trials.iloc[0]["best_epoch"] == 2  # the last of two, counted from 1
 
 
 def test_config_values_that_are_lists_are_kept_as_json():
