@@ -17,7 +17,7 @@ status=0
 $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('device:', torch.cuda.get_device_name(), '| torch', torch.__version__)" || exit 2
 start=$(date +%s)
 echo "== (a, d) CUDA tests"
-$PY -m pytest -q -p no:cacheprovider -s tests/test_cuda.py tests/test_groups_affinity.py -k "cuda" || status=1
+$PY -m pytest -q -p no:cacheprovider -s tests/mtl_core/test_cuda.py tests/mtl_core/test_groups_affinity.py -k "cuda" || status=1
 echo "== (b) real data: epoch time and peak memory"
 $PY bench/gpu_epochs.py --data "$DATA" --encoder "$ENC" --epochs 2 ${PROFILE:+--profile} || status=1
 echo "== (c) trials per GPU"

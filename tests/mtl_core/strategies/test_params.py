@@ -77,7 +77,7 @@ def test_recorded_parameters_are_the_constructor_arguments_as_passed(axis, name)
 
 
 def test_no_strategy_writes_its_parameter_record_by_hand():
-    strategies = Path(__file__).resolve().parents[2] / "mtl_core" / "strategies"
+    strategies = Path(__file__).resolve().parents[3] / "mtl_core" / "strategies"
     by_hand = []
     for path in strategies.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
 def test_ray_cluster_launcher_yaml():
