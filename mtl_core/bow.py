@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from mtl_core import TASKS
+from mtl_core import TASKS, keys
 from mtl_core.cli import fail
 from mtl_core.data.arrays import load_split
 from mtl_core.data.layout import DataError
@@ -48,9 +48,9 @@ def bag_of_words_floor(root: Path, tasks: tuple[str, ...] = TASKS, *, derive_bin
             if best is None or score > best[0]:
                 best = (score, c, model)
         score, c, model = best
-        out[f"val/{task}/f1"], out[f"C/{task}"] = score, c
-        out[f"test/{task}/f1"] = binary_task_metrics(y["test"], model.predict(x["test"]))["f1"]
-    scores = [out[f"test/{t}/f1"] for t in tasks if f"test/{t}/f1" in out and np.isfinite(out[f"test/{t}/f1"])]
+        out[keys.task("val", task)], out[f"C/{task}"] = score, c
+        out[keys.task("test", task)] = binary_task_metrics(y["test"], model.predict(x["test"]))["f1"]
+    scores = [out[keys.task("test", t)] for t in tasks if keys.task("test", t) in out and np.isfinite(out[keys.task("test", t)])]
     out["test/avg_f1"] = float(np.mean(scores)) if scores else float("nan")
     return out
 

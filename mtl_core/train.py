@@ -506,9 +506,9 @@ def _print_row(metrics: dict, tasks, first: bool) -> None:
     cols = ["epoch", "train_loss", "val_loss", "val_avg_f1"] + [f"{t}_f1" for t in tasks] + ["sec"]
     if first:
         print(" ".join(f"{c:>11}" for c in cols), flush=True)
-    train_loss = float(np.mean([metrics[f"train/{t}/loss"] for t in tasks]))
+    train_loss = float(np.mean([metrics[keys.task("train", t, "loss")] for t in tasks]))
     vals = [metrics["epoch"], train_loss, metrics["val/avg_loss"], metrics["val/avg_f1"]]
-    vals += [metrics[f"val/{t}/f1"] for t in tasks] + [metrics["time/epoch_s"]]
+    vals += [metrics[keys.task("val", t)] for t in tasks] + [metrics["time/epoch_s"]]
     print(f"{vals[0]:>11d} " + " ".join(f"{v:>11.4f}" for v in vals[1:]), flush=True)
 
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from mtl_core import keys
 from mtl_core.bow import bag_of_words_floor
 from mtl_core.prepare import cache_root, data_root
 from search.axis_study import AXIS_STUDY_FILE
@@ -81,8 +82,8 @@ def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks, shares: dict[str
     board = board.copy()
     if not board.empty:
         board["role"] = "search"
-        board["pareto"] = pareto_front(board, [f"val/{t}/f1" for t in tasks]) if all(
-            f"val/{t}/f1" in board for t in tasks) else False
+        board["pareto"] = pareto_front(board, [keys.task("val", t) for t in tasks]) if all(
+            keys.task("val", t) in board for t in tasks) else False
     if table.empty:
         return board
     table = table.rename(columns={"name": "final/name"})

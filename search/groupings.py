@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtl_core import keys
 from mtl_core.grouping import best_selection, rank_partitions, subsets
 
 
@@ -40,7 +41,7 @@ def score_table(runs: pd.DataFrame, tasks: tuple[str, ...], metric: str = "f1") 
     tables: dict[int, dict] = {}
     for _, row in runs.iterrows():
         group = tuple(t for t in tasks if t in row["group"].split("+"))
-        scores = {t: float(row[f"val/{t}/{metric}"]) for t in group}
+        scores = {t: float(row[keys.task("val", t, metric)]) for t in group}
         tables.setdefault(int(row["config"]), {})[group] = scores
     return tables
 

@@ -89,7 +89,7 @@ def _floor_section(exp_dir: Path) -> list[str]:
                   f"± {best.get('final/test/avg_f1/std', float('nan')):.4f} over seeds, "
                   f"{abs(gap):.4f} {'above' if gap > 0 else 'below'} the floor.", ""]
     lines += ["| task | floor test macro-F1 |", "|---|---|"]
-    lines += [f"| {t} | {floor[f'test/{t}/f1']:.4f} |" for t in tasks] + [""]
+    lines += [f"| {t} | {floor[keys.task('test', t)]:.4f} |" for t in tasks] + [""]
     return lines
 
 
@@ -122,7 +122,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     if not ranked.empty:
         lines += [f"Best trial: `{_cell(ranked.iloc[0]['label'])}` (trial {numbers(ranked.head(1))[0]}), "
                   f"{metric} = {ranked.iloc[0][metric]:.4f}.", ""]
-    tasks = [t for t in TASKS if f"test/{t}/f1" in runs]
+    tasks = [t for t in TASKS if keys.task("test", t) in runs]
     table = final_table(runs, tasks)
     scores = RunScores(runs, tasks)  # the clip resamples, computed once for the table and the front
     shares = front_shares(scores, list(table["name"])) if not table.empty else {}
@@ -194,7 +194,7 @@ def _answer_section(exp_dir: Path, scores: RunScores, table: pd.DataFrame, tasks
     head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | front |"
     lines += [head, "|" + "---|" * (5 + len(tasks))]
     for _, r in table.iterrows():
-        cells = [_pm(r, "test/avg_f1")] + [_pm(r, f"test/{t}/f1") for t in tasks]
+        cells = [_pm(r, "test/avg_f1")] + [_pm(r, keys.task("test", t)) for t in tasks]
         dm = "-"
         if reference and r["name"] != reference:
             e = scores.delta_m(r["name"], reference)
@@ -250,8 +250,8 @@ def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd
         label = {n: f"{n} (front in {on_front[n]:.0%})" for n in table.index}
         solid = {n: on_front[n] >= 0.95 for n in table.index}
     else:
-        tasks = [t for t in TASKS if f"val/{t}/f1" in ranked]
-        table, cols, what = ranked.set_index("label").head(15), [f"val/{t}/f1" for t in tasks], "validation macro-F1"
+        tasks = [t for t in TASKS if keys.task("val", t) in ranked]
+        table, cols, what = ranked.set_index("label").head(15), [keys.task("val", t) for t in tasks], "validation macro-F1"
         if len(tasks) < 2 or len(table) < 2:
             return []
         front = pareto_front(table, cols)
@@ -444,7 +444,7 @@ def _learning_curves(out: Path, history: pd.DataFrame, ranked: pd.DataFrame, met
 
 
 def _task_heatmap(out: Path, ranked: pd.DataFrame, top: int) -> list[str]:
-    f1_cols = [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in ranked]
+    f1_cols = [keys.task("val", t) for t in TASKS if keys.task("val", t) in ranked]
     if not f1_cols or ranked.empty:
         return []
     best = ranked.head(top)

@@ -130,7 +130,7 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     df = df.sort_values(by, ascending=ascending, na_position="last", kind="stable").drop(columns="_ok")
     df.insert(0, "rank", range(1, len(df) + 1))
     cols = ["rank", "trial_id", "label", "status", "epochs", "front", "crowding", metric]
-    cols += [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in df]
+    cols += [keys.task("val", t) for t in TASKS if keys.task("val", t) in df]
     cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "meta/number", "hostname", "error"]
     cols += [c for c in df.columns if c.startswith("final/")]
     return df[[c for c in dict.fromkeys(cols) if c in df]]
@@ -158,7 +158,7 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
         return
     name = "label" if "label" in board else "trial_id"
     show = ["rank", name, "status", "epochs"] + (["front"] if "front" in board else []) + [metric]
-    show += [f"val/{t}/f1" for t in TASKS if f"val/{t}/f1" in board]
+    show += [keys.task("val", t) for t in TASKS if keys.task("val", t) in board]
     view = board[board["rank"].notna()][show].head(top).rename(columns={name: "configuration"})
     view.columns = [c.replace("val/", "").replace("/f1", "_f1") for c in view.columns]
     view["rank"] = view["rank"].astype(int)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mtl_core import keys
+
 
 def delta_m(scores: Mapping[str, float], baseline: Mapping[str, float], tasks: Sequence[str]) -> float:
     """Δm% = 100 / T · Σ_t (M_t - B_t) / B_t over the tasks, for metrics where higher is better (F1)."""
@@ -76,7 +78,7 @@ def final_table(runs: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame()
     ok = runs[runs["error"].fillna("") == ""] if "error" in runs else runs
     ok = ok[ok["role"] != "axis"]  # the axis study has its own table (search.axis_study)
-    cols = ["test/avg_f1"] + [f"test/{t}/f1" for t in tasks if f"test/{t}/f1" in ok]
+    cols = ["test/avg_f1"] + [keys.task("test", t) for t in tasks if keys.task("test", t) in ok]
     table = ok.groupby(["name", "role"], sort=False)[cols].agg(["mean", "std"])
     table.columns = [f"final/{k}/{agg}" for k, agg in table.columns]
     table["final/seeds"] = ok.groupby(["name", "role"], sort=False)["seed"].nunique()

@@ -2,6 +2,7 @@ import math
 
 import torch
 
+from mtl_core import keys
 from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
@@ -27,7 +28,7 @@ class Adaptive(LossCombiner):
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         raw = []
         for j, t in enumerate(self.ctx.tasks):
-            f1 = metrics.get(f"val/{t}/f1", float("nan"))
+            f1 = metrics.get(keys.task("val", t), float("nan"))
             if math.isfinite(f1):
                 self.kpi[j] = f1 if self.kpi[j] is None else self.ema * self.kpi[j] + (1 - self.ema) * f1
             k = min(max(self.kpi[j] if self.kpi[j] is not None else 0.5, 1e-3), 1 - 1e-3)

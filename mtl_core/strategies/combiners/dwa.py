@@ -1,5 +1,6 @@
 import torch
 
+from mtl_core import keys
 from mtl_core.strategies.base import LossCombiner, StrategyContext
 
 
@@ -33,7 +34,7 @@ class DWA(LossCombiner):
         self.w = self.ctx.num_tasks * torch.softmax(r / self.temperature, 0)
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.history = (self.history + [[metrics[f"train/{t}/loss"] for t in self.ctx.tasks]])[-2:]
+        self.history = (self.history + [[metrics[keys.task("train", t, "loss")] for t in self.ctx.tasks]])[-2:]
 
     def combine(self, losses, active, grad_norms=None):
         return (self.w.to(losses.device) * losses * active).sum()

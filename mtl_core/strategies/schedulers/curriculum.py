@@ -1,5 +1,6 @@
 import torch
 
+from mtl_core import keys
 from mtl_core.strategies.base import StrategyContext, TaskScheduler, task_order
 
 MODES = ("fixed", "assessed", "anti")
@@ -65,7 +66,7 @@ class Curriculum(TaskScheduler):
         if self.mode == "fixed" or epoch >= self.assessment_epochs:
             return
         for j, t in enumerate(self.ctx.tasks):
-            self.scores[j] += metrics[f"val/{t}/f1"]
+            self.scores[j] += metrics[keys.task("val", t)]
         if epoch == self.assessment_epochs - 1:  # easiest = highest summed F1 first; anti reverses
             ranked = sorted(range(self.ctx.num_tasks), key=lambda j: self.scores[j], reverse=self.mode == "assessed")
             self.order = [self.ctx.tasks[j] for j in ranked]

@@ -66,7 +66,7 @@ class DynamicStopAndGo(TaskScheduler):
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         for j, t in enumerate(self.ctx.tasks):
-            self.update(j, metrics[f"val/{t}/f1"])
+            self.update(j, metrics[keys.task("val", t)])
 
     def log(self) -> dict[str, float]:
         out = super().log()

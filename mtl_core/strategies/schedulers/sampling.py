@@ -66,7 +66,7 @@ class Sampling(TaskScheduler):
         self.ema = torch.where(finite, self.ema_rate * self.ema + (1 - self.ema_rate) * losses, self.ema)
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        f1 = torch.tensor([metrics[f"val/{t}/f1"] for t in self.ctx.tasks])
+        f1 = torch.tensor([metrics[keys.task("val", t)] for t in self.ctx.tasks])
         self.difficulty = torch.where(torch.isfinite(f1), (1 - f1).clamp(min=1e-3), self.difficulty)
 
     def log(self) -> dict[str, float]:

@@ -42,7 +42,7 @@ class Sequential(TaskScheduler):
         if self.epochs_per_task is not None:
             done = self.stage_epochs >= self.epochs_per_task
         else:
-            score = metrics[f"val/{self.order[self.stage]}/f1"]
+            score = metrics[keys.task("val", self.order[self.stage])]
             if score > self.stage_best:
                 self.stage_best, self.stage_bad = score, 0
             else:
