@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from mtl_core.cli import LOG_FORMAT, NOISY
+from search.experiment import Files
 
 OURS = ("search", "mtl_core", "__main__")
 THIRD_PARTY = ("ray", "mlflow", "optuna", "alembic", "py.warnings")
-LOG_FILE = "launch.log"
+LOG_FILE = Files.LOG
 TRIAL_FAILED = "Trial task failed"  # how Tune logs each failure of a trial, with its traceback
 _quiet = False  # set by setup_console; later calls (after ray.init) follow it
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
+import pandas as pd
 
 from search.space import SpaceSpec
 from search.trial import TrialSettings
@@ -16,10 +18,65 @@ from search.trial import TrialSettings
 if TYPE_CHECKING:  # the launcher reads this module before Ray may be imported (tracking imports it)
     from search.tracking import Tracker
 
-STATE_FILE = "launch_state.json"
+
+
+class Files:
+    """The experiment folder's files, by what they hold (docs/experiment-folder.md); Tune's own state and the
+    trial folders beside them are Tune's."""
+
+    STATE = "launch_state.json"  # our bookkeeping: parent run, space file, tracking URI
+    SPACE = "space.yaml"  # the space as it runs (after --set); --resume compares against it
+    PENDING = "mlflow_pending.jsonl"  # tracking operations MLflow did not take (see search.replay)
+    LOCK = "launch.lock"  # held by the one live launcher
+    LOG = "launch.log"  # the libraries' own messages
+    TRIALS = "trials.parquet"  # one row per trial of the leaderboard's phase
+    HISTORY = "history.parquet"  # their metrics per epoch
+    LEADERBOARD = "leaderboard.csv"
+    FINAL_RUNS = "final_runs.parquet"  # one row per retrained (configuration, seed), with per-clip predictions
+    DECISION = "decision.csv"  # the race's verdicts
+    TUNED = "tuned_baselines.json"  # the tuned baselines' knobs and trial counts
+    AXIS_STUDY = "axis_study.csv"
+    PRETRAIN_STUDY = "pretraining_study.csv"
+    FLOOR = "bow_floor.json"  # the bag-of-words floor
+    GROUPINGS = "groupings.csv"  # the exhaustive mode's partitions
+    SELECTION = "selection.csv"
+    AFFINITY_GROUPINGS = "affinity_groupings.csv"
+    MO_ASHA_RUNGS = "mo_asha_rungs.json"  # MO-ASHA's rungs, kept across --resume
+    OPTUNA_JOURNAL = "optuna.journal"
+    REPORT = "report"  # summary.md, summary.html and the plots
+
+
+STATE_FILE, SPACE_FILE, PENDING_FILE = Files.STATE, Files.SPACE, Files.PENDING
 STATE_KEYS = ("parent_run_id", "space", "tracking_uri")
-SPACE_FILE = "space.yaml"  # the space as it runs (after --set); --resume compares against it
-PENDING_FILE = "mlflow_pending.jsonl"  # tracking operations MLflow did not take (see search.replay)
+
+
+@dataclass
+class Candidate:
+    """A configuration the final phase may retrain: its name there, its overrides, its validation score."""
+
+    name: str
+    overrides: dict[str, Any]
+    score: float
+    trial_id: str | None = None  # the leaderboard row it came from, if any
+
+
+@dataclass
+class Outcome:
+    """What the phases of one experiment have produced so far."""
+
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)  # the leaderboard's trials (one row each)
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)  # their metrics per epoch
+    expected: int = 0  # how many trials that phase should have ended with
+    configs: list[dict] = field(default_factory=list)  # strategy configurations of the grouping modes
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # every partition's exhaustive score
+    measured: list = field(default_factory=list)  # the affinity runs' results
+    candidates: list[Candidate] = field(default_factory=list)
+    final_runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per retrained (configuration, seed)
+    comparisons: list = field(default_factory=list)  # the race's verdicts (search.decision.Comparison)
+    tuned: dict[str, dict] = field(default_factory=dict)  # tuned baselines: name -> their best knobs' overrides
+    artifacts: list[Path] = field(default_factory=list)  # files for the parent run
+    interrupted: bool = False
+    started: float = field(default_factory=time.time)  # when the launch began (the console's total time)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from mtl_core import keys
 from mtl_core.bow import bag_of_words_floor
 from mtl_core.prepare import cache_root, data_root
 from search.axis_study import AXIS_STUDY_FILE
-from search.experiment import Experiment
+from search.experiment import Experiment, Files
 from search.phases import Outcome
 from search.decision import RunScores
 from search.report import FLOOR_FILE, front_shares, write_report
@@ -34,9 +34,9 @@ def finish(exp: Experiment, out: Outcome) -> int:
     table = final_table(out.final_runs, tasks)
     shares = front_shares(RunScores(out.final_runs, tasks), list(table["name"])) if not table.empty else {}
     board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks, shares)
-    write_parquet(out.history, exp.dir / "history.parquet")
-    write_parquet(out.trials, exp.dir / "trials.parquet")
-    board.to_csv(exp.dir / "leaderboard.csv", index=False)
+    write_parquet(out.history, exp.dir / Files.HISTORY)
+    write_parquet(out.trials, exp.dir / Files.TRIALS)
+    board.to_csv(exp.dir / Files.LEADERBOARD, index=False)
     if out.interrupted:
         exp.tracker.call("set_terminated", status="KILLED")
         exp.tracker.close()
@@ -56,7 +56,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
         log.warning("report failed: %s", exc)
     summary = exp.dir / "report" / "summary.md"
     exp.tracker.call("set_tag", "mlflow.note.content", answer_markdown(board, table, out.comparisons, s.metric))
-    for path in [*out.artifacts, *(exp.dir / n for n in ("leaderboard.csv", "trials.parquet", "history.parquet"))]:
+    for path in [*out.artifacts, *(exp.dir / n for n in (Files.LEADERBOARD, Files.TRIALS, Files.HISTORY))]:
         exp.tracker.call("log_artifact", str(path))
     exp.tracker.call("set_terminated", status="FINISHED")
     exp.tracker.close()

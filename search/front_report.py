@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from mtl_core import keys  # noqa: E402
+from search.experiment import Files
 from search.pareto import hypervolume, non_dominated_ranks  # noqa: E402
 
 STRATEGY = {"config/strategy.scheduler.name": "scheduler", "config/strategy.combiner.name": "combiner",
@@ -87,7 +88,7 @@ def markdown_table(df: pd.DataFrame) -> list[str]:
 def front_section(exp_dir: Path, out: Path, reference: Sequence[float] | None = None) -> list[str]:
     """The report's Markdown on the front (empty for a single-metric search); writes hypervolume.png."""
     exp_dir = Path(exp_dir)
-    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
     objectives = list((space.get("search") or {}).get("objectives") or [])
     if not objectives:
         return []
@@ -108,7 +109,7 @@ def front_section(exp_dir: Path, out: Path, reference: Sequence[float] | None = 
         lines += [f"Hypervolume of the validation front after {len(trace)} epochs: {trace[-1]:.5g} (reference: "
                   "each objective's majority-class score on validation).", "",
                   "![hypervolume against epochs spent](hypervolume.png)", ""]
-    trials = pd.read_parquet(exp_dir / "trials.parquet") if (exp_dir / "trials.parquet").is_file() else pd.DataFrame()
+    trials = pd.read_parquet(exp_dir / Files.TRIALS) if (exp_dir / Files.TRIALS).is_file() else pd.DataFrame()
     parts = parts_of_front(trials, objectives)
     if not parts.empty:
         lines += [f"{len(parts)} of {len(trials)} trials are non-dominated; which strategies hold which part of "
@@ -121,7 +122,7 @@ def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
     from search.reference import majority_scores, reference_point, validation_labels
     from search.space import load_space
 
-    spec = load_space(exp_dir / "space.yaml")
+    spec = load_space(exp_dir / Files.SPACE)
     return reference_point(objectives, majority_scores(validation_labels(spec.config), spec.config.tasks))
 
 

@@ -11,8 +11,9 @@ import os
 import socket
 import time
 from pathlib import Path
+from search.experiment import Files
 
-LOCK_FILE = "launch.lock"
+LOCK_FILE = Files.LOCK
 
 
 class Locked(RuntimeError):

@@ -30,7 +30,7 @@ from search.axis_study import (
 )
 from search.baselines import baseline_overrides
 from search.decision import DECISION_FILE, TUNED_FILE, RunScores, decision_table, looks, race, still_open
-from search.experiment import Experiment
+from search.experiment import Candidate, Experiment, Files, Outcome# noqa: F401 (Candidate, Outcome: re-exported)
 from search.front_picks import front_picks
 from search.labels import config_label
 from search.groupings import distinct_configs, group_trials, score_table, summarise
@@ -42,35 +42,6 @@ from search.trial import TrialMeta, meta_of, trial_entry
 from search.tuner import SearchPlan, build_tuner, keep_latest_checkpoints
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Candidate:
-    """A configuration the final phase may retrain: its name there, its overrides, its validation score."""
-
-    name: str
-    overrides: dict[str, Any]
-    score: float
-    trial_id: str | None = None  # the leaderboard row it came from, if any
-
-
-@dataclass
-class Outcome:
-    """What the phases of one experiment have produced so far."""
-
-    trials: pd.DataFrame = field(default_factory=pd.DataFrame)  # the leaderboard's trials (one row each)
-    history: pd.DataFrame = field(default_factory=pd.DataFrame)  # their metrics per epoch
-    expected: int = 0  # how many trials that phase should have ended with
-    configs: list[dict] = field(default_factory=list)  # strategy configurations of the grouping modes
-    scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # every partition's exhaustive score
-    measured: list = field(default_factory=list)  # the affinity runs' results
-    candidates: list[Candidate] = field(default_factory=list)
-    final_runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per retrained (configuration, seed)
-    comparisons: list = field(default_factory=list)  # the race's verdicts (search.decision.Comparison)
-    tuned: dict[str, dict] = field(default_factory=dict)  # tuned baselines: name -> their best knobs' overrides
-    artifacts: list[Path] = field(default_factory=list)  # files for the parent run
-    interrupted: bool = False
-    started: float = field(default_factory=time.time)  # when the launch began (the console's total time)
 
 
 def _fit(exp: Experiment, phase: str, trials: list[dict] | None = None, **kwargs):
@@ -168,9 +139,9 @@ def score(exp: Experiment, out: Outcome) -> None:
     ok["config"] = ok["meta/config"].astype(int)
     every, picks = summarise(score_table(ok, tasks), tasks, top=len(tasks) ** len(tasks))
     top = every[every["rank"] <= 10] if not every.empty else every
-    top.to_csv(exp.dir / "groupings.csv", index=False)
-    picks.to_csv(exp.dir / "selection.csv", index=False)
-    out.artifacts += [exp.dir / "groupings.csv", exp.dir / "selection.csv"]
+    top.to_csv(exp.dir / Files.GROUPINGS, index=False)
+    picks.to_csv(exp.dir / Files.SELECTION, index=False)
+    out.artifacts += [exp.dir / Files.GROUPINGS, exp.dir / Files.SELECTION]
     out.scores = every
     if every.empty:
         return
@@ -213,8 +184,8 @@ def tag(exp: Experiment, out: Outcome) -> None:
     if out.interrupted:  # a trial stopped before its first result has no config
         return
     table = _tag_table(exp, out, results)
-    table.to_csv(exp.dir / "affinity_groupings.csv", index=False)
-    out.artifacts.append(exp.dir / "affinity_groupings.csv")
+    table.to_csv(exp.dir / Files.AFFINITY_GROUPINGS, index=False)
+    out.artifacts.append(exp.dir / Files.AFFINITY_GROUPINGS)
     if table.empty:
         return
     print("TAG proposals (best partition per number of groups), trained:")
@@ -363,7 +334,7 @@ def final(exp: Experiment, out: Outcome) -> None:
             out.artifacts.append(exp.dir / PRETRAIN_STUDY_FILE)
 
 
-FINAL_RUNS_FILE = "final_runs.parquet"
+FINAL_RUNS_FILE = Files.FINAL_RUNS
 
 
 def _models(entry: dict) -> int:

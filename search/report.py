@@ -29,6 +29,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
+from search.experiment import Files  # noqa: E402
 from search.axis_study import AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE  # noqa: E402
 from search.labels import distinct, groups_label, row_label  # noqa: E402
 from search.results import numbers  # noqa: E402
@@ -42,13 +43,13 @@ log = logging.getLogger(__name__)
 
 
 def _milestones(exp_dir: Path) -> list[int]:
-    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
     search, train = space.get("search", {}) or {}, space.get("train", {}) or {}
     return rungs(int(search.get("grace_period", 1)), int(search.get("reduction_factor", 3)), int(train.get("epochs", 10)))
 
 
 def _settings(exp_dir: Path) -> tuple[str, str]:
-    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
     search = space.get("search", {})
     return search.get("metric", "val/avg_f1"), search.get("mode", "max")
 
@@ -67,7 +68,7 @@ def _strip(ax, trials: pd.DataFrame, column: str, metric: str, title: str) -> No
     ax.set_title(title, wrap=True)
 
 
-FLOOR_FILE = "bow_floor.json"
+FLOOR_FILE = Files.FLOOR
 
 
 def _floor_section(exp_dir: Path) -> list[str]:
@@ -80,7 +81,7 @@ def _floor_section(exp_dir: Path) -> list[str]:
     lines = ["## Bag-of-words floor", "",
              f"TF-IDF + logistic regression, one model per task on the text alone (C chosen on val): "
              f"test macro-F1 {floor['test/avg_f1']:.4f} averaged over {', '.join(tasks)}.", ""]
-    board = pd.read_csv(exp_dir / "leaderboard.csv") if (exp_dir / "leaderboard.csv").is_file() else pd.DataFrame()
+    board = pd.read_csv(exp_dir / Files.LEADERBOARD) if (exp_dir / Files.LEADERBOARD).is_file() else pd.DataFrame()
     key = "final/test/avg_f1/mean"
     if key in board and board[key].notna().any():
         best = board[board[key].notna()].iloc[0]
@@ -109,9 +110,9 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     out = exp_dir / "report"
     out.mkdir(exist_ok=True)
     metric, mode = _settings(exp_dir)
-    trials = pd.read_parquet(exp_dir / "trials.parquet")
-    history = pd.read_parquet(exp_dir / "history.parquet") if (exp_dir / "history.parquet").is_file() else pd.DataFrame()
-    runs = pd.read_parquet(exp_dir / "final_runs.parquet") if (exp_dir / "final_runs.parquet").is_file() else pd.DataFrame()
+    trials = pd.read_parquet(exp_dir / Files.TRIALS)
+    history = pd.read_parquet(exp_dir / Files.HISTORY) if (exp_dir / Files.HISTORY).is_file() else pd.DataFrame()
+    runs = pd.read_parquet(exp_dir / Files.FINAL_RUNS) if (exp_dir / Files.FINAL_RUNS).is_file() else pd.DataFrame()
     trials = with_labels(trials, exp_dir)
     ok = trials[(trials["status"] != "failed") & trials[metric].notna()] if metric in trials else trials.iloc[0:0]
     ranked = ok.sort_values(metric, ascending=mode == "min") if metric in ok else ok  # every trial failed: no column
@@ -137,7 +138,7 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     lines += _affinity_heatmap(out, history, ranked)
     lines += _importances_section(out, history, trials, metric, mode)
     lines += _floor_section(exp_dir)
-    if (exp_dir / "leaderboard.csv").is_file():
+    if (exp_dir / Files.LEADERBOARD).is_file():
         lines += ["Full ranking: [leaderboard.csv](../leaderboard.csv).", ""]
     (out / "summary.md").write_text("\n".join(lines))
     (out / "summary.html").write_text(html_page(lines, out, f"Sweep report: {exp_dir.name}"))
@@ -149,7 +150,7 @@ def with_labels(trials: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
     from the `config/` columns and the space's run sections."""
     if "label" in trials or trials.empty:
         return trials
-    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
     labels = [row_label(r, space) for _, r in trials.iterrows()]
     return trials.assign(label=distinct(labels, numbers(trials)))
 
@@ -227,7 +228,7 @@ def front_shares(scores: RunScores, names: list[str]) -> dict[str, float]:
 def _protocols(exp_dir: Path) -> dict[str, str]:
     """Each baseline's knobs: its own search (tuned_baselines.json) or the best configuration's."""
     tuned = json.loads((exp_dir / TUNED_FILE).read_text()) if (exp_dir / TUNED_FILE).is_file() else {}
-    space = yaml.safe_load((exp_dir / "space.yaml").read_text()) if (exp_dir / "space.yaml").is_file() else {}
+    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
     names = (space.get("search") or {}).get("baselines", [])
     return {b: (f"own tuning, {tuned[b]['trials']} trials" if b in tuned else "the best configuration's knobs")
             for b in names}
@@ -623,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.report", description=__doc__)
     p.add_argument("experiment_dir", type=Path)
     args = p.parse_args(argv)
-    if not (args.experiment_dir / "trials.parquet").is_file():
+    if not (args.experiment_dir / Files.TRIALS).is_file():
         print(f"error: {args.experiment_dir}: no trials.parquet (not an experiment folder, or no trial ended yet)",
               file=sys.stderr)
         return 2

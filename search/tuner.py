@@ -16,7 +16,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from mtl_core import keys
-from search.experiment import Experiment
+from search.experiment import Experiment, Files
 from search.front_trace import FrontTrace
 from search.mo_asha import MultiObjectiveASHA
 from search.progress import Progress, asha_epochs
@@ -124,7 +124,7 @@ def _searcher(exp: Experiment, plan: SearchPlan | None = None) -> PrunedAwareOpt
     single = not s.objectives
     return PrunedAwareOptunaSearch(
         space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed), sampler=sampler,
-        storage=JournalStorage(JournalFileBackend(str(exp.dir / "optuna.journal"))),
+        storage=JournalStorage(JournalFileBackend(str(exp.dir / Files.OPTUNA_JOURNAL))),
         study_name=plan.study, max_t=exp.max_t,  # define-by-run: metric and mode set here too
         metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
 
@@ -133,7 +133,7 @@ def _mo_scheduler(exp: Experiment) -> MultiObjectiveASHA:
     s = exp.spec.search
     metrics, modes = objectives(exp)
     return MultiObjectiveASHA(metrics, modes, max_t=exp.max_t, grace_period=s.grace_period,
-                              reduction_factor=s.reduction_factor, state_file=str(exp.dir / "mo_asha_rungs.json"),
+                              reduction_factor=s.reduction_factor, state_file=str(exp.dir / Files.MO_ASHA_RUNGS),
                               tie_break=s.tie_break)
 
 
