@@ -7,6 +7,10 @@ from torch import nn
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "comic_mischief"
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2` on two cores: one torch thread per worker, or they oversubscribe
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and in the processes a test starts
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
