@@ -87,7 +87,7 @@ def test_joined_with_auto_half_gpu_trials_pack_two_per_gpu_never_three(tmp_path)
                         "--set", "search.final_k=0", "--set", "train.epochs=1", "--set", "search.grace_period=1"],
                        env, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    running = [int(m) for m in re.findall(r"\] (\d+) running", proc.stdout)]
+    running = [int(m) for m in re.findall(r", (\d+) running", proc.stdout)]  # the progress lines
     assert max(running) == 2, running
     assert "joined the Ray cluster at " in proc.stdout and "1 node(s), 4 CPUs, 1 GPUs" in proc.stdout  # which one
     trials = pd.read_parquet(tmp_path / "gpus" / "trials.parquet")

@@ -31,8 +31,11 @@ def _cfg(root, scheduler, combiner, modality="all", epochs=2):
                                            "modality": {"name": modality}}))
 
 
-# `transferred` trains a pilot first (two more epochs): slow tier (its fast test is in test_transferred.py)
-TRAIN_PAIRS = [pytest.param(s, c, marks=pytest.mark.slow if c == "transferred" else ()) for s, c in PAIRS]
+# The fast tier trains a covering set (every combiner, each with a different scheduler in turn, so every
+# scheduler too); the other pairs, and `transferred` (it trains a pilot first), are in the slow tier.
+_SCHEDULERS = list(REGISTRIES["scheduler"])
+FAST_PAIRS = {(_SCHEDULERS[i % len(_SCHEDULERS)], c) for i, c in enumerate(REGISTRIES["combiner"]) if c != "transferred"}
+TRAIN_PAIRS = [pytest.param(s, c, marks=() if (s, c) in FAST_PAIRS else pytest.mark.slow) for s, c in PAIRS]
 
 
 @pytest.mark.parametrize("scheduler, combiner", TRAIN_PAIRS)
