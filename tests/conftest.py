@@ -12,6 +12,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2` on two cores: one torch thre
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # and in the processes a test starts
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    """Tests that start Ray run one after another (`--dist loadgroup` keeps a group on one worker): each checks
+    that its Ray left nothing behind, which a second Ray beside it would break. The other worker runs the rest."""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Every test writes caches under a temporary folder, never the user's ~/.cache."""

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from cluster_helpers import ROOT, local_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from cluster_helpers import ROOT, free_port, local_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")

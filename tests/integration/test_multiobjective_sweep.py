@@ -14,7 +14,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from test_sweep import SMOKE, _child_runs, _finish, _stop_when
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 TASKS = ["binary", "mature", "gory", "slapstick", "sarcasm"]
 
 

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def _launch(*args, cwd=None):

@@ -38,6 +38,7 @@ def test_scores_and_selection_from_group_results():
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
     """grouping_mode both on three tasks: exactly 7 group models, the 5 partitions scored, then TAG's
     proposals trained (the five-task counts are checked without training above)."""

@@ -108,6 +108,7 @@ def _launch(*args):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("delay_s", [0.5, 10.0], ids=["while Ray starts", "before the first result"])
 def test_sigterm_early_in_a_real_launch(tmp_path, delay_s):
     """The issue's crash (a TypeError in phases: trials with no result have no config) and its exit 0."""

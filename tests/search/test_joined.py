@@ -5,6 +5,7 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_the_launcher_says_which_cluster_it_joined():
     import ray
 

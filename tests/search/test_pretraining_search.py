@@ -58,6 +58,7 @@ def test_report_section_marks_the_effects_whose_interval_excludes_zero(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_pretraining_sweep_logs_its_curve_and_shares_the_cached_states(tmp_path):
     import os
     import signal
