@@ -102,7 +102,8 @@ def main(argv=None):
     p.add_argument("--num-samples", type=int, default=None)
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--keep", type=Path, default=None, help="keep the experiments here (default: a temporary folder)")
+    p.add_argument("--keep", type=Path, default=None, help="keep the experiments here (default: a temporary folder); "
+                   "an arm's experiment already there is read back, not run again (delete its folders to rerun it)")
     args = p.parse_args(argv)
     spec = load_space(args.space, args.overrides)
     tasks, max_t = list(spec.config.tasks), spec.max_t
@@ -116,7 +117,12 @@ def main(argv=None):
             for arm in args.arms.split(","):
                 space = store / f"{arm}.yaml"
                 space.write_text(yaml.safe_dump(arm_space(base, arm, max_t), sort_keys=False))
-                exp = run_arm(space, store, f"{arm}-{seed}", seed, args.num_samples, args.overrides)
+                name = f"{arm}-{seed}"
+                if args.keep and (store / name / "leaderboard.csv").is_file():  # a finished launch of this arm
+                    print(f"  {name}: read back from {store / name}", file=sys.stderr, flush=True)
+                    exp = store / name
+                else:
+                    exp = run_arm(space, store, name, seed, args.num_samples, args.overrides)
                 if reference is None:  # once the first launch has prepared the data
                     reference = reference_point(objectives, majority_scores(validation_labels(spec.config), tasks))
                 trace = hypervolume_trace(observed(exp, objectives)[objectives].to_numpy(float), reference)

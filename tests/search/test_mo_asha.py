@@ -1,10 +1,11 @@
 """The multi-objective scheduler's decisions on scripted results (fake trials, no Ray cluster)."""
 import math
 import pickle
+import random
 from types import SimpleNamespace
 
 import pytest
-from ray.tune.schedulers import TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from search.mo_asha import MultiObjectiveASHA, rung_levels
 
@@ -32,7 +33,7 @@ def test_rungs_are_those_of_ray_asha():
 def test_promotions_on_a_scripted_sequence():
     s = _scheduler()
     # rung 1 (epoch 1): (decision, why)
-    assert _report(s, "A", 1, 0.5, 0.5) == GO    # fewer than eta vectors: continue
+    assert _report(s, "A", 1, 0.5, 0.5) == GO    # the first at its rung: continue
     assert _report(s, "B", 1, 0.6, 0.6) == GO    # 2 vectors, keep 1: B dominates A
     assert _report(s, "C", 1, 0.4, 0.4) == STOP  # 3, keep 1: C is in the last front
     assert _report(s, "D", 1, 0.7, 0.3) == GO    # 4, keep 2: front {B, D}, both ends of it
@@ -51,6 +52,37 @@ def test_promotions_on_a_scripted_sequence():
     assert _report(s, "B", 8, 0.7, 0.7) == STOP  # max_t
     assert set(s.rungs[1]) == set("ABCDEFGHI") and set(s.rungs[2]) == {"B", "D", "F"} and set(s.rungs[4]) == {"B"}
     assert s.num_stopped == 6
+
+
+@pytest.mark.parametrize("eta", [2, 3, 4])
+def test_with_one_objective_the_cut_is_ray_asha_s(eta):
+    """With one objective the decisions are those of Ray's ASHA (the scalar search it is benchmarked against)
+    wherever Ray's cutoff, the (1 - 1/eta) quantile of the scores recorded before, is one of those scores; where
+    the quantile falls between two, Ray interpolates and a score inside that gap is stopped here."""
+    rng = random.Random(eta)
+    theirs = ASHAScheduler(metric="a", mode="max", max_t=8, grace_period=1, reduction_factor=eta)
+    ours = MultiObjectiveASHA(["a"], ["max"], max_t=8, grace_period=1, reduction_factor=eta)
+    before, differed = [], 0
+    for i in range(60):
+        trial, score = SimpleNamespace(trial_id=str(i)), rng.random()
+        theirs.on_trial_add(None, trial)
+        result = {"training_iteration": 1, "a": score}
+        ray_says, we_say = theirs.on_trial_result(None, trial, result), ours.on_trial_result(None, trial, result)
+        if we_say != ray_says:
+            q, ranked = (1 - 1 / eta) * (len(before) - 1), sorted(before)
+            assert q != int(q) and ranked[int(q)] < score < ranked[int(q) + 1] and we_say == STOP, (i, eta)
+            differed += 1
+        before.append(score)
+    assert ours.num_stopped >= theirs._num_stopped > 0 and differed <= 60 // eta
+
+
+def test_a_second_trial_behind_the_first_stops_even_below_eta_vectors():
+    """The early trials are not waved through: with eta 4, the second trial at a rung continues only if the
+    first is not ahead of it (Ray's ASHA: its score must reach the first's)."""
+    s = _scheduler(reduction_factor=4, max_t=16)
+    assert _report(s, "A", 1, 0.5, 0.5) == GO
+    assert _report(s, "B", 1, 0.4, 0.4) == STOP
+    assert _report(s, "C", 1, 0.6, 0.3) == GO  # on the front with A: nothing ahead of it
 
 
 def test_the_hypervolume_contribution_keeps_a_knee_that_crowding_would_stop():
