@@ -69,12 +69,15 @@ class Progress(tune.Callback):
         elapsed = time.monotonic() - self._t0
         parts = [f"{self.phase}: {done}/{self.total} trials done ({self.finished} finished, {self.stopped} stopped "
                  f"early, {self.errored} failed), {running} running",
-                 f"{self.epochs}/{self.budget} epochs"]
+                 f"{self.epochs}/{self.budget} epochs" if self.epochs <= self.budget
+                 else f"{self.epochs} epochs (about {self.budget} expected)"]  # asynchronous ASHA promotes more
         if self.show_best:
             parts.append(f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no score yet")
         eta = ""
         if 0 < self.epochs < self.budget and done < self.total:
             eta = f", about {duration(elapsed * (self.budget - self.epochs) / self.epochs)} left"
+        elif 0 < done < self.total:  # past the expected epochs: go by the trials still to end
+            eta = f", about {duration(elapsed * (self.total - done) / done)} left"
         parts.append(f"{duration(elapsed)}{eta}")
         return "; ".join(parts)
 

@@ -52,3 +52,17 @@ def test_a_terminal_gets_one_line_rewritten_in_place(capsys):
     p.on_experiment_end([t])
     out = capsys.readouterr().out
     assert out.count("\r\x1b[K") >= 2 and out.endswith("\n") and out.count("\n") == 1
+
+
+def test_epochs_past_the_estimate_are_not_shown_as_a_fraction_over_one(capsys):
+    """Asynchronous ASHA can promote more than the estimate (a measured search: 27 epochs of 19 expected)."""
+    p = Progress("search", "val/avg_f1", "max", total=4, max_t=3, budget=2, live=False)
+    a, b = _trial("x_00001"), _trial("x_00002")
+    for epoch in (1, 2, 3):
+        a.last_result = {"training_iteration": epoch}
+        p.on_trial_result(0, [a, b], a, {"val/avg_f1": 0.5})
+    a.status = "TERMINATED"
+    p.on_trial_complete(0, [a, b], a)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert "3/2" not in last and "3 epochs (about 2 expected)" in last
+    assert "left" in last  # still an estimate of the time left, from the trials still to end
