@@ -6,13 +6,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from cluster_helpers import ROOT, local_cluster
+from launcher_output import act_when
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -38,23 +38,13 @@ def test_sweep_survives_a_worker_node_dying(two_nodes, tmp_path):
            "--set", "search.max_failures=6", "--set", "train.epochs=3", "--set", "search.grace_period=3"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
-    lines, killed = [], False
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if not killed and "best val/avg_f1" in line:  # trials are running and checkpointing
-                os.kill(_worker_raylet(env["MTL_LOCAL_CLUSTER"]), signal.SIGKILL)
-                killed = True
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    out = "".join(lines)
+    killed = []
+
+    def kill_worker_node():  # trials are running and checkpointing
+        os.kill(_worker_raylet(env["MTL_LOCAL_CLUSTER"]), signal.SIGKILL)
+        killed.append(True)
+
+    out = act_when(proc, lambda line: "best val/avg_f1" in line, kill_worker_node, timeout=600)
     assert killed, out
     assert proc.returncode == 0, out[-4000:]
     exp = tmp_path / "nodes"

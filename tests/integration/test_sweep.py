@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from launcher_output import act_when, finish as _finish
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -20,16 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 def _launch(*args, cwd=None):
     return subprocess.Popen([sys.executable, "-u", "-m", "search.launch", str(SMOKE), *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _finish(proc, timeout=600):
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, out
-    finally:
-        if proc.poll() is None:  # never leave a launcher (or its Ray) behind
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _child_runs(exp_dir: Path):
@@ -156,22 +148,7 @@ def _ended(line: str) -> int:
 
 def _stop_when(proc, ended: int, stop) -> str:
     """Read the launcher's output until `ended` trials have ended, then call `stop`; the whole output."""
-    lines = []
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if _ended(line) >= ended:
-                stop()
-                break
-        _, rest = _finish(proc)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    return "".join(lines) + (rest or "")
+    return act_when(proc, lambda line: _ended(line) >= ended, stop)
 
 
 def _ray_pids() -> set[int]:
