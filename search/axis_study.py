@@ -18,12 +18,9 @@ from typing import Any
 import pandas as pd
 
 from mtl_core import keys
-from search.experiment import Files
 from search.space import _is_distribution, partition_label, partition_options
 from search.stats import paired_difference
 
-AXIS_STUDY_FILE = Files.AXIS_STUDY
-PRETRAIN_STUDY_FILE = Files.PRETRAIN_STUDY
 BASELINE_VALUE = {"strategy.scheduler": "all", "strategy.combiner": "equal", "strategy.modality": "all",
                   "model.arch": "hiccap", "model.text_encoder": "minilm", "pretrain.tasks": "none"}
 STRATEGY_AXES = ("strategy.scheduler", "strategy.combiner", "strategy.modality")  # a choice of a method and its knobs

@@ -14,11 +14,10 @@ import pandas as pd
 from mtl_core import keys
 from mtl_core.bow import bag_of_words_floor
 from mtl_core.prepare import cache_root, data_root
-from search.axis_study import AXIS_STUDY_FILE
 from search.experiment import Experiment, Files
 from search.phases import Outcome
 from search.decision import RunScores
-from search.report import FLOOR_FILE, front_shares, write_report
+from search.report import front_shares, write_report
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.progress import duration
 from search.signals import terminated
@@ -51,16 +50,16 @@ def finish(exp: Experiment, out: Outcome) -> int:
           f"({saved['compute_saved_frac']:.0%} saved by {'MO-ASHA' if s.objectives else 'ASHA'})", flush=True)
     exp.tracker.log_metrics({**saved, **_headline(board, out.comparisons, s.metric), **_axis_metrics(exp)})
     try:
-        exp.tracker.call("log_artifacts", str(write_report(exp.dir)), "report")
+        exp.tracker.call("log_artifacts", str(write_report(exp.dir)), Files.REPORT)
     except Exception as exc:  # a plot must never lose the sweep's results
         log.warning("report failed: %s", exc)
-    summary = exp.dir / "report" / "summary.md"
+    summary = exp.dir / Files.REPORT / "summary.md"
     exp.tracker.call("set_tag", "mlflow.note.content", answer_markdown(board, table, out.comparisons, s.metric))
     for path in [*out.artifacts, *(exp.dir / n for n in (Files.LEADERBOARD, Files.TRIALS, Files.HISTORY))]:
         exp.tracker.call("log_artifact", str(path))
     exp.tracker.call("set_terminated", status="FINISHED")
     exp.tracker.close()
-    print(f"results in {exp.dir} (other libraries' messages: {exp.dir / 'launch.log'})", flush=True)
+    print(f"results in {exp.dir} (other libraries' messages: {exp.dir / Files.LOG})", flush=True)
     experiment_id = exp.tracker.client.get_experiment_by_name(exp.name).experiment_id
     print(ui_hint(exp.tracker.uri, experiment_id), flush=True)
     print("", flush=True)
@@ -196,7 +195,7 @@ def metric_name(text: str) -> str:
 
 
 def _axis_metrics(exp: Experiment) -> dict[str, float]:
-    path = exp.dir / AXIS_STUDY_FILE
+    path = exp.dir / Files.AXIS_STUDY
     if not path.is_file():
         return {}
     table = pd.read_csv(path)
@@ -214,7 +213,7 @@ def _bow_floor(exp: Experiment) -> list:
     except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
         log.warning("bag-of-words floor failed: %s", exc)
         return []
-    path = exp.dir / FLOOR_FILE
+    path = exp.dir / Files.FLOOR
     path.write_text(json.dumps(floor, indent=2))
     exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith("test/")})
     print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",

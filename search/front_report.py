@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.front_report", description=__doc__)
     p.add_argument("experiment_dir", type=Path)
     args = p.parse_args(argv)
-    out = args.experiment_dir / "report"
+    out = args.experiment_dir / Files.REPORT
     out.mkdir(parents=True, exist_ok=True)
     lines = front_section(args.experiment_dir, out)
     if not lines:

@@ -26,11 +26,11 @@ from mtl_core import keys
 from mtl_core.train import PREDICTIONS_FILE, load_predictions
 from mtl_core.grouping import tag_partitions
 from search.axis_study import (
-    AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE, axis_design, axis_effects_table, axis_values, pretraining_effects_table,
+    axis_design, axis_effects_table, axis_values, pretraining_effects_table,
 )
 from search.baselines import baseline_overrides
-from search.decision import DECISION_FILE, TUNED_FILE, RunScores, decision_table, looks, race, still_open
-from search.experiment import Candidate, Experiment, Files, Outcome# noqa: F401 (Candidate, Outcome: re-exported)
+from search.decision import RunScores, decision_table, looks, race, still_open
+from search.experiment import Candidate, Experiment, Files, Outcome  # noqa: F401 (Candidate, Outcome: re-exported)
 from search.front_picks import front_picks
 from search.labels import config_label
 from search.groupings import distinct_configs, group_trials, score_table, summarise
@@ -99,8 +99,8 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
             return
         _, trials = collect(results, s.metric, s.mode, exp.max_t)
         board = leaderboard(trials, s.metric, s.mode)
-        board.to_csv(exp.dir / f"tune_{b}.csv", index=False)
-        out.artifacts.append(exp.dir / f"tune_{b}.csv")
+        board.to_csv(exp.dir / Files.tuning(b), index=False)
+        out.artifacts.append(exp.dir / Files.tuning(b))
         ok = board[board["status"] != "failed"]
         if ok.empty:
             continue
@@ -110,8 +110,8 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
         record[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]),
                      "overrides": {k: v for k, v in best.items() if not k.startswith(("strategy.", "groups"))}}
         print(f"  {b}: best {s.metric} {record[b]['score']:.4f} with {record[b]['overrides']}", flush=True)
-    (exp.dir / TUNED_FILE).write_text(json.dumps(record, indent=2))
-    out.artifacts.append(exp.dir / TUNED_FILE)
+    (exp.dir / Files.TUNED).write_text(json.dumps(record, indent=2))
+    out.artifacts.append(exp.dir / Files.TUNED)
 
 
 def _strategy_configs(exp: Experiment, out: Outcome) -> list[dict]:
@@ -317,24 +317,21 @@ def final(exp: Experiment, out: Outcome) -> None:
         todo = {name: seeds[at[round_]:at[round_ + 1]] for name in [best, *open_]}
     out.final_runs = pd.DataFrame(rows).sort_values(["order", "seed"], ignore_index=True) if rows else pd.DataFrame()
     if not out.final_runs.empty:
-        write_parquet(out.final_runs, exp.dir / FINAL_RUNS_FILE)
-        out.artifacts.append(exp.dir / FINAL_RUNS_FILE)
+        write_parquet(out.final_runs, exp.dir / Files.FINAL_RUNS)
+        out.artifacts.append(exp.dir / Files.FINAL_RUNS)
     if out.comparisons:
-        path = exp.dir / DECISION_FILE
+        path = exp.dir / Files.DECISION
         decision_table(out.comparisons).to_csv(path, index=False)
         out.artifacts.append(path)
     values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
     if values and not out.final_runs.empty:
         effects = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
-        effects.to_csv(exp.dir / AXIS_STUDY_FILE, index=False)
-        out.artifacts.append(exp.dir / AXIS_STUDY_FILE)
+        effects.to_csv(exp.dir / Files.AXIS_STUDY, index=False)
+        out.artifacts.append(exp.dir / Files.AXIS_STUDY)
         pretraining = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
         if not pretraining.empty:
-            pretraining.to_csv(exp.dir / PRETRAIN_STUDY_FILE, index=False)
-            out.artifacts.append(exp.dir / PRETRAIN_STUDY_FILE)
-
-
-FINAL_RUNS_FILE = Files.FINAL_RUNS
+            pretraining.to_csv(exp.dir / Files.PRETRAIN_STUDY, index=False)
+            out.artifacts.append(exp.dir / Files.PRETRAIN_STUDY)
 
 
 def _models(entry: dict) -> int:

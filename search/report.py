@@ -30,13 +30,12 @@ import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
 from search.experiment import Files  # noqa: E402
-from search.axis_study import AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE  # noqa: E402
 from search.labels import distinct, groups_label, row_label  # noqa: E402
 from search.results import numbers  # noqa: E402
 from search.space import partition_label  # noqa: E402
 from mtl_core.strategies import REGISTRIES  # noqa: E402
 from search.front_report import front_section  # noqa: E402
-from search.decision import DECISION_FILE, TUNED_FILE, RunScores  # noqa: E402
+from search.decision import RunScores  # noqa: E402
 from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, rungs, scores_at  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -68,12 +67,11 @@ def _strip(ax, trials: pd.DataFrame, column: str, metric: str, title: str) -> No
     ax.set_title(title, wrap=True)
 
 
-FLOOR_FILE = Files.FLOOR
 
 
 def _floor_section(exp_dir: Path) -> list[str]:
     """The bag-of-words floor beside the best configuration's final test score, when both exist."""
-    path = exp_dir / FLOOR_FILE
+    path = exp_dir / Files.FLOOR
     if not path.is_file():
         return []
     floor = json.loads(path.read_text())
@@ -107,7 +105,7 @@ AXES = (  # config column, short name, the axis's baseline value
 
 def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     exp_dir = Path(exp_dir)
-    out = exp_dir / "report"
+    out = exp_dir / Files.REPORT
     out.mkdir(exist_ok=True)
     metric, mode = _settings(exp_dir)
     trials = pd.read_parquet(exp_dir / Files.TRIALS)
@@ -180,7 +178,7 @@ def _answer_section(exp_dir: Path, scores: RunScores, table: pd.DataFrame, tasks
     with its interval over seeds and test clips, the share of resamples in which each is on the front)."""
     if table.empty:
         return []
-    decided = pd.read_csv(exp_dir / DECISION_FILE) if (exp_dir / DECISION_FILE).is_file() else pd.DataFrame()
+    decided = pd.read_csv(exp_dir / Files.DECISION) if (exp_dir / Files.DECISION).is_file() else pd.DataFrame()
     lines = ["## Which configuration is best, and by how much", ""]
     if not decided.empty:
         lines += [f"- {r['sentence']}" for _, r in decided.iterrows()] + [""]
@@ -227,7 +225,7 @@ def front_shares(scores: RunScores, names: list[str]) -> dict[str, float]:
 
 def _protocols(exp_dir: Path) -> dict[str, str]:
     """Each baseline's knobs: its own search (tuned_baselines.json) or the best configuration's."""
-    tuned = json.loads((exp_dir / TUNED_FILE).read_text()) if (exp_dir / TUNED_FILE).is_file() else {}
+    tuned = json.loads((exp_dir / Files.TUNED).read_text()) if (exp_dir / Files.TUNED).is_file() else {}
     space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
     names = (space.get("search") or {}).get("baselines", [])
     return {b: (f"own tuning, {tuned[b]['trials']} trials" if b in tuned else "the best configuration's knobs")
@@ -368,7 +366,7 @@ def _readable(value: str) -> str:
 
 def _axis_study_section(exp_dir: Path) -> list[str]:
     """search.axis_study: each axis value with the others held at the best configuration's, full budget."""
-    path = exp_dir / AXIS_STUDY_FILE
+    path = exp_dir / Files.AXIS_STUDY
     if not path.is_file():
         return []
     table = pd.read_csv(path)
@@ -391,7 +389,7 @@ def _axis_study_section(exp_dir: Path) -> list[str]:
 def pretraining_section(exp_dir: Path) -> list[str]:
     """The axis study's `pretrain.tasks` axis per downstream task: each pretraining option's effect on each
     task's test F1, paired by seed against no pretraining (search.axis_study.pretraining_effects_table)."""
-    path = exp_dir / PRETRAIN_STUDY_FILE
+    path = exp_dir / Files.PRETRAIN_STUDY
     if not path.is_file():
         return []
     table = pd.read_csv(path)
