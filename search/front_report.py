@@ -24,11 +24,12 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from mtl_core import keys  # noqa: E402
-from search.experiment import Files
+from mtl_core.strategies import AXES  # noqa: E402
+from search.experiment import Files  # noqa: E402
+from search.labels import name_key  # noqa: E402
 from search.pareto import hypervolume, non_dominated_ranks  # noqa: E402
 
-STRATEGY = {"config/strategy.scheduler.name": "scheduler", "config/strategy.combiner.name": "combiner",
-            "config/strategy.modality.name": "modality", "config/groups": "groups"}
+STRATEGY = {**{f"config/{name_key(axis)}": axis for axis in AXES}, "config/groups": "groups"}  # column -> name
 
 
 def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") -> pd.DataFrame:

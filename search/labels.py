@@ -13,13 +13,14 @@ trials of a search may share one, which is why a search run's name carries its n
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Any, Sequence
 
-from mtl_core.config import StrategyConfig
+from mtl_core.strategies import AXES, BASELINE
 
-AXES = tuple(f.name for f in fields(StrategyConfig))  # scheduler, combiner, modality
-DEFAULTS = {axis: getattr(StrategyConfig(), axis).name for axis in AXES}  # all, equal, all
+
+def name_key(axis: str) -> str:
+    """The dotted override key of a strategy axis's method: `strategy.combiner.name`."""
+    return f"strategy.{axis}.name"
 
 
 def short_names(tasks: Sequence[str], length: int = 3) -> dict[str, str]:
@@ -41,12 +42,12 @@ def groups_label(groups: Sequence[Sequence[str]], tasks: Sequence[str] | None = 
 
 
 def _strategy_name(overrides: dict[str, Any], base: dict[str, Any], axis: str) -> str:
-    if f"strategy.{axis}.name" in overrides:
-        return str(overrides[f"strategy.{axis}.name"])
+    if name_key(axis) in overrides:
+        return str(overrides[name_key(axis)])
     raw = (base.get("strategy") or {}).get(axis)
     if isinstance(raw, dict):
         raw = raw.get("name")
-    return str(raw) if raw else DEFAULTS[axis]
+    return str(raw) if raw else BASELINE[axis]
 
 
 def config_label(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> str:

@@ -30,10 +30,11 @@ import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
 from search.experiment import Files  # noqa: E402
-from search.labels import distinct, groups_label, row_label  # noqa: E402
+from search.labels import distinct, groups_label, name_key, row_label  # noqa: E402
 from search.results import numbers  # noqa: E402
 from search.space import partition_label  # noqa: E402
-from mtl_core.strategies import REGISTRIES  # noqa: E402
+from mtl_core.config import ModelConfig, TrainConfig  # noqa: E402
+from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES  # noqa: E402
 from search.front_report import front_section  # noqa: E402
 from search.decision import RunScores  # noqa: E402
 from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, rungs, scores_at  # noqa: E402
@@ -92,14 +93,13 @@ def _floor_section(exp_dir: Path) -> list[str]:
     return lines
 
 
-AXES = (  # config column, short name, the axis's baseline value
-    ("config/strategy.scheduler.name", "scheduler", "all"),
-    ("config/strategy.combiner.name", "combiner", "equal"),
-    ("config/strategy.modality.name", "modality", "all"),
-    ("config/groups", "grouping", None),  # baseline: all tasks in one model (the first partition listed)
-    ("config/train.class_weight", "class_weight", "none"),
-    ("config/model.arch", "arch", "hiccap"),
-    ("config/model.text_encoder", "text_encoder", "minilm"),  # a space without minilm: its commonest encoder
+STRATEGY_COLUMNS = {f"config/{name_key(axis)}": axis for axis in STRATEGY_AXES}
+AXES = (  # config column, short name, the axis's baseline value (a space without it: its commonest value)
+    *((column, axis, BASELINE[axis]) for column, axis in STRATEGY_COLUMNS.items()),
+    ("config/groups", "grouping", ONE_MODEL),  # all tasks in one model, else the commonest partition
+    ("config/train.class_weight", "class_weight", TrainConfig.class_weight),
+    ("config/model.arch", "arch", ModelConfig.arch),
+    ("config/model.text_encoder", "text_encoder", ModelConfig.text_encoder),
 )
 
 
@@ -297,7 +297,7 @@ def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric
         if column not in trials or trials[column].nunique() < 2:
             continue
         labels = table[column].astype(str).map(_readable)
-        base = baseline if baseline is not None else _one_group_label(labels)
+        base = baseline if column != "config/groups" else _one_group_label(labels)
         if base not in set(labels):
             base = labels.mode().iloc[0]
         fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -327,13 +327,9 @@ def _rung_table(history, trials, metric, mode, rung: int, column: str, name: str
     return lines + [""]
 
 
-_AXIS_OF = {"config/strategy.scheduler.name": "scheduler", "config/strategy.combiner.name": "combiner",
-            "config/strategy.modality.name": "modality"}
-
-
 def _acted(row: pd.Series, column: str, history: pd.DataFrame, budget: int) -> bool:
     """Whether the trial's strategy on this axis had changed its training within `budget` epochs."""
-    axis = _AXIS_OF.get(column)
+    axis = STRATEGY_COLUMNS.get(column)
     if axis is None:
         return True  # a grouping or a class weight acts from the first step
     cls = REGISTRIES[axis].get(str(row[column]))

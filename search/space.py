@@ -32,6 +32,7 @@ from mtl_core import keys
 from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass, finite, show
+from search.baselines import BASELINES
 from search.pareto import TIE_BREAKS
 from search.trial import TrialMeta, trial_entry, with_overrides
 
@@ -44,7 +45,6 @@ SEARCH_UPPER = {"num_samples": 100_000, "max_concurrent": 10_000, "grace_period"
                 "max_failures": 100, "final_k": 100, "final_seeds": 100, "final_max_seeds": 1000, "final_seed_step": 1000,
                 "baseline_samples": 100_000, "seed": 2**32 - 1,
                 "resources_per_trial.cpu": 1024, "resources_per_trial.gpu": 64}
-BASELINES = ("equal_sum", "single_task", "rlw")  # trained beside the final configurations (see search.baselines)
 SAMPLERS = ("tpe", "nsga2")  # Optuna's samplers a space may pick (both take one or several objectives)
 
 
