@@ -33,6 +33,7 @@ from search.lock import ExperimentLock, Locked
 from search.signals import catch_signals, terminated
 from search.space import (SEARCH_UPPER, SpaceSpec, as_written, check_name, corner_samples, dump_resolved, load_space,
                           sample_configs)
+from search.trial import trial_config
 
 log = logging.getLogger("search.launch")
 
@@ -196,7 +197,7 @@ def _check_encoders(spec: SpaceSpec) -> None:
     _check_encoder(spec.config.model.text_encoder)
     widths: dict[str, int] = {}
     for sample in corner_samples(spec.space, spec.config.tasks):
-        model = spec.trial_config(sample).model
+        model = trial_config(spec.base, sample).model
         if model.text_encoder not in widths:
             try:
                 widths[model.text_encoder] = load_text_encoder(model.text_encoder).hidden_size

@@ -124,7 +124,7 @@ def _strategy_configs(exp: Experiment, out: Outcome) -> list[dict]:
 def group(exp: Experiment, out: Outcome) -> None:
     """Every non-empty group of tasks, once per sampled strategy configuration, at the full budget."""
     spec = exp.spec
-    grid = [trial_entry(overrides, TrialMeta("group", config=i), spec.trial_config(overrides))
+    grid = [trial_entry(overrides, TrialMeta("group", config=i))
             for i, overrides in group_trials(_strategy_configs(exp, out), spec.config.tasks)]
     print(f"exhaustive groupings: {len(grid)} group trials", flush=True)
     results, expected, out.interrupted = _fit(exp, "group", grid)
@@ -209,8 +209,7 @@ def _tag_proposals(exp: Experiment, out: Outcome) -> list[dict]:
         measured = {k: float(df[c].mean()) for k, c in cols.items() if c in df}  # averaged over training
         for k, (tag_score, partition) in tag_partitions(measured, tasks).items():
             overrides = {**out.configs[meta.config], "groups": [list(g) for g in partition]}
-            grid.append(trial_entry(overrides, TrialMeta("tag", config=meta.config, k=k, tag_score=tag_score),
-                                    exp.spec.trial_config(overrides)))
+            grid.append(trial_entry(overrides, TrialMeta("tag", config=meta.config, k=k, tag_score=tag_score)))
     return grid
 
 
@@ -300,8 +299,7 @@ def final(exp: Experiment, out: Outcome) -> None:
     rows: list[dict] = []
     _announce(exp, picks, entries, at)
     for round_ in range(len(at)):
-        grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed),
-                            exp.spec.trial_config({**overrides[name], "train.seed": seed}))
+        grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed))
                 for name, round_seeds in todo.items() for seed in round_seeds]
         grid.sort(key=_models, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
@@ -336,7 +334,7 @@ def final(exp: Experiment, out: Outcome) -> None:
 
 def _models(entry: dict) -> int:
     """How many models a trial entry trains (its partition's groups): its cost, to schedule long ones first."""
-    groups = (entry.get("config") or {}).get("groups") or entry["overrides"].get("groups")
+    groups = entry["overrides"].get("groups")  # a space's shared sections hold none
     return len(groups) if groups else 1
 
 

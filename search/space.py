@@ -34,7 +34,7 @@ from mtl_core.config import Config, ConfigError, apply_overrides, build_config, 
 from mtl_core.validation import Problems, build_dataclass, finite, show
 from search.baselines import BASELINES
 from search.pareto import TIE_BREAKS
-from search.trial import TrialMeta, trial_entry, with_overrides
+from search.trial import TrialMeta, trial_config, trial_entry
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy", "pretrain")
@@ -104,10 +104,6 @@ class SpaceSpec:
     space: dict[str, Any]  # the `space` section, validated
     config: Config  # the shared sections as a typed config (validated once, when the file is loaded)
     raw: dict[str, Any] = field(default_factory=dict)  # the whole file after --set
-
-    def trial_config(self, overrides: dict[str, Any]) -> Config:
-        """The run config of one trial: the shared sections plus its sampled dotted overrides."""
-        return build_config(with_overrides(self.base, overrides))
 
     @property
     def max_t(self) -> int:
@@ -357,7 +353,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
         corners = Problems()
         for sample in corner_samples(space, base_cfg.tasks):
             with corners.collect():
-                spec.trial_config(sample)
+                trial_config(base, sample)
         problems.items += [f"space.{p}" for p in corners.items if p not in before]  # not the base's again
     problems.raise_if_any()
     return spec

@@ -25,6 +25,7 @@ from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
 from search.trainable import NoRetryOnDivergence, train_trial
+from search.trial import check_listed
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
                                       scheduler=ASHAScheduler(max_t=exp.max_t, grace_period=s.grace_period,
                                                               reduction_factor=s.reduction_factor), **common)
     else:
+        check_listed(exp.spec.base, trials)
         param_space["trial"] = tune.grid_search(trials)
         tune_config = tune.TuneConfig(**common)
     budget = (asha_epochs(plan.num_samples, exp.max_t, s.grace_period, s.reduction_factor) if trials is None
