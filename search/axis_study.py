@@ -20,7 +20,8 @@ import pandas as pd
 from mtl_core import keys
 from mtl_core.config import ModelConfig
 from mtl_core.strategies import AXES, BASELINE, ONE_MODEL
-from search.space import _is_distribution, partition_label, partition_options
+from search.labels import partition_label
+from search.space import _is_distribution, partition_options
 from search.stats import paired_difference
 
 STRATEGY_AXES = tuple(f"strategy.{axis}" for axis in AXES)  # a choice of a method and its knobs

@@ -32,11 +32,11 @@ from search.baselines import baseline_overrides
 from search.decision import RunScores, decision_table, looks, race, still_open
 from search.experiment import Candidate, Experiment, Files, Outcome  # noqa: F401 (Candidate, Outcome: re-exported)
 from search.front_picks import front_picks
-from search.labels import config_label
+from search.labels import config_label, partition_label, partition_of
 from search.groupings import distinct_configs, group_trials, score_table, summarise
 from search.results import collect, error_line, leaderboard, trial_id_of, write_parquet
 from search.signals import fit_interrupted
-from search.space import partition_label, sample_configs
+from search.space import sample_configs
 from search.tracking import close_orphans
 from search.trial import TrialMeta, meta_of, trial_entry
 from search.tuner import SearchPlan, build_tuner, keep_latest_checkpoints
@@ -135,7 +135,7 @@ def score(exp: Experiment, out: Outcome) -> None:
     """Every partition's score from the group trials (no training): groupings.csv, selection.csv."""
     tasks = exp.spec.config.tasks
     ok = out.trials[out.trials["status"] != "failed"].copy()
-    ok["group"] = ok["config/tasks"].map(lambda v: "+".join(json.loads(v) if isinstance(v, str) else v))
+    ok["group"] = ok["config/tasks"]  # its label, `binary+gory` (search.results.cell)
     ok["config"] = ok["meta/config"].astype(int)
     every, picks = summarise(score_table(ok, tasks), tasks, top=len(tasks) ** len(tasks))
     top = every[every["rank"] <= 10] if not every.empty else every
@@ -146,7 +146,7 @@ def score(exp: Experiment, out: Outcome) -> None:
     if every.empty:
         return
     def label(r) -> str:  # the configuration with this partition, as search.labels names it
-        return config_label({**out.configs[int(r["config"])], "groups": _groups(r["partition"])}, exp.spec.base)
+        return config_label({**out.configs[int(r["config"])], "groups": partition_of(r["partition"])}, exp.spec.base)
 
     print("top partitions (validation macro-F1 of each task from its group's model, averaged):")
     for _, r in top[top["rank"] <= 5].iterrows():
@@ -155,13 +155,8 @@ def score(exp: Experiment, out: Outcome) -> None:
     for _, r in picks.iterrows():
         print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r['val_avg_f1']:.4f}")
     for _, r in every[every["rank"] == 1].iterrows():  # each configuration's best partition
-        overrides = {**out.configs[int(r["config"])], "groups": _groups(r["partition"])}
+        overrides = {**out.configs[int(r["config"])], "groups": partition_of(r["partition"])}
         out.candidates.append(Candidate(label(r), overrides, float(r["val_avg_f1"])))
-
-
-def _groups(partition: str) -> list[list[str]]:
-    """`binary+gory|mature` -> [[binary, gory], [mature]] (the partition column of the tables)."""
-    return [g.split("+") for g in partition.split("|")]
 
 
 def affinity(exp: Experiment, out: Outcome) -> None:

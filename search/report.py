@@ -30,9 +30,8 @@ import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
 from search.experiment import Files  # noqa: E402
-from search.labels import distinct, groups_label, name_key, row_label  # noqa: E402
+from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
 from search.results import numbers  # noqa: E402
-from search.space import partition_label  # noqa: E402
 from mtl_core.config import ModelConfig, TrainConfig  # noqa: E402
 from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES  # noqa: E402
 from search.front_report import front_section  # noqa: E402
@@ -296,7 +295,7 @@ def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric
     for column, name, baseline in AXES:
         if column not in trials or trials[column].nunique() < 2:
             continue
-        labels = table[column].astype(str).map(_readable)
+        labels = _readable(table[column])
         base = baseline if column != "config/groups" else _one_group_label(labels)
         if base not in set(labels):
             base = labels.mode().iloc[0]
@@ -314,7 +313,7 @@ def _rung_table(history, trials, metric, mode, rung: int, column: str, name: str
     if scores.empty:
         return []
     at = trials.set_index("trial_id").loc[scores.index]
-    labels = at[column].astype(str).map(_readable)
+    labels = _readable(at[column])
     silent = {v for v in labels.unique() if not any(_acted(at.loc[tid], column, history, rung)
                                                       for tid in labels.index[labels == v])}
     lines = [f"At epoch {rung}: {len(scores) - failed} trial(s) reached it, {failed} failed.", "",
@@ -349,15 +348,11 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")  # a partition's `|` would end a Markdown table cell
 
 
-def _readable(value: str) -> str:
-    """A partition as in the configuration labels, `bin+gor/mat+sla+sar`; any other value as it is."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return value
-    if isinstance(parsed, list) and parsed and all(isinstance(g, list) for g in parsed):
-        return groups_label(parsed)
-    return value
+def _readable(values: pd.Series) -> pd.Series:
+    """A `config/` column's values as text; a partition as in the configuration labels, `bin+gor/mat+sla+sar`."""
+    if values.name != "config/groups":
+        return values.astype(str)
+    return values.map(lambda v: groups_label(from_cell("groups", v)) if isinstance(v, str) else str(v))
 
 
 def _axis_study_section(exp_dir: Path) -> list[str]:
@@ -528,7 +523,7 @@ def matched_importances(history: pd.DataFrame, trials: pd.DataFrame, metric: str
             params[column[len("config/"):]] = (FloatDistribution(lo, hi, log=lo > 0 and hi / lo >= 10),
                                                values.astype(float))
         else:
-            labels = values.astype(str).map(_readable)
+            labels = _readable(values)
             params[column[len("config/"):]] = (CategoricalDistribution(sorted(labels.unique())), labels)
     if not params:
         return {}, len(scores), budget

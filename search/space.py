@@ -33,6 +33,7 @@ from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass, finite, show
 from search.baselines import BASELINES
+from search.labels import partition_label
 from search.pareto import TIE_BREAKS
 from search.trial import TrialMeta, trial_config, trial_entry
 
@@ -175,11 +176,6 @@ def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]
     """The partitions a `partition` entry allows, as lists of task lists in configured order."""
     chosen = partitions(tasks) if arg == "all" else [canonical(p, tasks) for p in arg]
     return [[list(g) for g in p] for p in chosen]
-
-
-def partition_label(partition: list[list[str]]) -> str:
-    """`binary+gory|mature+slapstick+sarcasm`: a readable categorical value for Optuna and MLflow."""
-    return "|".join("+".join(g) for g in partition)
 
 
 def corner_samples(space: dict[str, Any], tasks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
