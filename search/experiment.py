@@ -78,7 +78,10 @@ class Outcome:
     candidates: list[Candidate] = field(default_factory=list)
     final_runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per retrained (configuration, seed)
     comparisons: list = field(default_factory=list)  # the race's verdicts (search.decision.Comparison)
+    axis_study: pd.DataFrame = field(default_factory=pd.DataFrame)  # search.axis_study's effects
+    pretraining_study: pd.DataFrame = field(default_factory=pd.DataFrame)  # ... of pretraining, per task
     tuned: dict[str, dict] = field(default_factory=dict)  # tuned baselines: name -> their best knobs' overrides
+    tuning: dict[str, dict] = field(default_factory=dict)  # ... and their searches: trials, score, knobs
     artifacts: list[Path] = field(default_factory=list)  # files for the parent run
     interrupted: bool = False
     started: float = field(default_factory=time.time)  # when the launch began (the console's total time)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -89,7 +88,6 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
     if not knobs:
         print("tuned baselines: the space has no non-strategy knobs to tune; baselines use the defaults", flush=True)
         return
-    record = {}
     for b in s.tune_baselines:
         n = s.baseline_samples or s.num_samples
         plan = SearchPlan(knobs, baseline_overrides(b, {}, tasks), n, f"{exp.name}-{b}")
@@ -107,10 +105,10 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
         overrides = {trial_id_of(r): r.config["trial"]["overrides"] for r in results if r.config is not None}
         best = overrides[ok.iloc[0]["trial_id"]]
         out.tuned[b] = best
-        record[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]),
-                     "overrides": {k: v for k, v in best.items() if not k.startswith(("strategy.", "groups"))}}
-        print(f"  {b}: best {s.metric} {record[b]['score']:.4f} with {record[b]['overrides']}", flush=True)
-    (exp.dir / Files.TUNED).write_text(json.dumps(record, indent=2))
+        out.tuning[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]),
+                         "overrides": {k: v for k, v in best.items() if not k.startswith(("strategy.", "groups"))}}
+        print(f"  {b}: best {s.metric} {out.tuning[b]['score']:.4f} with {out.tuning[b]['overrides']}", flush=True)
+    (exp.dir / Files.TUNED).write_text(json.dumps(out.tuning, indent=2))
     out.artifacts.append(exp.dir / Files.TUNED)
 
 
@@ -318,12 +316,12 @@ def final(exp: Experiment, out: Outcome) -> None:
         out.artifacts.append(path)
     values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
     if values and not out.final_runs.empty:
-        effects = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
-        effects.to_csv(exp.dir / Files.AXIS_STUDY, index=False)
+        out.axis_study = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
+        out.axis_study.to_csv(exp.dir / Files.AXIS_STUDY, index=False)
         out.artifacts.append(exp.dir / Files.AXIS_STUDY)
-        pretraining = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
-        if not pretraining.empty:
-            pretraining.to_csv(exp.dir / Files.PRETRAIN_STUDY, index=False)
+        out.pretraining_study = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
+        if not out.pretraining_study.empty:
+            out.pretraining_study.to_csv(exp.dir / Files.PRETRAIN_STUDY, index=False)
             out.artifacts.append(exp.dir / Files.PRETRAIN_STUDY)
 
 

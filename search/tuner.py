@@ -20,7 +20,7 @@ from search.experiment import Experiment, Files
 from search.front_trace import FrontTrace
 from search.mo_asha import MultiObjectiveASHA
 from search.progress import Progress, asha_epochs
-from search.reference import majority_scores, reference_point, validation_labels
+from search.reference import validation_reference
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
@@ -142,7 +142,7 @@ def _mo_scheduler(exp: Experiment) -> MultiObjectiveASHA:
 def _front_trace(exp: Experiment, phase: str) -> FrontTrace:
     """search/hypervolume per epoch spent, against the majority-class scores on validation; front_rank tags."""
     s = exp.spec.search
-    reference = reference_point(s.objectives, majority_scores(validation_labels(exp.spec.config), exp.spec.config.tasks))
+    reference = validation_reference(s.objectives, exp.spec.config)
     return FrontTrace(exp.tracker.fork(), phase, s.objectives, s.mode, reference)
 
 
