@@ -21,9 +21,14 @@ STRATEGY_KEYS = ("strategy.", "groups", "tasks")  # what a baseline sets itself;
 PLAIN = {**{name_key(axis): name for axis, name in BASELINE.items()}, "groups": ONE_MODEL}  # equal_sum
 
 
+def shared_knobs(overrides: dict[str, Any]) -> dict[str, Any]:
+    """What a baseline takes from a configuration: its training knobs, not its strategy or grouping."""
+    return {k: v for k, v in overrides.items() if not k.startswith(STRATEGY_KEYS)}
+
+
 def baseline_overrides(name: str, best: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, Any]:
     """The overrides of baseline `name`, given the best configuration's overrides."""
-    shared = {k: v for k, v in best.items() if not k.startswith(STRATEGY_KEYS)}
+    shared = shared_knobs(best)
     if name == "equal_sum":
         return {**shared, **PLAIN}
     if name == "single_task":

@@ -27,7 +27,7 @@ from mtl_core.grouping import tag_partitions
 from search.axis_study import (
     axis_design, axis_effects_table, axis_values, pretraining_effects_table,
 )
-from search.baselines import baseline_overrides
+from search.baselines import baseline_overrides, shared_knobs
 from search.decision import RunScores, decision_table, looks, race, still_open
 from search.experiment import Candidate, Experiment, Files, Outcome  # noqa: F401 (Candidate, Outcome: re-exported)
 from search.front_picks import front_picks
@@ -105,8 +105,7 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
         overrides = {trial_id_of(r): r.config["trial"]["overrides"] for r in results if r.config is not None}
         best = overrides[ok.iloc[0]["trial_id"]]
         out.tuned[b] = best
-        out.tuning[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]),
-                         "overrides": {k: v for k, v in best.items() if not k.startswith(("strategy.", "groups"))}}
+        out.tuning[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]), "overrides": shared_knobs(best)}
         print(f"  {b}: best {s.metric} {out.tuning[b]['score']:.4f} with {out.tuning[b]['overrides']}", flush=True)
     (exp.dir / Files.TUNED).write_text(json.dumps(out.tuning, indent=2))
     out.artifacts.append(exp.dir / Files.TUNED)
