@@ -1,12 +1,13 @@
 """python -m search.report EXPERIMENT_DIR: PNG plots and a Markdown summary of a sweep.
 
 Written from the experiment's tables (`search.report_input`): in memory at the end of a launch, read back
-from the folder by this command. Writes `EXPERIMENT_DIR/report/`: the answer (retrained configurations against the baselines, Δm%, the
-paired verdict against equal sum), the Pareto front of the tasks, each strategy axis at a matched
-budget with effects and intervals, learning curves, per-task F1 of the top configurations, the affinity
-heatmap, the parameters' importances (fANOVA on every trial at a matched budget), the bag-of-words floor, and
-`summary.md` linking them; `summary.html` is the same page with the images inside (MLflow's artifact viewer
-renders it). Configurations are named by `search.labels`, epochs counted from 1 as MLflow's steps.
+from the folder by this command. Writes `EXPERIMENT_DIR/report/`: the answer (retrained configurations
+against the baselines, Δm%, the paired verdict against equal sum), the Pareto front of the tasks, each
+strategy axis at a matched budget with effects and intervals, learning curves, per-task F1 of the top
+configurations, the affinity heatmap, the parameters' importances (fANOVA on every trial at a matched
+budget), the bag-of-words floor, and `summary.md` linking them; `summary.html` is the same page with the
+images inside (MLflow's artifact viewer renders it). Configurations are named by `search.labels`, epochs
+counted from 1 as MLflow's steps.
 """
 from __future__ import annotations
 
@@ -27,14 +28,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
-from search.experiment import Files  # noqa: E402
-from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
-from search.results import numbers  # noqa: E402
 from mtl_core.config import ModelConfig, TrainConfig  # noqa: E402
 from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES  # noqa: E402
-from search.front_report import front_section  # noqa: E402
-from search.report_input import ReportInput  # noqa: E402
 from search.decision import RunScores  # noqa: E402
+from search.experiment import Files  # noqa: E402
+from search.front_report import front_section  # noqa: E402
+from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
+from search.report_input import ReportInput  # noqa: E402
+from search.results import numbers  # noqa: E402
 from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, scores_at  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ def _strip(ax, trials: pd.DataFrame, column: str, metric: str, title: str) -> No
     ax.set_xticks(range(len(groups)), [_wrap(g) for g in groups], fontsize=8)
     ax.set_ylabel(metric)
     ax.set_title(title, wrap=True)
-
-
 
 
 def _floor_section(floor: dict[str, float], board: pd.DataFrame | None) -> list[str]:
