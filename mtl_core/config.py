@@ -17,7 +17,7 @@ from mtl_core import TASKS, keys, safe_yaml
 from mtl_core.grouping import check_partition
 from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.pretrain import PRETRAIN_TASKS
-from mtl_core.strategies import REGISTRIES, StrategyContext, build_strategy, validate_strategy
+from mtl_core.strategies import AXES, BASELINE, REGISTRIES, StrategyContext, build_strategy, validate_strategy
 from mtl_core.validation import ConfigError, Problems, build_dataclass, coerce_value, show  # noqa: F401 (re-exported)
 
 
@@ -103,9 +103,9 @@ class StrategyChoice:
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    scheduler: StrategyChoice = field(default_factory=lambda: StrategyChoice("all"))
-    combiner: StrategyChoice = field(default_factory=lambda: StrategyChoice("equal"))
-    modality: StrategyChoice = field(default_factory=lambda: StrategyChoice("all"))
+    scheduler: StrategyChoice = field(default_factory=lambda: StrategyChoice(BASELINE["scheduler"]))
+    combiner: StrategyChoice = field(default_factory=lambda: StrategyChoice(BASELINE["combiner"]))
+    modality: StrategyChoice = field(default_factory=lambda: StrategyChoice(BASELINE["modality"]))
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,9 @@ class PretrainConfig:
     lr: float = 1e-3
     batch_size: int = 32  # also the contrastive tasks' number of in-batch candidates
     temperature: float = 0.1  # InfoNCE's
-    scheduler: StrategyChoice = field(default_factory=lambda: StrategyChoice("all"))
-    combiner: StrategyChoice = field(default_factory=lambda: StrategyChoice("equal"))
-    modality: StrategyChoice = field(default_factory=lambda: StrategyChoice("all"))
+    scheduler: StrategyChoice = field(default_factory=lambda: StrategyChoice(BASELINE["scheduler"]))
+    combiner: StrategyChoice = field(default_factory=lambda: StrategyChoice(BASELINE["combiner"]))
+    modality: StrategyChoice = field(default_factory=lambda: StrategyChoice(BASELINE["modality"]))
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def _check_semantics(cfg: Config, problems: Problems, root_as_written: str | Non
         hint = " (set that environment variable or --set data.root=PATH)" if "$" in cfg.data.root else ""
         problems.add(f"data.root: dataset folder not found: {root_as_written or cfg.data.root}{hint}")
     # strategy names and parameters are checked against the registries' constructors
-    for axis in ("scheduler", "combiner", "modality"):
+    for axis in AXES:
         with problems.collect():
             validate_strategy(axis, getattr(cfg.strategy, axis), cfg)
     for section, choice in (("strategy", cfg.strategy.combiner), ("pretrain", cfg.pretrain.combiner)):
@@ -246,7 +246,7 @@ def _check_pretrain(cfg: Config, problems: Problems) -> None:
         problems.add(f"pretrain.temperature: must be in [0.001, 10], got {p.temperature}")
     if p.tasks and all(t in PRETRAIN_TASKS for t in p.tasks) and len(set(p.tasks)) == len(p.tasks):
         ctx = StrategyContext(tuple(p.tasks), p.epochs, cfg.train.seed)
-        for axis in ("scheduler", "combiner", "modality"):
+        for axis in AXES:
             with problems.collect():
                 build_strategy(axis, getattr(p, axis), ctx, section="pretrain")
 

@@ -34,7 +34,7 @@ from mtl_core.prepare import Prepared, cache_root, prepare
 from mtl_core.pretrain import check_modalities
 from mtl_core.pretrain.cache import pretrained_encoder
 from mtl_core.pretrain.objectives import PretrainModel, evaluate_pretraining
-from mtl_core.strategies import StrategyContext, build_strategy
+from mtl_core.strategies import AXES, StrategyContext, build_strategy
 from mtl_core.strategies.gradients import backward_aggregated, last_layer_grad_norms
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def build_group(cfg: Config, tasks: tuple[str, ...], data: Prepared, device: tor
     positives = tuple(int((train_split.labels[:, j] == 1).sum()) for j in range(len(tasks)))
     ctx = StrategyContext(tuple(tasks), cfg.train.epochs, cfg.train.seed, positives, train_split.modalities())
     strategies = {axis: build_strategy(axis, getattr(cfg.strategy, axis), ctx)
-                  for axis in ("scheduler", "combiner", "modality")}
+                  for axis in AXES}
     steps = _steps_per_epoch(len(train_split), cfg.train.batch_size) * cfg.train.epochs
     opt, lr_sched = _optimizer(cfg, model, strategies["combiner"], steps)
     weights = class_weights(cfg.train.class_weight, train_split.labels, tuple(tasks))
@@ -422,7 +422,7 @@ def pretrain(cfg: Config, data: Prepared, device: torch.device) -> tuple[dict[st
                           seed=cfg.train.seed).to(device)
     ctx = StrategyContext(tasks, pcfg.train.epochs, cfg.train.seed, None, train_split.modalities())
     strategies = {axis: build_strategy(axis, getattr(cfg.pretrain, axis), ctx, section="pretrain")
-                  for axis in ("scheduler", "combiner", "modality")}
+                  for axis in AXES}
     opt, lr_sched = _optimizer(pcfg, model, strategies["combiner"],
                                _steps_per_epoch(len(train_split), pcfg.train.batch_size) * pcfg.train.epochs)
     scaler = torch.amp.GradScaler(device.type) if cfg.train.precision == "fp16" else None

@@ -18,15 +18,15 @@ from typing import Any
 import pandas as pd
 
 from mtl_core import keys
-from search.experiment import Files
-from search.space import _is_distribution, partition_label, partition_options
+from mtl_core.config import ModelConfig
+from mtl_core.strategies import AXES, BASELINE, ONE_MODEL
+from search.labels import partition_label
+from search.space import _is_distribution, partition_options
 from search.stats import paired_difference
 
-AXIS_STUDY_FILE = Files.AXIS_STUDY
-PRETRAIN_STUDY_FILE = Files.PRETRAIN_STUDY
-BASELINE_VALUE = {"strategy.scheduler": "all", "strategy.combiner": "equal", "strategy.modality": "all",
-                  "model.arch": "hiccap", "model.text_encoder": "minilm", "pretrain.tasks": "none"}
-STRATEGY_AXES = ("strategy.scheduler", "strategy.combiner", "strategy.modality")  # a choice of a method and its knobs
+STRATEGY_AXES = tuple(f"strategy.{axis}" for axis in AXES)  # a choice of a method and its knobs
+BASELINE_VALUE = {**{f"strategy.{axis}": BASELINE[axis] for axis in AXES},  # and `groups`: ONE_MODEL
+                  "model.arch": ModelConfig.arch, "model.text_encoder": ModelConfig.text_encoder, "pretrain.tasks": "none"}
 LIST_AXES = ("groups", "pretrain.tasks")  # axes whose value is a list (set whole, not as a `.name`)
 SHORT = {"pretrain.tasks": "pretrain"}  # an axis's name in run names and tables (default: its last part)
 
@@ -65,7 +65,7 @@ def label_of(axis: str, value: Any, tasks: tuple[str, ...]) -> str:
 def value_of(overrides: dict[str, Any], axis: str, tasks: tuple[str, ...]) -> str:
     """The label of `axis`'s value in a configuration; `{}` gives the axis's baseline value."""
     if axis in LIST_AXES:
-        return label_of(axis, overrides.get(axis), tasks)
+        return label_of(axis, overrides.get(axis, ONE_MODEL if axis == "groups" else None), tasks)
     key = f"{axis}.name" if axis in STRATEGY_AXES else axis
     return label_of(axis, overrides.get(key, BASELINE_VALUE[axis]), tasks)
 

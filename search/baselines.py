@@ -13,20 +13,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.space import BASELINES
+from mtl_core.strategies import BASELINE, ONE_MODEL
+from search.labels import name_key
 
+BASELINES = ("equal_sum", "single_task", "rlw")  # what search.baselines may name
 STRATEGY_KEYS = ("strategy.", "groups", "tasks")  # what a baseline sets itself; everything else it shares
-PLAIN = {"strategy.scheduler.name": "all", "strategy.combiner.name": "equal", "strategy.modality.name": "all",
-         "groups": None}
+PLAIN = {**{name_key(axis): name for axis, name in BASELINE.items()}, "groups": ONE_MODEL}  # equal_sum
+
+
+def shared_knobs(overrides: dict[str, Any]) -> dict[str, Any]:
+    """What a baseline takes from a configuration: its training knobs, not its strategy or grouping."""
+    return {k: v for k, v in overrides.items() if not k.startswith(STRATEGY_KEYS)}
 
 
 def baseline_overrides(name: str, best: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, Any]:
     """The overrides of baseline `name`, given the best configuration's overrides."""
-    shared = {k: v for k, v in best.items() if not k.startswith(STRATEGY_KEYS)}
+    shared = shared_knobs(best)
     if name == "equal_sum":
         return {**shared, **PLAIN}
     if name == "single_task":
         return {**shared, **PLAIN, "groups": [[t] for t in tasks]}
     if name == "rlw":
-        return {**shared, **PLAIN, "strategy.combiner.name": "rlw"}
+        return {**shared, **PLAIN, name_key("combiner"): "rlw"}
     raise ValueError(f"unknown baseline {name!r}; valid choices: {', '.join(BASELINES)}")

@@ -17,7 +17,6 @@ from search.experiment import Files
 
 OURS = ("search", "mtl_core", "__main__")
 THIRD_PARTY = ("ray", "mlflow", "optuna", "alembic", "py.warnings")
-LOG_FILE = Files.LOG
 TRIAL_FAILED = "Trial task failed"  # how Tune logs each failure of a trial, with its traceback
 _quiet = False  # set by setup_console; later calls (after ray.init) follow it
 
@@ -84,7 +83,7 @@ def setup_console(verbose: bool) -> None:
 
 def log_to_file(exp_dir: Path) -> Path:
     """Everything, ours and theirs, also goes to the experiment's log file."""
-    path = exp_dir / LOG_FILE
+    path = exp_dir / Files.LOG
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
@@ -95,6 +94,6 @@ def close_log_file() -> None:
     """Stop writing the experiment's log file (a failed start removes its folder)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).name == LOG_FILE:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).name == Files.LOG:
             root.removeHandler(handler)
             handler.close()

@@ -21,12 +21,9 @@ import numpy as np
 import pandas as pd
 
 from mtl_core import keys
-from search.experiment import Files
 from search.stats import SeedClipEstimate, clip_weights, delta_m, holm, macro_f1, seed_clip_estimate, spent_alpha
 
 ALPHA = 0.05
-DECISION_FILE = Files.DECISION
-TUNED_FILE = Files.TUNED  # the tuned baselines' knobs and trial counts
 MIN_SEEDS = 3  # below this a t interval over seeds says little: never a decision
 RESAMPLES = 1000
 

@@ -27,6 +27,7 @@ class Files:
     STATE = "launch_state.json"  # our bookkeeping: parent run, space file, tracking URI
     SPACE = "space.yaml"  # the space as it runs (after --set); --resume compares against it
     PENDING = "mlflow_pending.jsonl"  # tracking operations MLflow did not take (see search.replay)
+    REPLAYED = "mlflow_pending.replayed.jsonl"  # ... and once replayed
     LOCK = "launch.lock"  # held by the one live launcher
     LOG = "launch.log"  # the libraries' own messages
     TRIALS = "trials.parquet"  # one row per trial of the leaderboard's phase
@@ -45,8 +46,12 @@ class Files:
     OPTUNA_JOURNAL = "optuna.journal"
     REPORT = "report"  # summary.md, summary.html and the plots
 
+    @staticmethod
+    def tuning(baseline: str) -> str:
+        """A tuned baseline's own search, ranked (search.tune_baselines)."""
+        return f"tune_{baseline}.csv"
 
-STATE_FILE, SPACE_FILE, PENDING_FILE = Files.STATE, Files.SPACE, Files.PENDING
+
 STATE_KEYS = ("parent_run_id", "space", "tracking_uri")
 
 
@@ -73,7 +78,10 @@ class Outcome:
     candidates: list[Candidate] = field(default_factory=list)
     final_runs: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per retrained (configuration, seed)
     comparisons: list = field(default_factory=list)  # the race's verdicts (search.decision.Comparison)
+    axis_study: pd.DataFrame = field(default_factory=pd.DataFrame)  # search.axis_study's effects
+    pretraining_study: pd.DataFrame = field(default_factory=pd.DataFrame)  # ... of pretraining, per task
     tuned: dict[str, dict] = field(default_factory=dict)  # tuned baselines: name -> their best knobs' overrides
+    tuning: dict[str, dict] = field(default_factory=dict)  # ... and their searches: trials, score, knobs
     artifacts: list[Path] = field(default_factory=list)  # files for the parent run
     interrupted: bool = False
     started: float = field(default_factory=time.time)  # when the launch began (the console's total time)
@@ -105,7 +113,7 @@ class Experiment:
 def resume_hint(space: Path, exp_dir: Path) -> str:
     """The command that continues the experiment. It names the space as recorded in the folder when there
     is one: that file is what --resume accepts (with any --set already applied)."""
-    recorded = exp_dir / SPACE_FILE
+    recorded = exp_dir / Files.SPACE
     space = recorded if recorded.is_file() else space
     return f"continue with: python -m search.launch {space} --name {exp_dir.name} --storage {exp_dir.parent} --resume"
 
@@ -119,7 +127,7 @@ MAX_STATE_BYTES = 64 * 1024  # the state holds a few ids and paths
 
 def read_state(exp_dir: Path) -> dict:
     """launch_state.json, or {} when there is none; CorruptFile when it is not the JSON object we wrote."""
-    path = exp_dir / STATE_FILE
+    path = exp_dir / Files.STATE
     if not path.is_file():
         return {}
     try:
@@ -138,6 +146,6 @@ def read_state(exp_dir: Path) -> dict:
 
 def write_state(exp_dir: Path, state: dict) -> None:
     """Written to a temporary file and renamed: a launcher killed mid-write never leaves half a file."""
-    tmp = exp_dir / (STATE_FILE + ".tmp")
+    tmp = exp_dir / (Files.STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, exp_dir / STATE_FILE)
+    os.replace(tmp, exp_dir / Files.STATE)

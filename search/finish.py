@@ -14,15 +14,17 @@ import pandas as pd
 from mtl_core import keys
 from mtl_core.bow import bag_of_words_floor
 from mtl_core.prepare import cache_root, data_root
-from search.axis_study import AXIS_STUDY_FILE
 from search.experiment import Experiment, Files
+from search.front_report import observed
 from search.phases import Outcome
-from search.decision import RunScores
-from search.report import FLOOR_FILE, front_shares, write_report
+from search.decision import RunScores, decision_table
+from search.reference import validation_reference
+from search.report import front_shares, write_report
+from search.report_input import ReportInput
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.progress import duration
 from search.signals import terminated
-from search.stats import final_table, pareto_front
+from search.stats import final_table, pareto_front, rungs
 from search.tracking import ui_hint, ui_link
 
 log = logging.getLogger("search.finish")
@@ -44,23 +46,26 @@ def finish(exp: Experiment, out: Outcome) -> int:
         print(f"{how} with {len(out.trials)} of {out.expected} trials started; {exp.resume_hint()}",
               flush=True)
         return 143 if terminated() else 130
-    out.artifacts += _bow_floor(exp)
+    floor = _bow_floor(exp)
+    if floor:
+        out.artifacts.append(exp.dir / Files.FLOOR)
     saved = compute_saved(out.trials, out.expected, exp.max_t)
     print_leaderboard(board, s.metric)
     print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
           f"({saved['compute_saved_frac']:.0%} saved by {'MO-ASHA' if s.objectives else 'ASHA'})", flush=True)
-    exp.tracker.log_metrics({**saved, **_headline(board, out.comparisons, s.metric), **_axis_metrics(exp)})
+    exp.tracker.log_metrics({**saved, **_headline(board, out.comparisons, s.metric), **_axis_metrics(out.axis_study)})
     try:
-        exp.tracker.call("log_artifacts", str(write_report(exp.dir)), "report")
+        report = write_report(report_input(exp, out, board, floor), exp.dir / Files.REPORT)
+        exp.tracker.call("log_artifacts", str(report), Files.REPORT)
     except Exception as exc:  # a plot must never lose the sweep's results
         log.warning("report failed: %s", exc)
-    summary = exp.dir / "report" / "summary.md"
+    summary = exp.dir / Files.REPORT / "summary.md"
     exp.tracker.call("set_tag", "mlflow.note.content", answer_markdown(board, table, out.comparisons, s.metric))
     for path in [*out.artifacts, *(exp.dir / n for n in (Files.LEADERBOARD, Files.TRIALS, Files.HISTORY))]:
         exp.tracker.call("log_artifact", str(path))
     exp.tracker.call("set_terminated", status="FINISHED")
     exp.tracker.close()
-    print(f"results in {exp.dir} (other libraries' messages: {exp.dir / 'launch.log'})", flush=True)
+    print(f"results in {exp.dir} (other libraries' messages: {exp.dir / Files.LOG})", flush=True)
     experiment_id = exp.tracker.client.get_experiment_by_name(exp.name).experiment_id
     print(ui_hint(exp.tracker.uri, experiment_id), flush=True)
     print("", flush=True)
@@ -195,17 +200,30 @@ def metric_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-./]+", "_", text.replace("|", "/"))[:200]
 
 
-def _axis_metrics(exp: Experiment) -> dict[str, float]:
-    path = exp.dir / AXIS_STUDY_FILE
-    if not path.is_file():
+def report_input(exp: Experiment, out: Outcome, board: pd.DataFrame, floor: dict[str, float]) -> ReportInput:
+    """What the report is written from, as the phases left it (nothing read back from the folder but Tune's
+    record of a multi-objective search's results, in the order they came)."""
+    s = exp.spec.search
+    objectives = list(s.objectives)
+    return ReportInput(
+        name=exp.name, metric=s.metric, mode=s.mode, milestones=rungs(s.grace_period, s.reduction_factor, exp.max_t),
+        base=exp.spec.base, baselines=list(s.baselines), trials=out.trials, history=out.history, leaderboard=board,
+        final_runs=out.final_runs, decisions=decision_table(out.comparisons), axis_study=out.axis_study,
+        pretraining_study=out.pretraining_study, tuning=out.tuning, floor=floor, objectives=objectives,
+        observed=observed(exp.dir, objectives) if objectives else pd.DataFrame(),
+        reference=validation_reference(objectives, exp.spec.config) if objectives else None)
+
+
+def _axis_metrics(table: pd.DataFrame) -> dict[str, float]:
+    if table.empty:
         return {}
-    table = pd.read_csv(path)
     return {f"axis/{r['axis']}/{metric_name(str(r['value']))}/diff": float(r["diff"])
             for _, r in table.iterrows() if pd.notna(r["diff"])}
 
 
-def _bow_floor(exp: Experiment) -> list:
-    """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics."""
+def _bow_floor(exp: Experiment) -> dict[str, float]:
+    """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics; {} when
+    it could not be computed."""
     cfg = exp.spec.config
     try:
         files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
@@ -213,10 +231,10 @@ def _bow_floor(exp: Experiment) -> list:
                                    cache_dir=cache_root(cfg), files=files)
     except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
         log.warning("bag-of-words floor failed: %s", exc)
-        return []
-    path = exp.dir / FLOOR_FILE
+        return {}
+    path = exp.dir / Files.FLOOR
     path.write_text(json.dumps(floor, indent=2))
     exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith("test/")})
     print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
           flush=True)
-    return [path]
+    return floor

@@ -24,11 +24,12 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from mtl_core import keys  # noqa: E402
-from search.experiment import Files
+from mtl_core.strategies import AXES  # noqa: E402
+from search.experiment import Files  # noqa: E402
+from search.labels import name_key  # noqa: E402
 from search.pareto import hypervolume, non_dominated_ranks  # noqa: E402
 
-STRATEGY = {"config/strategy.scheduler.name": "scheduler", "config/strategy.combiner.name": "combiner",
-            "config/strategy.modality.name": "modality", "config/groups": "groups"}
+STRATEGY = {**{f"config/{name_key(axis)}": axis for axis in AXES}, "config/groups": "groups"}  # column -> name
 
 
 def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") -> pd.DataFrame:
@@ -85,17 +86,13 @@ def markdown_table(df: pd.DataFrame) -> list[str]:
         ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
 
 
-def front_section(exp_dir: Path, out: Path, reference: Sequence[float] | None = None) -> list[str]:
-    """The report's Markdown on the front (empty for a single-metric search); writes hypervolume.png."""
-    exp_dir = Path(exp_dir)
-    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
-    objectives = list((space.get("search") or {}).get("objectives") or [])
+def front_section(objectives: Sequence[str], seen: pd.DataFrame, trials: pd.DataFrame, out: Path,
+                  reference: Sequence[float] | None) -> list[str]:
+    """The report's Markdown on the front (empty for a single-metric search); writes hypervolume.png.
+    `seen`: every result of the search in the order received (`observed`); `reference`: the hypervolume's."""
     if not objectives:
         return []
-    if reference is None:
-        reference = _reference(exp_dir, objectives)
     lines = ["## The front of the tasks (multi-objective search)", ""]
-    seen = observed(exp_dir, objectives)
     if reference is not None and len(seen):
         trace = hypervolume_trace(signed(seen, objectives), reference)
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -109,7 +106,6 @@ def front_section(exp_dir: Path, out: Path, reference: Sequence[float] | None = 
         lines += [f"Hypervolume of the validation front after {len(trace)} epochs: {trace[-1]:.5g} (reference: "
                   "each objective's majority-class score on validation).", "",
                   "![hypervolume against epochs spent](hypervolume.png)", ""]
-    trials = pd.read_parquet(exp_dir / Files.TRIALS) if (exp_dir / Files.TRIALS).is_file() else pd.DataFrame()
     parts = parts_of_front(trials, objectives)
     if not parts.empty:
         lines += [f"{len(parts)} of {len(trials)} trials are non-dominated; which strategies hold which part of "
@@ -118,21 +114,33 @@ def front_section(exp_dir: Path, out: Path, reference: Sequence[float] | None = 
     return lines
 
 
+def read_front(exp_dir: Path) -> tuple[list[str], pd.DataFrame, list[float] | None]:
+    """From an experiment folder: the search's objectives (none: a single metric), its results in the order
+    received (Tune's own record of them) and the hypervolume's reference point."""
+    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
+    objectives = list(((space or {}).get("search") or {}).get("objectives") or [])
+    if not objectives:
+        return [], pd.DataFrame(), None
+    return objectives, observed(exp_dir, objectives), _reference(exp_dir, objectives)
+
+
 def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
-    from search.reference import majority_scores, reference_point, validation_labels
+    from search.reference import validation_reference
     from search.space import load_space
 
-    spec = load_space(exp_dir / Files.SPACE)
-    return reference_point(objectives, majority_scores(validation_labels(spec.config), spec.config.tasks))
+    return validation_reference(objectives, load_space(exp_dir / Files.SPACE).config)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.front_report", description=__doc__)
     p.add_argument("experiment_dir", type=Path)
     args = p.parse_args(argv)
-    out = args.experiment_dir / "report"
+    out = args.experiment_dir / Files.REPORT
     out.mkdir(parents=True, exist_ok=True)
-    lines = front_section(args.experiment_dir, out)
+    objectives, seen, reference = read_front(args.experiment_dir)
+    path = args.experiment_dir / Files.TRIALS
+    trials = pd.read_parquet(path) if objectives and path.is_file() else pd.DataFrame()
+    lines = front_section(objectives, seen, trials, out, reference)
     if not lines:
         print(f"error: {args.experiment_dir}: not a multi-objective search (no search.objectives)", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mtl_core import keys
 from mtl_core.grouping import best_selection, rank_partitions, subsets
+from search.labels import partition_label
 
 
 def distinct_configs(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,10 +54,10 @@ def summarise(tables: dict[int, dict], tasks: tuple[str, ...], top: int = 10) ->
         if len(scores) < len(subsets(tasks)):
             continue  # a failed group trial: this configuration cannot be scored exactly
         for rank, (value, partition) in enumerate(rank_partitions(tasks, scores)[:top], start=1):
-            parts.append({"config": cid, "rank": rank, "partition": "|".join("+".join(g) for g in partition),
+            parts.append({"config": cid, "rank": rank, "partition": partition_label(partition),
                           "groups": len(partition), "val_avg_f1": value})
         for budget in range(1, len(tasks) + 1):
             value, groups = best_selection(scores, tasks, budget)
             picks.append({"config": cid, "budget": budget, "models": len(groups),
-                          "groups": "|".join("+".join(g) for g in groups), "val_avg_f1": value})
+                          "groups": partition_label(groups), "val_avg_f1": value})
     return pd.DataFrame(parts), pd.DataFrame(picks)

@@ -13,13 +13,14 @@ trials of a search may share one, which is why a search run's name carries its n
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from typing import Any, Sequence
 
-from mtl_core.config import StrategyConfig
+from mtl_core.strategies import AXES, BASELINE
 
-AXES = tuple(f.name for f in fields(StrategyConfig))  # scheduler, combiner, modality
-DEFAULTS = {axis: getattr(StrategyConfig(), axis).name for axis in AXES}  # all, equal, all
+
+def name_key(axis: str) -> str:
+    """The dotted override key of a strategy axis's method: `strategy.combiner.name`."""
+    return f"strategy.{axis}.name"
 
 
 def short_names(tasks: Sequence[str], length: int = 3) -> dict[str, str]:
@@ -40,13 +41,31 @@ def groups_label(groups: Sequence[Sequence[str]], tasks: Sequence[str] | None = 
     return "/".join("+".join(short.get(t, t) for t in g) for g in groups)
 
 
+def partition_label(partition: Sequence[Sequence[str]]) -> str:
+    """`binary+gory|mature+slapstick+sarcasm`: a partition by its tasks' full names, as Optuna's categorical
+    value and as the tables' `groups` cell (`tasks`, one group, is `binary+gory`)."""
+    return "|".join("+".join(g) for g in partition)
+
+
+def partition_of(label: str) -> list[list[str]]:
+    """`binary+gory|mature` -> [[binary, gory], [mature]], the inverse of `partition_label`."""
+    return [g.split("+") for g in label.split("|")]
+
+
+def from_cell(key: str, text: str) -> Any:
+    """A table's `groups` or `tasks` cell back as lists (a table written before they were labels holds JSON)."""
+    if text.startswith("["):
+        return json.loads(text)
+    return partition_of(text) if key == "groups" else text.split("+")
+
+
 def _strategy_name(overrides: dict[str, Any], base: dict[str, Any], axis: str) -> str:
-    if f"strategy.{axis}.name" in overrides:
-        return str(overrides[f"strategy.{axis}.name"])
+    if name_key(axis) in overrides:
+        return str(overrides[name_key(axis)])
     raw = (base.get("strategy") or {}).get(axis)
     if isinstance(raw, dict):
         raw = raw.get("name")
-    return str(raw) if raw else DEFAULTS[axis]
+    return str(raw) if raw else BASELINE[axis]
 
 
 def config_label(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> str:
@@ -55,8 +74,8 @@ def config_label(overrides: dict[str, Any], base: dict[str, Any] | None = None) 
     strategy = "+".join(_strategy_name(overrides, base, axis) for axis in AXES)
     tasks = list(overrides.get("tasks") or base.get("tasks") or [])
     groups = overrides.get("groups", base.get("groups"))
-    if isinstance(groups, str):  # a table cell holds it as JSON
-        groups = json.loads(groups)
+    if isinstance(groups, str):  # a table cell holds its label
+        groups = from_cell("groups", groups)
     if "tasks" in overrides and not groups:  # a group trial of the exhaustive mode trains these tasks alone
         return f"{strategy} | {groups_label([tasks], base.get('tasks') or tasks)}"
     if not groups or len(groups) == 1:
@@ -72,7 +91,7 @@ def row_label(row: Any, base: dict[str, Any] | None = None) -> str:
             continue
         key = column[len("config/"):]
         if key in ("groups", "tasks") and isinstance(value, str):
-            value = json.loads(value)
+            value = from_cell(key, value)
         overrides[key] = value
     return config_label(overrides, base)
 

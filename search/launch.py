@@ -28,11 +28,12 @@ from mtl_core.validation import Problems
 from search import signals
 from search.cluster import ClusterUnavailable, auth_env, check_cluster
 from search.console import close_log_file, log_to_file, route_third_party_logs, setup_console
-from search.experiment import SPACE_FILE, STATE_FILE, CorruptFile, read_state, resume_hint
-from search.lock import LOCK_FILE, ExperimentLock, Locked
+from search.experiment import CorruptFile, Files, read_state, resume_hint
+from search.lock import ExperimentLock, Locked
 from search.signals import catch_signals, terminated
 from search.space import (SEARCH_UPPER, SpaceSpec, as_written, check_name, corner_samples, dump_resolved, load_space,
                           sample_configs)
+from search.trial import trial_config
 
 log = logging.getLogger("search.launch")
 
@@ -74,7 +75,7 @@ def _experiment_dir(args, spec: SpaceSpec, storage: Path) -> Path:
     if args.name:
         return storage / args.name
     if args.resume:
-        candidates = sorted((p for p in storage.glob(f"{glob.escape(spec.name)}-*") if (p / STATE_FILE).is_file()),
+        candidates = sorted((p for p in storage.glob(f"{glob.escape(spec.name)}-*") if (p / Files.STATE).is_file()),
                             key=lambda p: p.stat().st_mtime)
         if not candidates:
             raise ConfigError(f"--resume: no experiment of {spec.name!r} under {args.storage} (pass --name)")
@@ -104,7 +105,7 @@ def _has_experiment(exp_dir: Path) -> bool:
     if exp_dir.exists() and not exp_dir.is_dir():
         raise ConfigError(f"--name: {exp_dir} exists and is not a folder")
     try:
-        return exp_dir.is_dir() and any(p.name != LOCK_FILE for p in exp_dir.iterdir())
+        return exp_dir.is_dir() and any(p.name != Files.LOCK for p in exp_dir.iterdir())
     except OSError as exc:
         raise ConfigError(f"--name: {exp_dir}: cannot read ({exc.strerror})") from None
 
@@ -126,7 +127,7 @@ def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> N
 def _check_same_space(spec: SpaceSpec, exp_dir: Path) -> None:
     """--resume runs the space the experiment recorded: another space (or --set, --num-samples) would
     relabel its finished trials and mix two searches in one study."""
-    recorded = exp_dir / SPACE_FILE
+    recorded = exp_dir / Files.SPACE
     if not recorded.is_file():
         return
     try:
@@ -196,7 +197,7 @@ def _check_encoders(spec: SpaceSpec) -> None:
     _check_encoder(spec.config.model.text_encoder)
     widths: dict[str, int] = {}
     for sample in corner_samples(spec.space, spec.config.tasks):
-        model = spec.trial_config(sample).model
+        model = trial_config(spec.base, sample).model
         if model.text_encoder not in widths:
             try:
                 widths[model.text_encoder] = load_text_encoder(model.text_encoder).hidden_size
@@ -271,7 +272,7 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
                             resume=args.resume)
         return rc
     finally:
-        fresh_failed = not args.resume and rc != 0 and not (exp_dir / STATE_FILE).is_file()
+        fresh_failed = not args.resume and rc != 0 and not (exp_dir / Files.STATE).is_file()
         if fresh_failed:
             close_log_file()
             _discard(exp_dir, created)
@@ -281,16 +282,16 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
 def _discard(exp_dir: Path, created: bool) -> None:
     """Remove what a failed fresh start wrote (the folder was empty, or held a stale lock, before it)."""
     for path in exp_dir.iterdir() if exp_dir.is_dir() else ():
-        if path.name != LOCK_FILE:
+        if path.name != Files.LOCK:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
     if created:
-        (exp_dir / LOCK_FILE).unlink(missing_ok=True)
+        (exp_dir / Files.LOCK).unlink(missing_ok=True)
         exp_dir.rmdir()
 
 
 def _interrupted(args, exp_dir: Path | None) -> int:
     how = "stopped by SIGTERM" if terminated() else "interrupted"
-    if exp_dir is not None and (exp_dir / STATE_FILE).is_file():
+    if exp_dir is not None and (exp_dir / Files.STATE).is_file():
         print(f"{how}; {resume_hint(args.space, exp_dir)}", file=sys.stderr)
     else:
         print(f"{how} before the experiment started; nothing was kept (run the same command again)",

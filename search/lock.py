@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from search.experiment import Files
 
-LOCK_FILE = Files.LOCK
 
 
 class Locked(RuntimeError):
@@ -22,7 +21,7 @@ class Locked(RuntimeError):
 
 class ExperimentLock:
     def __init__(self, exp_dir: Path):
-        self.path = exp_dir / LOCK_FILE
+        self.path = exp_dir / Files.LOCK
         self._fd: int | None = None
 
     def acquire(self) -> "ExperimentLock":

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,17 +25,17 @@ from mtl_core import keys
 from mtl_core.train import PREDICTIONS_FILE, load_predictions
 from mtl_core.grouping import tag_partitions
 from search.axis_study import (
-    AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE, axis_design, axis_effects_table, axis_values, pretraining_effects_table,
+    axis_design, axis_effects_table, axis_values, pretraining_effects_table,
 )
-from search.baselines import baseline_overrides
-from search.decision import DECISION_FILE, TUNED_FILE, RunScores, decision_table, looks, race, still_open
-from search.experiment import Candidate, Experiment, Files, Outcome# noqa: F401 (Candidate, Outcome: re-exported)
+from search.baselines import baseline_overrides, shared_knobs
+from search.decision import RunScores, decision_table, looks, race, still_open
+from search.experiment import Candidate, Experiment, Files, Outcome  # noqa: F401 (Candidate, Outcome: re-exported)
 from search.front_picks import front_picks
-from search.labels import config_label
+from search.labels import config_label, partition_label, partition_of
 from search.groupings import distinct_configs, group_trials, score_table, summarise
 from search.results import collect, error_line, leaderboard, trial_id_of, write_parquet
 from search.signals import fit_interrupted
-from search.space import partition_label, sample_configs
+from search.space import sample_configs
 from search.tracking import close_orphans
 from search.trial import TrialMeta, meta_of, trial_entry
 from search.tuner import SearchPlan, build_tuner, keep_latest_checkpoints
@@ -89,7 +88,6 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
     if not knobs:
         print("tuned baselines: the space has no non-strategy knobs to tune; baselines use the defaults", flush=True)
         return
-    record = {}
     for b in s.tune_baselines:
         n = s.baseline_samples or s.num_samples
         plan = SearchPlan(knobs, baseline_overrides(b, {}, tasks), n, f"{exp.name}-{b}")
@@ -99,19 +97,18 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
             return
         _, trials = collect(results, s.metric, s.mode, exp.max_t)
         board = leaderboard(trials, s.metric, s.mode)
-        board.to_csv(exp.dir / f"tune_{b}.csv", index=False)
-        out.artifacts.append(exp.dir / f"tune_{b}.csv")
+        board.to_csv(exp.dir / Files.tuning(b), index=False)
+        out.artifacts.append(exp.dir / Files.tuning(b))
         ok = board[board["status"] != "failed"]
         if ok.empty:
             continue
         overrides = {trial_id_of(r): r.config["trial"]["overrides"] for r in results if r.config is not None}
         best = overrides[ok.iloc[0]["trial_id"]]
         out.tuned[b] = best
-        record[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]),
-                     "overrides": {k: v for k, v in best.items() if not k.startswith(("strategy.", "groups"))}}
-        print(f"  {b}: best {s.metric} {record[b]['score']:.4f} with {record[b]['overrides']}", flush=True)
-    (exp.dir / TUNED_FILE).write_text(json.dumps(record, indent=2))
-    out.artifacts.append(exp.dir / TUNED_FILE)
+        out.tuning[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]), "overrides": shared_knobs(best)}
+        print(f"  {b}: best {s.metric} {out.tuning[b]['score']:.4f} with {out.tuning[b]['overrides']}", flush=True)
+    (exp.dir / Files.TUNED).write_text(json.dumps(out.tuning, indent=2))
+    out.artifacts.append(exp.dir / Files.TUNED)
 
 
 def _strategy_configs(exp: Experiment, out: Outcome) -> list[dict]:
@@ -124,7 +121,7 @@ def _strategy_configs(exp: Experiment, out: Outcome) -> list[dict]:
 def group(exp: Experiment, out: Outcome) -> None:
     """Every non-empty group of tasks, once per sampled strategy configuration, at the full budget."""
     spec = exp.spec
-    grid = [trial_entry(overrides, TrialMeta("group", config=i), spec.trial_config(overrides))
+    grid = [trial_entry(overrides, TrialMeta("group", config=i))
             for i, overrides in group_trials(_strategy_configs(exp, out), spec.config.tasks)]
     print(f"exhaustive groupings: {len(grid)} group trials", flush=True)
     results, expected, out.interrupted = _fit(exp, "group", grid)
@@ -135,7 +132,7 @@ def score(exp: Experiment, out: Outcome) -> None:
     """Every partition's score from the group trials (no training): groupings.csv, selection.csv."""
     tasks = exp.spec.config.tasks
     ok = out.trials[out.trials["status"] != "failed"].copy()
-    ok["group"] = ok["config/tasks"].map(lambda v: "+".join(json.loads(v) if isinstance(v, str) else v))
+    ok["group"] = ok["config/tasks"]  # its label, `binary+gory` (search.results.cell)
     ok["config"] = ok["meta/config"].astype(int)
     every, picks = summarise(score_table(ok, tasks), tasks, top=len(tasks) ** len(tasks))
     top = every[every["rank"] <= 10] if not every.empty else every
@@ -146,7 +143,7 @@ def score(exp: Experiment, out: Outcome) -> None:
     if every.empty:
         return
     def label(r) -> str:  # the configuration with this partition, as search.labels names it
-        return config_label({**out.configs[int(r["config"])], "groups": _groups(r["partition"])}, exp.spec.base)
+        return config_label({**out.configs[int(r["config"])], "groups": partition_of(r["partition"])}, exp.spec.base)
 
     print("top partitions (validation macro-F1 of each task from its group's model, averaged):")
     for _, r in top[top["rank"] <= 5].iterrows():
@@ -155,13 +152,8 @@ def score(exp: Experiment, out: Outcome) -> None:
     for _, r in picks.iterrows():
         print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r['val_avg_f1']:.4f}")
     for _, r in every[every["rank"] == 1].iterrows():  # each configuration's best partition
-        overrides = {**out.configs[int(r["config"])], "groups": _groups(r["partition"])}
+        overrides = {**out.configs[int(r["config"])], "groups": partition_of(r["partition"])}
         out.candidates.append(Candidate(label(r), overrides, float(r["val_avg_f1"])))
-
-
-def _groups(partition: str) -> list[list[str]]:
-    """`binary+gory|mature` -> [[binary, gory], [mature]] (the partition column of the tables)."""
-    return [g.split("+") for g in partition.split("|")]
 
 
 def affinity(exp: Experiment, out: Outcome) -> None:
@@ -209,8 +201,7 @@ def _tag_proposals(exp: Experiment, out: Outcome) -> list[dict]:
         measured = {k: float(df[c].mean()) for k, c in cols.items() if c in df}  # averaged over training
         for k, (tag_score, partition) in tag_partitions(measured, tasks).items():
             overrides = {**out.configs[meta.config], "groups": [list(g) for g in partition]}
-            grid.append(trial_entry(overrides, TrialMeta("tag", config=meta.config, k=k, tag_score=tag_score),
-                                    exp.spec.trial_config(overrides)))
+            grid.append(trial_entry(overrides, TrialMeta("tag", config=meta.config, k=k, tag_score=tag_score)))
     return grid
 
 
@@ -300,8 +291,7 @@ def final(exp: Experiment, out: Outcome) -> None:
     rows: list[dict] = []
     _announce(exp, picks, entries, at)
     for round_ in range(len(at)):
-        grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed),
-                            exp.spec.trial_config({**overrides[name], "train.seed": seed}))
+        grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed))
                 for name, round_seeds in todo.items() for seed in round_seeds]
         grid.sort(key=_models, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
@@ -317,29 +307,26 @@ def final(exp: Experiment, out: Outcome) -> None:
         todo = {name: seeds[at[round_]:at[round_ + 1]] for name in [best, *open_]}
     out.final_runs = pd.DataFrame(rows).sort_values(["order", "seed"], ignore_index=True) if rows else pd.DataFrame()
     if not out.final_runs.empty:
-        write_parquet(out.final_runs, exp.dir / FINAL_RUNS_FILE)
-        out.artifacts.append(exp.dir / FINAL_RUNS_FILE)
+        write_parquet(out.final_runs, exp.dir / Files.FINAL_RUNS)
+        out.artifacts.append(exp.dir / Files.FINAL_RUNS)
     if out.comparisons:
-        path = exp.dir / DECISION_FILE
+        path = exp.dir / Files.DECISION
         decision_table(out.comparisons).to_csv(path, index=False)
         out.artifacts.append(path)
     values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
     if values and not out.final_runs.empty:
-        effects = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
-        effects.to_csv(exp.dir / AXIS_STUDY_FILE, index=False)
-        out.artifacts.append(exp.dir / AXIS_STUDY_FILE)
-        pretraining = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
-        if not pretraining.empty:
-            pretraining.to_csv(exp.dir / PRETRAIN_STUDY_FILE, index=False)
-            out.artifacts.append(exp.dir / PRETRAIN_STUDY_FILE)
-
-
-FINAL_RUNS_FILE = Files.FINAL_RUNS
+        out.axis_study = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
+        out.axis_study.to_csv(exp.dir / Files.AXIS_STUDY, index=False)
+        out.artifacts.append(exp.dir / Files.AXIS_STUDY)
+        out.pretraining_study = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
+        if not out.pretraining_study.empty:
+            out.pretraining_study.to_csv(exp.dir / Files.PRETRAIN_STUDY, index=False)
+            out.artifacts.append(exp.dir / Files.PRETRAIN_STUDY)
 
 
 def _models(entry: dict) -> int:
     """How many models a trial entry trains (its partition's groups): its cost, to schedule long ones first."""
-    groups = (entry.get("config") or {}).get("groups") or entry["overrides"].get("groups")
+    groups = entry["overrides"].get("groups")  # a space's shared sections hold none
     return len(groups) if groups else 1
 
 

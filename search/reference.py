@@ -35,6 +35,11 @@ def reference_point(objectives: Sequence[str], scores: dict[str, float]) -> list
     return [scores[o] if keys.direction(o) == "max" else -scores[o] for o in objectives]
 
 
+def validation_reference(objectives: Sequence[str], cfg: Config) -> list[float] | None:
+    """The reference point of `objectives` on the experiment's validation split."""
+    return reference_point(objectives, majority_scores(validation_labels(cfg), cfg.tasks))
+
+
 def validation_labels(cfg: Config) -> np.ndarray:
     """The validation split's labels [clips, TASKS] (from the columnar cache the launcher built)."""
     files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}

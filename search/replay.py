@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 
 from mtl_core.cli import OneLineParser, fail
-from search.experiment import PENDING_FILE, read_state
+from search.experiment import Files, read_state
 from search.tracking import Tracker, TrackingUnavailable, check_tracking
 
 
 def replay(exp_dir: Path, uri: str | None = None) -> int:
     """Write the pending operations; returns how many were written (raises on the first refusal)."""
     state = read_state(exp_dir)
-    path = exp_dir / PENDING_FILE
+    path = exp_dir / Files.PENDING
     ops = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     tracker = Tracker(uri or state["tracking_uri"], exp_dir.name, state["parent_run_id"])
     done = 0
@@ -34,7 +34,7 @@ def replay(exp_dir: Path, uri: str | None = None) -> int:
         if rest:
             path.write_text("".join(json.dumps(op) + "\n" for op in rest))
         else:
-            path.rename(path.with_name("mlflow_pending.replayed.jsonl"))
+            path.rename(path.with_name(Files.REPLAYED))
     return done
 
 
@@ -50,23 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError):
         state = {}
     if "tracking_uri" not in state or "parent_run_id" not in state:
-        return fail(f"{exp_dir}: not an experiment folder (no readable launch_state.json)")
-    if not (exp_dir / PENDING_FILE).is_file():
-        print(f"nothing to replay: {exp_dir / PENDING_FILE} does not exist")
+        return fail(f"{exp_dir}: not an experiment folder (no readable {Files.STATE})")
+    if not (exp_dir / Files.PENDING).is_file():
+        print(f"nothing to replay: {exp_dir / Files.PENDING} does not exist")
         return 0
     uri = args.mlflow_uri or state["tracking_uri"]
     if "***@" in uri:  # the state records the URI without its credentials
-        return fail(f"--mlflow-uri: {exp_dir / 'launch_state.json'} records {uri} without its credentials; "
+        return fail(f"--mlflow-uri: {exp_dir / Files.STATE} records {uri} without its credentials; "
                     f"pass the URI again with --mlflow-uri (or set MLFLOW_TRACKING_USERNAME/PASSWORD)")
     try:
         check_tracking(uri)
     except TrackingUnavailable as exc:
-        return fail(f"{exc}; the operations stay in {exp_dir / PENDING_FILE}", code=1)
+        return fail(f"{exc}; the operations stay in {exp_dir / Files.PENDING}", code=1)
     try:
         n = replay(exp_dir, uri)
     except Exception as exc:  # the server refused one: say which, keep the rest
         return fail(f"MLflow at {uri} refused an operation ({type(exc).__name__}: {exc}); "
-                    f"what was not written stays in {exp_dir / PENDING_FILE}", code=1)
+                    f"what was not written stays in {exp_dir / Files.PENDING}", code=1)
     print(f"replayed {n} tracking operations to {uri}")
     return 0
 

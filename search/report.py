@@ -1,19 +1,19 @@
 """python -m search.report EXPERIMENT_DIR: PNG plots and a Markdown summary of a sweep.
 
-Reads the experiment's `trials.parquet`, `history.parquet`, `leaderboard.csv`, `final_runs.parquet`;
-writes `EXPERIMENT_DIR/report/`: the answer (retrained configurations against the baselines, Δm%, the
-paired verdict against equal sum), the Pareto front of the tasks, each strategy axis at a matched
-budget with effects and intervals, learning curves, per-task F1 of the top configurations, the affinity
-heatmap, the parameters' importances (fANOVA on every trial at a matched budget), the bag-of-words floor, and
-`summary.md` linking them; `summary.html` is the same page with the images inside (MLflow's artifact viewer
-renders it). Configurations are named by `search.labels`, epochs counted from 1 as MLflow's steps.
+Written from the experiment's tables (`search.report_input`): in memory at the end of a launch, read back
+from the folder by this command. Writes `EXPERIMENT_DIR/report/`: the answer (retrained configurations
+against the baselines, Δm%, the paired verdict against equal sum), the Pareto front of the tasks, each
+strategy axis at a matched budget with effects and intervals, learning curves, per-task F1 of the top
+configurations, the affinity heatmap, the parameters' importances (fANOVA on every trial at a matched
+budget), the bag-of-words floor, and `summary.md` linking them; `summary.html` is the same page with the
+images inside (MLflow's artifact viewer renders it). Configurations are named by `search.labels`, epochs
+counted from 1 as MLflow's steps.
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import html
-import json
 import logging
 import re
 import sys
@@ -26,32 +26,19 @@ matplotlib.use("Agg")  # files only: no display on workers or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
+from mtl_core.config import ModelConfig, TrainConfig  # noqa: E402
+from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES  # noqa: E402
+from search.decision import RunScores  # noqa: E402
 from search.experiment import Files  # noqa: E402
-from search.axis_study import AXIS_STUDY_FILE, PRETRAIN_STUDY_FILE  # noqa: E402
-from search.labels import distinct, groups_label, row_label  # noqa: E402
-from search.results import numbers  # noqa: E402
-from search.space import partition_label  # noqa: E402
-from mtl_core.strategies import REGISTRIES  # noqa: E402
 from search.front_report import front_section  # noqa: E402
-from search.decision import DECISION_FILE, TUNED_FILE, RunScores  # noqa: E402
-from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, rungs, scores_at  # noqa: E402
+from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
+from search.report_input import ReportInput  # noqa: E402
+from search.results import numbers  # noqa: E402
+from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, scores_at  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-
-def _milestones(exp_dir: Path) -> list[int]:
-    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
-    search, train = space.get("search", {}) or {}, space.get("train", {}) or {}
-    return rungs(int(search.get("grace_period", 1)), int(search.get("reduction_factor", 3)), int(train.get("epochs", 10)))
-
-
-def _settings(exp_dir: Path) -> tuple[str, str]:
-    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
-    search = space.get("search", {})
-    return search.get("metric", "val/avg_f1"), search.get("mode", "max")
 
 
 def _strip(ax, trials: pd.DataFrame, column: str, metric: str, title: str) -> None:
@@ -68,20 +55,15 @@ def _strip(ax, trials: pd.DataFrame, column: str, metric: str, title: str) -> No
     ax.set_title(title, wrap=True)
 
 
-FLOOR_FILE = Files.FLOOR
-
-
-def _floor_section(exp_dir: Path) -> list[str]:
+def _floor_section(floor: dict[str, float], board: pd.DataFrame | None) -> list[str]:
     """The bag-of-words floor beside the best configuration's final test score, when both exist."""
-    path = exp_dir / FLOOR_FILE
-    if not path.is_file():
+    if not floor:
         return []
-    floor = json.loads(path.read_text())
     tasks = [k.split("/")[1] for k in floor if k.startswith("test/") and k.endswith("/f1")]
     lines = ["## Bag-of-words floor", "",
              f"TF-IDF + logistic regression, one model per task on the text alone (C chosen on val): "
              f"test macro-F1 {floor['test/avg_f1']:.4f} averaged over {', '.join(tasks)}.", ""]
-    board = pd.read_csv(exp_dir / Files.LEADERBOARD) if (exp_dir / Files.LEADERBOARD).is_file() else pd.DataFrame()
+    board = board if board is not None else pd.DataFrame()
     key = "final/test/avg_f1/mean"
     if key in board and board[key].notna().any():
         best = board[board[key].notna()].iloc[0]
@@ -94,29 +76,24 @@ def _floor_section(exp_dir: Path) -> list[str]:
     return lines
 
 
-AXES = (  # config column, short name, the axis's baseline value
-    ("config/strategy.scheduler.name", "scheduler", "all"),
-    ("config/strategy.combiner.name", "combiner", "equal"),
-    ("config/strategy.modality.name", "modality", "all"),
-    ("config/groups", "grouping", None),  # baseline: all tasks in one model (the first partition listed)
-    ("config/train.class_weight", "class_weight", "none"),
-    ("config/model.arch", "arch", "hiccap"),
-    ("config/model.text_encoder", "text_encoder", "minilm"),  # a space without minilm: its commonest encoder
+STRATEGY_COLUMNS = {f"config/{name_key(axis)}": axis for axis in STRATEGY_AXES}
+AXES = (  # config column, short name, the axis's baseline value (a space without it: its commonest value)
+    *((column, axis, BASELINE[axis]) for column, axis in STRATEGY_COLUMNS.items()),
+    ("config/groups", "grouping", ONE_MODEL),  # all tasks in one model, else the commonest partition
+    ("config/train.class_weight", "class_weight", TrainConfig.class_weight),
+    ("config/model.arch", "arch", ModelConfig.arch),
+    ("config/model.text_encoder", "text_encoder", ModelConfig.text_encoder),
 )
 
 
-def write_report(exp_dir: str | Path, top: int = 5) -> Path:
-    exp_dir = Path(exp_dir)
-    out = exp_dir / "report"
+def write_report(given: ReportInput, out: Path, top: int = 5) -> Path:
+    """The report of the experiment `given` describes, in the folder `out` (made if missing)."""
     out.mkdir(exist_ok=True)
-    metric, mode = _settings(exp_dir)
-    trials = pd.read_parquet(exp_dir / Files.TRIALS)
-    history = pd.read_parquet(exp_dir / Files.HISTORY) if (exp_dir / Files.HISTORY).is_file() else pd.DataFrame()
-    runs = pd.read_parquet(exp_dir / Files.FINAL_RUNS) if (exp_dir / Files.FINAL_RUNS).is_file() else pd.DataFrame()
-    trials = with_labels(trials, exp_dir)
+    metric, mode, history, runs = given.metric, given.mode, given.history, given.final_runs
+    trials = with_labels(given.trials, given.base)
     ok = trials[(trials["status"] != "failed") & trials[metric].notna()] if metric in trials else trials.iloc[0:0]
     ranked = ok.sort_values(metric, ascending=mode == "min") if metric in ok else ok  # every trial failed: no column
-    lines = [f"# Sweep report: {exp_dir.name}", "",
+    lines = [f"# Sweep report: {given.name}", "",
              f"{len(trials)} trials: {int((trials['status'] == 'finished').sum())} finished, "
              f"{int((trials['status'] == 'stopped').sum())} stopped early by ASHA, "
              f"{int((trials['status'] == 'failed').sum())} failed. Metric: `{metric}` ({mode}).", ""]
@@ -127,31 +104,30 @@ def write_report(exp_dir: str | Path, top: int = 5) -> Path:
     table = final_table(runs, tasks)
     scores = RunScores(runs, tasks)  # the clip resamples, computed once for the table and the front
     shares = front_shares(scores, list(table["name"])) if not table.empty else {}
-    lines += _answer_section(exp_dir, scores, table, tasks, shares)
+    lines += _answer_section(given, scores, table, tasks, shares)
     lines += _pareto_section(out, table, tasks, ranked, shares)
-    lines += front_section(exp_dir, out)  # a multi-objective search's front (empty otherwise)
-    lines += _axis_study_section(exp_dir)
-    lines += pretraining_section(exp_dir)
-    lines += _axes_section(out, history, trials, metric, mode, _milestones(exp_dir))
+    lines += front_section(given.objectives, given.observed, trials, out, given.reference)  # empty: one metric
+    lines += _axis_study_section(given.axis_study)
+    lines += pretraining_section(given.pretraining_study)
+    lines += _axes_section(out, history, trials, metric, mode, given.milestones)
     lines += _learning_curves(out, history, ranked, metric, top)
     lines += _task_heatmap(out, ranked, top)
     lines += _affinity_heatmap(out, history, ranked)
     lines += _importances_section(out, history, trials, metric, mode)
-    lines += _floor_section(exp_dir)
-    if (exp_dir / Files.LEADERBOARD).is_file():
-        lines += ["Full ranking: [leaderboard.csv](../leaderboard.csv).", ""]
+    lines += _floor_section(given.floor, given.leaderboard)
+    if given.leaderboard is not None:
+        lines += [f"Full ranking: [{Files.LEADERBOARD}](../{Files.LEADERBOARD}).", ""]
     (out / "summary.md").write_text("\n".join(lines))
-    (out / "summary.html").write_text(html_page(lines, out, f"Sweep report: {exp_dir.name}"))
+    (out / "summary.html").write_text(html_page(lines, out, f"Sweep report: {given.name}"))
     return out
 
 
-def with_labels(trials: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
+def with_labels(trials: pd.DataFrame, base: dict) -> pd.DataFrame:
     """The trials with their configuration's label (`search.labels`); a folder written before labels gets them
-    from the `config/` columns and the space's run sections."""
+    from the `config/` columns and the space's run sections `base`."""
     if "label" in trials or trials.empty:
         return trials
-    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
-    labels = [row_label(r, space) for _, r in trials.iterrows()]
+    labels = [row_label(r, base) for _, r in trials.iterrows()]
     return trials.assign(label=distinct(labels, numbers(trials)))
 
 
@@ -173,14 +149,14 @@ def _wrap(text: str, width: int = 20) -> str:
     return "\n".join(out + [line]) if line or not out else "\n".join(out)
 
 
-def _answer_section(exp_dir: Path, scores: RunScores, table: pd.DataFrame, tasks: list[str],
+def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, tasks: list[str],
                     shares: dict[str, float]) -> list[str]:
     """Which configuration is best on the test split, and by how much: the race's decisions first, then the
     retrained configurations and baselines (mean ± std over seeds per task, Δm% against single-task models
     with its interval over seeds and test clips, the share of resamples in which each is on the front)."""
     if table.empty:
         return []
-    decided = pd.read_csv(exp_dir / DECISION_FILE) if (exp_dir / DECISION_FILE).is_file() else pd.DataFrame()
+    decided = given.decisions
     lines = ["## Which configuration is best, and by how much", ""]
     if not decided.empty:
         lines += [f"- {r['sentence']}" for _, r in decided.iterrows()] + [""]
@@ -191,7 +167,7 @@ def _answer_section(exp_dir: Path, scores: RunScores, table: pd.DataFrame, tasks
               f"the test split (macro-F1, mean ± std over seeds). Intervals hold seed noise and test-set sampling "
               f"(clips resampled); `front` is the share of resamples in which the configuration is on the Pareto "
               f"front of the per-task means.", ""]
-    protocol = _protocols(exp_dir)
+    protocol = _protocols(given.baselines, given.tuning)
     head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | front |"
     lines += [head, "|" + "---|" * (5 + len(tasks))]
     for _, r in table.iterrows():
@@ -225,13 +201,10 @@ def front_shares(scores: RunScores, names: list[str]) -> dict[str, float]:
     return pareto_shares(boot, resamples=500)
 
 
-def _protocols(exp_dir: Path) -> dict[str, str]:
-    """Each baseline's knobs: its own search (tuned_baselines.json) or the best configuration's."""
-    tuned = json.loads((exp_dir / TUNED_FILE).read_text()) if (exp_dir / TUNED_FILE).is_file() else {}
-    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
-    names = (space.get("search") or {}).get("baselines", [])
-    return {b: (f"own tuning, {tuned[b]['trials']} trials" if b in tuned else "the best configuration's knobs")
-            for b in names}
+def _protocols(baselines: list[str], tuning: dict[str, dict]) -> dict[str, str]:
+    """Each baseline's knobs: its own search (search.tune_baselines) or the best configuration's."""
+    return {b: (f"own tuning, {tuning[b]['trials']} trials" if b in tuning else "the best configuration's knobs")
+            for b in baselines}
 
 
 def _pm(row, key: str) -> str:
@@ -298,8 +271,8 @@ def _axes_section(out: Path, history: pd.DataFrame, trials: pd.DataFrame, metric
     for column, name, baseline in AXES:
         if column not in trials or trials[column].nunique() < 2:
             continue
-        labels = table[column].astype(str).map(_readable)
-        base = baseline if baseline is not None else _one_group_label(labels)
+        labels = _readable(table[column])
+        base = baseline if column != "config/groups" else _one_group_label(labels)
         if base not in set(labels):
             base = labels.mode().iloc[0]
         fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -316,7 +289,7 @@ def _rung_table(history, trials, metric, mode, rung: int, column: str, name: str
     if scores.empty:
         return []
     at = trials.set_index("trial_id").loc[scores.index]
-    labels = at[column].astype(str).map(_readable)
+    labels = _readable(at[column])
     silent = {v for v in labels.unique() if not any(_acted(at.loc[tid], column, history, rung)
                                                       for tid in labels.index[labels == v])}
     lines = [f"At epoch {rung}: {len(scores) - failed} trial(s) reached it, {failed} failed.", "",
@@ -329,13 +302,9 @@ def _rung_table(history, trials, metric, mode, rung: int, column: str, name: str
     return lines + [""]
 
 
-_AXIS_OF = {"config/strategy.scheduler.name": "scheduler", "config/strategy.combiner.name": "combiner",
-            "config/strategy.modality.name": "modality"}
-
-
 def _acted(row: pd.Series, column: str, history: pd.DataFrame, budget: int) -> bool:
     """Whether the trial's strategy on this axis had changed its training within `budget` epochs."""
-    axis = _AXIS_OF.get(column)
+    axis = STRATEGY_COLUMNS.get(column)
     if axis is None:
         return True  # a grouping or a class weight acts from the first step
     cls = REGISTRIES[axis].get(str(row[column]))
@@ -355,23 +324,17 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")  # a partition's `|` would end a Markdown table cell
 
 
-def _readable(value: str) -> str:
-    """A partition as in the configuration labels, `bin+gor/mat+sla+sar`; any other value as it is."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return value
-    if isinstance(parsed, list) and parsed and all(isinstance(g, list) for g in parsed):
-        return groups_label(parsed)
-    return value
+def _readable(values: pd.Series) -> pd.Series:
+    """A `config/` column's values as text; a partition as in the configuration labels, `bin+gor/mat+sla+sar`."""
+    if values.name != "config/groups":
+        return values.astype(str)
+    return values.map(lambda v: groups_label(from_cell("groups", v)) if isinstance(v, str) else str(v))
 
 
-def _axis_study_section(exp_dir: Path) -> list[str]:
+def _axis_study_section(table: pd.DataFrame) -> list[str]:
     """search.axis_study: each axis value with the others held at the best configuration's, full budget."""
-    path = exp_dir / AXIS_STUDY_FILE
-    if not path.is_file():
+    if table.empty:
         return []
-    table = pd.read_csv(path)
     lines = ["## Axis study: one factor at a time around the best configuration", "",
              "The best configuration retrained with one axis changed to each value of the space (the other axes "
              "held fixed), at the full budget with the final phase's seeds; differences in test macro-F1 against "
@@ -388,13 +351,11 @@ def _axis_study_section(exp_dir: Path) -> list[str]:
     return lines
 
 
-def pretraining_section(exp_dir: Path) -> list[str]:
+def pretraining_section(table: pd.DataFrame) -> list[str]:
     """The axis study's `pretrain.tasks` axis per downstream task: each pretraining option's effect on each
     task's test F1, paired by seed against no pretraining (search.axis_study.pretraining_effects_table)."""
-    path = exp_dir / PRETRAIN_STUDY_FILE
-    if not path.is_file():
+    if table.empty:
         return []
-    table = pd.read_csv(path)
     tasks = list(dict.fromkeys(table["task"]))
     lines = ["## Pretraining: the effect of each pretraining option on each task", "",
              "The best configuration retrained with each value of `pretrain.tasks` (the other axes held fixed), "
@@ -534,7 +495,7 @@ def matched_importances(history: pd.DataFrame, trials: pd.DataFrame, metric: str
             params[column[len("config/"):]] = (FloatDistribution(lo, hi, log=lo > 0 and hi / lo >= 10),
                                                values.astype(float))
         else:
-            labels = values.astype(str).map(_readable)
+            labels = _readable(values)
             params[column[len("config/"):]] = (CategoricalDistribution(sorted(labels.unique())), labels)
     if not params:
         return {}, len(scores), budget
@@ -628,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.experiment_dir}: no trials.parquet (not an experiment folder, or no trial ended yet)",
               file=sys.stderr)
         return 2
-    out = write_report(args.experiment_dir)
+    out = write_report(ReportInput.read(args.experiment_dir), args.experiment_dir / Files.REPORT)
     print(f"report written to {out / 'summary.md'}")
     return 0
 

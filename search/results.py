@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtl_core import TASKS, keys
-from search.labels import config_label, distinct, trial_number
+from search.labels import config_label, distinct, partition_label, trial_number
 from search.pareto import rank_and_crowding
 
 
@@ -58,8 +58,7 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
         epochs = 0 if df is None or df.empty else int(df["training_iteration"].max())
         base = ((r.config or {}).get("settings") or {}).get("base")
         row: dict[str, Any] = {"trial_id": tid, "label": config_label(entry.get("overrides", {}), base), "epochs": epochs}
-        row.update({f"config/{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
-                    for k, v in entry.get("overrides", {}).items()})
+        row.update({f"config/{k}": cell(k, v) for k, v in entry.get("overrides", {}).items()})
         if entry.get("meta"):
             row.update({f"meta/{k}": v for k, v in entry["meta"].items() if v is not None})
         if r.error is not None:
@@ -85,6 +84,16 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
     if not table.empty:  # one label per row: two trials of the same strategy and grouping by their number
         table["label"] = distinct(list(table["label"]), numbers(table))
     return hist, with_fronts(table, _objectives_of(results))
+
+
+def cell(key: str, value: Any) -> Any:
+    """An override as a table cell: a partition as its label (`binary+gory|mature`, `tasks`: `binary+gory`),
+    any other list or mapping as JSON (a Parquet column holds one type)."""
+    if key == "groups" and value:
+        return partition_label(value)
+    if key == "tasks" and value:
+        return partition_label([value])
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
 def numbers(trials: pd.DataFrame) -> list[str]:

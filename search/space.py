@@ -32,8 +32,10 @@ from mtl_core import keys
 from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass, finite, show
+from search.baselines import BASELINES
+from search.labels import partition_label
 from search.pareto import TIE_BREAKS
-from search.trial import TrialMeta, trial_entry, with_overrides
+from search.trial import TrialMeta, trial_config, trial_entry
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy", "pretrain")
@@ -44,7 +46,6 @@ SEARCH_UPPER = {"num_samples": 100_000, "max_concurrent": 10_000, "grace_period"
                 "max_failures": 100, "final_k": 100, "final_seeds": 100, "final_max_seeds": 1000, "final_seed_step": 1000,
                 "baseline_samples": 100_000, "seed": 2**32 - 1,
                 "resources_per_trial.cpu": 1024, "resources_per_trial.gpu": 64}
-BASELINES = ("equal_sum", "single_task", "rlw")  # trained beside the final configurations (see search.baselines)
 SAMPLERS = ("tpe", "nsga2")  # Optuna's samplers a space may pick (both take one or several objectives)
 
 
@@ -104,10 +105,6 @@ class SpaceSpec:
     space: dict[str, Any]  # the `space` section, validated
     config: Config  # the shared sections as a typed config (validated once, when the file is loaded)
     raw: dict[str, Any] = field(default_factory=dict)  # the whole file after --set
-
-    def trial_config(self, overrides: dict[str, Any]) -> Config:
-        """The run config of one trial: the shared sections plus its sampled dotted overrides."""
-        return build_config(with_overrides(self.base, overrides))
 
     @property
     def max_t(self) -> int:
@@ -179,11 +176,6 @@ def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]
     """The partitions a `partition` entry allows, as lists of task lists in configured order."""
     chosen = partitions(tasks) if arg == "all" else [canonical(p, tasks) for p in arg]
     return [[list(g) for g in p] for p in chosen]
-
-
-def partition_label(partition: list[list[str]]) -> str:
-    """`binary+gory|mature+slapstick+sarcasm`: a readable categorical value for Optuna and MLflow."""
-    return "|".join("+".join(g) for g in partition)
 
 
 def corner_samples(space: dict[str, Any], tasks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -357,7 +349,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
         corners = Problems()
         for sample in corner_samples(space, base_cfg.tasks):
             with corners.collect():
-                spec.trial_config(sample)
+                trial_config(base, sample)
         problems.items += [f"space.{p}" for p in corners.items if p not in before]  # not the base's again
     problems.raise_if_any()
     return spec

@@ -16,7 +16,7 @@ from mtl_core.data.layout import DataError
 from mtl_core.model.text_encoder import EncoderNotFound
 from mtl_core.prepare import prepare
 from search.console import is_quiet, route_third_party_logs
-from search.experiment import PENDING_FILE, SPACE_FILE, Experiment, read_state, write_state
+from search.experiment import Experiment, Files, read_state, write_state
 from search.finish import finish
 from search.phases import PHASES, Outcome
 from search.cluster import joined_cluster
@@ -29,8 +29,8 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     """The launch once every check has passed and the folder is locked. Returns the exit code; raises
     KeyboardInterrupt when Ctrl-C or SIGTERM came outside a Tune phase (the parent run closed as KILLED)."""
     started = time.time()
-    if not (exp_dir / SPACE_FILE).is_file():  # never rewritten: --resume runs the recorded space
-        (exp_dir / SPACE_FILE).write_text(dump_resolved(spec))
+    if not (exp_dir / Files.SPACE).is_file():  # never rewritten: --resume runs the recorded space
+        (exp_dir / Files.SPACE).write_text(dump_resolved(spec))
     try:
         _prepare_data(spec)
     except (DataError, EncoderNotFound) as exc:  # what the launcher's checks cannot see (e.g. weights that fail to load)
@@ -75,10 +75,10 @@ def _open(spec: SpaceSpec, exp_dir: Path, uri: str, resume: bool) -> Experiment:
     state = read_state(exp_dir)
     params = {"space_file": str(spec.path), **{f"search.{k}": v for k, v in asdict(spec.search).items()}}
     artifacts = exp_dir / "mlartifacts" if uri == default_tracking_uri(exp_dir) else None
-    parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / SPACE_FILE, artifacts)
+    parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / Files.SPACE, artifacts)
     state.update({"parent_run_id": parent, "space": str(spec.path.resolve()), "tracking_uri": mask_uri(uri)})
     write_state(exp_dir, state)
-    return Experiment(spec, exp_dir, Tracker(uri, exp_dir.name, parent, spool=str(exp_dir / PENDING_FILE)), resume)
+    return Experiment(spec, exp_dir, Tracker(uri, exp_dir.name, parent, spool=str(exp_dir / Files.PENDING)), resume)
 
 
 def _prepare_data(spec: SpaceSpec) -> None:

@@ -19,7 +19,7 @@ from ray import tune
 from mtl_core import keys
 from mtl_core.config import Config
 from mtl_core.train import TrainingDiverged, train
-from search.trial import TrialSettings, config_of
+from search.trial import TrialSettings, trial_config
 
 log = logging.getLogger(__name__)
 DIVERGED = "diverged"  # the last result of a trial whose loss went non-finite: its error message
@@ -52,7 +52,7 @@ def placement(cfg: Config) -> tuple[Config, str]:
 
 def train_trial(config: dict[str, Any]) -> None:
     settings = TrialSettings.of(config["settings"])
-    cfg, gpu_ids = placement(settings.runtime(config_of(config["trial"], settings)))
+    cfg, gpu_ids = placement(settings.runtime(trial_config(settings.base, config["trial"]["overrides"])))
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     resume = False
     checkpoint = tune.get_checkpoint()

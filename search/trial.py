@@ -1,11 +1,11 @@
 """What a trial receives: typed settings shared by a phase, its own overrides, and bookkeeping (`TrialMeta`)
 that is never a sampled parameter and never an MLflow parameter.
 
-A Tune trial's config is ``{"settings": {...}, "trial": {"overrides": {...}, "meta": {...}, "config": {...} | None}}``,
-plain values only (Tune writes trial configs into its experiment state, and a restored experiment must read
-them back): `TrialSettings.of`, `meta_of` and `config_of` turn them into typed objects at the edges. Phases that
-know their trials in advance (the final retraining, the grouping modes) build and validate each `Config` once,
-on the driver; the search phase's Optuna sampler only proposes overrides, which the trial turns into its config.
+A Tune trial's config is ``{"settings": {...}, "trial": {"overrides": {...}, "meta": {...}}}``, plain values
+only (Tune writes trial configs into its experiment state, and a restored experiment must read them back):
+`TrialSettings.of` and `meta_of` turn them into typed objects at the edges. The dotted overrides are a trial's
+one wire format: the driver checks them (every branch of the space when it is loaded, every listed trial
+before its phase starts), and the worker builds the trial's `Config` from them once (`trial_config`).
 """
 from __future__ import annotations
 
@@ -31,9 +31,6 @@ class TrialSettings:
     def of(cls, plain: dict[str, Any]) -> "TrialSettings":
         return cls(**{**plain, "objectives": tuple(plain.get("objectives", ()))})  # a list after a restore
 
-    def config(self, overrides: dict[str, Any]) -> Config:
-        return build_config(with_overrides(self.base, overrides))
-
     def runtime(self, cfg: Config) -> Config:
         """The config as a trial runs it: threads from its CPU share, no progress bar, each model's best epoch
         chosen by the experiment's metric."""
@@ -58,19 +55,25 @@ class TrialMeta:
         return {k: str(v) for k, v in self.__dict__.items() if v not in (None, "")}
 
 
-def trial_entry(overrides: dict[str, Any], meta: TrialMeta, config: Config | None = None) -> dict[str, Any]:
-    return {"overrides": overrides, "meta": asdict(meta), "config": config.to_dict() if config is not None else None}
+def trial_entry(overrides: dict[str, Any], meta: TrialMeta) -> dict[str, Any]:
+    return {"overrides": overrides, "meta": asdict(meta)}
 
 
 def meta_of(entry: dict[str, Any]) -> TrialMeta:
     return TrialMeta(**entry["meta"]) if entry.get("meta") else TrialMeta("search")
 
 
-def config_of(entry: dict[str, Any], settings: TrialSettings) -> Config:
-    """The trial's config: the one the driver built (a known-valid dict), or from its sampled overrides."""
-    if entry.get("config") is not None:
-        return build_config(entry["config"])
-    return settings.config(entry["overrides"])
+def trial_config(base: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """The run config of one trial: the space's shared sections `base` with its dotted overrides, validated
+    (ConfigError naming every problem)."""
+    return build_config(with_overrides(base, overrides))
+
+
+def check_listed(base: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    """Raise ConfigError for a listed trial whose config is not valid: on the driver, before its phase starts,
+    rather than as a failure in each of its trials (the worker builds that config from the same overrides)."""
+    for entry in entries:
+        trial_config(base, entry["overrides"])
 
 
 def with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -20,11 +20,12 @@ from search.experiment import Experiment, Files
 from search.front_trace import FrontTrace
 from search.mo_asha import MultiObjectiveASHA
 from search.progress import Progress, asha_epochs
-from search.reference import majority_scores, reference_point, validation_labels
+from search.reference import validation_reference
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
 from search.trainable import NoRetryOnDivergence, train_trial
+from search.trial import check_listed
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
                                       scheduler=ASHAScheduler(max_t=exp.max_t, grace_period=s.grace_period,
                                                               reduction_factor=s.reduction_factor), **common)
     else:
+        check_listed(exp.spec.base, trials)
         param_space["trial"] = tune.grid_search(trials)
         tune_config = tune.TuneConfig(**common)
     budget = (asha_epochs(plan.num_samples, exp.max_t, s.grace_period, s.reduction_factor) if trials is None
@@ -140,7 +142,7 @@ def _mo_scheduler(exp: Experiment) -> MultiObjectiveASHA:
 def _front_trace(exp: Experiment, phase: str) -> FrontTrace:
     """search/hypervolume per epoch spent, against the majority-class scores on validation; front_rank tags."""
     s = exp.spec.search
-    reference = reference_point(s.objectives, majority_scores(validation_labels(exp.spec.config), exp.spec.config.tasks))
+    reference = validation_reference(s.objectives, exp.spec.config)
     return FrontTrace(exp.tracker.fork(), phase, s.objectives, s.mode, reference)
 
 

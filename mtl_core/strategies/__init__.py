@@ -15,6 +15,11 @@ REGISTRIES: dict[str, dict[str, type]] = {
     "combiner": combiners.REGISTRY,
     "modality": modality.REGISTRY,
 }
+AXES = tuple(REGISTRIES)  # a configuration's strategy: scheduler, combiner, modality (its label's order)
+# Each axis's baseline, the plain multi-task model that every method is measured against (the `equal_sum`
+# baseline, the config's defaults): every task every step, the plain sum of the losses, every modality.
+BASELINE = {"scheduler": "all", "combiner": "equal", "modality": "all"}
+ONE_MODEL = None  # the grouping axis's baseline: no `groups`, all tasks in one model
 
 
 def _resolve(axis: str, choice, section: str = "strategy") -> tuple[type, dict[str, Any]]:
@@ -51,5 +56,5 @@ def validate_strategy(axis: str, choice, cfg) -> None:
     build_strategy(axis, choice, StrategyContext(tuple(cfg.tasks), cfg.train.epochs, cfg.train.seed))
 
 
-__all__ = ["REGISTRIES", "StrategyContext", "TaskScheduler", "LossCombiner", "ModalitySchedule",
+__all__ = ["REGISTRIES", "AXES", "BASELINE", "ONE_MODEL", "StrategyContext", "TaskScheduler", "LossCombiner", "ModalitySchedule",
            "build_strategy", "validate_strategy", "strategy_params"]

@@ -43,3 +43,26 @@ def test_without_a_final_phase_the_best_trial_is_named_on_validation():
 
 def test_duration():
     assert (duration(12.2), duration(424), duration(3723)) == ("12s", "7m 04s", "1h 02m 03s")
+
+
+def test_the_report_gets_the_phases_tables_as_they_are(tmp_path):
+    """The finish step hands the report what the phases made: nothing is read back from the folder."""
+    from types import SimpleNamespace
+
+    from search.experiment import Outcome
+    from search.finish import report_input
+    from search.space import load_space
+
+    spec = load_space("spaces/smoke.yaml")
+    exp = SimpleNamespace(spec=spec, name="exp", max_t=spec.max_t, dir=tmp_path)
+    out = Outcome(trials=pd.DataFrame({"trial_id": ["a"], "status": ["finished"]}),
+                  axis_study=pd.DataFrame({"axis": ["combiner"], "value": ["rlw"], "diff": [0.1]}),
+                  tuning={"equal_sum": {"trials": 3, "score": 0.5, "overrides": {}}}, comparisons=_comparisons())
+    board = pd.DataFrame({"rank": [1], "trial_id": ["a"]})
+    given = report_input(exp, out, board, {"test/avg_f1": 0.5})
+    assert given.trials is out.trials and given.axis_study is out.axis_study and given.tuning is out.tuning
+    assert given.leaderboard is board and given.floor == {"test/avg_f1": 0.5} and given.base is spec.base
+    assert list(given.decisions["other"]) == ["equal_sum", "single_task"]  # the race's table, as decision.csv holds it
+    assert given.milestones == [1, 2, 4] and given.metric == spec.search.metric  # grace 1, factor 2, 4 epochs
+    assert given.objectives == [] and given.observed.empty and given.reference is None
+    assert list(tmp_path.iterdir()) == []

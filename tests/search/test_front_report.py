@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from search.front_report import front_section, hypervolume_trace, main, markdown_table, observed, parts_of_front
+from search.front_report import (front_section, hypervolume_trace, main, markdown_table, observed, parts_of_front,
+                                  read_front)
 
 OBJECTIVES = ["val/gory/f1", "val/sarcasm/f1"]
 
@@ -40,7 +41,8 @@ def test_results_in_the_order_received_and_the_hypervolume_against_epochs(tmp_pa
 
 def test_the_section_names_which_strategy_holds_which_part_of_the_front(tmp_path):
     exp = _experiment(tmp_path)
-    lines = front_section(exp, exp / "report", reference=[0.5, 0.5])
+    trials = pd.read_parquet(exp / "trials.parquet")
+    lines = front_section(OBJECTIVES, observed(exp, OBJECTIVES), trials, exp / "report", reference=[0.5, 0.5])
     text = "\n".join(lines)
     assert "after 4 epochs: 0.045" in text and (exp / "report" / "hypervolume.png").stat().st_size > 1000
     assert "2 of 3 trials are non-dominated" in text
@@ -55,7 +57,9 @@ def test_a_knee_is_best_on_nothing_and_a_single_metric_search_has_no_section(tmp
     named = parts_of_front(trials.assign(label=["dsg+equal+all", "all+pcgrad+all", "all+equal+all"]), OBJECTIVES)
     assert list(named.columns) == ["configuration", *OBJECTIVES, "best on"]  # by label, as everywhere
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"search": {"metric": "val/avg_f1"}}))
-    assert front_section(tmp_path, tmp_path) == []
+    objectives, seen, reference = read_front(tmp_path)
+    assert objectives == [] and seen.empty and reference is None
+    assert front_section([], pd.DataFrame(), trials, tmp_path, None) == []
     assert main([str(tmp_path)]) == 2
     assert markdown_table(pd.DataFrame({"a": [0.12345], "b": ["p|q"]})) == ["| a | b |", "|---|---|", "| 0.123 | p\\|q |"]
 

@@ -1,4 +1,5 @@
-from search.labels import config_label, distinct, groups_label, row_label, run_name, short_names, trial_number
+from search.labels import (config_label, distinct, groups_label, partition_label, partition_of, row_label, run_name,
+                           short_names, trial_number)
 from search.trial import TrialMeta, trial_entry
 
 TASKS = ["binary", "mature", "gory", "slapstick", "sarcasm"]
@@ -17,6 +18,7 @@ def test_a_configuration_is_named_by_its_strategy_and_grouping():
     assert config_label({}, BASE) == "all+pcgrad+all"  # the space's fixed strategy, all tasks in one model
     assert config_label({"groups": [TASKS]}, BASE) == "all+pcgrad+all"
     assert groups_label([[t] for t in TASKS]) == "bin/mat/gor/sla/sar"
+    assert partition_label(groups) == "binary+slapstick+sarcasm|mature+gory" and partition_of(partition_label(groups)) == groups
     # a group trial of the exhaustive mode trains its tasks alone
     assert config_label({"tasks": ["mature", "gory"], "groups": None}, BASE) == "all+pcgrad+all | mat+gor"
 
@@ -24,7 +26,11 @@ def test_a_configuration_is_named_by_its_strategy_and_grouping():
 def test_a_table_row_gives_the_same_label():
     row = {"trial_id": "x", "config/strategy.scheduler.name": "dsg", "config/groups": '[["binary"], ["mature"]]',
            "config/train.lr": 0.1, "config/strategy.modality.name": float("nan")}
-    assert row_label(row, {"tasks": ["binary", "mature"]}) == "dsg+equal+all | bin/mat"
+    assert row_label(row, {"tasks": ["binary", "mature"]}) == "dsg+equal+all | bin/mat"  # a table written with JSON
+    assert row_label({**row, "config/groups": "binary|mature"}, {"tasks": ["binary", "mature"]}) == "dsg+equal+all | bin/mat"
+    group = {"trial_id": "y", "config/tasks": "mature+gory", "config/groups": None}  # an exhaustive mode's group trial
+    assert row_label(group, BASE) == row_label({"trial_id": "y", "config/tasks": '["mature", "gory"]'}, BASE) \
+        == "all+pcgrad+all | mat+gor"
 
 
 def test_repeated_labels_carry_the_trial_number_and_runs_are_named():

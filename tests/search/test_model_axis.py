@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from search.space import load_space, sample_configs
+from search.trial import trial_config
 
 BASE = {"model": {"text_encoder": "tiny", "attention_heads": 4}, "train": {"epochs": 2}}
 
@@ -23,7 +24,7 @@ def test_arch_and_text_encoder_are_searchable(tmp_path):
     configs = sample_configs(spec, 24)
     assert {c["model.arch"] for c in configs} == {"hiccap", "late_fusion", "early_fusion"}
     assert {c["model.text_encoder"] for c in configs} == {"tiny", "minilm"}
-    cfg = spec.trial_config(configs[0])
+    cfg = trial_config(spec.base, configs[0])
     assert (cfg.model.arch, cfg.model.text_encoder) == (configs[0]["model.arch"], configs[0]["model.text_encoder"])
 
 
@@ -55,7 +56,7 @@ def test_a_relative_from_run_is_resolved_where_the_search_is_launched(tmp_path, 
     assert spec.base["strategy"]["combiner"]["from_run"] == str(run)
     assert spec.space["strategy"]["combiner"]["choice"]["transferred"]["from_run"] == {"choice": [str(run)] * 2}
     monkeypatch.chdir(Path("/"))  # a trial in its own folder still finds it
-    cfg = spec.trial_config({"strategy.combiner.name": "transferred", "strategy.combiner.from_run": str(run)})
+    cfg = trial_config(spec.base, {"strategy.combiner.name": "transferred", "strategy.combiner.from_run": str(run)})
     assert cfg.strategy.combiner.params["from_run"] == str(run)
 
 

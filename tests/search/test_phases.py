@@ -75,7 +75,7 @@ def test_a_tuned_baseline_searches_its_own_knobs_and_the_final_phase_uses_them(t
     knobs, the other baselines with the winner's."""
     import pandas as pd
 
-    from search.decision import TUNED_FILE
+    from search.experiment import Files
 
     exp = _exp(tmp_path, "search.tune_baselines=[equal_sum]", "search.baseline_samples=3",
                "search.baselines=[equal_sum, rlw]")
@@ -103,7 +103,7 @@ def test_a_tuned_baseline_searches_its_own_knobs_and_the_final_phase_uses_them(t
     assert "strategy" not in plan.space and "groups" not in plan.space and "train" in plan.space  # knobs only
     assert plan.fixed["strategy.combiner.name"] == "equal" and plan.fixed["groups"] is None
     assert out.tuned["equal_sum"]["train.lr"] == 0.002  # the best of its own trials (0.7)
-    record = __import__("json").loads((tmp_path / TUNED_FILE).read_text())
+    record = __import__("json").loads((tmp_path / Files.TUNED).read_text())
     assert record["equal_sum"]["trials"] == 3 and record["equal_sum"]["overrides"] == {"train.lr": 0.002}
     entries = {name: ov for name, role, ov in phases._final_entries(exp, out, [Candidate("rank 1", {"train.lr": 0.009}, 0.7)])}
     assert entries["equal_sum"]["train.lr"] == 0.002 and entries["rlw"]["train.lr"] == 0.009

@@ -41,17 +41,17 @@ def test_the_pretraining_curve_becomes_one_mlflow_step_per_pretraining_epoch():
     assert pretrain_curve({keys.PRETRAIN_CURVE: "{not json"}) == [] and pretrain_curve({keys.PRETRAIN_CURVE: "3"}) == []
 
 
-def test_report_section_marks_the_effects_whose_interval_excludes_zero(tmp_path):
+def test_report_section_marks_the_effects_whose_interval_excludes_zero():
     from search.report import pretraining_section
 
-    assert pretraining_section(tmp_path) == []  # no pretraining axis: no section
-    pd.DataFrame([
+    assert pretraining_section(pd.DataFrame()) == []  # no pretraining axis: no section
+    table = pd.DataFrame([
         {"axis": "pretrain", "value": "vtm", "baseline": "none", "best": True, "seeds": 3, "mean": 0.6,
          "diff": 0.05, "low": 0.02, "high": 0.08, "task": "binary"},
         {"axis": "pretrain", "value": "vtm", "baseline": "none", "best": True, "seeds": 3, "mean": 0.4,
          "diff": -0.01, "low": -0.05, "high": 0.03, "task": "gory"},
-    ]).to_csv(tmp_path / "pretraining_study.csv", index=False)
-    text = "\n".join(pretraining_section(tmp_path))
+    ])
+    text = "\n".join(pretraining_section(table))
     assert "| pretraining | seeds | binary | gory |" in text
     assert "**+0.050 [+0.020, +0.080]**" in text and "-0.010 [-0.050, +0.030] |" in text
     assert "vtm helps binary" in text and "gory" not in text.split("Intervals that exclude 0:")[1]

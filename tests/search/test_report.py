@@ -1,10 +1,14 @@
-"""search.report's pieces without an experiment: importances at a matched budget, the HTML page, tick labels."""
+"""search.report's pieces without an experiment: importances at a matched budget, the HTML page, tick labels;
+the whole report from tables in memory, and from the same tables read back from a folder."""
 import base64
 
 import numpy as np
 import pandas as pd
 
-from search.report import _wrap, html_page, matched_importances
+from search.report import _wrap, html_page, main, matched_importances, write_report
+from search.report_input import ReportInput
+from search.results import leaderboard
+from search.stats import rungs
 
 
 def _sweep(n=12, seed=0):
@@ -48,3 +52,47 @@ def test_the_html_page_embeds_its_images(tmp_path):
 def test_long_tick_labels_are_wrapped():
     assert _wrap("bin+sla+sar/mat+gor/xyz", 10) == "bin+sla+\nsar/mat+\ngor/xyz"
     assert _wrap("none") == "none"
+
+
+def _given(n=6):
+    """A finished search's tables as the launcher's finish step holds them (no final phase)."""
+    history, trials = _sweep(n)
+    best = history.groupby("trial_id")["val/avg_f1"].max()
+    trials = trials.assign(label=[f"all+equal+all #{i}" for i in range(n)], **{"val/avg_f1": best[trials["trial_id"]].to_numpy()})
+    return ReportInput("exp", milestones=rungs(1, 3, 3), baselines=["equal_sum"], trials=trials, history=history,
+                       leaderboard=leaderboard(trials, "val/avg_f1", "max"), floor={"test/avg_f1": 0.5, "test/gory/f1": 0.5})
+
+
+def test_the_report_is_written_from_the_tables_in_memory(tmp_path):
+    out = write_report(_given(), tmp_path / "report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # nothing read from, or written beside, it
+    text = (out / "summary.md").read_text()
+    assert text.startswith("# Sweep report: exp") and "6 trials: 3 finished, 3 stopped early by ASHA" in text
+    assert "## Bag-of-words floor" in text and "Full ranking: [leaderboard.csv](../leaderboard.csv)." in text
+
+
+def test_the_command_reads_the_same_tables_back_from_the_folder(tmp_path):
+    """`python -m search.report` on the folder the launcher wrote gives the report the launcher wrote."""
+    import json
+
+    import yaml
+
+    from search.experiment import Files
+    from search.results import write_parquet
+
+    given = _given()
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / Files.SPACE).write_text(yaml.safe_dump({"search": {"metric": "val/avg_f1", "mode": "max", "grace_period": 1,
+                                                              "reduction_factor": 3, "baselines": ["equal_sum"]},
+                                                   "train": {"epochs": 3}}))
+    write_parquet(given.trials, exp / Files.TRIALS)
+    write_parquet(given.history, exp / Files.HISTORY)
+    given.leaderboard.to_csv(exp / Files.LEADERBOARD, index=False)
+    (exp / Files.FLOOR).write_text(json.dumps(given.floor))
+    read = ReportInput.read(exp)
+    assert (read.name, read.metric, read.mode, read.milestones, read.baselines) == \
+        (given.name, given.metric, given.mode, given.milestones, given.baselines)
+    assert main([str(exp)]) == 0
+    in_memory = write_report(given, tmp_path / "in_memory")
+    assert (exp / Files.REPORT / "summary.md").read_text() == (in_memory / "summary.md").read_text()

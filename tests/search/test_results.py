@@ -46,10 +46,13 @@ def test_a_trial_with_only_nan_scores_keeps_its_last_epoch():
     assert trials.iloc[0]["best_epoch"] == 2  # the last of two, counted from 1
 
 
-def test_config_values_that_are_lists_are_kept_as_json():
-    _, trials = collect([_result("a", [0.5], [0.5], overrides={"groups": [["binary"], ["gory"]], "train.lr": 0.01})],
-                        "val/avg_f1", "max", max_t=1)
-    assert trials.iloc[0]["config/groups"] == '[["binary"], ["gory"]]'
+def test_a_partition_is_kept_as_its_label_and_other_lists_as_json():
+    overrides = {"groups": [["binary", "mature"], ["gory"]], "tasks": ["binary", "gory"], "model.head_dims": [64, 32],
+                 "train.lr": 0.01}
+    _, trials = collect([_result("a", [0.5], [0.5], overrides=overrides)], "val/avg_f1", "max", max_t=1)
+    assert trials.iloc[0]["config/groups"] == "binary+mature|gory"
+    assert trials.iloc[0]["config/tasks"] == "binary+gory"
+    assert trials.iloc[0]["config/model.head_dims"] == "[64, 32]"
     assert trials.iloc[0]["config/train.lr"] == 0.01
 
 

@@ -7,6 +7,7 @@ import yaml
 
 from mtl_core.config import ConfigError
 from search.space import DefineByRun, corner_samples, load_space, sample_configs
+from search.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
@@ -29,7 +30,7 @@ def test_shipped_spaces_are_valid(space, monkeypatch, tmp_path):
     spec = load_space(space, ["data.root=" + str(tmp_path)] if "real" in space.name else [])
     assert spec.search.num_samples >= 1
     for cfg in sample_configs(spec, 5):
-        spec.trial_config(cfg)
+        trial_config(spec.base, cfg)
 
 
 def test_define_by_run_samples_only_the_chosen_branch(tmp_path):
@@ -40,7 +41,7 @@ def test_define_by_run_samples_only_the_chosen_branch(tmp_path):
     for c in configs:
         assert ("strategy.combiner.alpha" in c) == (c["strategy.combiner.name"] == "gradnorm")
         assert 1e-4 <= c["train.lr"] <= 1e-2
-        cfg = spec.trial_config(c)
+        cfg = trial_config(spec.base, c)
         assert cfg.strategy.combiner.name == c["strategy.combiner.name"]
 
 
@@ -135,7 +136,7 @@ def test_partition_entries_sample_valid_groupings(tmp_path):
     spec = load_space(_write(tmp_path, data))
     seen = set()
     for c in sample_configs(spec, 200):
-        cfg = spec.trial_config(c)
+        cfg = trial_config(spec.base, c)
         seen.add(cfg.partition())
     assert 30 < len(seen) <= 52
     bad = dict(BASE, space={"groups": {"partition": [[["binary", "gory"], ["mature"]]]}})

@@ -9,7 +9,10 @@ import optuna
 
 from mtl_core import keys
 from search.space import DefineByRun
-from search.trial import TrialMeta, TrialSettings, config_of, meta_of, trial_entry
+import pytest
+
+from mtl_core.config import ConfigError
+from search.trial import TrialMeta, TrialSettings, check_listed, meta_of, trial_config, trial_entry
 
 
 def _run_trial(monkeypatch, tmp_path, entry, values, objectives=()):
@@ -54,15 +57,22 @@ def test_each_objective_gets_a_finite_score_of_its_own_direction(monkeypatch, tm
     assert math.isnan(reported[0]["val/gory/f1"])  # the metric itself stays NaN
 
 
-def test_a_config_built_on_the_driver_is_the_one_trained(monkeypatch, tmp_path):
-    settings = TrialSettings({"model": {"text_encoder": "tiny"}}, "val/avg_f1", "max", 1.0)
-    built = settings.config({"train.lr": 0.02, "strategy.combiner.name": "rlw"})
-    entry = trial_entry({"train.lr": 0.02, "strategy.combiner.name": "rlw"}, TrialMeta("final", "baseline", "rlw", 0),
-                        built)
+def test_a_listed_trial_travels_as_its_overrides_and_is_built_in_the_worker(monkeypatch, tmp_path):
+    entry = trial_entry({"train.lr": 0.02, "strategy.combiner.name": "rlw"}, TrialMeta("final", "baseline", "rlw", 0))
+    assert set(entry) == {"overrides", "meta"}  # no config on the wire: the worker has the shared sections
     _, cfg = _run_trial(monkeypatch, tmp_path, entry, [0.5])
     assert cfg.strategy.combiner.name == "rlw" and cfg.train.lr == 0.02
-    assert cfg.train.epochs == 10  # the driver's config (the phase's shared sections would say 5)
-    assert cfg.train.num_threads == 2  # threads still follow the phase's CPU share
+    assert cfg.train.epochs == 5  # the phase's shared sections
+    assert cfg.train.num_threads == 2  # threads follow the phase's CPU share
+
+
+def test_a_listed_trial_with_a_bad_config_is_refused_on_the_driver():
+    base = {"model": {"text_encoder": "tiny"}}
+    good = trial_entry({"train.lr": 0.02}, TrialMeta("final", "final", "rank 1", 1))
+    bad = trial_entry({"strategy.combiner.name": "nope"}, TrialMeta("final", "axis", "combiner=nope", 1))
+    check_listed(base, [good])
+    with pytest.raises(ConfigError, match="unknown combiner 'nope'"):
+        check_listed(base, [good, bad])
 
 
 def test_define_by_run_keeps_meta_out_of_the_sampled_overrides():
@@ -79,10 +89,10 @@ def test_trial_entries_are_plain_values_that_survive_a_restore():
     """Tune writes trial configs into its experiment state: only plain values come back as they went in."""
     settings = TrialSettings({"model": {"text_encoder": "tiny"}}, "val/avg_f1", "max", 1.0, eval_test=True)
     meta = TrialMeta("final", "baseline", "equal_sum", 1)
-    entry = trial_entry({"train.seed": 1}, meta, settings.config({"train.seed": 1}))
+    entry = trial_entry({"train.seed": 1}, meta)
     restored = json.loads(json.dumps({"settings": asdict(settings), "trial": entry}))
     assert TrialSettings.of(restored["settings"]) == settings and meta_of(restored["trial"]) == meta
-    assert config_of(restored["trial"], settings) == settings.config({"train.seed": 1})
+    assert trial_config(settings.base, restored["trial"]["overrides"]) == trial_config(settings.base, {"train.seed": 1})
 
 
 def test_meta_tags_name_the_final_phase_roles():
