@@ -37,7 +37,7 @@ from search.results import collect, error_line, leaderboard, trial_id_of, write_
 from search.signals import fit_interrupted
 from search.space import sample_configs
 from search.tracking import close_orphans
-from search.trial import TrialMeta, meta_of, trial_entry
+from search.trial import TrialMeta, meta_of, models_of, trial_entry
 from search.tuner import SearchPlan, build_tuner, keep_latest_checkpoints
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def final(exp: Experiment, out: Outcome) -> None:
     for round_ in range(len(at)):
         grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed))
                 for name, round_seeds in todo.items() for seed in round_seeds]
-        grid.sort(key=_models, reverse=True)  # longest first: no partition of 5 models left alone at the end
+        grid.sort(key=models_of, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
         rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks)
         if out.interrupted:
@@ -322,12 +322,6 @@ def final(exp: Experiment, out: Outcome) -> None:
         if not out.pretraining_study.empty:
             out.pretraining_study.to_csv(exp.dir / Files.PRETRAIN_STUDY, index=False)
             out.artifacts.append(exp.dir / Files.PRETRAIN_STUDY)
-
-
-def _models(entry: dict) -> int:
-    """How many models a trial entry trains (its partition's groups): its cost, to schedule long ones first."""
-    groups = entry["overrides"].get("groups")  # a space's shared sections hold none
-    return len(groups) if groups else 1
 
 
 def _final_entries(exp: Experiment, out: Outcome, picks: list[Candidate]) -> list[tuple[str, str, dict]]:

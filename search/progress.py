@@ -37,12 +37,16 @@ def duration(seconds: float) -> str:
 
 class Progress(tune.Callback):
     """`phase`: the name shown; `budget`: the epochs the phase is expected to spend; `show_best`: False in
-    the final phase; `live`: a line updated in place (None: when stdout is a terminal)."""
+    the final phase; `live`: a line updated in place (None: when stdout is a terminal); `cost`: a trial's
+    cost per epoch (the models it trains) and `work`: the phase's total of epochs x cost, for an ETA that
+    does not take an epoch of five single-task models for one of a single model."""
 
     def __init__(self, phase: str, metric: str, mode: str, total: int, max_t: int, budget: int | None = None,
-                 show_best: bool = True, live: bool | None = None, every_s: float = 60.0):
+                 show_best: bool = True, live: bool | None = None, every_s: float = 60.0,
+                 cost: Callable[[Any], int] | None = None, work: int | None = None):
         self.phase, self.metric, self.mode, self.total, self.max_t = phase, metric, mode, total, max_t
         self.budget = budget or total * max_t
+        self.cost, self.work_budget, self.work = cost or (lambda trial: 1), work or self.budget, 0
         self.show_best, self.every_s = show_best, every_s
         self.live = sys.stdout.isatty() if live is None else live
         self.best: tuple[float, str] | None = None
@@ -53,7 +57,7 @@ class Progress(tune.Callback):
 
     def get_state(self) -> dict:
         return {"best": self.best, "finished": self.finished, "stopped": self.stopped, "errored": self.errored,
-                "epochs": self.epochs, "ended": list(self.ended)}
+                "epochs": self.epochs, "work": self.work, "ended": list(self.ended)}
 
     def set_state(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -74,8 +78,8 @@ class Progress(tune.Callback):
         if self.show_best:
             parts.append(f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no score yet")
         eta = ""
-        if 0 < self.epochs < self.budget and done < self.total:
-            eta = f", about {duration(elapsed * (self.budget - self.epochs) / self.epochs)} left"
+        if 0 < self.work < self.work_budget and self.epochs < self.budget and done < self.total:
+            eta = f", about {duration(elapsed * (self.work_budget - self.work) / self.work)} left"
         elif 0 < done < self.total:  # past the expected epochs: go by the trials still to end
             eta = f", about {duration(elapsed * (self.total - done) / done)} left"
         parts.append(f"{duration(elapsed)}{eta}")
@@ -102,6 +106,7 @@ class Progress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs += 1
+        self.work += self.cost(trial)
         value = result.get(self.metric)
         first = self.best is None
         if isinstance(value, (int, float)) and math.isfinite(value) and self._better(value):

@@ -100,3 +100,9 @@ def _set(raw: dict, dotted: str, value: Any) -> None:
         node[part] = child
         node = child
     node[parts[-1]] = value
+
+
+def models_of(entry: dict) -> int:
+    """How many models a trial entry trains (its partition's groups): its cost per epoch."""
+    groups = entry["overrides"].get("groups")  # a space's shared sections hold none
+    return len(groups) if groups else 1

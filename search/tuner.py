@@ -25,7 +25,7 @@ from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
 from search.trainable import NoRetryOnDivergence, train_trial
-from search.trial import check_listed
+from search.trial import check_listed, models_of
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
         tune_config = tune.TuneConfig(**common)
     budget = (asha_epochs(plan.num_samples, exp.max_t, s.grace_period, s.reduction_factor) if trials is None
               else expected * exp.max_t)
+    listed = {} if trials is None else dict(cost=_trial_models, work=sum(map(models_of, trials)) * exp.max_t)
     progress = Progress(phase, progress_metric or s.metric, s.mode, expected, exp.max_t, budget,
-                        show_best=not eval_test)  # the final phase: no test score before the end
+                        show_best=not eval_test, **listed)  # the final phase: no test score before the end
     callbacks = [NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t), progress]
     if trials is None and s.objectives:
         callbacks.append(_front_trace(exp, phase))
@@ -144,6 +145,11 @@ def _front_trace(exp: Experiment, phase: str) -> FrontTrace:
     s = exp.spec.search
     reference = validation_reference(s.objectives, exp.spec.config)
     return FrontTrace(exp.tracker.fork(), phase, s.objectives, s.mode, reference)
+
+
+def _trial_models(trial) -> int:
+    """A listed trial's cost per epoch (the progress line's ETA); a module function: Tune pickles callbacks."""
+    return models_of(trial.config["trial"])
 
 
 def trial_dirname(trial) -> str:

@@ -66,3 +66,19 @@ def test_epochs_past_the_estimate_are_not_shown_as_a_fraction_over_one(capsys):
     last = capsys.readouterr().out.splitlines()[-1]
     assert "3/2" not in last and "3 epochs (about 2 expected)" in last
     assert "left" in last  # still an estimate of the time left, from the trials still to end
+
+
+def test_the_eta_weighs_each_trial_by_the_models_it_trains(capsys, monkeypatch):
+    """A final phase of a five-model single-task baseline and a one-model entry, 2 epochs each: after the
+    baseline's first epoch, 5 of 12 model-epochs are done, not 1 of 4 epochs."""
+    import search.progress as progress
+
+    clock = iter([0.0, 50.0, 50.0, 50.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    single = _trial("f_00000", {"groups": [[t] for t in ("binary", "mature", "gory", "slapstick", "sarcasm")]})
+    one = _trial("f_00001")
+    p = Progress("final", "val/avg_f1", "max", total=2, max_t=2, show_best=False, live=False, every_s=0.0,
+                 cost=lambda trial: len(trial.config["trial"]["overrides"].get("groups") or [0]), work=12)
+    p.on_trial_result(0, [single, one], single, {"val/avg_f1": 0.5})
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "1/4 epochs" in line and "about 1m 10s left" in line  # 50 s x (12 - 5) / 5; by epochs: 2m 30s
