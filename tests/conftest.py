@@ -12,13 +12,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2` on two cores: one torch thre
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # and in the processes a test starts
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    """Tests that start Ray run one after another (`--dist loadgroup` keeps a group on one worker): each checks
-    that its Ray left nothing behind, which a second Ray beside it would break. The other worker runs the rest."""
-    for item in items:
-        if item.get_closest_marker("ray"):
-            item.add_marker(pytest.mark.xdist_group("ray"))
+@pytest.fixture(autouse=True)
+def one_ray_at_a_time(request, tmp_path_factory):
+    """Tests marked `ray` start Ray and check what it left behind, which a second Ray beside them (the other
+    xdist worker's) would break: they take turns on a lock file that every worker of the session shares,
+    while the other tests run beside them. (xdist's `--dist loadgroup` would do this, but with pytest 9.2 its
+    group suffix on the test ids has no effect.)"""
+    if request.node.get_closest_marker("ray") is None:
+        yield
+        return
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared  # the workers' common folder
+    with open(shared / "ray-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # released when the file closes, also when the test fails
 
 
 @pytest.fixture(scope="session", autouse=True)
