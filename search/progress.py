@@ -9,6 +9,7 @@ import math
 import shutil
 import sys
 import time
+from typing import Any, Callable
 
 from ray import tune
 
@@ -78,7 +79,7 @@ class Progress(tune.Callback):
         if self.show_best:
             parts.append(f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no score yet")
         eta = ""
-        if 0 < self.work < self.work_budget and self.epochs < self.budget and done < self.total:
+        if 0 < self.work < self.work_budget and done < self.total:
             eta = f", about {duration(elapsed * (self.work_budget - self.work) / self.work)} left"
         elif 0 < done < self.total:  # past the expected epochs: go by the trials still to end
             eta = f", about {duration(elapsed * (self.total - done) / done)} left"
