@@ -97,12 +97,16 @@ def cached(folder: Path, key: str, compute: Callable[[], dict]) -> tuple[dict, b
 
 def cache_parts(cfg, data) -> dict:
     """Everything a pretrained state depends on: the train and val clips' contents, the text encoder, the
-    model (but its heads), the pretraining section, the seed and the training settings pretraining uses."""
+    model (but its heads), the pretraining section, the seed, the training settings pretraining uses and the
+    version of the objectives."""
+    from mtl_core.pretrain.objectives import OBJECTIVES_VERSION
+
     plain = cfg.to_dict()
     model = {k: v for k, v in plain["model"].items() if k not in ("head_dims", "head_dropout")}
     t = cfg.train
     return {"train": arrays_digest(data.splits["train"]), "val": arrays_digest(data.splits["val"]),
             "encoder": data.encoder.identity, "model": model, "pretrain": plain["pretrain"],
+            "objectives": OBJECTIVES_VERSION,
             "train_settings": {"seed": t.seed, "precision": t.precision, "grad_clip": t.grad_clip,
                                "weight_decay": t.weight_decay, "lr_schedule": t.lr_schedule}}
 

@@ -3,15 +3,19 @@
 `PretrainModel` has the interface the training step uses for downstream tasks (`tasks`, `heads`,
 `encode`, `task_losses`, `shared_parameters`, `last_shared_parameters`), so every scheduler, combiner
 (gradient methods included) and modality schedule acts on pretraining tasks unchanged. `encode` returns
-one tensor z [B, D] per batch holding everything the heads read:
+one tensor z [B, 3d] per batch holding everything the heads read:
 
-    z = [u_text | u_video | u_audio | (pos_a | pos_b | neg_a | neg_b) per matching task]
+    z = [u_text | u_video | u_audio]
 
-u_m: masked mean of modality m's encoded sequence (before the HCA; a pooled summary per clip). For a
-matching task over (a, b), pos_* are the HCA's pooled a and b outputs for the clip's own pair and neg_*
-for a with b taken from another clip (a derangement of the batch: never the clip itself); the third
-modality's slot holds b again (`_pair_parts` says why), so the HCA sees the pair only. The losses depend on
-the encoder only through z, which the gradient combiners' Jacobian needs.
+u_m: masked mean of modality m's encoded sequence (before the HCA; a summary per clip). A contrastive task
+compares the two summaries of its pair across the batch; a matching task over (a, b) reads u_a with the u_b of
+the clip itself (positive) and of another clip (negative: a derangement of the batch, never the clip itself).
+The losses depend on the encoder only through z, which the gradient combiners' Jacobian needs.
+
+Matching reads the summaries, not the HCA's outputs for the pair: through the HCA, video-text and audio-text
+matching stayed at chance on the synthetic default (the training loss at ln 2, at learning rates 0.001-0.01,
+10 and 20 epochs, with or without dropout, a projection or a trained text projection), while the same heads
+over the summaries learn all three (docs/methods.md#pretrain-matching).
 """
 from __future__ import annotations
 
@@ -26,9 +30,9 @@ from mtl_core import MODALITIES, keys
 from mtl_core.metrics import binary_task_metrics
 from mtl_core.model.hiccap import HICCAP, ModelInputs
 from mtl_core.pretrain import is_matching, modalities_of
-
-# fuse() pools its branches in this order
-POOL_ORDER = ("text", "audio", "video")
+# Part of the pretrained-state cache key: bump when an objective or head changes, so that no entry trained by
+# the old objectives is read as this version's (2: matching reads the clip summaries, not the HCA).
+OBJECTIVES_VERSION = 2
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -73,15 +77,20 @@ class ContrastHead(nn.Module):
 
 
 class MatchHead(nn.Module):
-    """The matching MLP over a pair of pooled representations (a, b) [B, d] each -> 2 logits (other clip,
-    same clip). It reads [a, b, a*b, |a-b|] (the usual sentence-pair features): a plain MLP over [a, b]
-    would have to learn the comparison itself, which a few hundred clips do not teach it."""
+    """The matching MLP over a pair of clip summaries (a, b) [B, d] each -> 2 logits (other clip, same clip).
 
-    def __init__(self, width: int):
+    Each side is first projected into a shared space (the two summaries come from different encoders, and a
+    frozen text encoder's coordinates never move towards the video's), then the MLP reads
+    [a, b, a*b, |a-b|], the usual sentence-pair features: over the raw [a, b] it would have to learn the
+    comparison itself, which a few hundred clips do not teach it."""
+
+    def __init__(self, width: int, dim: int):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(4 * width, width), nn.ReLU(), nn.Linear(width, 2))
+        self.proj_a, self.proj_b = nn.Linear(width, dim), nn.Linear(width, dim)
+        self.mlp = nn.Sequential(nn.Linear(4 * dim, dim), nn.ReLU(), nn.Linear(dim, 2))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a, b = self.proj_a(a), self.proj_b(b)
         return self.mlp(torch.cat([a, b, a * b, (a - b).abs()], dim=1))
 
 
@@ -99,7 +108,7 @@ class PretrainModel(nn.Module):
         self.tasks = tuple(tasks)
         self.width = width
         self.temperature = temperature
-        self.heads = nn.ModuleDict({t: MatchHead(width) if is_matching(t) else ContrastHead(width, projection_dim)
+        self.heads = nn.ModuleDict({t: MatchHead(width, projection_dim) if is_matching(t) else ContrastHead(width, projection_dim)
                                     for t in self.tasks})
         self.gen = torch.Generator().manual_seed(seed * 1_000_003 + 29)  # the training negatives
         self._batch: dict[str, tuple] = {}  # task -> usable pairs of the latest batch (and its derangement)
@@ -110,14 +119,13 @@ class PretrainModel(nn.Module):
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         """GradNorm's W: the video and audio encoders' output LayerNorms, which every pretraining task
-        reaches (each pair has video or audio; the HCA's pools are not reached by the contrastive tasks)."""
+        reaches (each pair has video or audio; no pretraining task reads the HCA)."""
         return [p for enc in (self.encoder.video_enc, self.encoder.audio_enc) for p in enc.proj[1].parameters()]
 
     def encode(self, x: ModelInputs, gen: torch.Generator | None = None) -> torch.Tensor:
-        """z [B, D] (layout in the module docstring); remembers which pairs of the batch are usable."""
+        """z [B, 3d] (layout in the module docstring); remembers which pairs of the batch are usable."""
         seqs, masks = self.encoder.encode_modalities(x)
         present = x.present & torch.stack([x.text_mask.any(1), x.video_mask.any(1), x.audio_mask.any(1)], 1)
-        parts = [masked_mean(s, m) for s, m in zip(seqs, masks)]  # 3 x [B, d]
         self._batch = {}
         b = len(present)
         for t in self.tasks:
@@ -131,51 +139,15 @@ class PretrainModel(nn.Module):
             else:  # one clip has no other clip to pair with: no negative
                 perm = torch.zeros(1, dtype=torch.long, device=present.device)
                 neg_ok = torch.zeros(1, dtype=torch.bool, device=present.device)
-            pos_ok = present[:, ia] & present[:, ib]
-            self._batch[t] = (pos_ok, neg_ok, perm)
-            parts += self._pair_parts(seqs, masks, ia, ib, perm)
-        return torch.cat(parts, dim=1)
-
-    def _pair_parts(self, seqs, masks, ia: int, ib: int, perm: torch.Tensor) -> list[torch.Tensor]:
-        """The HCA's pooled a and b outputs for [the clip's own pair; a with b of clip perm[i]] ([B, d] x 4).
-
-        The third modality's slot holds b as well, not the missing token: each HCA branch ends with a hop to
-        its second context, and a hop to the missing token alone returns one constant whatever the query, which
-        would erase the cross-attention of the hop before it (the text branch of (video, text) would never see
-        the video). With b in both other slots every hop of every branch attends to a modality of the pair."""
-        b = len(perm)
-        pair_seqs, pair_masks = [], []
-        for j in range(3):
-            if j == ia:
-                s, m = torch.cat([seqs[j], seqs[j]]), torch.cat([masks[j], masks[j]])
-            elif j == ib:
-                s, m = torch.cat([seqs[j], seqs[j][perm]]), torch.cat([masks[j], masks[j][perm]])
-            else:  # the third modality's slot holds b again (see _pair_parts)
-                s, m = torch.cat([seqs[ib], seqs[ib][perm]]), torch.cat([masks[ib], masks[ib][perm]])
-            pair_seqs.append(s)
-            pair_masks.append(m)
-        pooled = self.encoder.fuse(pair_seqs, pair_masks)  # [2B, 3d]
-        d = self.width
-        pa = pooled[:, POOL_ORDER.index(MODALITIES[ia]) * d:][:, :d]
-        pb = pooled[:, POOL_ORDER.index(MODALITIES[ib]) * d:][:, :d]
-        return [pa[:b], pb[:b], pa[b:], pb[b:]]
-
-    def _split(self, z: torch.Tensor) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-        d = self.width
-        units = [z[:, i * d:(i + 1) * d] for i in range(3)]
-        pairs, offset = {}, 3 * d
-        for t in self.tasks:
-            if is_matching(t):
-                pairs[t] = z[:, offset:offset + 4 * d]
-                offset += 4 * d
-        return units, pairs
+            self._batch[t] = (present[:, ia] & present[:, ib], neg_ok, perm)
+        return torch.cat([masked_mean(s, m) for s, m in zip(seqs, masks)], dim=1)
 
     def outputs(self, z: torch.Tensor) -> dict[str, tuple]:
-        """Per task: (projected a, projected b, usable rows) for a contrastive task; (logits [2B', 2], targets)
-        over the usable positive and negative pairs for a matching task."""
-        units, pairs = self._split(z)
-        out = {}
+        """Per task: (projected a, projected b) over the usable rows for a contrastive task; (logits [P+N, 2],
+        targets) over the usable positive then negative pairs for a matching task."""
         d = self.width
+        units = [z[:, i * d:(i + 1) * d] for i in range(3)]  # text, video, audio
+        out = {}
         for t in self.tasks:
             head = self.heads[t]
             ia, ib = (MODALITIES.index(m) for m in modalities_of(t))
@@ -183,10 +155,9 @@ class PretrainModel(nn.Module):
                 ok = self._batch[t][0]
                 out[t] = (head.proj_a(units[ia][ok]), head.proj_b(units[ib][ok]))
                 continue
-            pos_ok, neg_ok, _ = self._batch[t]
-            p = pairs[t]
-            pos, neg = p[pos_ok], p[neg_ok]  # [pos_a | pos_b | neg_a | neg_b] rows of the usable pairs
-            logits = torch.cat([head(pos[:, :d], pos[:, d:2 * d]), head(neg[:, 2 * d:3 * d], neg[:, 3 * d:])])
+            pos_ok, neg_ok, perm = self._batch[t]
+            ua, ub = units[ia], units[ib]
+            logits = torch.cat([head(ua[pos_ok], ub[pos_ok]), head(ua[neg_ok], ub[perm][neg_ok])])
             target = torch.cat([torch.ones(int(pos_ok.sum()), dtype=torch.long),
                                 torch.zeros(int(neg_ok.sum()), dtype=torch.long)]).to(z.device)
             out[t] = (logits, target)

@@ -83,11 +83,16 @@ def test_matching_negatives_pair_a_clip_with_another_clip_that_has_the_modality(
                 assert pos_ok.all() and neg_ok.all()
     losses, has = model.task_losses(z)
     assert losses.shape == (6,) and has.all() and torch.isfinite(losses).all()
-    # a negative is the same pair as a positive only when b came from the clip itself: never
+    # the head reads clip i's video summary with its own text (positives), then with clip perm[i]'s (negatives)
     d = model.width
-    _, pairs = model._split(z)
-    pos_b, neg_b = pairs["vtm"][:, d:2 * d], pairs["vtm"][:, 3 * d:]
-    assert not torch.allclose(pos_b, neg_b)
+    video, text = z[:, d:2 * d], z[:, :d]
+    pos_ok, neg_ok, perm = model._batch["vtm"]
+    logits, target = model.outputs(z)["vtm"]
+    head = model.heads["vtm"]
+    torch.testing.assert_close(logits, torch.cat([head(video[pos_ok], text[pos_ok]),
+                                                  head(video[neg_ok], text[perm][neg_ok])]))
+    assert target.tolist() == [1] * int(pos_ok.sum()) + [0] * int(neg_ok.sum())
+    assert not torch.allclose(head(video, text), head(video, text[perm]))
 
 
 def test_a_task_with_no_usable_pair_trains_nothing(tiny_pretrain):
@@ -192,6 +197,18 @@ def test_cache_key_follows_what_pretraining_depends_on(tiny_cfg):
     assert entry_key(cache_parts(cfg, data)) != key
 
 
+def test_cache_key_changes_with_the_objectives_version(tiny_cfg, monkeypatch):
+    """An entry trained by older objectives (matching through the HCA) is never read as this version's."""
+    from mtl_core.pretrain import objectives
+    from mtl_core.pretrain.cache import entry_key
+
+    cfg = tiny_cfg(pretrain={"tasks": ["vtm"]})
+    data = prepare(cfg, torch.device("cpu"), splits=("train", "val"))
+    key = entry_key(cache_parts(cfg, data))
+    monkeypatch.setattr(objectives, "OBJECTIVES_VERSION", objectives.OBJECTIVES_VERSION + 1)
+    assert entry_key(cache_parts(cfg, data)) != key
+
+
 # -- fine-tuning from the pretrained encoder --------------------------------------------------------
 
 
@@ -231,20 +248,22 @@ def test_finetuning_starts_from_the_pretrained_encoder_with_fresh_heads(tiny_cfg
 
 @pytest.mark.slow
 def test_matching_is_learned_above_chance_on_validation_clips(tmp_path):
-    """The hybrid pretraining of all six tasks on the synthetic default: VAM's validation accuracy (chance 0.5,
-    128 pairs) and audio-video retrieval (chance 1/16) clearly above chance. VTM and ATM are not asserted: at
-    this scale (160 clips, 10 epochs) they stay near chance (docs/methods.md#pretrain-matching)."""
+    """The hybrid pretraining of all six tasks on the synthetic default: each matching task's validation
+    accuracy (chance 0.5, 128 pairs) at chance after the first epoch and clearly above it over the last five,
+    and audio-video retrieval (chance 1/16) above chance. Through the HCA, VTM and ATM stayed at chance here
+    (docs/methods.md#pretrain-matching)."""
     from mtl_core.data.synth import write_synthetic
 
     root = write_synthetic(tmp_path / "data", seed=0, n_train=160, n_val=64, n_test=4)
-    cfg = build_config(tiny_raw(root, pretrain={"tasks": ALL, "epochs": 10, "batch_size": 16, "lr": 0.01}))
+    cfg = build_config(tiny_raw(root, pretrain={"tasks": ALL, "epochs": 20, "batch_size": 16, "lr": 0.003}))
     data = prepare(cfg, torch.device("cpu"), splits=("train", "val"))
     _, history = pretrain(cfg, data, torch.device("cpu"))
     acc = lambda t: [h[keys.pretrain(keys.task("val", t, "acc"))] for h in history]  # noqa: E731
-    # the last epochs (validation accuracy moves by a few points from epoch to epoch at 128 pairs)
-    assert max(acc("vam")[-3:]) > 0.62 and acc("vam")[0] < 0.6, acc("vam")
+    # validation accuracy moves by a few points from epoch to epoch at 128 pairs: the mean of the last five
+    for t, above in {"vtm": 0.58, "atm": 0.58, "vam": 0.7}.items():
+        assert acc(t)[0] < 0.56 and sum(acc(t)[-5:]) / 5 > above, (t, acc(t))
     assert max(acc("contrast_av")[-3:]) > 0.2, acc("contrast_av")
-    assert len(history) == 10 and history[0]["epoch"] == 0
+    assert len(history) == 20 and history[0]["epoch"] == 0
 
 
 @pytest.mark.slow
