@@ -8,7 +8,8 @@ and the names of the MLflow runs built on them (`run_name`): `final dsg+equal+al
 `baseline equal_sum seed 1`, `search 3 dsg+equal+all` (3: the trial's number in its phase).
 
 A label names the strategy and the grouping, not the training knobs (learning rate, class weights): two
-trials of a search may share one, which is why a search run's name carries its number.
+trials of a search may share one. A table tells them apart by the knobs that differ (`distinct`), and a search
+run's name carries its number.
 """
 from __future__ import annotations
 
@@ -105,10 +106,40 @@ def trial_number(trial_id: str, number: Any = None) -> str:
     return str(int(tail)) if head and tail.isdigit() else str(trial_id)
 
 
-def distinct(labels: Sequence[str], numbers: Sequence[str]) -> list[str]:
-    """Labels made distinct where they repeat: `dsg+equal+all #3`, by the trial's number."""
-    seen = {label: labels.count(label) for label in labels}
-    return [f"{label} #{n}" if seen[label] > 1 else label for label, n in zip(labels, numbers)]
+def distinct(labels: Sequence[str], numbers: Sequence[str],
+             configs: Sequence[dict[str, Any]] | None = None) -> list[str]:
+    """Labels made distinct where they repeat: by the training knobs that tell the repeats apart, taken from
+    each row's `configs` (its `config/<key>` cells; `dsg+equal+all (lr 0.0018, class_weight balanced)`, at most
+    two knobs), else by the trial's number (`dsg+equal+all #3`)."""
+    out = list(labels)
+    for label in set(labels):
+        rows = [i for i, other in enumerate(labels) if other == label]
+        if len(rows) < 2:
+            continue
+        knobs = _differing_knobs([configs[i] for i in rows]) if configs is not None else []
+        for i in rows:
+            shown = ", ".join(f"{k.rsplit('.', 1)[-1]} {_knob_value(configs[i][k])}" for k in knobs[:2])
+            out[i] = f"{label} ({shown})" if shown else label
+        if len({out[i] for i in rows}) < len(rows):  # the knobs shown do not tell every repeat apart
+            for i in rows:
+                out[i] = f"{label} #{numbers[i]}"
+    return out
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
+def _differing_knobs(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """The `config/` keys (without the prefix) that every row sets and not all to one value, strategy names
+    and groupings aside (the label shows them), in sorted order."""
+    keys = set.intersection(*({k for k, v in c.items() if _present(v)} for c in configs))
+    shown_in_label = {name_key(axis) for axis in AXES} | {"groups", "tasks"}
+    return sorted(k for k in keys if k not in shown_in_label and len({repr(c[k]) for c in configs}) > 1)
+
+
+def _knob_value(value: Any) -> str:
+    return f"{value:.2g}" if isinstance(value, float) else str(value)
 
 
 def run_name(phase: str, trial_id: str, entry: dict[str, Any], base: dict[str, Any] | None = None) -> str:

@@ -35,7 +35,7 @@ from search.experiment import Files  # noqa: E402
 from search.front_report import front_section  # noqa: E402
 from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
 from search.report_input import ReportInput  # noqa: E402
-from search.results import numbers  # noqa: E402
+from search.results import config_cells, numbers  # noqa: E402
 from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, scores_at  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def with_labels(trials: pd.DataFrame, base: dict) -> pd.DataFrame:
     if "label" in trials or trials.empty:
         return trials
     labels = [row_label(r, base) for _, r in trials.iterrows()]
-    return trials.assign(label=distinct(labels, numbers(trials)))
+    return trials.assign(label=distinct(labels, numbers(trials), config_cells(trials)))
 
 
 def _save(fig, out: Path, name: str, alt: str) -> list[str]:

@@ -82,7 +82,7 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
     hist = pd.concat(history, ignore_index=True) if history else pd.DataFrame()
     table = pd.DataFrame(trials)
     if not table.empty:  # one label per row: two trials of the same strategy and grouping by their number
-        table["label"] = distinct(list(table["label"]), numbers(table))
+        table["label"] = distinct(list(table["label"]), numbers(table), config_cells(table))
     return hist, with_fronts(table, _objectives_of(results))
 
 
@@ -94,6 +94,12 @@ def cell(key: str, value: Any) -> Any:
     if key == "tasks" and value:
         return partition_label([value])
     return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def config_cells(trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each row's `config/<key>` cells by their key (what `search.labels.distinct` tells repeats apart by)."""
+    columns = [c for c in trials.columns if str(c).startswith("config/")]
+    return [{c[len("config/"):]: v for c, v in zip(columns, values)} for values in trials[columns].itertuples(index=False)]
 
 
 def numbers(trials: pd.DataFrame) -> list[str]:

@@ -37,6 +37,19 @@ def test_repeated_labels_carry_the_trial_number_and_runs_are_named():
     assert trial_number("b7589_00003") == "3" and trial_number("d0c574b4") == "d0c574b4"
     assert trial_number("d0c574b4", 7) == "7" and trial_number("b7589_00003", float("nan")) == "3"  # Optuna's number
     assert distinct(["a", "b", "a"], ["1", "2", "3"]) == ["a #1", "b", "a #3"]
+
+
+def test_repeated_labels_name_the_knobs_that_tell_them_apart():
+    lr = lambda v, **more: {"train.lr": v, "strategy.scheduler.name": "dsg", **more}  # noqa: E731
+    configs = [lr(0.0018, **{"train.class_weight": "balanced"}), lr(0.0005, **{"train.class_weight": None}),
+               lr(0.01)]
+    # lr tells the repeats apart; class weights are not set on every row, the scheduler is in the label already
+    assert distinct(["a", "a", "b"], ["1", "2", "3"], configs) == ["a (lr 0.0018)", "a (lr 0.0005)", "b"]
+    two = [lr(0.001, **{"train.class_weight": "balanced"}), lr(0.002, **{"train.class_weight": "none"})]
+    assert distinct(["a", "a"], ["1", "2"], two) == ["a (class_weight balanced, lr 0.001)", "a (class_weight none, lr 0.002)"]
+    # identical knobs, or knobs that print alike at two digits: the trial's number
+    assert distinct(["a", "a"], ["4", "9"], [lr(0.01), lr(0.01)]) == ["a #4", "a #9"]
+    assert distinct(["a", "a"], ["4", "9"], [lr(0.00181), lr(0.00184)]) == ["a #4", "a #9"]
     final = trial_entry({}, TrialMeta("final", "final", "dsg+equal+all | bin+sla+sar/mat+gor", 1))
     assert run_name("final", "t_00001", final) == "final dsg+equal+all | bin+sla+sar/mat+gor seed 1"
     assert run_name("final", "t_00002", trial_entry({}, TrialMeta("final", "baseline", "equal_sum", 1))) \
