@@ -98,6 +98,8 @@ def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks, shares: dict[str
         board.loc[board["final/name"].notna(), "role"] = "final"
     extra = table[~known].assign(trial_id=lambda t: t["final/name"], status="retrained")
     board = pd.concat([board, extra], ignore_index=True)
+    if "rank" in board:  # the added rows have no search rank: an empty cell, and the others stay integers
+        board["rank"] = board["rank"].astype("Int64")
     board["final/front_share"] = board["final/name"].map(shares or {})
     return board
 

@@ -135,6 +135,9 @@ def test_leaderboard_names_the_baselines_and_marks_the_fronts():
     assert out["pareto"].iloc[:2].tolist() == [True, True]  # neither dominates the other on validation
     share = out.set_index("trial_id")["final/front_share"]
     assert share["t1"] == 0.97 and share["equal_sum"] == 0.1 and np.isnan(share["single_task"]) and np.isnan(share["t2"])
+    # the CSV keeps the search ranks as integers and leaves the baselines' empty (not 1.0, 2.0, NaN)
+    assert out.to_csv(index=False, columns=["rank", "trial_id"]).splitlines()[1:] == \
+        ["1,t1", "2,t2", ",equal_sum", ",single_task"]
 
 
 def test_rungs_follow_ashas_milestones():
