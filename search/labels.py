@@ -118,7 +118,7 @@ def distinct(labels: Sequence[str], numbers: Sequence[str],
             continue
         knobs = _differing_knobs([configs[i] for i in rows]) if configs is not None else []
         for i in rows:
-            shown = ", ".join(f"{k.rsplit('.', 1)[-1]} {_knob_value(configs[i][k])}" for k in knobs[:2])
+            shown = ", ".join(f"{_knob_name(k)} {_knob_value(configs[i][k])}" for k in knobs[:2])
             out[i] = f"{label} ({shown})" if shown else label
         if len({out[i] for i in rows}) < len(rows):  # the knobs shown do not tell every repeat apart
             for i in rows:
@@ -132,14 +132,27 @@ def _present(value: Any) -> bool:
 
 def _differing_knobs(configs: Sequence[dict[str, Any]]) -> list[str]:
     """The `config/` keys (without the prefix) that every row sets and not all to one value, strategy names
-    and groupings aside (the label shows them), in sorted order."""
+    and groupings aside (the label shows them): those with the most distinct values first, then by name."""
     keys = set.intersection(*({k for k, v in c.items() if _present(v)} for c in configs))
     shown_in_label = {name_key(axis) for axis in AXES} | {"groups", "tasks"}
-    return sorted(k for k in keys if k not in shown_in_label and len({repr(c[k]) for c in configs}) > 1)
+    spread = {k: len({repr(c[k]) for c in configs}) for k in keys if k not in shown_in_label}
+    return sorted((k for k, n in spread.items() if n > 1), key=lambda k: (-spread[k], k))
+
+
+def _knob_name(key: str) -> str:
+    """`train.lr` -> `lr`, `pretrain.combiner.name` -> `pretrain.combiner`, `model.dropout` as it is."""
+    key = key.removesuffix(".name")
+    return key.removeprefix("train.")
 
 
 def _knob_value(value: Any) -> str:
-    return f"{value:.2g}" if isinstance(value, float) else str(value)
+    if isinstance(value, str) and value.startswith("["):  # a list as its table cell holds it (JSON)
+        value = json.loads(value)
+    if isinstance(value, float):
+        return f"{value:.2g}"
+    if isinstance(value, (list, tuple)):  # pretrain.tasks: the tasks, or none
+        return "+".join(map(str, value)) or "none"
+    return str(value)
 
 
 def run_name(phase: str, trial_id: str, entry: dict[str, Any], base: dict[str, Any] | None = None) -> str:

@@ -47,6 +47,12 @@ def test_repeated_labels_name_the_knobs_that_tell_them_apart():
     assert distinct(["a", "a", "b"], ["1", "2", "3"], configs) == ["a (lr 0.0018)", "a (lr 0.0005)", "b"]
     two = [lr(0.001, **{"train.class_weight": "balanced"}), lr(0.002, **{"train.class_weight": "none"})]
     assert distinct(["a", "a"], ["1", "2"], two) == ["a (class_weight balanced, lr 0.001)", "a (class_weight none, lr 0.002)"]
+    # the knob with the most distinct values first; `.name` and `train.` dropped, a list of tasks joined
+    pre = [{"pretrain.tasks": tasks, "pretrain.combiner.name": comb, "train.lr": 0.003}
+           for tasks, comb in (([], "equal"), ('["vtm"]', "equal"), (["vtm", "atm"], "uncertainty"))]  # a cell: JSON
+    assert distinct(["a"] * 3, ["1", "2", "3"], pre) == [
+        "a (pretrain.tasks none, pretrain.combiner equal)", "a (pretrain.tasks vtm, pretrain.combiner equal)",
+        "a (pretrain.tasks vtm+atm, pretrain.combiner uncertainty)"]
     # identical knobs, or knobs that print alike at two digits: the trial's number
     assert distinct(["a", "a"], ["4", "9"], [lr(0.01), lr(0.01)]) == ["a #4", "a #9"]
     assert distinct(["a", "a"], ["4", "9"], [lr(0.00181), lr(0.00184)]) == ["a #4", "a #9"]
