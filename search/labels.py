@@ -109,10 +109,11 @@ def trial_number(trial_id: str, number: Any = None) -> str:
 def distinct(labels: Sequence[str], numbers: Sequence[str],
              configs: Sequence[dict[str, Any]] | None = None) -> list[str]:
     """Labels made distinct where they repeat: by the training knobs that tell the repeats apart, taken from
-    each row's `configs` (its `config/<key>` cells; `dsg+equal+all (lr 0.0018, class_weight balanced)`, at most
-    two knobs), else by the trial's number (`dsg+equal+all #3`)."""
+    each row's `configs` (its `config/<key>` cells; `dsg+equal+all (class_weight balanced, lr 0.0018)`, at
+    most two knobs, those with the most distinct values first), else by the trial's number (`dsg+equal+all #3`),
+    also where a knob-named label would equal another row's."""
     out = list(labels)
-    for label in set(labels):
+    for label in dict.fromkeys(labels):
         rows = [i for i, other in enumerate(labels) if other == label]
         if len(rows) < 2:
             continue
@@ -120,7 +121,8 @@ def distinct(labels: Sequence[str], numbers: Sequence[str],
         for i in rows:
             shown = ", ".join(f"{_knob_name(k)} {_knob_value(configs[i][k])}" for k in knobs[:2])
             out[i] = f"{label} ({shown})" if shown else label
-        if len({out[i] for i in rows}) < len(rows):  # the knobs shown do not tell every repeat apart
+        named = [out[i] for i in rows]
+        if len(set(named)) < len(rows) or any(n in labels for n in named):
             for i in rows:
                 out[i] = f"{label} #{numbers[i]}"
     return out
@@ -147,7 +149,12 @@ def _knob_name(key: str) -> str:
 
 def _knob_value(value: Any) -> str:
     if isinstance(value, str) and value.startswith("["):  # a list as its table cell holds it (JSON)
-        value = json.loads(value)
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, float) and value.is_integer():  # an integer column with a gap reads back as floats
+        return str(int(value))
     if isinstance(value, float):
         return f"{value:.2g}"
     if isinstance(value, (list, tuple)):  # pretrain.tasks: the tasks, or none

@@ -22,7 +22,7 @@ import torch
 from mtl_core.checkpoint import CheckpointError, safe_load
 from mtl_core.pretrain import check_modalities
 
-CACHE_FORMAT = 1  # bump when an entry's layout or the pretraining rule changes
+CACHE_FORMAT = 1  # bump when an entry's layout changes (the objectives have OBJECTIVES_VERSION)
 MAX_ENTRY_BYTES = 4 * 2**30  # an entry is an encoder's weights plus its curve; beyond this it is not ours
 
 

@@ -114,8 +114,12 @@ class PretrainModel(nn.Module):
         self._batch: dict[str, tuple] = {}  # task -> usable pairs of the latest batch (and its derangement)
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        head_ids = {id(p) for p in self.heads.parameters()}
-        return [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
+        """What z depends on: the modality encoders (the text encoder when it trains) and the missing-modality
+        tokens. Not the HCA and pools, which no pretraining task reads: a gradient combiner would give them a
+        zero gradient, and AdamW's weight decay would then move them."""
+        enc = self.encoder
+        parts = [enc.video_enc, enc.audio_enc] + ([enc.text_encoder] if enc.text_encoder is not None else [])
+        return [p for m in parts for p in m.parameters() if p.requires_grad] + [enc.missing]
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         """GradNorm's W: the video and audio encoders' output LayerNorms, which every pretraining task

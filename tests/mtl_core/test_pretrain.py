@@ -14,7 +14,7 @@ from mtl_core.checkpoint import CheckpointError
 from mtl_core.config import ConfigError, build_config
 from mtl_core.pretrain import PRETRAIN_TASKS, check_modalities
 from mtl_core.pretrain.cache import cache_parts, cached, write_entry
-from mtl_core.pretrain.objectives import PretrainModel, derangement, info_nce, retrieval_accuracy
+from mtl_core.pretrain.objectives import PretrainModel, derangement, info_nce, masked_mean, retrieval_accuracy
 from mtl_core.train import pretrain
 from mtl_core.prepare import prepare
 from tests.conftest import tiny_raw
@@ -83,8 +83,14 @@ def test_matching_negatives_pair_a_clip_with_another_clip_that_has_the_modality(
                 assert pos_ok.all() and neg_ok.all()
     losses, has = model.task_losses(z)
     assert losses.shape == (6,) and has.all() and torch.isfinite(losses).all()
-    # the head reads clip i's video summary with its own text (positives), then with clip perm[i]'s (negatives)
+    # z is each modality's summary in the order text, video, audio (eval: no dropout between the two passes)
+    model.eval()
+    z = model.encode(inputs)
     d = model.width
+    seqs, masks = model.encoder.encode_modalities(inputs)
+    for j in range(3):
+        torch.testing.assert_close(z[:, j * d:(j + 1) * d], masked_mean(seqs[j], masks[j]))
+    # the head reads clip i's video summary with its own text (positives), then with clip perm[i]'s (negatives)
     video, text = z[:, d:2 * d], z[:, :d]
     pos_ok, neg_ok, perm = model._batch["vtm"]
     logits, target = model.outputs(z)["vtm"]
@@ -92,7 +98,29 @@ def test_matching_negatives_pair_a_clip_with_another_clip_that_has_the_modality(
     torch.testing.assert_close(logits, torch.cat([head(video[pos_ok], text[pos_ok]),
                                                   head(video[neg_ok], text[perm][neg_ok])]))
     assert target.tolist() == [1] * int(pos_ok.sum()) + [0] * int(neg_ok.sum())
-    assert not torch.allclose(head(video, text), head(video, text[perm]))
+
+
+@pytest.mark.parametrize("arch,freeze_text", [("hiccap", True), ("late_fusion", True), ("hiccap", False)])
+def test_shared_parameters_are_exactly_what_z_depends_on(tiny_cfg, arch, freeze_text):
+    """The gradient combiners' Jacobian and GradNorm read `shared_parameters`: every one must reach z, and every
+    trainable parameter that reaches z must be in it (a parameter z never reads, such as the HCA's, would get a
+    zero gradient from them, and AdamW's weight decay would move it)."""
+    from mtl_core.train import build_model
+
+    cfg = tiny_cfg(model={"arch": arch, "freeze_text": freeze_text}, pretrain={"tasks": ALL, "batch_size": 8})
+    data = prepare(cfg, torch.device("cpu"), splits=("train", "val"))
+    model = PretrainModel(build_model(replace(cfg, tasks=()), data.encoder), tuple(ALL), data.encoder.hidden_size)
+    inputs, _ = data.splits["train"].batch(torch.arange(8).numpy())
+    inputs.present[0, 2] = False  # one clip without audio: the missing tokens are read
+    if not freeze_text:
+        inputs.text_hidden = None  # the trained encoder runs
+    z = model.encode(inputs)
+    heads = {id(p) for p in model.heads.parameters()}
+    candidates = [p for p in model.parameters() if p.requires_grad and id(p) not in heads]
+    grads = torch.autograd.grad((z * torch.randn_like(z)).sum(), candidates, allow_unused=True)
+    reached = {id(p) for p, g in zip(candidates, grads) if g is not None and bool(g.abs().sum() > 0)}
+    assert {id(p) for p in model.shared_parameters()} == reached
+    assert {id(p) for p in model.last_shared_parameters()} <= reached
 
 
 def test_a_task_with_no_usable_pair_trains_nothing(tiny_pretrain):

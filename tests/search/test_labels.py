@@ -1,3 +1,5 @@
+import pandas as pd
+
 from search.labels import (config_label, distinct, groups_label, partition_label, partition_of, row_label, run_name,
                            short_names, trial_number)
 from search.trial import TrialMeta, trial_entry
@@ -37,6 +39,12 @@ def test_repeated_labels_carry_the_trial_number_and_runs_are_named():
     assert trial_number("b7589_00003") == "3" and trial_number("d0c574b4") == "d0c574b4"
     assert trial_number("d0c574b4", 7) == "7" and trial_number("b7589_00003", float("nan")) == "3"  # Optuna's number
     assert distinct(["a", "b", "a"], ["1", "2", "3"]) == ["a #1", "b", "a #3"]
+    final = trial_entry({}, TrialMeta("final", "final", "dsg+equal+all | bin+sla+sar/mat+gor", 1))
+    assert run_name("final", "t_00001", final) == "final dsg+equal+all | bin+sla+sar/mat+gor seed 1"
+    assert run_name("final", "t_00002", trial_entry({}, TrialMeta("final", "baseline", "equal_sum", 1))) \
+        == "baseline equal_sum seed 1"
+    search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search", number=3))
+    assert run_name("search", "d0c574b4", search, BASE) == "search 3 dsg+pcgrad+all"
 
 
 def test_repeated_labels_name_the_knobs_that_tell_them_apart():
@@ -56,9 +64,22 @@ def test_repeated_labels_name_the_knobs_that_tell_them_apart():
     # identical knobs, or knobs that print alike at two digits: the trial's number
     assert distinct(["a", "a"], ["4", "9"], [lr(0.01), lr(0.01)]) == ["a #4", "a #9"]
     assert distinct(["a", "a"], ["4", "9"], [lr(0.00181), lr(0.00184)]) == ["a #4", "a #9"]
-    final = trial_entry({}, TrialMeta("final", "final", "dsg+equal+all | bin+sla+sar/mat+gor", 1))
-    assert run_name("final", "t_00001", final) == "final dsg+equal+all | bin+sla+sar/mat+gor seed 1"
-    assert run_name("final", "t_00002", trial_entry({}, TrialMeta("final", "baseline", "equal_sum", 1))) \
-        == "baseline equal_sum seed 1"
-    search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search", number=3))
-    assert run_name("search", "d0c574b4", search, BASE) == "search 3 dsg+pcgrad+all"
+    # a whole number read back as a float prints as one; a cell that only looks like JSON prints as it is
+    assert distinct(["a", "a"], ["1", "2"], [lr(0.1, **{"model.rnn_units": 128.0}), lr(0.1, **{"model.rnn_units": 256.0})]) \
+        == ["a (model.rnn_units 128)", "a (model.rnn_units 256)"]
+    assert distinct(["a", "a"], ["1", "2"], [{"x": "[1"}, {"x": "[2"}]) == ["a (x [1)", "a (x [2)"]
+    # a knob-named label never repeats another row's, repeated or not
+    assert distinct(["a (lr 0.1)", "a", "a"], ["1", "2", "3"], [lr(0.5), lr(0.1), lr(0.2)]) == \
+        ["a (lr 0.1)", "a #2", "a #3"]
+
+
+def test_the_tables_label_repeats_by_their_config_cells():
+    from search.report import with_labels
+    from search.results import config_cells
+
+    table = pd.DataFrame({"trial_id": ["t_00000", "t_00001"], "config/train.lr": [0.001, 0.002],
+                          "config/strategy.scheduler.name": ["dsg", "dsg"], "val/avg_f1": [0.5, 0.6]})
+    assert config_cells(table) == [{"train.lr": 0.001, "strategy.scheduler.name": "dsg"},
+                                   {"train.lr": 0.002, "strategy.scheduler.name": "dsg"}]
+    labelled = with_labels(table, BASE)
+    assert list(labelled["label"]) == ["dsg+pcgrad+all (lr 0.001)", "dsg+pcgrad+all (lr 0.002)"]
