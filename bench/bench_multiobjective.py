@@ -162,9 +162,9 @@ def main(argv=None):
         trials = args.num_samples or spec.search.num_samples
         print(summarise(runs.drop(columns="trace"), trials * max_t))
         s = spec.search
-        print(f"the rule alone (one trial at a time, random vectors): {ideal_share(trials, max_t, s.grace_period, s.reduction_factor):.0%} "
-              f"of the unpruned epochs at {trials} trials, "
-              + ", ".join(f"{ideal_share(n, max_t, s.grace_period, s.reduction_factor):.0%} at {n}" for n in (20, 30)))
+        print("the rule alone (one trial at a time, random vectors), share of the unpruned epochs: " + ", ".join(
+            f"{ideal_share(n, max_t, s.grace_period, s.reduction_factor):.0%} at {n} trials"
+            for n in sorted({trials, 10, 30})))
 
 
 if __name__ == "__main__":
