@@ -100,7 +100,7 @@ def test_matching_negatives_pair_a_clip_with_another_clip_that_has_the_modality(
     assert target.tolist() == [1] * int(pos_ok.sum()) + [0] * int(neg_ok.sum())
 
 
-@pytest.mark.parametrize("arch,freeze_text", [("hiccap", True), ("late_fusion", True), ("hiccap", False)])
+@pytest.mark.parametrize("arch,freeze_text", [("hiccap", True), ("late_fusion", True), ("early_fusion", True), ("hiccap", False)])
 def test_shared_parameters_are_exactly_what_z_depends_on(tiny_cfg, arch, freeze_text):
     """The gradient combiners' Jacobian and GradNorm read `shared_parameters`: every one must reach z, and every
     trainable parameter that reaches z must be in it (a parameter z never reads, such as the HCA's, would get a
