@@ -77,7 +77,6 @@ def ideal_share(trials: int, max_t: int, grace: int, eta: int, objectives: int =
     spent = 0
     for _ in range(draws):
         scheduler = MultiObjectiveASHA([f"m{i}" for i in range(objectives)], ["max"] * objectives, max_t, grace, eta)
-        scheduler._loaded = True  # no state file
         for trial in range(trials):
             epochs = max_t
             for level in sorted(scheduler.rungs):

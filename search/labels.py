@@ -84,11 +84,16 @@ def config_label(overrides: dict[str, Any], base: dict[str, Any] | None = None) 
     return f"{strategy} | {groups_label(groups, tasks or None)}"
 
 
+def _present(value: Any) -> bool:
+    """A table cell that holds a value: not None, not NaN (pandas' empty cell)."""
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
 def row_label(row: Any, base: dict[str, Any] | None = None) -> str:
     """The label of a table row with `config/<key>` columns (trials.parquet, leaderboard.csv)."""
     overrides = {}
     for column, value in dict(row).items():
-        if not str(column).startswith("config/") or value is None or (isinstance(value, float) and value != value):
+        if not str(column).startswith("config/") or not _present(value):
             continue
         key = column[len("config/"):]
         if key in ("groups", "tasks") and isinstance(value, str):
@@ -100,7 +105,7 @@ def row_label(row: Any, base: dict[str, Any] | None = None) -> str:
 def trial_number(trial_id: str, number: Any = None) -> str:
     """A trial's number in its phase: the Optuna trial's (`number`, a searching phase), else Tune's count in the
     id of a listed trial (`b7589_00003` -> `3`), else the id as it is."""
-    if number is not None and not (isinstance(number, float) and number != number):
+    if _present(number):
         return str(int(number))
     head, _, tail = str(trial_id).rpartition("_")
     return str(int(tail)) if head and tail.isdigit() else str(trial_id)
@@ -126,10 +131,6 @@ def distinct(labels: Sequence[str], numbers: Sequence[str],
             for i in rows:
                 out[i] = f"{label} #{numbers[i]}"
     return out
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and value != value)
 
 
 def _differing_knobs(configs: Sequence[dict[str, Any]]) -> list[str]:
