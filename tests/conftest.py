@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,62 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2` on two cores: one torch thre
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # and in the processes a test starts
 
 
+# Tests marked `ray` start Ray and check what it left behind, which a second Ray beside them would break, so
+# they run one at a time. With `-n 2` they all go to one xdist worker, in turn, while the other worker runs
+# everything else: waiting on a lock instead left a worker idle for about 11 of the slow tier's 16 minutes.
+# xdist's own `--dist loadgroup` would do this, but with pytest 9.2 its group suffix on the test ids has no
+# effect, so the controller gets its own scheduler. Only a worker collects, so each worker writes the ids of
+# its `ray` tests to a folder the controller made, before it reports its collection.
+RAY_IDS = "MTL_TEST_RAY_IDS"
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) \
+            and not os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ[RAY_IDS] = tempfile.mkdtemp(prefix="mtl-ray-ids-")  # the workers inherit it
+
+
+def pytest_unconfigure(config):
+    if not os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(RAY_IDS):
+        shutil.rmtree(os.environ.pop(RAY_IDS), ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reports the collection to the controller
+def pytest_collection_finish(session):
+    worker, folder = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(RAY_IDS)
+    if worker and folder:
+        ids = [item.nodeid for item in session.items if item.get_closest_marker("ray")]
+        Path(folder, worker).write_text("\n".join(ids))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":  # `-n 2` alone means load; any other choice is the user's
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayTestsOnOneWorker(LoadScopeScheduling):
+        """xdist's per-scope scheduling with every test its own scope, except that all `ray` tests form
+        one scope, which goes out first (the largest scope does) and so to one worker."""
+
+        ray_ids: frozenset = frozenset()
+
+        def schedule(self):
+            if self.collection is None and os.environ.get(RAY_IDS):
+                folder = Path(os.environ[RAY_IDS])
+                self.ray_ids = frozenset(line for f in folder.iterdir() for line in f.read_text().splitlines())
+            super().schedule()
+
+        def _split_scope(self, nodeid):
+            return "ray" if nodeid in self.ray_ids else nodeid
+
+    return RayTestsOnOneWorker(config, log)
+
+
 @pytest.fixture(autouse=True)
 def one_ray_at_a_time(request, tmp_path_factory):
-    """Tests marked `ray` start Ray and check what it left behind, which a second Ray beside them (the other
-    xdist worker's) would break: they take turns on a lock file that every worker of the session shares,
-    while the other tests run beside them. (xdist's `--dist loadgroup` would do this, but with pytest 9.2 its
-    group suffix on the test ids has no effect.)"""
+    """The `ray` tests also take turns on a lock file that every worker of the session shares, so they never
+    overlap under another scheduling (`-p xdist --dist load`, say)."""
     if request.node.get_closest_marker("ray") is None:
         yield
         return
