@@ -169,11 +169,11 @@ class PretrainModel(nn.Module):
 
     def task_losses(self, z: torch.Tensor, labels=None, class_weights=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-task losses [T] and which tasks the batch could train [T] (a contrastive task needs 2 clips
-        with both modalities, a matching task one usable pair). The downstream labels are not read."""
+        with both modalities, a matching task a usable positive and a usable negative pair). The downstream labels are not read."""
         losses, has = [], []
         for t, (a, b) in self.outputs(z).items():
-            if is_matching(t):
-                ok = len(b) > 0
+            if is_matching(t):  # both classes: a batch of positives only can teach nothing but "same clip"
+                ok = bool((b == 1).any() and (b == 0).any())
                 losses.append(F.cross_entropy(a, b) if ok else z.sum() * 0.0)
             else:
                 ok = len(a) >= 2

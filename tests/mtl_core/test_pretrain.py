@@ -132,6 +132,21 @@ def test_a_task_with_no_usable_pair_trains_nothing(tiny_pretrain):
     assert [bool(h) for h in has] == [t not in video_tasks for t in ALL]
 
 
+def test_a_matching_task_trains_only_on_a_batch_with_both_classes(tiny_pretrain):
+    """A batch whose usable pairs are all positives (or all negatives) can teach a matching head only a
+    constant answer: it counts as untrainable, as a batch without pairs does."""
+    _, data, model = tiny_pretrain
+    inputs, _ = data.splits["train"].batch(torch.arange(8).numpy())
+    complete = inputs.present.all(1) & inputs.video_mask.any(1) & inputs.audio_mask.any(1)
+    inputs, _ = data.splits["train"].batch(torch.nonzero(complete)[:2, 0].numpy())  # two clips with everything
+    inputs.present[1, 1:] = False  # then clip 1 has text only
+    losses, has = model.task_losses(model.encode(inputs))
+    trains = dict(zip(ALL, has.tolist()))
+    assert trains["vam"] is False  # clip 0's own pair is a positive; clip 1 has neither video nor audio: no negative
+    assert losses[ALL.index("vam")] == 0
+    assert trains["vtm"] and trains["atm"]  # clip 0's video (audio) with clip 1's text: a negative beside it
+
+
 def test_missing_modality_is_refused_in_one_line_naming_task_and_modality():
     with pytest.raises(ConfigError) as err:
         check_modalities(("contrast_ta", "vtm"), ("text", "audio"), "/data/text_only")
