@@ -35,6 +35,10 @@ class ModelInputs:
     present: torch.Tensor  # [B, 3] bool
     text_hidden: torch.Tensor | None = None  # [B, L, d] cached frozen-encoder outputs
 
+    def available(self) -> torch.Tensor:
+        """[B, 3] bool: the modalities a clip has, marked present and with at least one real step."""
+        return self.present & torch.stack([self.text_mask.any(1), self.video_mask.any(1), self.audio_mask.any(1)], 1)
+
     def to(self, device: torch.device) -> "ModelInputs":
         # to a GPU: through pinned host memory, so the copies are asynchronous
         pin = torch.device(device).type == "cuda"
@@ -181,7 +185,7 @@ class FusionModel(nn.Module):
     def encode_modalities(self, x: ModelInputs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Each modality's encoded sequence [B, T, d] and mask (text, video, audio), an absent modality
         already replaced by its missing token: what the HCA reads (and what pretraining pools)."""
-        present = x.present & torch.stack([x.text_mask.any(1), x.video_mask.any(1), x.audio_mask.any(1)], 1)
+        present = x.available()
         text, t_mask = self._fill_missing(self._text_hidden(x), x.text_mask, present[:, 0], 0)
         video, v_mask = self._fill_missing(self.video_enc(x.video, x.video_mask), x.video_mask, present[:, 1], 1)
         audio, a_mask = self._fill_missing(self.audio_enc(x.audio, x.audio_mask), x.audio_mask, present[:, 2], 2)

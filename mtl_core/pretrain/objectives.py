@@ -129,7 +129,7 @@ class PretrainModel(nn.Module):
     def encode(self, x: ModelInputs, gen: torch.Generator | None = None) -> torch.Tensor:
         """z [B, 3d] (layout in the module docstring); remembers which pairs of the batch are usable."""
         seqs, masks = self.encoder.encode_modalities(x)
-        present = x.present & torch.stack([x.text_mask.any(1), x.video_mask.any(1), x.audio_mask.any(1)], 1)
+        present = x.available()
         self._batch = {}
         b = len(present)
         for t in self.tasks:
