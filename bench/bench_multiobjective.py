@@ -156,9 +156,9 @@ def main(argv=None):
         runs = pd.DataFrame(rows)
         mo_epochs = runs[runs["arm"] == "mo_asha"].set_index("seed")["epochs"]
         runs["hv_at_mo"] = [at_epochs(r["trace"], int(mo_epochs.get(r["seed"], r["epochs"]))) for _, r in runs.iterrows()]
-        print(f"space {args.space}: {spec.search.num_samples if not args.num_samples else args.num_samples} trials "
-              f"of up to {max_t} epochs per search, {args.seeds} seeds; reference: majority-class val macro-F1")
         trials = args.num_samples or spec.search.num_samples
+        print(f"space {args.space}: {trials} trials "
+              f"of up to {max_t} epochs per search, {args.seeds} seeds; reference: majority-class val macro-F1")
         print(summarise(runs.drop(columns="trace"), trials * max_t))
         s = spec.search
         print("the rule alone (one trial at a time, random vectors), share of the unpruned epochs: " + ", ".join(

@@ -137,8 +137,7 @@ def test_a_matching_task_trains_only_on_a_batch_with_both_classes(tiny_pretrain)
     constant answer: it counts as untrainable, as a batch without pairs does."""
     _, data, model = tiny_pretrain
     inputs, _ = data.splits["train"].batch(torch.arange(8).numpy())
-    complete = inputs.present.all(1) & inputs.video_mask.any(1) & inputs.audio_mask.any(1)
-    inputs, _ = data.splits["train"].batch(torch.nonzero(complete)[:2, 0].numpy())  # two clips with everything
+    inputs, _ = data.splits["train"].batch(torch.nonzero(inputs.available().all(1))[:2, 0].numpy())  # two clips with everything
     inputs.present[1, 1:] = False  # then clip 1 has text only
     losses, has = model.task_losses(model.encode(inputs))
     trains = dict(zip(ALL, has.tolist()))
