@@ -160,7 +160,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     """SIGTERM (Slurm, Kubernetes, `ray job stop`, `timeout`): trials stop at their checkpoints, the parent
     run is KILLED, one line says how to resume, exit 143; from there on it is the Ctrl-C case below."""
     proc = _launch("--storage", str(tmp_path), "--name", "term", "--set", "train.epochs=3", "--num-samples", "5")
-    out = _stop_when(proc, 2, lambda: proc.send_signal(signal.SIGTERM))
+    out = _stop_when(proc, 1, lambda: proc.send_signal(signal.SIGTERM))  # one trial ended, others running
     assert proc.returncode == 143, out
     assert "--resume" in out and "stopped by SIGTERM" in out
     assert "SIGTERM received" not in out and "Traceback" not in out and len(out.splitlines()) < 60, out
