@@ -140,11 +140,19 @@ def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metr
     over the comparisons), or, without a final phase, the best trial on validation."""
     ok = board[board["status"].isin(["finished", "stopped"])] if "status" in board else board.iloc[0:0]
     if table.empty:
-        if ok.empty or metric not in ok or pd.isna(ok.iloc[0][metric]):
+        if ok.empty or metric not in ok or ok[metric].isna().all():
             return ["answer: no trial produced a score"]
-        best = ok.iloc[0]
-        return [f"answer: the best trial is {best.get('label', best['trial_id'])} ({metric} {best[metric]:.4f} on "
-                f"validation); no final retraining on the test split (search.final_k 0), so no decision"]
+        no_decision = "no final retraining on the test split (search.final_k 0), so no decision"
+        if "front" not in ok:
+            best = ok.iloc[0]
+            return [f"answer: the best trial is {_name(best)} ({metric} {best[metric]:.4f} on validation); {no_decision}"]
+        # a multi-objective search: its leaderboard starts with an end of the front, not the best by the metric
+        front = ok[(ok["front"] == ok["front"].min()) & ok[metric].notna()]
+        front = front if not front.empty else ok[ok[metric].notna()]
+        best = front.loc[front[metric].idxmax() if keys.direction(metric) == "max" else front[metric].idxmin()]
+        names = ", ".join(_name(r) for _, r in front.head(5).iterrows()) + (", ..." if len(front) > 5 else "")
+        return [f"answer: the validation front holds {len(front)} trial{'s' * (len(front) != 1)} ({names}); the "
+                f"highest {metric} on it is {_name(best)}'s ({best[metric]:.4f}); {no_decision}"]
     rows = table.set_index("name")
     best = comparisons[0].best if comparisons else str(table[table["role"] == "final"]["name"].iloc[0]) \
         if (table["role"] == "final").any() else str(table["name"].iloc[0])
@@ -159,6 +167,10 @@ def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metr
     if top["name"] != best:
         lines.append(f"  the highest test mean is {top['name']}'s ({_mean_sd(top)}), not the searched configuration's")
     return lines
+
+
+def _name(row) -> str:
+    return str(row.get("label", row["trial_id"]))
 
 
 def _verdict(c, comparisons: int) -> str:

@@ -41,6 +41,20 @@ def test_without_a_final_phase_the_best_trial_is_named_on_validation():
     assert conclusion(board.assign(status="failed"), pd.DataFrame(), [], "val/avg_f1") == ["answer: no trial produced a score"]
 
 
+def test_without_a_final_phase_a_multi_objective_search_answers_with_its_front():
+    """The leaderboard of a multi-objective search ranks by front, then crowding: its first row is an end of the
+    front, not the trial with the best val/avg_f1, so the answer names the front and the best on it by the metric."""
+    board = pd.DataFrame([
+        {"trial_id": "t_1", "label": "all+pcgrad+all", "status": "finished", "front": 0, "crowding": float("inf"), "val/avg_f1": 0.52},
+        {"trial_id": "t_2", "label": "dsg+equal+all", "status": "stopped", "front": 0, "crowding": 0.4, "val/avg_f1": 0.61},
+        {"trial_id": "t_3", "label": "all+rlw+all", "status": "finished", "front": 1, "crowding": float("inf"), "val/avg_f1": 0.50},
+        {"trial_id": "t_4", "label": "sequential+equal+all", "status": "failed", "front": 2, "crowding": 0.0, "val/avg_f1": None}])
+    lines = conclusion(board, pd.DataFrame(), [], "val/avg_f1")
+    assert lines == ["answer: the validation front holds 2 trials (all+pcgrad+all, dsg+equal+all); the highest val/avg_f1 "
+                     "on it is dsg+equal+all's (0.6100); no final retraining on the test split (search.final_k 0), so no decision"]
+    assert answer_markdown(board, pd.DataFrame(), [], "val/avg_f1").startswith("**answer: the validation front holds 2")
+
+
 def test_duration():
     assert (duration(12.2), duration(424), duration(3723)) == ("12s", "7m 04s", "1h 02m 03s")
 
