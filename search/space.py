@@ -92,6 +92,14 @@ class SearchSettings:
         return self.resources_per_trial.cpu
 
     @property
+    def kind(self) -> str:
+        """What proposes and stops the trials, for the parent run's `sweep.kind` tag: `optuna-tpe+asha`,
+        `optuna-nsga2+mo-asha`, or the grouping mode (`groupings-exhaustive`, ...), which trains fixed lists."""
+        if self.grouping_mode != "search":
+            return f"groupings-{self.grouping_mode}"
+        return f"optuna-{self.sampler}+{'mo-asha' if self.objectives else 'asha'}"
+
+    @property
     def gpu(self) -> float:
         return self.resources_per_trial.gpu
 

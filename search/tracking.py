@@ -105,7 +105,7 @@ def flat_params(overrides: dict[str, Any]) -> list[Param]:
 
 
 def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str, Any], space_file: Path,
-                artifact_dir: Path | None = None) -> str:
+                artifact_dir: Path | None = None, kind: str = "optuna-tpe+asha") -> str:
     """Create (or reopen, on --resume) the experiment's parent run; returns its id.
 
     `artifact_dir`: where artifacts go (the default store keeps them in the experiment folder; without
@@ -123,7 +123,7 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
         return run_id
-    run = client.create_run(exp_id, run_name=f"{experiment}-sweep", tags={"sweep.kind": "optuna-tpe+asha"})
+    run = client.create_run(exp_id, run_name=f"{experiment}-sweep", tags={"sweep.kind": kind})
     client.log_batch(run.info.run_id, params=flat_params(params))
     client.log_artifact(run.info.run_id, str(space_file))
     return run.info.run_id

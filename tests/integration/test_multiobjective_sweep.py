@@ -51,6 +51,7 @@ def test_killed_multi_objective_sweep_resumes_with_each_trial_once(tmp_path):
     kept = [r for r in children if r.data.tags.get("orphaned") != "true"]
     assert sorted(r.data.tags["tune_trial_id"] for r in kept) == sorted(trials["trial_id"])
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["sweep.kind"] == "optuna-tpe+mo-asha"  # what proposed and stopped the trials
     fronts = board.set_index("trial_id")["front"]
     assert {r.data.tags["tune_trial_id"]: int(r.data.tags["front_rank"]) for r in kept} == fronts.to_dict()
     stopped = {r.data.tags["tune_trial_id"] for r in kept if r.info.status == "KILLED"}

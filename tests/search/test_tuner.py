@@ -52,6 +52,9 @@ def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_sche
     single = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(), space={}, config=SimpleNamespace(tasks=())),
                              dir=tmp_path, name="one", max_t=8)
     assert objectives(single) == (["search/score"], ["max"]) and _searcher(single).metric == "search/score"
+    # the parent run's sweep.kind tag says what proposed and stopped the trials
+    assert (settings.kind, SearchSettings().kind) == ("optuna-nsga2+mo-asha", "optuna-tpe+asha")
+    assert SearchSettings(grouping_mode="exhaustive").kind == "groupings-exhaustive"
 
 
 def test_tpe_leaves_its_random_start_up_within_a_small_budget(tmp_path):
