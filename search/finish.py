@@ -137,7 +137,8 @@ def _mean_sd(row, key: str = "test/avg_f1") -> str:
 def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metric: str) -> list[str]:
     """The console's last word: the best configuration by name, what it beats and what it does not with the
     final phase's statistics (test macro-F1 over seeds the search never used; 95% intervals, family-wise
-    over the comparisons), or, without a final phase, the best trial on validation."""
+    over the comparisons), or, without a final phase, the best trial on validation (a multi-objective search:
+    its validation front and the best on it by the metric)."""
     ok = board[board["status"].isin(["finished", "stopped"])] if "status" in board else board.iloc[0:0]
     if table.empty:
         if ok.empty or metric not in ok or ok[metric].isna().all():
