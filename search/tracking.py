@@ -104,9 +104,10 @@ def flat_params(overrides: dict[str, Any]) -> list[Param]:
     return out
 
 
-def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str, Any], space_file: Path,
-                artifact_dir: Path | None = None, kind: str = "optuna-tpe+asha") -> str:
-    """Create (or reopen, on --resume) the experiment's parent run; returns its id.
+def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str, Any], space_file: Path, kind: str,
+                artifact_dir: Path | None = None) -> str:
+    """Create (or reopen, on --resume) the experiment's parent run; returns its id. `kind`: its `sweep.kind`
+    tag (`SearchSettings.kind`).
 
     `artifact_dir`: where artifacts go (the default store keeps them in the experiment folder; without
     it MLflow would write them to ./mlruns of whatever directory the launcher runs in). With a

@@ -175,7 +175,7 @@ def test_a_tag_on_an_ended_run_leaves_its_status(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "space.yaml").write_text("name: x\n")
-    parent = open_parent(uri, "tags", None, {}, tmp_path / "space.yaml", tmp_path / "artifacts")
+    parent = open_parent(uri, "tags", None, {}, tmp_path / "space.yaml", "optuna-tpe+asha", tmp_path / "artifacts")
     trials, front = Tracker(uri, "tags", parent), Tracker(uri, "tags", parent)
     trials.push(["start", "search", "t1", {"train.lr": 0.1}, {}])
     trials.push(["end", "search", "t1", "KILLED", {}])
