@@ -9,8 +9,6 @@ it); alone, this writes `report/front.md`.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -21,11 +19,13 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 
 from mtl_core import keys  # noqa: E402
 from mtl_core.strategies import AXES  # noqa: E402
-from search.experiment import Files  # noqa: E402
+from mtl_core.cli import OneLineParser, fail  # noqa: E402
+from mtl_core.validation import ConfigError  # noqa: E402
+from search.experiment import CorruptFile, Files  # noqa: E402
+from search.folder_read import read_json_lines, read_space, read_table  # noqa: E402
 from search.labels import name_key  # noqa: E402
 from search.pareto import hypervolume, non_dominated_ranks  # noqa: E402
 
@@ -37,8 +37,9 @@ def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") ->
     order the driver received them (Tune's result.json timestamps)."""
     rows = []
     for path in sorted((Path(exp_dir) / phase).glob("trial_*/result.json")):
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
+        for r in read_json_lines(path):
+            if not isinstance(r, dict):
+                raise CorruptFile(f"{path}: a line is not a result (a JSON object)")
             rows.append({"trial": path.parent.name.removeprefix("trial_"), "timestamp": r.get("timestamp", 0),
                          "iteration": r.get("training_iteration", 0), **{o: r.get(o, np.nan) for o in objectives}})
     if not rows:
@@ -117,33 +118,41 @@ def front_section(objectives: Sequence[str], seen: pd.DataFrame, trials: pd.Data
 def read_front(exp_dir: Path) -> tuple[list[str], pd.DataFrame, list[float] | None]:
     """From an experiment folder: the search's objectives (none: a single metric), its results in the order
     received (Tune's own record of them) and the hypervolume's reference point."""
-    space = yaml.safe_load((exp_dir / Files.SPACE).read_text()) if (exp_dir / Files.SPACE).is_file() else {}
-    objectives = list(((space or {}).get("search") or {}).get("objectives") or [])
+    search = read_space(exp_dir / Files.SPACE).get("search")
+    objectives = search.get("objectives") if isinstance(search, dict) else None
     if not objectives:
         return [], pd.DataFrame(), None
-    return objectives, observed(exp_dir, objectives), _reference(exp_dir, objectives)
+    if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
+        raise CorruptFile(f"{exp_dir / Files.SPACE}: search.objectives is not a list of metric names")
+    reference = _reference(exp_dir, objectives)  # validates the recorded space as a launch does
+    return objectives, observed(exp_dir, objectives), reference
 
 
 def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
     from search.reference import validation_reference
     from search.space import load_space
 
-    return validation_reference(objectives, load_space(exp_dir / Files.SPACE).config)
+    try:
+        config = load_space(exp_dir / Files.SPACE).config
+    except ConfigError as exc:  # the recorded space does not validate: not one this service wrote
+        raise CorruptFile(str(exc).splitlines()[0]) from None
+    return validation_reference(objectives, config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.front_report", description=__doc__)
+    p = OneLineParser(prog="python -m search.front_report", description=__doc__)
     p.add_argument("experiment_dir", type=Path)
     args = p.parse_args(argv)
     out = args.experiment_dir / Files.REPORT
+    try:  # everything read before anything is written
+        objectives, seen, reference = read_front(args.experiment_dir)
+        trials = read_table(args.experiment_dir / Files.TRIALS, ("trial_id",)) if objectives else pd.DataFrame()
+    except CorruptFile as exc:
+        return fail(str(exc), code=1)
+    if not objectives:
+        return fail(f"{args.experiment_dir}: not a multi-objective search (no search.objectives)")
     out.mkdir(parents=True, exist_ok=True)
-    objectives, seen, reference = read_front(args.experiment_dir)
-    path = args.experiment_dir / Files.TRIALS
-    trials = pd.read_parquet(path) if objectives and path.is_file() else pd.DataFrame()
     lines = front_section(objectives, seen, trials, out, reference)
-    if not lines:
-        print(f"error: {args.experiment_dir}: not a multi-objective search (no search.objectives)", file=sys.stderr)
-        return 2
     (out / "front.md").write_text("\n".join(lines))
     print(f"front written to {out / 'front.md'}")
     return 0

@@ -35,6 +35,7 @@ from typing import Sequence
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from mtl_core import keys
+from search.folder_read import read_rungs
 from search.pareto import ahead_of
 
 log = logging.getLogger(__name__)
@@ -134,12 +135,12 @@ class MultiObjectiveASHA(FIFOScheduler):
         if self._loaded:
             return
         self._loaded = True
-        if self.state_file is None or not Path(self.state_file).is_file():
+        if self.state_file is None:
             return
-        saved = json.loads(Path(self.state_file).read_text())
+        saved = read_rungs(Path(self.state_file), len(self.metrics))  # --resume checked it before Ray started
         for level, recorded in saved.items():
-            self.rungs.setdefault(int(level), {}).update(
-                {tid: rec for tid, rec in recorded.items() if tid not in self.rungs.get(int(level), {})})
+            self.rungs.setdefault(level, {}).update(
+                {tid: rec for tid, rec in recorded.items() if tid not in self.rungs.get(level, {})})
         log.debug("MO-ASHA: restored %d recorded vectors", sum(len(r) for r in saved.values()))
 
     def save(self, checkpoint_path: str) -> None:

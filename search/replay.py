@@ -14,15 +14,49 @@ import sys
 from pathlib import Path
 
 from mtl_core.cli import OneLineParser, fail
-from search.experiment import Files, read_state
+from mtl_core.validation import ConfigError
+from search.experiment import CorruptFile, Files, read_state
+from search.folder_read import REPLAY_RISK, check_only_ours, read_json_lines
 from search.tracking import Tracker, TrackingUnavailable, check_tracking
+
+
+# The parent run's MlflowClient calls a sweep queues (Tracker.call); a spool naming any other is not ours.
+PARENT_CALLS = {"log_batch", "log_metric", "set_tag", "set_terminated", "log_artifact", "log_artifacts"}
+OP_SHAPES = {"call": (str, list, dict), "start": (str, str, dict, dict), "metrics": (str, str, int, dict, dict, int),
+             "end": (str, str, str, dict), "tags": (str, str, dict)}  # Tracker's operations, after their kind
+
+
+def read_ops(exp_dir: Path, parent_run_id: str) -> list[list]:
+    """The spool's operations, each checked against what a sweep writes (CorruptFile on the first that is
+    not): the spool may come from a stranger, and replaying it runs MlflowClient calls. A parent-run call
+    must be one the Tracker makes, on this experiment's parent run, and an artifact must lie inside the
+    experiment folder: otherwise a spool could upload any file of yours to the server."""
+    path, root = exp_dir / Files.PENDING, exp_dir.resolve()
+    ops = read_json_lines(path)
+    for number, op in enumerate(ops, start=1):
+        where = f"{path}: operation {number}"
+        shape = OP_SHAPES.get(op[0]) if isinstance(op, list) and op and isinstance(op[0], str) else None
+        if shape is None or len(op) != len(shape) + 1 or not all(
+                isinstance(v, t) and not isinstance(v, bool) for v, t in zip(op[1:], shape)):
+            raise CorruptFile(f"{where} is not a tracking operation a sweep writes")
+        if op[0] != "call":
+            continue
+        _, method, args, _ = op
+        if method not in PARENT_CALLS or not args or args[0] != parent_run_id:
+            raise CorruptFile(f"{where}: {method!r} on run {args[:1]} is not a call a sweep makes on its parent run")
+        if method.startswith("log_artifact"):
+            local = Path(str(args[1]) if len(args) > 1 else "").resolve()
+            files = [local, *local.rglob("*")] if local.is_dir() else [local]
+            if any(not f.resolve().is_relative_to(root) for f in files):
+                raise CorruptFile(f"{where}: the artifact {args[1] if len(args) > 1 else ''} is outside {exp_dir}")
+    return ops
 
 
 def replay(exp_dir: Path, uri: str | None = None) -> int:
     """Write the pending operations; returns how many were written (raises on the first refusal)."""
     state = read_state(exp_dir)
     path = exp_dir / Files.PENDING
-    ops = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    ops = read_ops(exp_dir, state["parent_run_id"])
     tracker = Tracker(uri or state["tracking_uri"], exp_dir.name, state["parent_run_id"])
     done = 0
     try:
@@ -54,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (exp_dir / Files.PENDING).is_file():
         print(f"nothing to replay: {exp_dir / Files.PENDING} does not exist")
         return 0
+    try:  # all checked before anything is sent
+        if args.mlflow_uri is None:
+            check_only_ours(exp_dir, REPLAY_RISK)
+        read_ops(exp_dir, state["parent_run_id"])
+    except ConfigError as exc:
+        return fail(str(exc))
+    except CorruptFile as exc:
+        return fail(f"{exc}; nothing was replayed", code=1)
     uri = args.mlflow_uri or state["tracking_uri"]
     if "***@" in uri:  # the state records the URI without its credentials
         return fail(f"--mlflow-uri: {exp_dir / Files.STATE} records {uri} without its credentials; "

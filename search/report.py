@@ -11,7 +11,6 @@ counted from 1 as MLflow's steps.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import logging
@@ -31,7 +30,8 @@ from mtl_core import TASKS, keys  # noqa: E402
 from mtl_core.config import ModelConfig, TrainConfig  # noqa: E402
 from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES  # noqa: E402
 from search.decision import RunScores  # noqa: E402
-from search.experiment import Files  # noqa: E402
+from mtl_core.cli import OneLineParser, fail  # noqa: E402
+from search.experiment import CorruptFile, Files  # noqa: E402
 from search.front_report import front_section  # noqa: E402
 from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
 from search.report_input import ReportInput  # noqa: E402
@@ -582,14 +582,16 @@ def html_page(lines: list[str], out: Path, title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.report", description=__doc__)
+    p = OneLineParser(prog="python -m search.report", description=__doc__)
     p.add_argument("experiment_dir", type=Path)
     args = p.parse_args(argv)
     if not (args.experiment_dir / Files.TRIALS).is_file():
-        print(f"error: {args.experiment_dir}: no trials.parquet (not an experiment folder, or no trial ended yet)",
-              file=sys.stderr)
-        return 2
-    out = write_report(ReportInput.read(args.experiment_dir), args.experiment_dir / Files.REPORT)
+        return fail(f"{args.experiment_dir}: no trials.parquet (not an experiment folder, or no trial ended yet)")
+    try:  # everything read, bounded and checked, before anything is written
+        given = ReportInput.read(args.experiment_dir)
+    except CorruptFile as exc:
+        return fail(str(exc), code=1)
+    out = write_report(given, args.experiment_dir / Files.REPORT)
     print(f"report written to {out / 'summary.md'}")
     return 0
 

@@ -5,17 +5,19 @@ The launcher's finish step hands them over as the phases made them (`search.fini
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from search.experiment import Files
+from search.experiment import CorruptFile, Files
+from search.folder_read import read_json, read_space, read_table
 from search.front_report import read_front
 from search.stats import rungs
+
+TRIAL_COLUMNS = ("trial_id", "status")  # what every report section reads from the tables
+HISTORY_COLUMNS = ("trial_id", "training_iteration")
 
 
 @dataclass
@@ -41,35 +43,37 @@ class ReportInput:
 
     @classmethod
     def read(cls, exp_dir: Path) -> "ReportInput":
-        """The tables an experiment folder holds (the ones an interrupted or older experiment lacks: empty)."""
+        """The tables an experiment folder holds (the ones an interrupted or older experiment lacks: empty),
+        read as a stranger may have left them (`search.folder_read`: CorruptFile naming the file)."""
         exp_dir = Path(exp_dir)
-        space = _yaml(exp_dir / Files.SPACE)
-        search, train = space.get("search") or {}, space.get("train") or {}
+        space = read_space(exp_dir / Files.SPACE)
+        search, train = (_section(space, name, exp_dir / Files.SPACE) for name in ("search", "train"))
         objectives, observed, reference = read_front(exp_dir)
         return cls(
-            name=exp_dir.name, metric=search.get("metric", "val/avg_f1"), mode=search.get("mode", "max"),
-            milestones=rungs(int(search.get("grace_period", 1)), int(search.get("reduction_factor", 3)),
-                             int(train.get("epochs", 10))),
-            base=space, baselines=list(search.get("baselines", [])),
-            trials=pd.read_parquet(exp_dir / Files.TRIALS), history=_parquet(exp_dir / Files.HISTORY),
-            leaderboard=pd.read_csv(exp_dir / Files.LEADERBOARD) if (exp_dir / Files.LEADERBOARD).is_file() else None,
-            final_runs=_parquet(exp_dir / Files.FINAL_RUNS), decisions=_csv(exp_dir / Files.DECISION),
-            axis_study=_csv(exp_dir / Files.AXIS_STUDY), pretraining_study=_csv(exp_dir / Files.PRETRAIN_STUDY),
-            tuning=_json(exp_dir / Files.TUNED), floor=_json(exp_dir / Files.FLOOR),
+            name=exp_dir.name, metric=str(search.get("metric", "val/avg_f1")), mode=str(search.get("mode", "max")),
+            milestones=rungs(_int(search, "grace_period", 1, exp_dir), _int(search, "reduction_factor", 3, exp_dir),
+                             _int(train, "epochs", 10, exp_dir)),
+            base=space, baselines=[str(b) for b in search.get("baselines") or []],
+            trials=read_table(exp_dir / Files.TRIALS, TRIAL_COLUMNS),
+            history=read_table(exp_dir / Files.HISTORY, HISTORY_COLUMNS),
+            leaderboard=read_table(exp_dir / Files.LEADERBOARD) if (exp_dir / Files.LEADERBOARD).is_file() else None,
+            final_runs=read_table(exp_dir / Files.FINAL_RUNS), decisions=read_table(exp_dir / Files.DECISION),
+            axis_study=read_table(exp_dir / Files.AXIS_STUDY), pretraining_study=read_table(exp_dir / Files.PRETRAIN_STUDY),
+            tuning=read_json(exp_dir / Files.TUNED, default={}), floor=read_json(exp_dir / Files.FLOOR, default={}),
             objectives=objectives, observed=observed, reference=reference)
 
 
-def _yaml(path: Path) -> dict:
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+def _section(space: dict, name: str, path: Path) -> dict:
+    value = space.get(name) or {}
+    if not isinstance(value, dict):
+        raise CorruptFile(f"{path}: {name} is not a mapping; not a space this service recorded")
+    return value
 
 
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
-
-
-def _parquet(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+def _int(section: dict, key: str, default: int, exp_dir: Path) -> int:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**6:
+        raise CorruptFile(f"{exp_dir / Files.SPACE}: {key} is {value!r}, not a count of epochs or a factor "
+                          f"(1 to 10**6); not a space this service recorded")
+    return value

@@ -122,6 +122,34 @@ def _recorded(exp: Path, state) -> None:
     (exp / "launch_state.json").write_text(state if isinstance(state, str) else json.dumps(state))
 
 
+def _recorded_mo(exp: Path) -> None:
+    """As `_recorded`, of the smoke space made multi-objective (the five tasks' F1 replace its metric)."""
+    from search.space import dump_resolved, load_space
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    del raw["search"]["metric"]
+    raw["search"]["objectives"] = "tasks"
+    exp.mkdir(parents=True)
+    (exp / "space.yaml").write_text(yaml.safe_dump(raw))
+    (exp / "space.yaml").write_text(dump_resolved(load_space(exp / "space.yaml")))
+    (exp / "launch_state.json").write_text(json.dumps(STATE))
+
+
+def _with_tables(exp: Path, trials=None, files: dict[str, str] | None = None) -> None:
+    """A finished experiment's folder: its trials table `trials` (bytes, or a DataFrame; default one good
+    row) and the other `files` (name -> text)."""
+    import pandas as pd
+
+    _recorded(exp, STATE)
+    trials = pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "val/avg_f1": [0.5]}) if trials is None else trials
+    if isinstance(trials, bytes):
+        (exp / "trials.parquet").write_bytes(trials)
+    else:
+        trials.to_parquet(exp / "trials.parquet")
+    for name, text in (files or {}).items():
+        (exp / name).write_text(text)
+
+
 STATE = {"parent_run_id": "0123", "space": str(SMOKE), "tracking_uri": "sqlite:///x/mlflow.db"}
 
 
@@ -149,8 +177,25 @@ GIVEN = {
     "locked": _hold_lock,
     "locked_experiment": lambda exp: (_recorded(exp, STATE), _hold_lock(exp))[1],
     "stale_lock_experiment": lambda exp: (_recorded(exp, STATE), (exp / "launch.lock").write_text("pid 999999 on gone\n")),
+    "corrupt_trials": lambda exp: _with_tables(exp, b"PAR1 not a table"),
+    "trials_without_status": lambda exp: _with_tables(exp, __import__("pandas").DataFrame({"trial_id": ["a"]})),
+    "floor_list": lambda exp: _with_tables(exp, files={"bow_floor.json": "[1, 2]"}),
+    "decision_not_csv": lambda exp: _with_tables(exp, files={"decision.csv": 'a,b\n1,"2\n'}),
+    "space_rf_word": lambda exp: (_with_tables(exp), (exp / "space.yaml").write_text("search: {reduction_factor: x}\n")),
+    "space_objectives_dict": lambda exp: (_with_tables(exp), (exp / "space.yaml").write_text(
+        "search: {objectives: {a: 1}}\n")),
+    "result_not_json": lambda exp: (_recorded_mo(exp),
+                                    (exp / "search" / "trial_a").mkdir(parents=True),
+                                    (exp / "search" / "trial_a" / "result.json").write_text("{not json\n")),
+    "writable_by_others": lambda exp: (_recorded(exp, STATE), (exp / "launch_state.json").chmod(0o666)),
+    "mo_rungs_corrupt": lambda exp: (_recorded_mo(exp),
+                                     (exp / "mo_asha_rungs.json").write_text('{"1": {"t": [0.5]}}')),
+    "spool_writable_by_others": lambda exp: (_recorded(exp, STATE), (exp / "mlflow_pending.jsonl").write_text(
+        json.dumps(["call", "set_tag", ["0123", "k", "v"], {}]) + "\n"), (exp / "mlflow_pending.jsonl").chmod(0o666)),
+    "spool_uploads_elsewhere": lambda exp: (_recorded(exp, STATE), (exp / "mlflow_pending.jsonl").write_text(
+        json.dumps(["call", "log_artifact", ["0123", "/etc/hostname"], {}]) + "\n")),
     "masked_state": lambda exp: (_recorded(exp, {**STATE, "tracking_uri": "http://alice:***@127.0.0.1:9"}),
-                                 (exp / "mlflow_pending.jsonl").write_text("[\"call\", \"set_tag\", [], {}]\n")),
+                                 (exp / "mlflow_pending.jsonl").write_text("[\"call\", \"set_tag\", [\"0123\", \"k\", \"v\"], {}]\n")),
 }
 
 

@@ -60,6 +60,10 @@ def _main(cmd: str):
         from mtl_core.train import main
     elif cmd == "check":
         from mtl_core.data.__main__ import main
+    elif cmd == "report":
+        from search.report import main
+    elif cmd == "front":
+        from search.front_report import main
     else:
         from search.replay import main
     return main
@@ -73,6 +77,18 @@ def _run(main, argv) -> int:
 
 
 @pytest.fixture
+def root_logging():
+    """The launcher points the root logger at the console it had (here: one case's captured stderr, closed
+    once the case ends); a later case that logs must not write there."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+@pytest.fixture
 def clean_env(monkeypatch):
     """The launcher moves URI credentials into MLFLOW_TRACKING_USERNAME/PASSWORD: not beyond one case."""
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
@@ -81,7 +97,8 @@ def clean_env(monkeypatch):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_hostile_case(case, tmp_path, capsys, monkeypatch, broken_data, good_data, tiny_train_config, clean_env):
+def test_hostile_case(case, tmp_path, capsys, monkeypatch, broken_data, good_data, tiny_train_config, clean_env,
+                      root_logging):
     store = tmp_path / "store"
     store.mkdir()
     where = {"tmp": tmp_path, "store": store, "good": good_data, "cfg": tiny_train_config, "root": ROOT}

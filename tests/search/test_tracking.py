@@ -4,6 +4,7 @@ import json
 import os
 from types import SimpleNamespace
 
+import pytest
 from mlflow import MlflowClient
 
 from search.replay import main as replay_main
@@ -195,3 +196,60 @@ def test_links_open_the_training_view_and_f1_scores_sort_together():
         ["f1/val/avg", "f1/test/gory", None, None]
     assert numeric_metrics({"val/avg_f1": 0.5, "val/gory/acc": 0.9, "epoch": 1}) == \
         {"val/avg_f1": 0.5, "f1/val/avg": 0.5, "val/gory/acc": 0.9}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One MLflow store for the spool cases (making one costs seconds of migrations): (URI, client, experiment)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    return uri, client, client.create_experiment("exp")
+
+
+def _stranger_spool(tmp_path, store, ops):
+    """An experiment folder whose spool a stranger wrote, with a parent run of its own in the store."""
+    uri, client, exp_id = store
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    parent = client.create_run(exp_id).info.run_id
+    (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent}))
+    (exp / "mlflow_pending.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops(parent)))
+    return exp, client, parent
+
+
+@pytest.mark.parametrize("ops, says", [
+    (lambda p: [["call", "log_artifact", [p, "{secret}"], {}]], "is outside"),
+    (lambda p: [["call", "log_artifacts", [p, "{exp}/inside"], {}]], "is outside"),  # a link in it leads out
+    (lambda p: [["call", "delete_run", [p], {}]], "is not a call a sweep makes on its parent run"),
+    (lambda p: [["call", "set_tag", ["another-run", "k", "v"], {}]], "is not a call a sweep makes on its parent run"),
+    (lambda p: [["end", "search", "t1", "FINISHED"]], "is not a tracking operation a sweep writes"),
+    (lambda p: [{"call": "set_tag"}], "is not a tracking operation a sweep writes"),
+], ids=["artifact-outside", "artifact-dir-links-out", "other-method", "other-run", "short-op", "not-a-list"])
+def test_a_stranger_s_spool_sends_nothing_of_yours(tmp_path, capsys, store, ops, says):
+    """Before replay checked the spool, the first case uploaded a file from outside the experiment folder
+    (any file the user can read) to the server the folder names, and the third deleted the parent run."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    exp, client, parent = _stranger_spool(tmp_path, store, lambda p: json.loads(
+        json.dumps(ops(p)).replace("{secret}", str(secret)).replace("{exp}", str(tmp_path / "exp"))))
+    (exp / "inside").mkdir()
+    (exp / "inside" / "link").symlink_to(secret)
+    assert replay_main([str(exp)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0] and "nothing was replayed" in errors[0]
+    run = client.get_run(parent)
+    assert run.info.lifecycle_stage == "active" and run.data.tags.get("k") is None
+    assert client.list_artifacts(parent) == []
+    assert (exp / "mlflow_pending.jsonl").is_file()  # kept as it was
+
+
+def test_replay_trusts_the_recorded_server_only_in_a_folder_nobody_else_can_write(tmp_path, capsys, store):
+    exp, client, parent = _stranger_spool(tmp_path, store, lambda p: [["call", "set_tag", [p, "k", "v"], {}]])
+    (exp / "launch_state.json").chmod(0o666)
+    assert replay_main([str(exp)]) == 2
+    err = capsys.readouterr().err
+    assert "launch_state.json is writable by others" in err and "--mlflow-uri" in err
+    assert client.get_run(parent).data.tags.get("k") is None
+    uri = json.loads((exp / "launch_state.json").read_text())["tracking_uri"]
+    assert replay_main([str(exp), "--mlflow-uri", uri]) == 0  # the server named by the user: replayed
+    assert client.get_run(parent).data.tags["k"] == "v"

@@ -1,0 +1,170 @@
+"""An experiment folder's files read back as a stranger may have left them (shared storage, a folder handed
+over, a disk that filled mid-write): bounded in size, parsed without running code, and one `CorruptFile`
+line naming the file when it is not what we wrote. The readers of `python -m search.report`,
+`search.front_report` and --resume go through here.
+
+Two things cannot be made safe by reading carefully. Ray Tune's own state is pickles (`tuner.pkl`,
+`searcher-state-*.pkl`, the trials inside `experiment_state-*.json`), and loading a pickle runs whatever code
+it names; and `launch_state.json` names the MLflow server that --resume and `search.replay` send the user's
+credentials to. So those two first check that nobody but the user could have written the folder
+(`check_only_ours`), as ssh checks the keys it trusts.
+"""
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import stat
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtl_core import safe_yaml
+from mtl_core.validation import ConfigError
+from search.experiment import CorruptFile
+
+MAX_JSON_BYTES = 16 * 2**20  # our JSON files hold a few numbers per trial; Tune's result.json a line per epoch
+MAX_TABLE_BYTES = 2**30  # trials, history and final runs: a few MB for a thousand trials
+
+
+def _check_size(path: Path, limit: int) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CorruptFile(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if size > limit:
+        raise CorruptFile(f"{path}: larger than {_size(limit)}; not a file this service wrote")
+
+
+def _bytes(path: Path, limit: int) -> bytes:
+    """The file's bytes, refused past `limit` (checked before reading, and again in case it grew)."""
+    _check_size(path, limit)
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise CorruptFile(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > limit:
+        raise CorruptFile(f"{path}: larger than {_size(limit)}; not a file this service wrote")
+    return data
+
+
+def _size(limit: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if limit >= scale:
+            return f"{limit // scale} {unit}"
+    return f"{limit} bytes"
+
+
+def read_json(path: Path, expect: type = dict, default: Any = None, limit: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value in `path`, which must be an `expect`; `default` when there is no such file."""
+    if not path.is_file():
+        return default
+    data = _bytes(path, limit)
+    try:
+        value = json.loads(data)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise CorruptFile(f"{path}: not JSON ({type(exc).__name__})") from None
+    if not isinstance(value, expect):
+        raise CorruptFile(f"{path}: expected a JSON {_kind(expect)}, found a {_kind(type(value))}")
+    return value
+
+
+def read_json_lines(path: Path, limit: int = MAX_JSON_BYTES) -> list[dict]:
+    """One JSON object per line (Tune's result.json, the MLflow outage spool); blank lines skipped."""
+    rows = []
+    for number, line in enumerate(_bytes(path, limit).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise CorruptFile(f"{path}: line {number} is not JSON ({type(exc).__name__})") from None
+        rows.append(row)
+    return rows
+
+
+def _kind(t: type) -> str:
+    return {dict: "object", list: "list", str: "string"}.get(t, t.__name__)
+
+
+def read_table(path: Path, columns: tuple[str, ...] = (), limit: int = MAX_TABLE_BYTES) -> pd.DataFrame:
+    """A Parquet or CSV table (by its suffix), which must have `columns`; empty when there is no such file."""
+    if not path.is_file():
+        return pd.DataFrame()
+    _check_size(path, limit)
+    try:
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid and pandas' ParserError are ValueErrors
+        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+        raise CorruptFile(f"{path}: not a readable {kind} table ({type(exc).__name__})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise CorruptFile(f"{path}: no column {', '.join(map(repr, missing))}; not a table this service wrote")
+    return table
+
+
+def read_space(path: Path) -> dict:
+    """The recorded space.yaml through the bounded YAML loader; {} when there is none."""
+    if not path.is_file():
+        return {}
+    try:
+        space = safe_yaml.load_file(path)
+    except ConfigError as exc:
+        raise CorruptFile(str(exc)) from None
+    if space is not None and not isinstance(space, dict):
+        raise CorruptFile(f"{path}: not a space (expected a mapping of sections)")
+    return space or {}
+
+
+RESUME_RISK = "--resume loads Ray Tune's state, which is pickles that run the code they name"
+REPLAY_RISK = "replay sends your MLflow credentials to the server its launch_state.json names (or pass --mlflow-uri)"
+
+
+def check_only_ours(exp_dir: Path, risk: str, uid: int | None = None) -> None:
+    """Refuse (ConfigError, saying the `risk`) an experiment folder that another user could have written:
+    the folder and everything in it must belong to `uid` (default: this process's user) and be writable by
+    nobody else. Group-writable is fine when the group is the user's own private group (Debian's rule for ssh)."""
+    uid = os.getuid() if uid is None else uid
+    exp_dir = Path(exp_dir)
+    for path in [exp_dir, *sorted(exp_dir.rglob("*"))]:
+        try:
+            st, target = path.lstat(), path.stat()  # a link's target must pass too
+        except OSError:
+            continue  # gone since listed (or a dangling link): nothing to load
+        owner = next((o for o in (st.st_uid, target.st_uid) if o != uid), None)
+        if owner is not None:
+            why = f"belongs to user id {owner}, not to you ({uid})"
+        elif target.st_mode & stat.S_IWOTH or (target.st_mode & stat.S_IWGRP and not _private_group(target.st_gid, uid)):
+            why = f"is writable by others (mode {stat.filemode(target.st_mode)})"
+        else:
+            continue
+        raise ConfigError(f"{path} {why}: {risk}, so only a folder nobody else can write is trusted "
+                          f"(chmod -R go-w it if it is yours)")
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """The group is the user's own: named after them, with no other member."""
+    try:
+        user, group = pwd.getpwuid(uid), grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+
+
+def read_rungs(path: Path, objectives: int) -> dict[int, dict[str, list[float]]]:
+    """MO-ASHA's recorded vectors (`search.mo_asha`): rung level -> trial id -> one number per objective
+    (NaN for a diverged trial); {} when there is no such file."""
+    saved = read_json(path, default={})
+    rungs = {}
+    for level, recorded in saved.items():
+        if not level.isdigit() or not isinstance(recorded, dict) or not all(
+                isinstance(v, list) and len(v) == objectives
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in recorded.values()):
+            raise CorruptFile(f"{path}: not MO-ASHA's rungs (expected rung -> trial -> {objectives} numbers)")
+        rungs[int(level)] = {str(tid): [float(x) for x in v] for tid, v in recorded.items()}
+    return rungs

@@ -1,0 +1,95 @@
+"""An experiment folder's files read back as a stranger may have left them: bounded, parsed without code,
+one line naming the file; and the folders --resume and replay trust are ones nobody else can write."""
+import json
+import math
+import os
+
+import pandas as pd
+import pytest
+
+from mtl_core.validation import ConfigError
+from search.experiment import CorruptFile
+from search.folder_read import (RESUME_RISK, check_only_ours, read_json, read_json_lines, read_rungs, read_space,
+                                read_table)
+from search.mo_asha import MultiObjectiveASHA
+
+
+def test_a_table_that_is_not_one_is_named_in_one_line(tmp_path):
+    (tmp_path / "t.parquet").write_text("garbage")
+    with pytest.raises(CorruptFile, match=r"t\.parquet: not a readable Parquet table \(ArrowInvalid\)"):
+        read_table(tmp_path / "t.parquet")
+    (tmp_path / "t.csv").write_bytes(b'a,b\n1,"2\n')
+    with pytest.raises(CorruptFile, match=r"t\.csv: not a readable CSV table"):
+        read_table(tmp_path / "t.csv")
+    pd.DataFrame({"trial_id": ["a"]}).to_parquet(tmp_path / "ok.parquet")
+    with pytest.raises(CorruptFile, match="no column 'status'"):
+        read_table(tmp_path / "ok.parquet", ("trial_id", "status"))
+    assert read_table(tmp_path / "ok.parquet", ("trial_id",))["trial_id"].tolist() == ["a"]
+    assert read_table(tmp_path / "none.parquet").empty and read_table(tmp_path / "empty.csv").empty
+    (tmp_path / "empty.csv").write_text("")
+    assert read_table(tmp_path / "empty.csv").empty
+
+
+def test_sizes_are_bounded_before_reading(tmp_path):
+    (tmp_path / "big.json").write_text(json.dumps({"pad": "x" * 2000}))
+    with pytest.raises(CorruptFile, match=r"big\.json: larger than"):
+        read_json(tmp_path / "big.json", limit=1000)
+    pd.DataFrame({"a": range(1000)}).to_parquet(tmp_path / "big.parquet")
+    with pytest.raises(CorruptFile, match=r"big\.parquet: larger than"):
+        read_table(tmp_path / "big.parquet", limit=100)
+
+
+def test_json_of_the_wrong_kind_or_not_json(tmp_path):
+    (tmp_path / "a.json").write_text("[1, 2]")
+    with pytest.raises(CorruptFile, match="expected a JSON object, found a list"):
+        read_json(tmp_path / "a.json")
+    (tmp_path / "b.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(CorruptFile, match=r"b\.json: not JSON \(UnicodeDecodeError\)"):
+        read_json(tmp_path / "b.json")
+    assert read_json(tmp_path / "none.json", default={}) == {}
+    (tmp_path / "r.json").write_text('{"a": 1}\n\n{"a": 2\n')
+    with pytest.raises(CorruptFile, match=r"r\.json: line 3 is not JSON"):
+        read_json_lines(tmp_path / "r.json")
+
+
+def test_a_recorded_space_goes_through_the_bounded_loader(tmp_path):
+    (tmp_path / "space.yaml").write_text("train: {lr: 0.1, lr: 0.2}\n")
+    with pytest.raises(CorruptFile, match="duplicate key"):
+        read_space(tmp_path / "space.yaml")
+    (tmp_path / "space.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(CorruptFile, match="not a space"):
+        read_space(tmp_path / "space.yaml")
+
+
+def test_mo_asha_s_rungs_round_trip_and_a_stranger_s_are_refused(tmp_path):
+    path = tmp_path / "rungs.json"
+    scheduler = MultiObjectiveASHA(["a", "b"], ["max", "max"], max_t=9, state_file=str(path))
+    scheduler.decide("t1", 1, [0.5, 0.25])
+    scheduler.decide("t2", 1, [math.nan, math.nan])  # a diverged trial, written as NaN
+    rungs = read_rungs(path, 2)
+    assert rungs[1]["t1"] == [0.5, 0.25] and all(math.isnan(x) for x in rungs[1]["t2"])
+    for bad in ['{"1": {"t1": [0.5]}}', '{"x": {}}', '{"1": {"t1": ["a", "b"]}}', '{"1": [1, 2]}', "[]"]:
+        path.write_text(bad)
+        with pytest.raises(CorruptFile, match="rungs.json"):
+            read_rungs(path, 2)
+    assert read_rungs(tmp_path / "none.json", 2) == {}
+
+
+def test_only_a_folder_nobody_else_can_write_is_trusted(tmp_path):
+    exp = tmp_path / "exp"
+    (exp / "search").mkdir(parents=True)
+    (exp / "search" / "tuner.pkl").write_bytes(b"ours")
+    os.chmod(exp / "search" / "tuner.pkl", 0o644)
+    check_only_ours(exp, RESUME_RISK)  # ours, writable by us alone
+    with pytest.raises(ConfigError, match=r"exp belongs to user id \d+, not to you"):
+        check_only_ours(exp, RESUME_RISK, uid=os.getuid() + 1)
+    os.chmod(exp / "search" / "tuner.pkl", 0o646)
+    with pytest.raises(ConfigError, match=r"tuner\.pkl is writable by others \(mode -rw-r--rw-\): --resume loads"):
+        check_only_ours(exp, RESUME_RISK)
+    os.chmod(exp / "search" / "tuner.pkl", 0o644)
+    elsewhere = tmp_path / "elsewhere.pkl"
+    elsewhere.write_bytes(b"theirs")
+    os.chmod(elsewhere, 0o666)
+    (exp / "search" / "searcher-state.pkl").symlink_to(elsewhere)  # the link is ours, its target is not safe
+    with pytest.raises(ConfigError, match=r"searcher-state\.pkl is writable by others"):
+        check_only_ours(exp, RESUME_RISK)
