@@ -168,3 +168,19 @@ def read_rungs(path: Path, objectives: int) -> dict[int, dict[str, list[float]]]
             raise CorruptFile(f"{path}: not MO-ASHA's rungs (expected rung -> trial -> {objectives} numbers)")
         rungs[int(level)] = {str(tid): [float(x) for x in v] for tid, v in recorded.items()}
     return rungs
+
+
+def check_journal(path: Path, limit: int = MAX_TABLE_BYTES) -> None:
+    """Optuna's journal (`optuna.journal`), as Optuna will replay it on --resume: every complete line one
+    operation (a JSON object with its `op_code`). A last line without its newline is a write the kill cut
+    short, which Optuna skips; anywhere else a bad line would stop Optuna inside Ray."""
+    if not path.is_file():
+        return
+    lines = _bytes(path, limit).split(b"\n")
+    for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: after the last newline (b"" or cut short)
+        try:
+            op = json.loads(line)
+        except ValueError:
+            op = None
+        if not isinstance(op, dict) or not isinstance(op.get("op_code"), int):
+            raise CorruptFile(f"{path}: line {number} is not an Optuna journal operation")

@@ -72,6 +72,9 @@ def _as_list(value: Any) -> list:
     return json.loads(value) if isinstance(value, str) else list(value)
 
 
+MAX_SPLIT_BYTES = 2**30  # bounded like every file we load: json.loads of a larger one could take the machine's memory
+
+
 @dataclass
 class SplitRecords:
     """The text and labels of one split, read from its JSON file."""
@@ -86,6 +89,9 @@ class SplitRecords:
 def read_split(path: Path, derive_binary: bool = False) -> SplitRecords:
     """Read one split file; raise DataError (file and clip named) on the first bad record."""
     try:
+        if path.stat().st_size > MAX_SPLIT_BYTES:
+            raise DataError(f"{path}: larger than {MAX_SPLIT_BYTES // 2**30} GiB; not a split file (the real "
+                            f"training split's text and labels are about 3 MB)")
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: unreadable JSON ({exc.__class__.__name__}: {exc})") from None

@@ -188,6 +188,8 @@ GIVEN = {
                                     (exp / "search" / "trial_a").mkdir(parents=True),
                                     (exp / "search" / "trial_a" / "result.json").write_text("{not json\n")),
     "writable_by_others": lambda exp: (_recorded(exp, STATE), (exp / "launch_state.json").chmod(0o666)),
+    "journal_corrupt": lambda exp: (_recorded(exp, STATE), (exp / "optuna.journal").write_text(
+        '{"op_code": 0, "study_name": "x"}\n{"op_code": 4, "stu\n{"op_code": 4, "study_id": 0}\n{"op_co')),
     "mo_rungs_corrupt": lambda exp: (_recorded_mo(exp),
                                      (exp / "mo_asha_rungs.json").write_text('{"1": {"t": [0.5]}}')),
     "spool_writable_by_others": lambda exp: (_recorded(exp, STATE), (exp / "mlflow_pending.jsonl").write_text(

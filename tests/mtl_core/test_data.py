@@ -222,3 +222,13 @@ def test_reader_names_file_and_clip(tmp_path):
     _write_split(tmp_path, {"clipX": {"indexes": [101], "words": [], "mature": [2, 0]}})
     with pytest.raises(DataError, match=r"train.json: clip clipX: label `mature`"):
         read_split(tmp_path / "train.json")
+
+
+def test_a_split_file_is_bounded_before_it_is_parsed(tmp_path, monkeypatch):
+    import mtl_core.data.layout as layout
+
+    _write_split(tmp_path, {"clipX": {"indexes": [101], "words": [], "mature": [1, 0]}})
+    monkeypatch.setattr(layout, "MAX_SPLIT_BYTES", 10)
+    monkeypatch.setattr(layout.json, "loads", lambda *a, **k: pytest.fail("parsed before the size check"))
+    with pytest.raises(DataError, match=r"train.json: larger than 0 GiB; not a split file"):
+        read_split(tmp_path / "train.json")

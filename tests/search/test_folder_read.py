@@ -93,3 +93,15 @@ def test_only_a_folder_nobody_else_can_write_is_trusted(tmp_path):
     (exp / "search" / "searcher-state.pkl").symlink_to(elsewhere)  # the link is ours, its target is not safe
     with pytest.raises(ConfigError, match=r"searcher-state\.pkl is writable by others"):
         check_only_ours(exp, RESUME_RISK)
+
+
+def test_a_journal_cut_short_by_a_kill_is_fine_and_a_bad_line_before_the_end_is_not(tmp_path):
+    from search.folder_read import check_journal
+
+    path = tmp_path / "optuna.journal"
+    path.write_text('{"op_code": 0}\n{"op_code": 4, "study_id": 0}\n{"op_co')  # Optuna skips the cut line
+    check_journal(path)
+    path.write_text('{"op_code": 0}\n["op_code"]\n{"op_code": 4}\n')
+    with pytest.raises(CorruptFile, match="line 2 is not an Optuna journal operation"):
+        check_journal(path)
+    check_journal(tmp_path / "none.journal")
