@@ -134,7 +134,7 @@ def read_state(exp_dir: Path) -> dict:
         if path.stat().st_size > MAX_STATE_BYTES:
             raise CorruptFile(f"{path}: larger than {MAX_STATE_BYTES // 1024} KiB; not a launch state")
         state = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError; deep nesting
         if isinstance(exc, CorruptFile):
             raise
         raise CorruptFile(f"{path}: unreadable launch state ({type(exc).__name__}); "

@@ -5,8 +5,8 @@ line naming the file when it is not what we wrote. The readers of `python -m sea
 
 Two things cannot be made safe by reading carefully. Ray Tune's own state is pickles (`tuner.pkl`,
 `searcher-state-*.pkl`, the trials inside `experiment_state-*.json`), and loading a pickle runs whatever code
-it names; and `launch_state.json` names the MLflow server that --resume and `search.replay` send the user's
-credentials to. So those two first check that nobody but the user could have written the folder
+it names; and `launch_state.json` names the MLflow server that `search.replay` sends the user's credentials
+to. So --resume and replay first check that nobody but the user could have written the folder
 (`check_only_ours`), as ssh checks the keys it trusts.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mtl_core import safe_yaml
 from mtl_core.validation import ConfigError
@@ -27,13 +28,17 @@ from search.experiment import CorruptFile
 
 MAX_JSON_BYTES = 16 * 2**20  # our JSON files hold a few numbers per trial; Tune's result.json a line per epoch
 MAX_TABLE_BYTES = 2**30  # trials, history and final runs: a few MB for a thousand trials
+MAX_TABLE_CELLS = 10**9  # once decoded (a thousand trials' history: about 10**6)
 
 
 def _check_size(path: Path, limit: int) -> None:
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise CorruptFile(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader for ever
+        raise CorruptFile(f"{path}: not a regular file")
+    size = st.st_size
     if size > limit:
         raise CorruptFile(f"{path}: larger than {_size(limit)}; not a file this service wrote")
 
@@ -65,7 +70,7 @@ def read_json(path: Path, expect: type = dict, default: Any = None, limit: int =
     data = _bytes(path, limit)
     try:
         value = json.loads(data)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; nesting past the stack
         raise CorruptFile(f"{path}: not JSON ({type(exc).__name__})") from None
     if not isinstance(value, expect):
         raise CorruptFile(f"{path}: expected a JSON {_kind(expect)}, found a {_kind(type(value))}")
@@ -80,7 +85,7 @@ def read_json_lines(path: Path, limit: int = MAX_JSON_BYTES) -> list[dict]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CorruptFile(f"{path}: line {number} is not JSON ({type(exc).__name__})") from None
         rows.append(row)
     return rows
@@ -96,9 +101,16 @@ def read_table(path: Path, columns: tuple[str, ...] = (), limit: int = MAX_TABLE
         return pd.DataFrame()
     _check_size(path, limit)
     try:
+        if path.suffix == ".parquet":  # a few KB of Parquet can claim billions of rows: its footer says how many
+            meta = pq.ParquetFile(path).metadata
+            if meta.num_rows * max(1, meta.num_columns) > MAX_TABLE_CELLS:
+                raise CorruptFile(f"{path}: {meta.num_rows} rows x {meta.num_columns} columns, more than "
+                                  f"{MAX_TABLE_CELLS:.0e} values; not a table this service wrote")
         table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except CorruptFile:
+        raise
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid and pandas' ParserError are ValueErrors
         kind = "Parquet" if path.suffix == ".parquet" else "CSV"
         raise CorruptFile(f"{path}: not a readable {kind} table ({type(exc).__name__})") from None
@@ -121,7 +133,8 @@ def read_space(path: Path) -> dict:
     return space or {}
 
 
-RESUME_RISK = "--resume loads Ray Tune's state, which is pickles that run the code they name"
+RESUME_RISK = ("--resume loads Ray Tune's state, which is pickles that run the code they name (--trust-folder "
+               "resumes it anyway)")
 REPLAY_RISK = "replay sends your MLflow credentials to the server its launch_state.json names (or pass --mlflow-uri)"
 
 
@@ -136,15 +149,24 @@ def check_only_ours(exp_dir: Path, risk: str, uid: int | None = None) -> None:
             st, target = path.lstat(), path.stat()  # a link's target must pass too
         except OSError:
             continue  # gone since listed (or a dangling link): nothing to load
-        owner = next((o for o in (st.st_uid, target.st_uid) if o != uid), None)
+        owner = next((o for o in (st.st_uid, target.st_uid) if o not in (uid, 0)), None)  # root: as ssh
         if owner is not None:
             why = f"belongs to user id {owner}, not to you ({uid})"
         elif target.st_mode & stat.S_IWOTH or (target.st_mode & stat.S_IWGRP and not _private_group(target.st_gid, uid)):
             why = f"is writable by others (mode {stat.filemode(target.st_mode)})"
+        elif _has_acl(path):
+            why = "has an access control list (others may write it whatever its mode says)"
         else:
             continue
         raise ConfigError(f"{path} {why}: {risk}, so only a folder nobody else can write is trusted "
                           f"(chmod -R go-w it if it is yours)")
+
+
+def _has_acl(path: Path) -> bool:
+    try:
+        return "system.posix_acl_access" in os.listxattr(path)
+    except OSError:  # no extended attributes on this filesystem: no ACL either
+        return False
 
 
 def _private_group(gid: int, uid: int) -> bool:
@@ -162,7 +184,7 @@ def read_rungs(path: Path, objectives: int) -> dict[int, dict[str, list[float]]]
     saved = read_json(path, default={})
     rungs = {}
     for level, recorded in saved.items():
-        if not level.isdigit() or not isinstance(recorded, dict) or not all(
+        if not (level.isascii() and level.isdigit()) or not isinstance(recorded, dict) or not all(
                 isinstance(v, list) and len(v) == objectives
                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in recorded.values()):
             raise CorruptFile(f"{path}: not MO-ASHA's rungs (expected rung -> trial -> {objectives} numbers)")
@@ -170,17 +192,27 @@ def read_rungs(path: Path, objectives: int) -> dict[int, dict[str, list[float]]]
     return rungs
 
 
-def check_journal(path: Path, limit: int = MAX_TABLE_BYTES) -> None:
+def check_journal(path: Path, limit: int = MAX_TABLE_BYTES) -> int:
     """Optuna's journal (`optuna.journal`), as Optuna will replay it on --resume: every complete line one
-    operation (a JSON object with its `op_code`). A last line without its newline is a write the kill cut
-    short, which Optuna skips; anywhere else a bad line would stop Optuna inside Ray."""
+    operation (a JSON object with its `op_code`), else CorruptFile. Returns how many bytes of it are whole
+    lines: a last line without its newline is a write a kill cut short, which Optuna 5 skips when it reads
+    but then appends its next operation to, breaking the study; --resume cuts it off."""
     if not path.is_file():
-        return
-    lines = _bytes(path, limit).split(b"\n")
+        return 0
+    data = _bytes(path, limit)
+    lines = data.split(b"\n")
     for number, line in enumerate(lines[:-1], start=1):  # lines[-1]: after the last newline (b"" or cut short)
         try:
             op = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             op = None
         if not isinstance(op, dict) or not isinstance(op.get("op_code"), int):
             raise CorruptFile(f"{path}: line {number} is not an Optuna journal operation")
+    return len(data) - len(lines[-1])
+
+
+def check_output_folder(out: Path) -> None:
+    """A report folder to write into: a real folder or none, never a link (writing through one would
+    overwrite whatever it points at)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise CorruptFile(f"{out}: a link or a file, not the report folder; move it away to write the report")

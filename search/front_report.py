@@ -9,7 +9,9 @@ it); alone, this writes `report/front.md`.
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +27,7 @@ from mtl_core.strategies import AXES  # noqa: E402
 from mtl_core.cli import OneLineParser, fail  # noqa: E402
 from mtl_core.validation import ConfigError  # noqa: E402
 from search.experiment import CorruptFile, Files  # noqa: E402
-from search.folder_read import read_json_lines, read_space, read_table  # noqa: E402
+from search.folder_read import check_output_folder, read_json_lines, read_space, read_table  # noqa: E402
 from search.labels import name_key  # noqa: E402
 from search.pareto import hypervolume, non_dominated_ranks  # noqa: E402
 
@@ -40,12 +42,17 @@ def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") ->
         for r in read_json_lines(path):
             if not isinstance(r, dict):
                 raise CorruptFile(f"{path}: a line is not a result (a JSON object)")
-            rows.append({"trial": path.parent.name.removeprefix("trial_"), "timestamp": r.get("timestamp", 0),
-                         "iteration": r.get("training_iteration", 0), **{o: r.get(o, np.nan) for o in objectives}})
+            rows.append({"trial": path.parent.name.removeprefix("trial_"), "timestamp": _number(r.get("timestamp", 0)),
+                         "iteration": _number(r.get("training_iteration", 0)), **{o: _number(r.get(o)) for o in objectives}})
     if not rows:
         return pd.DataFrame(columns=["trial", "timestamp", "iteration", *objectives])
     df = pd.DataFrame(rows).sort_values(["timestamp", "trial", "iteration"], kind="stable", ignore_index=True)
     return df.drop_duplicates(["trial", "iteration"], keep="last").reset_index(drop=True)
+
+
+def _number(value) -> float:
+    """An objective's value as Tune recorded it; anything but a number (a stranger's file) counts as missing."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
 
 
 def hypervolume_trace(values: np.ndarray, reference: Sequence[float]) -> np.ndarray:
@@ -135,7 +142,9 @@ def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
     try:
         config = load_space(exp_dir / Files.SPACE).config
     except ConfigError as exc:  # the recorded space does not validate: not one this service wrote
-        raise CorruptFile(str(exc).splitlines()[0]) from None
+        first = str(exc).splitlines()[0]
+        where = str(exp_dir / Files.SPACE)
+        raise CorruptFile(first if where in first else f"{where}: {first}") from None
     return validation_reference(objectives, config)
 
 
@@ -144,16 +153,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("experiment_dir", type=Path)
     args = p.parse_args(argv)
     out = args.experiment_dir / Files.REPORT
+    if not args.experiment_dir.is_dir():
+        return fail(f"{args.experiment_dir}: no such experiment folder")
     try:  # everything read before anything is written
         objectives, seen, reference = read_front(args.experiment_dir)
         trials = read_table(args.experiment_dir / Files.TRIALS, ("trial_id",)) if objectives else pd.DataFrame()
+        check_output_folder(out)
     except CorruptFile as exc:
         return fail(str(exc), code=1)
     if not objectives:
         return fail(f"{args.experiment_dir}: not a multi-objective search (no search.objectives)")
-    out.mkdir(parents=True, exist_ok=True)
-    lines = front_section(objectives, seen, trials, out, reference)
-    (out / "front.md").write_text("\n".join(lines))
+    with tempfile.TemporaryDirectory(prefix=".front-", dir=args.experiment_dir) as fresh:
+        fresh = Path(fresh)  # written here, then moved in: a link already at a name is replaced, never followed
+        (fresh / "front.md").write_text("\n".join(front_section(objectives, seen, trials, fresh, reference)))
+        out.mkdir(exist_ok=True)
+        for path in fresh.iterdir():
+            os.replace(path, out / path.name)
     print(f"front written to {out / 'front.md'}")
     return 0
 

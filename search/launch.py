@@ -52,6 +52,9 @@ def parse_args(argv):
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override any key of the space file, e.g. --set data.root=/data/cm (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (--name, or the latest)")
+    p.add_argument("--trust-folder", action="store_true",
+                   help="--resume a folder that others could have written (storage that maps owners, e.g. NFS "
+                        "all_squash): Tune's state in it is pickles, which run the code they name")
     p.add_argument("--dry-run", action="store_true", help="validate and print sampled configurations; no Ray")
     p.add_argument("--verbose", action="store_true",
                    help="show Ray's, Tune's, MLflow's and Optuna's own messages on the console too "
@@ -123,7 +126,8 @@ def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> N
     if not read_state(exp_dir):
         raise ConfigError(f"--resume: {exp_dir} holds no experiment to resume")
     _check_same_space(spec, exp_dir)
-    check_only_ours(exp_dir, RESUME_RISK)
+    if not args.trust_folder:
+        check_only_ours(exp_dir, RESUME_RISK)
     check_journal(exp_dir / Files.OPTUNA_JOURNAL)  # Optuna replays it inside Ray: a bad line is said here
     if spec.search.objectives:  # MO-ASHA reads its rungs back inside Ray: a corrupt file is said here
         read_rungs(exp_dir / Files.MO_ASHA_RUNGS, len(spec.search.objectives))
@@ -247,6 +251,15 @@ def _dry_run(args, spec: SpaceSpec) -> int:
     return 0
 
 
+def _trim_journal(path: Path) -> None:
+    """Cut off a last journal line the kill left half-written (with the lock held): Optuna would append its
+    next operation to it and break the study."""
+    whole = check_journal(path)
+    if path.is_file() and whole < path.stat().st_size:
+        os.truncate(path, whole)
+        print(f"{path}: dropped a last line the interrupted launch left half-written", flush=True)
+
+
 def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
     """Create and lock the folder, then run. A fresh start that fails or is interrupted before the
     experiment exists (its state file) removes what it wrote: the same command can simply run again."""
@@ -268,6 +281,8 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
     rc = None
     try:
         _check_folder(args, spec, exp_dir, ours=True)  # again, now that no other launcher can change it
+        if args.resume:
+            _trim_journal(exp_dir / Files.OPTUNA_JOURNAL)
         handler = log_to_file(exp_dir)
         route_third_party_logs()
         from search.sweep import run_experiment

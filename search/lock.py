@@ -28,7 +28,11 @@ class ExperimentLock:
         """Take the lock or raise Locked. Retries when the file was replaced between open and lock (a
         failed start removes its folder, lock file included)."""
         for _ in range(5):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # never through a link: opening one would truncate whatever it points at
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                raise Locked(f"--name: {self.path}: cannot open the lock file ({exc.strerror}); "
+                             f"move it away if it is a link") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -46,8 +50,8 @@ class ExperimentLock:
     def check_free(self) -> None:
         """Raise Locked when a live launcher holds the folder; creates nothing (a check before writing)."""
         try:
-            fd = os.open(self.path, os.O_RDWR)
-        except OSError:  # no lock file (or none we can open): nobody holds it
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:  # no lock file (or none we can open, a link included): nobody holds it
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -3,8 +3,11 @@
 When the tracking server was still down at the end of a sweep, its queued operations were saved in
 `EXPERIMENT_DIR/mlflow_pending.jsonl`. Once the server is back, this replays them in order (child runs
 are found again by their `tune_trial_id` and `phase` tags, so nothing is logged twice) and renames the
-file to `mlflow_pending.replayed.jsonl`. Exit codes: 0 done (or nothing to do), 1 the server is still
-unreachable or refused an operation (what was not written stays in the file), 2 not an experiment.
+file to `mlflow_pending.replayed.jsonl`. The spool is checked whole before anything is sent (it may come from
+someone else: see `read_ops`), and the server `launch_state.json` names is used only in a folder nobody else
+can write (`search.folder_read.check_only_ours`; --mlflow-uri names one instead). Exit codes: 0 done (or nothing
+to do), 1 the server is still unreachable or refused an operation, or the spool is not one a sweep writes
+(what was not written stays in the file), 2 not an experiment, or a folder others can write.
 """
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ from search.folder_read import REPLAY_RISK, check_only_ours, read_json_lines
 from search.tracking import Tracker, TrackingUnavailable, check_tracking
 
 
-# The parent run's MlflowClient calls a sweep queues (Tracker.call); a spool naming any other is not ours.
-PARENT_CALLS = {"log_batch", "log_metric", "set_tag", "set_terminated", "log_artifact", "log_artifacts"}
+# The parent run's MlflowClient calls a sweep queues (Tracker.call), each with its positional arguments (the run
+# first) and the keywords it passes; a spool naming any other call, or other arguments, is not ours.
+PARENT_CALLS = {"log_batch": (1, {"metrics"}), "log_metric": (3, {"step"}), "set_tag": (3, set()),
+                "set_terminated": (1, {"status"}), "log_artifact": (2, set()), "log_artifacts": (3, set())}
 OP_SHAPES = {"call": (str, list, dict), "start": (str, str, dict, dict), "metrics": (str, str, int, dict, dict, int),
              "end": (str, str, str, dict), "tags": (str, str, dict)}  # Tracker's operations, after their kind
 
@@ -41,14 +46,20 @@ def read_ops(exp_dir: Path, parent_run_id: str) -> list[list]:
             raise CorruptFile(f"{where} is not a tracking operation a sweep writes")
         if op[0] != "call":
             continue
-        _, method, args, _ = op
-        if method not in PARENT_CALLS or not args or args[0] != parent_run_id:
-            raise CorruptFile(f"{where}: {method!r} on run {args[:1]} is not a call a sweep makes on its parent run")
+        _, method, args, kwargs = op
+        positional, keywords = PARENT_CALLS.get(method, (-1, set()))
+        if len(args) != positional or args[0] != parent_run_id or not set(kwargs) <= keywords:
+            raise CorruptFile(f"{where}: {method!r} on run {args[:1]} with keywords {sorted(kwargs)} is not a call "
+                              f"a sweep makes on its parent run")
         if method.startswith("log_artifact"):
-            local = Path(str(args[1]) if len(args) > 1 else "").resolve()
+            local = args[1]
+            if not isinstance(local, str) or not Path(local).is_absolute():
+                raise CorruptFile(f"{where}: the artifact {local!r} is not a path the sweep wrote (absolute)")
+            local = Path(local).resolve()
             files = [local, *local.rglob("*")] if local.is_dir() else [local]
             if any(not f.resolve().is_relative_to(root) for f in files):
-                raise CorruptFile(f"{where}: the artifact {args[1] if len(args) > 1 else ''} is outside {exp_dir}")
+                raise CorruptFile(f"{where}: the artifact {args[1]} is outside {exp_dir} (a spool sends only the "
+                                  f"folder's own files; a folder moved since its sweep keeps its old paths)")
     return ops
 
 
@@ -57,7 +68,7 @@ def replay(exp_dir: Path, uri: str | None = None) -> int:
     state = read_state(exp_dir)
     path = exp_dir / Files.PENDING
     ops = read_ops(exp_dir, state["parent_run_id"])
-    tracker = Tracker(uri or state["tracking_uri"], exp_dir.name, state["parent_run_id"])
+    tracker = Tracker(uri or state["tracking_uri"], exp_dir.resolve().name, state["parent_run_id"])  # "." has none
     done = 0
     try:
         for op in ops:

@@ -15,7 +15,9 @@ import base64
 import html
 import logging
 import re
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGI
 from search.decision import RunScores  # noqa: E402
 from mtl_core.cli import OneLineParser, fail  # noqa: E402
 from search.experiment import CorruptFile, Files  # noqa: E402
+from search.folder_read import check_output_folder  # noqa: E402
 from search.front_report import front_section  # noqa: E402
 from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
 from search.report_input import ReportInput  # noqa: E402
@@ -520,6 +523,10 @@ _INLINE = [(re.compile(r"!\[([^\]]*)\]\(([^)]+)\)"), "image"), (re.compile(r"\[(
            (re.compile(r"`([^`]+)`"), "code"), (re.compile(r"\*\*([^*]+)\*\*"), "bold")]
 
 
+_OWN_PLOT = re.compile(r"[A-Za-z0-9_.-]+\.png")  # a plot this report saved in its own folder, by bare name
+_SAFE_HREF = re.compile(r"https?://\S+|[^:\s]*")  # web links and relative paths (no javascript: or file:)
+
+
 def _inline(text: str, out: Path) -> str:
     """One line of the summary's Markdown as HTML: images embedded as data URIs, links, code, bold."""
     parts, pos = [], 0
@@ -532,10 +539,14 @@ def _inline(text: str, out: Path) -> str:
         parts.append(html.escape(text[pos:start]))
         if kind == "image":
             path = out / m.group(2)
-            src = ("data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()) if path.is_file() else m.group(2)
-            parts.append(f'<img alt="{html.escape(m.group(1))}" src="{src}">')
+            if _OWN_PLOT.fullmatch(m.group(2)) and path.is_file() and not path.is_symlink():
+                src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+                parts.append(f'<img alt="{html.escape(m.group(1))}" src="{src}">')
+            else:  # only the report's own plots are embedded: the text may hold a table value from the folder
+                parts.append(html.escape(m.group(0)))
         elif kind == "link":
-            parts.append(f'<a href="{html.escape(m.group(2))}">{html.escape(m.group(1))}</a>')
+            href = m.group(2) if _SAFE_HREF.fullmatch(m.group(2)) else "#"
+            parts.append(f'<a href="{html.escape(href)}">{html.escape(m.group(1))}</a>')
         elif kind == "code":
             parts.append(f"<code>{html.escape(m.group(1))}</code>")
         else:
@@ -585,13 +596,28 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="python -m search.report", description=__doc__)
     p.add_argument("experiment_dir", type=Path)
     args = p.parse_args(argv)
-    if not (args.experiment_dir / Files.TRIALS).is_file():
-        return fail(f"{args.experiment_dir}: no trials.parquet (not an experiment folder, or no trial ended yet)")
+    exp_dir, out = args.experiment_dir, args.experiment_dir / Files.REPORT
+    if not (exp_dir / Files.TRIALS).is_file():
+        return fail(f"{exp_dir}: no trials.parquet (not an experiment folder, or no trial ended yet)")
     try:  # everything read, bounded and checked, before anything is written
-        given = ReportInput.read(args.experiment_dir)
+        given = ReportInput.read(exp_dir)
+        check_output_folder(out)
     except CorruptFile as exc:
         return fail(str(exc), code=1)
-    out = write_report(given, args.experiment_dir / Files.REPORT)
+    fresh = Path(tempfile.mkdtemp(prefix=".report-", dir=exp_dir))  # new, so nothing in it leads elsewhere
+    try:
+        write_report(given, fresh)
+    except Exception as exc:  # a table with the columns we write but values we never would
+        shutil.rmtree(fresh)
+        return fail(f"{exp_dir}: no report from these files ({type(exc).__name__}: {str(exc)[:200]}); "
+                    f"they are not what this service writes", code=1)
+    try:
+        fresh.chmod(0o755)
+        if out.is_dir():
+            shutil.rmtree(out)
+        fresh.rename(out)
+    except OSError as exc:
+        return fail(f"{out}: cannot replace it ({exc.strerror}); the new report is in {fresh}", code=1)
     print(f"report written to {out / 'summary.md'}")
     return 0
 

@@ -89,8 +89,8 @@ class SplitRecords:
 def read_split(path: Path, derive_binary: bool = False) -> SplitRecords:
     """Read one split file; raise DataError (file and clip named) on the first bad record."""
     try:
-        if path.stat().st_size > MAX_SPLIT_BYTES:
-            raise DataError(f"{path}: larger than {MAX_SPLIT_BYTES // 2**30} GiB; not a split file (the real "
+        if (size := path.stat().st_size) > MAX_SPLIT_BYTES:
+            raise DataError(f"{path}: {size} bytes, more than a split file may hold ({MAX_SPLIT_BYTES}; the real "
                             f"training split's text and labels are about 3 MB)")
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -184,6 +184,8 @@ GIVEN = {
     "space_rf_word": lambda exp: (_with_tables(exp), (exp / "space.yaml").write_text("search: {reduction_factor: x}\n")),
     "space_objectives_dict": lambda exp: (_with_tables(exp), (exp / "space.yaml").write_text(
         "search: {objectives: {a: 1}}\n")),
+    "mo_corrupt_trials": lambda exp: (_recorded_mo(exp), (exp / "trials.parquet").write_bytes(b"PAR1 not a table")),
+    "report_is_a_link": lambda exp: (_with_tables(exp), (exp / "report").symlink_to(exp.parent)),
     "result_not_json": lambda exp: (_recorded_mo(exp),
                                     (exp / "search" / "trial_a").mkdir(parents=True),
                                     (exp / "search" / "trial_a" / "result.json").write_text("{not json\n")),

@@ -173,3 +173,17 @@ def test_a_yaml_bomb_is_refused_in_milliseconds():
     with pytest.raises(ConfigError, match="more than 20000 values once its aliases are expanded"):
         load_space(HOSTILE / "spaces" / "bomb_lr.yaml")
     assert time.perf_counter() - start < 2.0
+
+
+def test_trust_folder_resumes_a_folder_others_could_write(tmp_path, capsys, root_logging):
+    """The one way round the ownership check (storage that maps owners): the same folder the catalogue's
+    resume-writable-by-others case refuses goes past the checks, to the MLflow parent run it records (which
+    this made-up folder does not have)."""
+    from search.launch import main
+
+    GIVEN["writable_by_others"](tmp_path / "store" / "x")
+    argv = [str(SMOKE), "--name", "x", "--resume", "--storage", str(tmp_path / "store")]
+    assert main(argv) == 2 and "writable by others" in capsys.readouterr().err
+    assert main([*argv, "--trust-folder"]) == 2
+    err = capsys.readouterr().err
+    assert "writable by others" not in err and "cannot open the experiment's parent run" in err

@@ -81,8 +81,14 @@ def test_only_a_folder_nobody_else_can_write_is_trusted(tmp_path):
     (exp / "search" / "tuner.pkl").write_bytes(b"ours")
     os.chmod(exp / "search" / "tuner.pkl", 0o644)
     check_only_ours(exp, RESUME_RISK)  # ours, writable by us alone
-    with pytest.raises(ConfigError, match=r"exp belongs to user id \d+, not to you"):
-        check_only_ours(exp, RESUME_RISK, uid=os.getuid() + 1)
+    if os.getuid() == 0:  # root's files are trusted (as ssh does): give one to nobody
+        os.chown(exp / "search" / "tuner.pkl", 65534, 65534)
+        with pytest.raises(ConfigError, match=r"tuner\.pkl belongs to user id 65534, not to you \(0\)"):
+            check_only_ours(exp, RESUME_RISK)
+        os.chown(exp / "search" / "tuner.pkl", 0, 0)
+    else:
+        with pytest.raises(ConfigError, match=r"exp belongs to user id \d+, not to you"):
+            check_only_ours(exp, RESUME_RISK, uid=os.getuid() + 1)
     os.chmod(exp / "search" / "tuner.pkl", 0o646)
     with pytest.raises(ConfigError, match=r"tuner\.pkl is writable by others \(mode -rw-r--rw-\): --resume loads"):
         check_only_ours(exp, RESUME_RISK)
@@ -95,13 +101,66 @@ def test_only_a_folder_nobody_else_can_write_is_trusted(tmp_path):
         check_only_ours(exp, RESUME_RISK)
 
 
-def test_a_journal_cut_short_by_a_kill_is_fine_and_a_bad_line_before_the_end_is_not(tmp_path):
+def test_a_journal_cut_short_by_a_kill_is_trimmed_and_a_bad_line_before_the_end_is_refused(tmp_path):
+    """Optuna 5 skips a last line without its newline when it reads, then appends its next operation to it:
+    the resumed study failed at its first new trial (AttributeError inside Optuna) before --resume cut it off."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
     from search.folder_read import check_journal
+    from search.launch import _trim_journal
 
     path = tmp_path / "optuna.journal"
-    path.write_text('{"op_code": 0}\n{"op_code": 4, "study_id": 0}\n{"op_co')  # Optuna skips the cut line
-    check_journal(path)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    whole = path.stat().st_size
+    with path.open("a") as f:
+        f.write('{"op_code": 4, "worker_id": "w", "stu')  # the kill's cut
+    assert check_journal(path) == whole
+    _trim_journal(path)
+    assert path.stat().st_size == whole
+    resumed = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    resumed.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(resumed.trials) == 3
     path.write_text('{"op_code": 0}\n["op_code"]\n{"op_code": 4}\n')
     with pytest.raises(CorruptFile, match="line 2 is not an Optuna journal operation"):
         check_journal(path)
-    check_journal(tmp_path / "none.journal")
+    assert check_journal(tmp_path / "none.journal") == 0
+
+
+def test_group_write_is_fine_for_a_private_group_only(tmp_path, monkeypatch):
+    import search.folder_read as folder_read
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "f").write_text("x")
+    os.chmod(exp / "f", 0o664)
+    monkeypatch.setattr(folder_read, "_private_group", lambda gid, uid: True)
+    check_only_ours(exp, RESUME_RISK)
+    monkeypatch.setattr(folder_read, "_private_group", lambda gid, uid: False)
+    with pytest.raises(ConfigError, match=r"f is writable by others \(mode -rw-rw-r--\)"):
+        check_only_ours(exp, RESUME_RISK)
+
+
+def test_a_fifo_and_a_parquet_bomb_are_refused_before_reading(tmp_path, monkeypatch):
+    import search.folder_read as folder_read
+
+    os.mkfifo(tmp_path / "result.json")  # reading it would block for ever
+    with pytest.raises(CorruptFile, match="not a regular file"):
+        read_json_lines(tmp_path / "result.json")
+    pd.DataFrame({"a": range(100), "b": range(100)}).to_parquet(tmp_path / "t.parquet")
+    monkeypatch.setattr(folder_read, "MAX_TABLE_CELLS", 150)
+    with pytest.raises(CorruptFile, match="100 rows x 2 columns"):
+        read_table(tmp_path / "t.parquet")
+
+
+def test_json_nested_past_the_stack_is_one_line(tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    with pytest.raises(CorruptFile, match="not JSON \\(RecursionError\\)"):
+        read_json(tmp_path / "deep.json", expect=list)
+    (tmp_path / "launch_state.json").write_text("[" * 60_000)
+    from search.experiment import read_state
+    with pytest.raises(CorruptFile, match="unreadable launch state"):
+        read_state(tmp_path)

@@ -35,6 +35,19 @@ def test_a_second_lock_in_the_same_process_is_refused_and_names_the_holder(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_lock_file_that_is_a_link_is_never_written_through(tmp_path):
+    """Before O_NOFOLLOW, a launch into a folder holding only a linked launch.lock truncated the link's
+    target and wrote its pid there."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "launch.lock").symlink_to(victim)
+    with pytest.raises(Locked, match="launch.lock: cannot open the lock file"):
+        ExperimentLock(exp).acquire()
+    assert victim.read_text() == "precious"
+
+
 def test_a_live_launcher_holds_its_experiment(tmp_path, capsys):
     holder = _holder(tmp_path / "x")
     try:

@@ -96,3 +96,37 @@ def test_the_command_reads_the_same_tables_back_from_the_folder(tmp_path):
     assert main([str(exp)]) == 0
     in_memory = write_report(given, tmp_path / "in_memory")
     assert (exp / Files.REPORT / "summary.md").read_text() == (in_memory / "summary.md").read_text()
+
+
+def test_the_html_page_embeds_only_the_report_s_own_plots(tmp_path):
+    """A table value from the folder reaches the page's text: before, `![k](/any/file)` in a label embedded
+    that file (any file the user can read) as base64, and a missing one put its text into src unescaped."""
+    secret = tmp_path / "creds"
+    secret.write_bytes(b"aws_secret_access_key=abc")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "linked.png").symlink_to(secret)
+    lines = [f"Best `x` ![k]({secret}) `y`, ![l](linked.png) and ![m](nope\" onerror=\"alert(1)) and "
+             "[a](javascript:alert(1)) [b](../leaderboard.csv) [c](http://127.0.0.1:5000/#/x)"]
+    page = html_page(lines, tmp_path / "out", "t")
+    assert base64.b64encode(secret.read_bytes()).decode() not in page and "<img" not in page
+    assert 'onerror="' not in page and 'href="javascript' not in page and '<a href="#">a</a>' in page
+    assert '<a href="../leaderboard.csv">b</a>' in page and '<a href="http://127.0.0.1:5000/#/x">c</a>' in page
+
+
+def test_the_command_never_writes_through_a_link_in_the_folder(tmp_path, capsys):
+    """Before, a `report/summary.md` linked to a file elsewhere had that file overwritten with the report,
+    and a `report` linked to a folder got the report written into it."""
+    test_the_command_reads_the_same_tables_back_from_the_folder(tmp_path)
+    exp, victim = tmp_path / "exp", tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (exp / "report" / "summary.md").unlink()
+    (exp / "report" / "summary.md").symlink_to(victim)
+    assert main([str(exp)]) == 0
+    assert victim.read_text() == "precious" and not (exp / "report" / "summary.md").is_symlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    import shutil
+    shutil.rmtree(exp / "report")
+    (exp / "report").symlink_to(elsewhere)
+    assert main([str(exp)]) == 1 and "a link or a file, not the report folder" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == [] and not list(exp.glob(".report-*"))

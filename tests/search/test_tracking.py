@@ -219,12 +219,14 @@ def _stranger_spool(tmp_path, store, ops):
 
 @pytest.mark.parametrize("ops, says", [
     (lambda p: [["call", "log_artifact", [p, "{secret}"], {}]], "is outside"),
-    (lambda p: [["call", "log_artifacts", [p, "{exp}/inside"], {}]], "is outside"),  # a link in it leads out
+    (lambda p: [["call", "log_artifacts", [p, "{exp}/inside", "inside"], {}]], "is outside"),  # a link in it leads out
+    (lambda p: [["call", "log_artifact", [p], {"local_path": "{secret}"}]], "is not a call a sweep makes"),
+    (lambda p: [["call", "log_artifact", [p, "secret.txt"], {}]], "is not a path the sweep wrote"),
     (lambda p: [["call", "delete_run", [p], {}]], "is not a call a sweep makes on its parent run"),
     (lambda p: [["call", "set_tag", ["another-run", "k", "v"], {}]], "is not a call a sweep makes on its parent run"),
     (lambda p: [["end", "search", "t1", "FINISHED"]], "is not a tracking operation a sweep writes"),
     (lambda p: [{"call": "set_tag"}], "is not a tracking operation a sweep writes"),
-], ids=["artifact-outside", "artifact-dir-links-out", "other-method", "other-run", "short-op", "not-a-list"])
+], ids=["artifact-outside", "artifact-dir-links-out", "artifact-as-keyword", "artifact-relative", "other-method", "other-run", "short-op", "not-a-list"])
 def test_a_stranger_s_spool_sends_nothing_of_yours(tmp_path, capsys, store, ops, says):
     """Before replay checked the spool, the first case uploaded a file from outside the experiment folder
     (any file the user can read) to the server the folder names, and the third deleted the parent run."""
@@ -253,3 +255,19 @@ def test_replay_trusts_the_recorded_server_only_in_a_folder_nobody_else_can_writ
     uri = json.loads((exp / "launch_state.json").read_text())["tracking_uri"]
     assert replay_main([str(exp), "--mlflow-uri", uri]) == 0  # the server named by the user: replayed
     assert client.get_run(parent).data.tags["k"] == "v"
+
+
+def test_the_spool_a_sweep_writes_is_replayed_with_its_artifacts(tmp_path, capsys, store):
+    """What finish.py queues when the store is down at the end: the report folder and the tables, by their
+    absolute paths inside the experiment folder."""
+    exp, client, parent = _stranger_spool(tmp_path, store, lambda p: [
+        ["call", "log_artifacts", [p, str(tmp_path / "exp" / "report"), "report"], {}],
+        ["call", "log_artifact", [p, str(tmp_path / "exp" / "leaderboard.csv")], {}],
+        ["call", "log_metric", [p, "search/hypervolume", 0.5], {"step": 3}],
+        ["call", "set_terminated", [p], {"status": "FINISHED"}]])
+    (exp / "report").mkdir()
+    (exp / "report" / "summary.md").write_text("# Sweep report")
+    (exp / "leaderboard.csv").write_text("rank\n1\n")
+    assert replay_main([str(exp)]) == 0, capsys.readouterr().err
+    assert {a.path for a in client.list_artifacts(parent)} == {"report", "leaderboard.csv"}
+    assert client.get_run(parent).info.status == "FINISHED"
