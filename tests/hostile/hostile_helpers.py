@@ -179,6 +179,8 @@ GIVEN = {
     "stale_lock_experiment": lambda exp: (_recorded(exp, STATE), (exp / "launch.lock").write_text("pid 999999 on gone\n")),
     "corrupt_trials": lambda exp: _with_tables(exp, b"PAR1 not a table"),
     "trials_without_status": lambda exp: _with_tables(exp, __import__("pandas").DataFrame({"trial_id": ["a"]})),
+    "trials_words_for_scores": lambda exp: _with_tables(exp, __import__("pandas").DataFrame(
+        {"trial_id": ["a", "b"], "status": ["finished", "finished"], "val/avg_f1": ["high", "low"]})),
     "floor_list": lambda exp: _with_tables(exp, files={"bow_floor.json": "[1, 2]"}),
     "decision_not_csv": lambda exp: _with_tables(exp, files={"decision.csv": 'a,b\n1,"2\n'}),
     "space_rf_word": lambda exp: (_with_tables(exp), (exp / "space.yaml").write_text("search: {reduction_factor: x}\n")),
