@@ -16,10 +16,13 @@ CASES = yaml.safe_load((HOSTILE / "cases.yaml").read_text())
 
 
 def _snapshot(folder: Path) -> dict:
-    """Every path under `folder` with its size and mtime: 'nothing left behind' means this did not change."""
+    """Every path under `folder` with a file's size and mtime: 'nothing left behind' means this did not change.
+    (A folder's own mtime moves when something is made in it and removed again, as a report that fails
+    midway does with its scratch folder: the paths themselves say whether anything was left.)"""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+    return {str(p.relative_to(folder)): None if p.is_dir() else (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
 
 
 def _fill(text: str, where: dict) -> str:
