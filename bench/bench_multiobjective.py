@@ -111,7 +111,8 @@ def summarise(runs: pd.DataFrame, full_epochs: int | None = None) -> str:
     if {"mo_asha", "scalar_asha"} <= set(runs["arm"]):
         wins = (by["hv_at_mo"]["mo_asha"] >= by["hv_at_mo"]["scalar_asha"]).sum()
         lines.append(f"\nmo_asha's hypervolume >= scalar_asha's at the same epochs: {wins} of {len(by)} seeds "
-                     f"(mean {by['hv_at_mo']['mo_asha'].mean():.5f} vs {by['hv_at_mo']['scalar_asha'].mean():.5f})")
+                     f"(mean {by['hv_at_mo']['mo_asha'].mean():.5f} vs {by['hv_at_mo']['scalar_asha'].mean():.5f}); "
+                     + difference_summary((by["hv_at_mo"]["mo_asha"] - by["hv_at_mo"]["scalar_asha"]).dropna()))
     if "mo_asha" in set(runs["arm"]) and ("mo_full" in set(runs["arm"]) or full_epochs):
         mo = by["epochs"]["mo_asha"].dropna()
         if "mo_full" in set(runs["arm"]):
@@ -120,6 +121,18 @@ def summarise(runs: pd.DataFrame, full_epochs: int | None = None) -> str:
             full, of = pd.Series(float(full_epochs), index=mo.index), f"the unpruned search's ({full_epochs}: trials x max_t)"
         lines.append(f"mo_asha's epochs / {of}: " + share_summary(mo / full))
     return "\n".join(lines)
+
+
+def difference_summary(diff: pd.Series) -> str:
+    """The paired difference of the hypervolumes (mo_asha - scalar_asha, seed by seed) with its 95% t interval:
+    the first target holds beyond seed noise when the interval lies above 0, fails when it lies below."""
+    n, mean = len(diff), float(diff.mean())
+    if n < 2:
+        return f"difference {mean:+.5f} (one seed)"
+    half = stats.t.ppf(0.975, n - 1) * float(diff.std(ddof=1)) / np.sqrt(n)
+    verdict = ("above 0: met beyond seed noise" if mean - half > 0 else "below 0: not met" if mean + half < 0
+               else "contains 0: no difference shown either way")
+    return f"paired difference {mean:+.5f} [{mean - half:+.5f}, {mean + half:+.5f}] (95% t interval, {n} seeds), {verdict}"
 
 
 def share_summary(shares: pd.Series, target: float = TARGET_SHARE) -> str:
