@@ -77,8 +77,9 @@ def read_json(path: Path, expect: type = dict, default: Any = None, limit: int =
     return value
 
 
-def read_json_lines(path: Path, limit: int = MAX_JSON_BYTES) -> list[dict]:
-    """One JSON object per line (Tune's result.json, the MLflow outage spool); blank lines skipped."""
+def read_json_lines(path: Path, limit: int = MAX_JSON_BYTES) -> list[Any]:
+    """One JSON value per line (Tune's result.json: objects; the MLflow outage spool: lists), blank lines
+    skipped; the caller checks what each value is."""
     rows = []
     for number, line in enumerate(_bytes(path, limit).splitlines(), start=1):
         if not line.strip():

@@ -63,12 +63,11 @@ def read_ops(exp_dir: Path, parent_run_id: str) -> list[list]:
     return ops
 
 
-def replay(exp_dir: Path, uri: str | None = None) -> int:
-    """Write the pending operations; returns how many were written (raises on the first refusal)."""
-    state = read_state(exp_dir)
+def replay(exp_dir: Path, ops: list[list], uri: str, parent_run_id: str) -> int:
+    """Write the pending operations (`read_ops`, checked); returns how many were written (raises on the first
+    refusal)."""
     path = exp_dir / Files.PENDING
-    ops = read_ops(exp_dir, state["parent_run_id"])
-    tracker = Tracker(uri or state["tracking_uri"], exp_dir.resolve().name, state["parent_run_id"])  # "." has none
+    tracker = Tracker(uri, exp_dir.resolve().name, parent_run_id)  # resolved: "." has no name
     done = 0
     try:
         for op in ops:
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # all checked before anything is sent
         if args.mlflow_uri is None:
             check_only_ours(exp_dir, REPLAY_RISK)
-        read_ops(exp_dir, state["parent_run_id"])
+        ops = read_ops(exp_dir, state["parent_run_id"])
     except ConfigError as exc:
         return fail(str(exc))
     except CorruptFile as exc:
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingUnavailable as exc:
         return fail(f"{exc}; the operations stay in {exp_dir / Files.PENDING}", code=1)
     try:
-        n = replay(exp_dir, uri)
+        n = replay(exp_dir, ops, uri, state["parent_run_id"])
     except Exception as exc:  # the server refused one: say which, keep the rest
         return fail(f"MLflow at {uri} refused an operation ({type(exc).__name__}: {exc}); "
                     f"what was not written stays in {exp_dir / Files.PENDING}", code=1)
