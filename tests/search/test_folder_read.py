@@ -164,3 +164,18 @@ def test_json_nested_past_the_stack_is_one_line(tmp_path):
     from search.experiment import read_state
     with pytest.raises(CorruptFile, match="unreadable launch state"):
         read_state(tmp_path)
+
+
+def test_a_private_group_is_named_after_its_user_and_has_no_one_else():
+    import grp
+    import pwd
+
+    from search.folder_read import _private_group
+
+    me = pwd.getpwuid(os.getuid())
+    own = next((g for g in grp.getgrall() if g.gr_name == me.pw_name), None)
+    if own is not None and set(own.gr_mem) <= {me.pw_name}:
+        assert _private_group(own.gr_gid, me.pw_uid)
+    shared = next((g for g in grp.getgrall() if g.gr_name != me.pw_name), None)  # e.g. nogroup, users
+    assert shared is not None and not _private_group(shared.gr_gid, me.pw_uid)
+    assert not _private_group(2**31 - 2, me.pw_uid)  # a group id nobody has
