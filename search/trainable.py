@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -78,6 +79,11 @@ def train_trial(config: dict[str, Any]) -> None:
         # here would end the trial as stopped instead of failed)
         tune.report({DIVERGED: str(exc), "epoch": int(epoch.group(1)) if epoch else 0, keys.SCORE: float("nan")})
         raise
+    finally:
+        # Every report copied the checkpoint to the experiment folder (a retry or --resume starts from that
+        # copy), and Ray never deletes this one. A trial that ASHA stops gets here too (its report raises
+        # SystemExit) unless its worker exits first: the driver then deletes it (search.tuner.drop_local_copies).
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class NoRetryOnDivergence(tune.Callback):

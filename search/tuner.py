@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import shutil
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
@@ -99,6 +101,32 @@ def keep_latest_checkpoints(results) -> int:
                 fs.delete_dir(info.path)
                 deleted += 1
     log.debug("kept the latest checkpoint of each trial, deleted %d older ones", deleted)
+    return deleted
+
+
+def drop_local_copies(results, phase: str) -> int:
+    """Delete the trials' working folders that Ray keeps on this machine, under its session folder
+    (`/tmp/ray/session_*/artifacts/<time>/<phase>/working_dirs/<trial>`). Each holds the trial's local
+    checkpoint, already copied to the experiment folder with every report; Ray never deletes them, so
+    without this every sweep left a second copy of its checkpoints in /tmp (about 1 GB for the flagship on
+    the embedded default). Only this sweep's trials, by their unique folder names, so another sweep on the
+    same machine keeps its own. A trial ends by removing its folder itself (search.trainable); this catches
+    those stopped before they could. Returns how many were deleted."""
+    import ray
+
+    try:
+        artifacts = Path(ray._private.worker._global_node.get_session_dir_path(), "artifacts")
+    except Exception as exc:  # a Ray Client driver has no local node, and so no local copies
+        log.debug("no local Ray session folder to clean: %s", exc)
+        return 0
+    deleted = 0
+    for r in results:
+        if r.path is None:
+            continue
+        for folder in artifacts.glob(f"*/{phase}/working_dirs/{posixpath.basename(r.path.rstrip('/'))}"):
+            shutil.rmtree(folder, ignore_errors=True)
+            deleted += 1
+    log.debug("deleted %d trials' local working folders", deleted)
     return deleted
 
 
