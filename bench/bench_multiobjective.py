@@ -3,16 +3,19 @@ each search found, and the epochs it spent, on the same space, trials and epoch 
 
     python bench/bench_multiobjective.py [spaces/groupings.yaml] [--seeds 3] [--num-samples N] [--set key=value ...]
 
-Three searches per seed, each a whole launch with the final phase off:
-    mo_asha      multi-objective TPE over each task's val macro-F1, MO-ASHA stopping (search.objectives: tasks)
-    scalar_asha  TPE on val/avg_f1 with ASHA (today's search)
-    mo_full      multi-objective TPE, no early stopping (grace_period = max_t: no rung below max_t)
+Up to four searches per seed, each a whole launch with the final phase off:
+    mo_asha         multi-objective TPE over each task's val macro-F1, MO-ASHA stopping (search.objectives:
+                    tasks), ties inside a front broken by hypervolume contribution (the default)
+    mo_asha_epsnet  the same, ties broken by the ε-net (search.tie_break: epsilon_net, Schmucker et al.'s best)
+    scalar_asha     TPE on val/avg_f1 with ASHA (today's search)
+    mo_full         multi-objective TPE, no early stopping (grace_period = max_t: no rung below max_t)
 
 The front of a search is that of every (trial, epoch) validation vector it observed; its hypervolume is
 taken against the majority-class macro-F1 of each task on validation (`search.reference`), and traced
 against the epochs spent in the order the results came (Tune's result.json timestamps), so two searches can
-be compared at the same number of epochs. Targets: mo_asha's hypervolume >= scalar_asha's at the same epochs,
-and mo_asha's epochs <= 40% of mo_full's. Prints a Markdown table; not a test.
+be compared at the same number of epochs. Targets, for each MO-ASHA arm: its hypervolume >= scalar_asha's at
+the same epochs, and its epochs <= 40% of mo_full's. Prints a Markdown table; not a test. The default arms are
+mo_asha, scalar_asha and mo_full.
 """
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ from search.mo_asha import MultiObjectiveASHA
 from search.reference import majority_scores, reference_point, validation_labels
 from search.space import load_space
 
-ARMS = ("mo_asha", "scalar_asha", "mo_full")
+ARMS = ("mo_asha", "mo_asha_epsnet", "scalar_asha", "mo_full")
+DEFAULT_ARMS = ("mo_asha", "scalar_asha", "mo_full")
+MO_ASHA_ARMS = ("mo_asha", "mo_asha_epsnet")
 TARGET_SHARE = 0.40  # of the unpruned search's epochs (issue 23)
 
 
@@ -52,6 +57,8 @@ def arm_space(base: dict, arm: str, max_t: int) -> dict:
     search.update(objectives="tasks", sampler="tpe")
     if arm == "mo_full":
         search["grace_period"] = max_t  # no rung below max_t: every trial trains to the end
+    if arm == "mo_asha_epsnet":
+        search["tie_break"] = "epsilon_net"
     return data
 
 
@@ -94,8 +101,12 @@ def at_epochs(trace: np.ndarray, epochs: int) -> float:
 
 
 def summarise(runs: pd.DataFrame, full_epochs: int | None = None) -> str:
-    """The Markdown table (mean ± std over seeds) and the two targets. `full_epochs`: trials x max_t, what the
-    unpruned search spends by construction (every trial trains to max_t), for a run without the mo_full arm."""
+    """The Markdown table (mean ± std over seeds) and the two targets for each MO-ASHA arm. `runs`: one row per
+    arm and seed, with its hypervolume `trace` over epochs. `full_epochs`: trials x max_t, what the unpruned
+    search spends by construction (every trial trains to max_t), for a run without the mo_full arm."""
+    epochs_of = runs[runs["arm"] == "mo_asha"].set_index("seed")["epochs"]
+    runs = runs.assign(hv_at_mo=[at_epochs(r["trace"], int(epochs_of.get(r["seed"], r["epochs"])))
+                                 for _, r in runs.iterrows()])
     lines = ["| search | seeds | epochs | hypervolume | hypervolume at mo_asha's epochs |", "|---|---|---|---|---|"]
     for arm in ARMS:
         r = runs[runs["arm"] == arm]
@@ -107,19 +118,24 @@ def summarise(runs: pd.DataFrame, full_epochs: int | None = None) -> str:
     if (runs["hv"] == 0).all():
         lines.append("\nnote: every hypervolume is 0: no observed vector beats the majority-class reference on every "
                      "task (too few epochs or trials for this space)")
-    by = runs.pivot(index="seed", columns="arm")
-    if {"mo_asha", "scalar_asha"} <= set(runs["arm"]):
-        wins = (by["hv_at_mo"]["mo_asha"] >= by["hv_at_mo"]["scalar_asha"]).sum()
-        lines.append(f"\nmo_asha's hypervolume >= scalar_asha's at the same epochs: {wins} of {len(by)} seeds "
-                     f"(mean {by['hv_at_mo']['mo_asha'].mean():.5f} vs {by['hv_at_mo']['scalar_asha'].mean():.5f}); "
-                     + difference_summary((by["hv_at_mo"]["mo_asha"] - by["hv_at_mo"]["scalar_asha"]).dropna()))
-    if "mo_asha" in set(runs["arm"]) and ("mo_full" in set(runs["arm"]) or full_epochs):
-        mo = by["epochs"]["mo_asha"].dropna()
-        if "mo_full" in set(runs["arm"]):
-            full, of = by["epochs"]["mo_full"].reindex(mo.index), "mo_full's"
-        else:
-            full, of = pd.Series(float(full_epochs), index=mo.index), f"the unpruned search's ({full_epochs}: trials x max_t)"
-        lines.append(f"mo_asha's epochs / {of}: " + share_summary(mo / full))
+    by = runs.drop(columns="trace").pivot(index="seed", columns="arm")
+    scalar = runs[runs["arm"] == "scalar_asha"].set_index("seed")["trace"]
+    for arm in (a for a in MO_ASHA_ARMS if a in set(runs["arm"])):
+        mine = runs[runs["arm"] == arm].set_index("seed")
+        if not scalar.empty:  # each MO-ASHA arm against scalar ASHA's trace cut at that arm's own epochs
+            theirs = pd.Series({seed: at_epochs(scalar[seed], int(mine.loc[seed, "epochs"]))
+                                for seed in mine.index if seed in scalar.index})
+            ours = mine["hv"].reindex(theirs.index)
+            lines.append(f"\n{arm}'s hypervolume >= scalar_asha's at the same epochs: {int((ours >= theirs).sum())} "
+                         f"of {len(theirs)} seeds (mean {ours.mean():.5f} vs {theirs.mean():.5f}); "
+                         + difference_summary((ours - theirs).dropna()))
+        if "mo_full" in set(runs["arm"]) or full_epochs:
+            mo = by["epochs"][arm].dropna()
+            if "mo_full" in set(runs["arm"]):
+                full, of = by["epochs"]["mo_full"].reindex(mo.index), "mo_full's"
+            else:
+                full, of = pd.Series(float(full_epochs), index=mo.index), f"the unpruned search's ({full_epochs}: trials x max_t)"
+            lines.append(f"{arm}'s epochs / {of}: " + share_summary(mo / full))
     return "\n".join(lines)
 
 
@@ -159,11 +175,13 @@ def main(argv=None):
     p.add_argument("space", nargs="?", default="spaces/groupings.yaml")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--num-samples", type=int, default=None)
-    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--keep", type=Path, default=None, help="keep the experiments here (default: a temporary folder); "
                    "an arm's experiment already there is read back, not run again (delete its folders to rerun it)")
     args = p.parse_args(argv)
+    if unknown := set(args.arms.split(",")) - set(ARMS):
+        p.error(f"--arms: unknown {', '.join(sorted(unknown))}; valid: {', '.join(ARMS)}")
     spec = load_space(args.space, args.overrides)
     tasks, max_t = list(spec.config.tasks), spec.max_t
     objectives = [keys.task("val", t) for t in tasks]  # each task's val macro-F1, whatever the arm optimised
@@ -188,12 +206,10 @@ def main(argv=None):
                 rows.append({"arm": arm, "seed": seed, "epochs": len(trace), "trace": trace,
                              "hv": float(trace[-1]) if len(trace) else 0.0})
         runs = pd.DataFrame(rows)
-        mo_epochs = runs[runs["arm"] == "mo_asha"].set_index("seed")["epochs"]
-        runs["hv_at_mo"] = [at_epochs(r["trace"], int(mo_epochs.get(r["seed"], r["epochs"]))) for _, r in runs.iterrows()]
         trials = args.num_samples or spec.search.num_samples
         print(f"space {args.space}: {trials} trials "
               f"of up to {max_t} epochs per search, {args.seeds} seeds; reference: majority-class val macro-F1")
-        print(summarise(runs.drop(columns="trace"), trials * max_t))
+        print(summarise(runs, trials * max_t))
         s = spec.search
         print("the rule alone (one trial at a time, random vectors), share of the unpruned epochs: " + ", ".join(
             f"{ideal_share(n, max_t, s.grace_period, s.reduction_factor):.0%} at {n} trials"

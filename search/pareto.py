@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover
     _wfg = None
 
 
-TIE_BREAKS = ("crowding", "hypervolume")  # how rows of one front are ordered
+TIE_BREAKS = ("crowding", "hypervolume", "epsilon_net")  # how rows of one front are ordered
 
 
 def as_points(points) -> np.ndarray:
@@ -132,6 +132,8 @@ def ahead_of(points, row: int, tie_break: str = "crowding") -> int:
     if tie_break == "crowding":
         key = np.zeros(len(p))
         key[front] = crowding_distance(p[front])
+    elif tie_break == "epsilon_net":
+        key = -epsilon_net_places(p, fronts=[ranks[row]])
     else:
         key = contribution_in_front(p, fronts=[ranks[row]])
     return int((ranks < ranks[row]).sum() + (front & (key > key[row])).sum())
@@ -139,13 +141,16 @@ def ahead_of(points, row: int, tie_break: str = "crowding") -> int:
 
 def ahead_counts(points, tie_break: str = "crowding") -> np.ndarray:
     """For each row, how many rows rank strictly ahead of it: a better front, or the same front and a
-    larger tie-break value (crowding distance, or hypervolume contribution: `contribution_in_front`).
+    larger tie-break value (crowding distance, hypervolume contribution: `contribution_in_front`, or an
+    earlier place in the front's ε-net: `epsilon_net_places`).
     Equal rows never rank ahead of each other."""
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break: {tie_break!r}; valid: {', '.join(TIE_BREAKS)}")
     ranks = non_dominated_ranks(points)
     if tie_break == "crowding":
         key = rank_and_crowding(points)[1]
+    elif tie_break == "epsilon_net":
+        key = -epsilon_net_places(points)
     else:
         key = contribution_in_front(points)
     better_front = ranks[None, :] < ranks[:, None]
@@ -168,12 +173,45 @@ def spread(points, k: int, first: int | None = None) -> list[int]:
         first = int(np.argmax(np.where((ranks == 0) & finite, contribution_in_front(p), -np.inf)))
     picks = [first]
     for r in np.unique(ranks[finite]):
-        pool = [i for i in np.flatnonzero((ranks == r) & finite) if i not in picks]
-        while pool and len(picks) < k:
-            gaps = [min(np.linalg.norm(scaled[i] - scaled[j]) for j in picks) for i in pool]
-            picks.append(pool.pop(int(np.argmax(gaps))))
+        _farthest_first(scaled, [i for i in np.flatnonzero((ranks == r) & finite) if i not in picks], picks, k)
     picks += [i for i in np.flatnonzero(~finite) if len(picks) < k]
     return [int(i) for i in picks[:k]]
+
+
+def _farthest_first(scaled: np.ndarray, pool: list[int], picks: list[int], k: int | None = None) -> None:
+    """Move rows from `pool` to `picks` (which must not be empty), each time the one farthest (Euclidean)
+    from every row picked so far, the first such row on a tie, until the pool is empty or `k` are picked."""
+    pool = list(pool)
+    while pool and (k is None or len(picks) < k):
+        gaps = [min(np.linalg.norm(scaled[i] - scaled[j]) for j in picks) for i in pool]
+        picks.append(pool.pop(int(np.argmax(gaps))))
+
+
+def epsilon_net_places(points, fronts=None) -> np.ndarray:
+    """Each row's place (0 first) in the ε-net of its own front: MO-ASHA's best promotion rule in Schmucker
+    et al. 2021 (the ε-net sort of Salinas et al. 2021). Per front, the row with the best mean objective
+    first, then each time the row farthest from every row placed so far (objectives scaled to [0, 1] over
+    the finite rows, Euclidean), so the first places spread along the whole front. The reference seeds the
+    net at the best row of the first objective; with five tasks of equal standing the best mean is the
+    neutral seed. Equal rows share the place of the first of them. Rows with a NaN, and rows outside
+    `fronts` (default: all), get the last place, len(points)."""
+    p = np.array(points, dtype=float, ndmin=2)
+    ranks = non_dominated_ranks(p)
+    places = np.full(len(p), len(p), dtype=int)
+    finite = np.isfinite(p).all(axis=1)
+    if not finite.any():
+        return places
+    scaled = _scaled(p)
+    for r in np.unique(ranks[finite]) if fronts is None else fronts:
+        members = np.flatnonzero((ranks == r) & finite)
+        if not len(members):
+            continue
+        picks = [int(members[np.argmax(scaled[members].mean(axis=1))])]
+        _farthest_first(scaled, [i for i in members if i != picks[0]], picks)
+        for place, i in enumerate(picks):
+            twins = members[(p[members] == p[i]).all(axis=1)]
+            places[i] = min(place, places[twins].min())
+    return places
 
 
 def hypervolume(points, reference) -> float:

@@ -96,6 +96,20 @@ def test_the_hypervolume_contribution_keeps_a_knee_that_crowding_would_stop():
     assert MultiObjectiveASHA(METRICS, ["max", "max"], max_t=4).tie_break == "hypervolume"  # the default
 
 
+def test_the_epsilon_net_orders_every_front_strictly_and_spreads_it():
+    # A and B are mirror images, C lies between them; each is on the front, and every mean ties (scaled,
+    # 0.5). The ε-net seeds at the first best mean (A), places the farthest next (B), then C: B and C each
+    # have a trial ahead, more than a rung of 2 or 3 allows at eta 2. The hypervolume contribution keeps
+    # both (B ties with A; C owns the largest square); so does crowding at these sizes (every row an end).
+    decisions = {}
+    for tie_break in ("epsilon_net", "hypervolume"):
+        s = _scheduler(tie_break=tie_break)
+        decisions[tie_break] = [_report(s, "A", 1, 0.6, 0.4), _report(s, "B", 1, 0.4, 0.6), _report(s, "C", 1, 0.5, 0.5)]
+    assert decisions == {"epsilon_net": [GO, STOP, STOP], "hypervolume": [GO, GO, GO]}
+    s = _scheduler(tie_break="epsilon_net")
+    assert [_report(s, t, 1, 0.5, 0.5) for t in "ABC"] == [GO, GO, GO]  # equal vectors still tie
+
+
 def test_the_trainables_worst_score_counts_as_diverged_and_does_not_squash_the_others():
     from mtl_core import keys
 

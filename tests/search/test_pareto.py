@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import search.pareto
-from search.pareto import (ahead_counts, ahead_of, contribution_in_front, crowding_distance, hypervolume,
+from search.pareto import (ahead_counts, ahead_of, contribution_in_front, crowding_distance, epsilon_net_places,
+                           hypervolume,
                            hypervolume_contributions, non_dominated_ranks, pareto_order, rank_and_crowding, spread)
 
 NAN = math.nan
@@ -136,7 +137,34 @@ def test_spread_picks_the_ends_of_the_front_after_the_first():
     assert spread([(NAN, NAN), (NAN, 1)], 3) == [0, 1]
 
 
-@pytest.mark.parametrize("tie_break", ["crowding", "hypervolume"])
+def test_epsilon_net_places_by_hand():
+    # front 0: rows 0-4 (4 equals 2); front 1: row 5; row 6 diverged. Scaled to [0, 1] the objectives are
+    # unchanged; the best mean is row 3 (0.55), the farthest from it row 1 (1.20), then row 2 (0.50 from
+    # row 3, 0.71 from row 1; row 0 is 0.22 from row 3), then row 0. Row 4 takes its twin's place.
+    points = [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5), (0.9, 0.2), (0.5, 0.5), (0.0, 0.0), (NAN, 1)]
+    assert epsilon_net_places(points).tolist() == [3, 1, 2, 0, 2, 0, 7]
+    assert epsilon_net_places(points, fronts=[1]).tolist() == [7, 7, 7, 7, 7, 0, 7]
+    assert ahead_counts(points, "epsilon_net").tolist() == [4, 1, 2, 0, 2, 5, 6]
+    assert epsilon_net_places([(NAN, 1)]).tolist() == [1]
+
+
+def test_each_place_of_the_epsilon_net_is_the_farthest_from_the_places_before_it():
+    """The defining property of a greedy ε-net: at every step the row placed is at least as far from the
+    rows placed before it as any row placed after it (so any prefix covers the front as well as it can)."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        front = rng.random((9, 3))
+        front /= np.linalg.norm(front, axis=1, keepdims=True)  # on a sphere: mutually non-dominated
+        places = epsilon_net_places(front)
+        scaled = (front - front.min(axis=0)) / (front.max(axis=0) - front.min(axis=0))
+        assert sorted(places) == list(range(9)) and places[np.argmax(scaled.mean(axis=1))] == 0
+        order = np.argsort(places)
+        for k in range(1, 9):
+            gap = lambda i: min(np.linalg.norm(scaled[i] - scaled[j]) for j in order[:k])  # noqa: E731
+            assert gap(order[k]) >= max(gap(i) for i in order[k:]) - 1e-12
+
+
+@pytest.mark.parametrize("tie_break", ["crowding", "hypervolume", "epsilon_net"])
 def test_ahead_of_one_row_agrees_with_every_rows_count(tie_break):
     rng = np.random.default_rng(1)
     for points in (POINTS, [(100, 0), (0, 1), (90, 0.9), (50, 0.5), (NAN, 1)], rng.random((12, 4)).round(1)):
