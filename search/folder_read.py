@@ -142,25 +142,40 @@ REPLAY_RISK = "replay sends your MLflow credentials to the server its launch_sta
 def check_only_ours(exp_dir: Path, risk: str, uid: int | None = None) -> None:
     """Refuse (ConfigError, saying the `risk`) an experiment folder that another user could have written:
     the folder and everything in it must belong to `uid` (default: this process's user) and be writable by
-    nobody else. Group-writable is fine when the group is the user's own private group (Debian's rule for ssh)."""
+    nobody else. Group-writable is fine when the group is the user's own private group (Debian's rule for ssh).
+    So must every folder above it, as ssh's StrictModes walks them, since whoever can write one can rename
+    ours away and put theirs in its place; except a sticky folder such as /tmp, where nobody else can rename
+    what is ours."""
     uid = os.getuid() if uid is None else uid
     exp_dir = Path(exp_dir)
+    for parent in exp_dir.resolve().parents:
+        st = parent.stat()
+        why = _not_ours(st, st, uid, parent)
+        if why and not (st.st_uid in (uid, 0) and st.st_mode & stat.S_ISVTX):
+            raise ConfigError(f"{parent}, a folder above {exp_dir}, {why}: whoever can write it can put another "
+                              f"folder in place of this one, and {risk}, so only a folder nobody else can write "
+                              f"is trusted (move the experiment, or make that folder writable by you alone)")
     for path in [exp_dir, *sorted(exp_dir.rglob("*"))]:
         try:
             st, target = path.lstat(), path.stat()  # a link's target must pass too
         except OSError:
             continue  # gone since listed (or a dangling link): nothing to load
-        owner = next((o for o in (st.st_uid, target.st_uid) if o not in (uid, 0)), None)  # root: as ssh
-        if owner is not None:
-            why = f"belongs to user id {owner}, not to you ({uid})"
-        elif target.st_mode & stat.S_IWOTH or (target.st_mode & stat.S_IWGRP and not _private_group(target.st_gid, uid)):
-            why = f"is writable by others (mode {stat.filemode(target.st_mode)})"
-        elif _has_acl(path):
-            why = "has an access control list (others may write it whatever its mode says)"
-        else:
-            continue
-        raise ConfigError(f"{path} {why}: {risk}, so only a folder nobody else can write is trusted "
-                          f"(chmod -R go-w it if it is yours)")
+        why = _not_ours(st, target, uid, path)
+        if why:
+            raise ConfigError(f"{path} {why}: {risk}, so only a folder nobody else can write is trusted "
+                              f"(chmod -R go-w it if it is yours)")
+
+
+def _not_ours(st: os.stat_result, target: os.stat_result, uid: int, path: Path) -> str | None:
+    """Why another user could have written this file (its own `lstat` and its target's `stat`), or None."""
+    owner = next((o for o in (st.st_uid, target.st_uid) if o not in (uid, 0)), None)  # root: as ssh
+    if owner is not None:
+        return f"belongs to user id {owner}, not to you ({uid})"
+    if target.st_mode & stat.S_IWOTH or (target.st_mode & stat.S_IWGRP and not _private_group(target.st_gid, uid)):
+        return f"is writable by others (mode {stat.filemode(target.st_mode)})"
+    if _has_acl(path):
+        return "has an access control list (others may write it whatever its mode says)"
+    return None
 
 
 def _has_acl(path: Path) -> bool:

@@ -16,7 +16,8 @@ Ties inside a front are broken by hypervolume contribution by default: with five
 member of a small front is an end of it on some objective, where crowding distance is infinite, so crowding
 leaves most ties standing and stops little more than the dominated trials (a simulation of 16 trials x 6
 epochs, eta 2, five noisy correlated F1s: 73% of the epochs run with crowding, 57% with the contribution,
-58% for ASHA on their mean). `tie_break="crowding"` gives NSGA-II's rule.
+58% for ASHA on their mean). `tie_break="crowding"` gives NSGA-II's rule, `tie_break="epsilon_net"` the ε-net
+that Schmucker et al. found best (`search.pareto.epsilon_net_places`: a strict order spread along the front).
 
 Tune pickles the scheduler into `tuner.pkl` when the experiment is built and restores it from there, not
 from its latest state; so the rungs are also written to `state_file` on every record, and a restored

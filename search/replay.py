@@ -7,7 +7,8 @@ file to `mlflow_pending.replayed.jsonl`. The spool is checked whole before anyth
 someone else: see `read_ops`), and the server `launch_state.json` names is used only in a folder nobody else
 can write (`search.folder_read.check_only_ours`; --mlflow-uri names one instead). Exit codes: 0 done (or nothing
 to do), 1 the server is still unreachable or refused an operation, or the spool is not one a sweep writes
-(what was not written stays in the file), 2 not an experiment, or a folder others can write.
+(what was not written stays in the file), 2 not an experiment, a folder others can write, or a parent run
+that is not this sweep's on the server (`check_parent`).
 """
 from __future__ import annotations
 
@@ -63,6 +64,24 @@ def read_ops(exp_dir: Path, parent_run_id: str) -> list[list]:
     return ops
 
 
+def check_parent(uri: str, experiment: str, run_id: str) -> None:
+    """ConfigError unless `run_id` is a live sweep parent run (its `sweep.kind` tag) of the experiment named
+    `experiment` on the server at `uri`: otherwise a folder could name any run of yours, on the server you
+    pass with --mlflow-uri, and have its spool logged into that run."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(run_id)
+        named = client.get_experiment(run.info.experiment_id).name
+    except MlflowException:
+        raise ConfigError(f"the parent run {run_id} that {Files.STATE} names is not on {uri}") from None
+    if named != experiment or "sweep.kind" not in run.data.tags or run.info.lifecycle_stage != "active":
+        raise ConfigError(f"run {run_id} that {Files.STATE} names is not this sweep's parent run on {uri} "
+                          f"(experiment {named!r}, not {experiment!r}, or no sweep.kind tag, or deleted)")
+
+
 def replay(exp_dir: Path, ops: list[list], uri: str, parent_run_id: str) -> int:
     """Write the pending operations (`read_ops`, checked); returns how many were written (raises on the first
     refusal)."""
@@ -114,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking(uri)
     except TrackingUnavailable as exc:
         return fail(f"{exc}; the operations stay in {exp_dir / Files.PENDING}", code=1)
+    try:
+        check_parent(uri, exp_dir.resolve().name, state["parent_run_id"])
+    except ConfigError as exc:
+        return fail(f"{exc}; nothing was replayed")
     try:
         n = replay(exp_dir, ops, uri, state["parent_run_id"])
     except Exception as exc:  # the server refused one: say which, keep the rest

@@ -86,8 +86,8 @@ def test_only_a_folder_nobody_else_can_write_is_trusted(tmp_path):
         with pytest.raises(ConfigError, match=r"tuner\.pkl belongs to user id 65534, not to you \(0\)"):
             check_only_ours(exp, RESUME_RISK)
         os.chown(exp / "search" / "tuner.pkl", 0, 0)
-    else:
-        with pytest.raises(ConfigError, match=r"exp belongs to user id \d+, not to you"):
+    else:  # as another user, the first folder that is not theirs is above the experiment
+        with pytest.raises(ConfigError, match=r"a folder above .*exp, belongs to user id \d+, not to you"):
             check_only_ours(exp, RESUME_RISK, uid=os.getuid() + 1)
     os.chmod(exp / "search" / "tuner.pkl", 0o646)
     with pytest.raises(ConfigError, match=r"tuner\.pkl is writable by others \(mode -rw-r--rw-\): --resume loads"):
@@ -99,6 +99,33 @@ def test_only_a_folder_nobody_else_can_write_is_trusted(tmp_path):
     (exp / "search" / "searcher-state.pkl").symlink_to(elsewhere)  # the link is ours, its target is not safe
     with pytest.raises(ConfigError, match=r"searcher-state\.pkl is writable by others"):
         check_only_ours(exp, RESUME_RISK)
+
+
+def test_every_folder_above_must_be_ours_too_unless_it_is_sticky(tmp_path):
+    """Whoever can write a folder above the experiment can rename it away and put theirs in its place (ssh's
+    StrictModes walks the same way); a sticky folder such as /tmp lets nobody else rename what is ours.
+    Before the walk, a shared folder above was never looked at."""
+    shared = tmp_path / "shared"
+    exp = shared / "team" / "exp"
+    exp.mkdir(parents=True)
+    check_only_ours(exp, RESUME_RISK)
+    os.chmod(shared, 0o777)
+    with pytest.raises(ConfigError, match=r"shared, a folder above .*exp, is writable by others \(mode drwxrwxrwx\): "
+                                          r"whoever can write it can put another folder in place of this one"):
+        check_only_ours(exp, RESUME_RISK)
+    os.chmod(shared, 0o1777)  # sticky, as /tmp
+    check_only_ours(exp, RESUME_RISK)
+    os.chmod(shared, 0o755)
+    (tmp_path / "link").symlink_to(shared / "team")  # the real folders above are walked, not the link's
+    os.chmod(shared, 0o777)
+    with pytest.raises(ConfigError, match=r"shared, a folder above"):
+        check_only_ours(tmp_path / "link" / "exp", RESUME_RISK)
+    os.chmod(shared, 0o755)
+    if os.getuid() == 0:
+        os.chown(shared / "team", 65534, 65534)  # another user's folder, even one only they can write
+        with pytest.raises(ConfigError, match=r"team, a folder above .*exp, belongs to user id 65534"):
+            check_only_ours(exp, RESUME_RISK)
+        os.chown(shared / "team", 0, 0)
 
 
 def test_a_journal_cut_short_by_a_kill_is_trimmed_and_a_bad_line_before_the_end_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """The MLflow outage queue: child and parent runs go through it, leftovers are spooled, and
 `python -m search.replay` writes them later; MLflow's own retries are off only inside the probe."""
 import json
+import shutil
 import os
 from types import SimpleNamespace
 
@@ -115,7 +116,7 @@ def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path, c
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("exp")
-    parent = client.create_run(exp_id).info.run_id
+    parent = client.create_run(exp_id, tags={"sweep.kind": "optuna-tpe+asha"}).info.run_id
     (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent}))
     ops = [["start", "final", "t1", {"train.lr": 0.1}, {"role": "baseline", "name": "equal_sum"}],
            ["metrics", "final", "t1", 0, {"val/avg_f1": 0.5}, {"node": "n"}, 1000],
@@ -211,7 +212,7 @@ def _stranger_spool(tmp_path, store, ops):
     uri, client, exp_id = store
     exp = tmp_path / "exp"
     exp.mkdir()
-    parent = client.create_run(exp_id).info.run_id
+    parent = client.create_run(exp_id, tags={"sweep.kind": "optuna-tpe+asha"}).info.run_id
     (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent}))
     (exp / "mlflow_pending.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops(parent)))
     return exp, client, parent
@@ -255,6 +256,25 @@ def test_replay_trusts_the_recorded_server_only_in_a_folder_nobody_else_can_writ
     uri = json.loads((exp / "launch_state.json").read_text())["tracking_uri"]
     assert replay_main([str(exp), "--mlflow-uri", uri]) == 0  # the server named by the user: replayed
     assert client.get_run(parent).data.tags["k"] == "v"
+
+
+def test_replay_logs_only_into_the_sweeps_own_parent_run(tmp_path, capsys, store):
+    """Before check_parent, a folder could name any run on the server (one of yours, with --mlflow-uri) and
+    have its spool logged into it: here a run of another experiment, and one without the sweep's tag."""
+    uri, client, exp_id = store
+    other = client.create_run(client.create_experiment("another"), tags={"sweep.kind": "optuna-tpe+asha"}).info.run_id
+    untagged = client.create_run(exp_id).info.run_id
+    for victim, says in ((other, "experiment 'another', not 'exp'"), (untagged, "no sweep.kind tag"),
+                         ("0" * 32, "is not on")):
+        exp, _, _ = _stranger_spool(tmp_path, store, lambda p: [["call", "set_tag", [victim, "k", "v"], {}]])
+        state = json.loads((exp / "launch_state.json").read_text())
+        (exp / "launch_state.json").write_text(json.dumps({**state, "parent_run_id": victim}))
+        assert replay_main([str(exp), "--mlflow-uri", uri]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "nothing was replayed" in err and len(err.splitlines()) == 1, err
+        assert (exp / "mlflow_pending.jsonl").is_file()
+        shutil.rmtree(exp)
+    assert client.get_run(other).data.tags.get("k") is None and client.get_run(untagged).data.tags.get("k") is None
 
 
 def test_the_spool_a_sweep_writes_is_replayed_with_its_artifacts(tmp_path, capsys, store):
