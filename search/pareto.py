@@ -109,16 +109,22 @@ def contribution_in_front(points, margin: float = 0.1, fronts=None) -> np.ndarra
     finite rows and the reference `margin` below the worst of each (as SMS-EMOA: the ends of a front keep
     a finite, comparable share). Rows with a NaN get 0. `fronts`: only these (others get 0)."""
     p = np.array(points, dtype=float, ndmin=2)
-    ranks = non_dominated_ranks(p)
     out = np.zeros(len(p))
-    finite = np.isfinite(p).all(axis=1)
-    if not finite.any():
-        return out
-    scaled = _scaled(p)
-    for r in np.unique(ranks[finite]) if fronts is None else fronts:
-        members = np.flatnonzero((ranks == r) & finite)
+    scaled, members_of = _per_front(p, fronts)
+    for members in members_of:
         out[members] = hypervolume_contributions(scaled[members], np.full(p.shape[1], -margin))
     return out
+
+
+def _per_front(p: np.ndarray, fronts=None) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """The objectives scaled to [0, 1] over the finite rows (`_scaled`), and for each front asked for
+    (default: every front a finite row is on) the indices of its finite rows; (None, []) without a finite row."""
+    ranks = non_dominated_ranks(p)
+    finite = np.isfinite(p).all(axis=1)
+    if not finite.any():
+        return None, []
+    wanted = np.unique(ranks[finite]) if fronts is None else fronts
+    return _scaled(p), [m for r in wanted if len(m := np.flatnonzero((ranks == r) & finite))]
 
 
 def ahead_of(points, row: int, tie_break: str = "crowding") -> int:
@@ -196,16 +202,9 @@ def epsilon_net_places(points, fronts=None) -> np.ndarray:
     neutral seed. Equal rows share the place of the first of them. Rows with a NaN, and rows outside
     `fronts` (default: all), get the last place, len(points)."""
     p = np.array(points, dtype=float, ndmin=2)
-    ranks = non_dominated_ranks(p)
     places = np.full(len(p), len(p), dtype=int)
-    finite = np.isfinite(p).all(axis=1)
-    if not finite.any():
-        return places
-    scaled = _scaled(p)
-    for r in np.unique(ranks[finite]) if fronts is None else fronts:
-        members = np.flatnonzero((ranks == r) & finite)
-        if not len(members):
-            continue
+    scaled, members_of = _per_front(p, fronts)
+    for members in members_of:
         picks = [int(members[np.argmax(scaled[members].mean(axis=1))])]
         _farthest_first(scaled, [i for i in members if i != picks[0]], picks)
         for place, i in enumerate(picks):
