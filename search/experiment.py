@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from search.space import SpaceSpec
-from search.trial import TrialSettings
+from search.trial import TrialSettings, scratch_key
 
 if TYPE_CHECKING:  # the launcher reads this module before Ray may be imported (tracking imports it)
     from search.tracking import Tracker
@@ -52,7 +52,7 @@ class Files:
         return f"tune_{baseline}.csv"
 
 
-STATE_KEYS = ("parent_run_id", "space", "tracking_uri")
+STATE_KEYS = ("parent_run_id", "space", "tracking_uri", "sweep_token")
 
 
 @dataclass
@@ -104,7 +104,8 @@ class Experiment:
 
     def trial_settings(self, eval_test: bool = False) -> TrialSettings:
         s = self.spec.search
-        return TrialSettings(self.spec.base, s.metric, s.mode, s.cpu, eval_test, tuple(s.objectives))
+        return TrialSettings(self.spec.base, s.metric, s.mode, s.cpu, eval_test, tuple(s.objectives),
+                             scratch_key(self.dir))
 
     def resume_hint(self) -> str:
         return resume_hint(self.spec.path, self.dir)

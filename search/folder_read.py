@@ -148,13 +148,14 @@ def check_only_ours(exp_dir: Path, risk: str, uid: int | None = None) -> None:
     what is ours."""
     uid = os.getuid() if uid is None else uid
     exp_dir = Path(exp_dir)
-    for parent in exp_dir.resolve().parents:
-        st = parent.stat()
-        why = _not_ours(st, st, uid, parent)
-        if why and not (st.st_uid in (uid, 0) and st.st_mode & stat.S_ISVTX):
+    typed = Path(os.path.abspath(exp_dir))  # the folders above as written (a link among them too) and as resolved
+    for parent in dict.fromkeys([*typed.parents, *typed.resolve().parents]):
+        st, target = parent.lstat(), parent.stat()
+        why = _not_ours(st, target, uid, parent)
+        if why and not (st.st_uid in (uid, 0) and target.st_uid in (uid, 0) and target.st_mode & stat.S_ISVTX):
             raise ConfigError(f"{parent}, a folder above {exp_dir}, {why}: whoever can write it can put another "
                               f"folder in place of this one, and {risk}, so only a folder nobody else can write "
-                              f"is trusted (move the experiment, or make that folder writable by you alone)")
+                              f"is trusted (keep experiments under folders only you can write)")
     for path in [exp_dir, *sorted(exp_dir.rglob("*"))]:
         try:
             st, target = path.lstat(), path.stat()  # a link's target must pass too
@@ -173,8 +174,8 @@ def _not_ours(st: os.stat_result, target: os.stat_result, uid: int, path: Path) 
         return f"belongs to user id {owner}, not to you ({uid})"
     if target.st_mode & stat.S_IWOTH or (target.st_mode & stat.S_IWGRP and not _private_group(target.st_gid, uid)):
         return f"is writable by others (mode {stat.filemode(target.st_mode)})"
-    if _has_acl(path):
-        return "has an access control list (others may write it whatever its mode says)"
+    if target.st_mode & stat.S_IWGRP and _has_acl(path):  # with an ACL the group bits are its mask
+        return "has an access control list that lets others write it"
     return None
 
 

@@ -38,7 +38,7 @@ from search.signals import fit_interrupted
 from search.space import sample_configs
 from search.tracking import close_orphans
 from search.trial import TrialMeta, meta_of, models_of, trial_entry
-from search.tuner import SearchPlan, build_tuner, drop_local_copies, keep_latest_checkpoints
+from search.tuner import SearchPlan, build_tuner, drop_local_runs, keep_latest_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _fit(exp: Experiment, phase: str, trials: list[dict] | None = None, **kwargs
     results = tuner.fit()
     # Ctrl-C (or SIGTERM) makes fit() return normally with partial results: count what really ended
     interrupted = fit_interrupted() or results.num_terminated + results.num_errors < expected
-    drop_local_copies(results, phase)  # a resume starts from the experiment folder's checkpoints, never these
+    drop_local_runs(exp)
     if not interrupted:
         keep_latest_checkpoints(results)  # one checkpoint per trial on disk, not one per epoch
     return results, expected, interrupted

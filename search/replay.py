@@ -64,22 +64,31 @@ def read_ops(exp_dir: Path, parent_run_id: str) -> list[list]:
     return ops
 
 
-def check_parent(uri: str, experiment: str, run_id: str) -> None:
-    """ConfigError unless `run_id` is a live sweep parent run (its `sweep.kind` tag) of the experiment named
-    `experiment` on the server at `uri`: otherwise a folder could name any run of yours, on the server you
-    pass with --mlflow-uri, and have its spool logged into that run."""
+def check_parent(uri: str, experiment: str, run_id: str, token: str | None) -> None:
+    """ConfigError unless `run_id` is this folder's sweep parent run on the server at `uri`: a live run tagged
+    `sweep.kind` in the experiment named `experiment`, whose `sweep.token` tag (when it has one) is the
+    folder's `token`. Otherwise a folder could name any run of yours (on the server you pass with
+    --mlflow-uri, or one named after your experiment) and have its spool logged into it. Raises what MLflow
+    raises when the server fails to answer."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     client = MlflowClient(tracking_uri=uri)
     try:
         run = client.get_run(run_id)
-        named = client.get_experiment(run.info.experiment_id).name
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
         raise ConfigError(f"the parent run {run_id} that {Files.STATE} names is not on {uri}") from None
-    if named != experiment or "sweep.kind" not in run.data.tags or run.info.lifecycle_stage != "active":
-        raise ConfigError(f"run {run_id} that {Files.STATE} names is not this sweep's parent run on {uri} "
-                          f"(experiment {named!r}, not {experiment!r}, or no sweep.kind tag, or deleted)")
+    named, tags = client.get_experiment(run.info.experiment_id).name, run.data.tags
+    why = ("it is deleted" if run.info.lifecycle_stage != "active"
+           else f"it is in experiment {named!r}, not {experiment!r}" if named != experiment
+           else "it has no sweep.kind tag" if "sweep.kind" not in tags
+           else f"its sweep.token tag is not the one {Files.STATE} records"
+           if "sweep.token" in tags and tags["sweep.token"] != token else None)
+    if why:
+        raise ConfigError(f"run {run_id} that {Files.STATE} names is not this folder's sweep parent run on {uri}: {why}")
 
 
 def replay(exp_dir: Path, ops: list[list], uri: str, parent_run_id: str) -> int:
@@ -134,11 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingUnavailable as exc:
         return fail(f"{exc}; the operations stay in {exp_dir / Files.PENDING}", code=1)
     try:
-        check_parent(uri, exp_dir.resolve().name, state["parent_run_id"])
+        check_parent(uri, exp_dir.resolve().name, state["parent_run_id"], state.get("sweep_token"))
+        n = replay(exp_dir, ops, uri, state["parent_run_id"])
     except ConfigError as exc:
         return fail(f"{exc}; nothing was replayed")
-    try:
-        n = replay(exp_dir, ops, uri, state["parent_run_id"])
     except Exception as exc:  # the server refused one: say which, keep the rest
         return fail(f"MLflow at {uri} refused an operation ({type(exc).__name__}: {exc}); "
                     f"what was not written stays in {exp_dir / Files.PENDING}", code=1)

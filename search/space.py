@@ -77,7 +77,7 @@ class SearchSettings:
     axis_study: bool = False  # also retrain the best with one axis changed to each value (search.axis_study)
     objectives: tuple[str, ...] = ()  # a multi-objective search (`tasks` = each task's val F1); () = metric alone
     sampler: str = "tpe"  # tpe or nsga2
-    tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution or crowding
+    tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution, crowding or epsilon_net
 
     @property
     def max_seeds(self) -> int:

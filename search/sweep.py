@@ -3,6 +3,7 @@ grouping mode's phases (`search.phases.PHASES`), then the common finish step (`s
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import time
@@ -75,9 +76,11 @@ def _open(spec: SpaceSpec, exp_dir: Path, uri: str, resume: bool) -> Experiment:
     state = read_state(exp_dir)
     params = {"space_file": str(spec.path), **{f"search.{k}": v for k, v in asdict(spec.search).items()}}
     artifacts = exp_dir / "mlartifacts" if uri == default_tracking_uri(exp_dir) else None
+    token = state.get("sweep_token") or secrets.token_hex(16)  # proves to search.replay which run is ours
     parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / Files.SPACE,
-                         spec.search.kind, artifacts)
-    state.update({"parent_run_id": parent, "space": str(spec.path.resolve()), "tracking_uri": mask_uri(uri)})
+                         spec.search.kind, artifacts, token=token)
+    state.update({"parent_run_id": parent, "space": str(spec.path.resolve()), "tracking_uri": mask_uri(uri),
+                  "sweep_token": token})
     write_state(exp_dir, state)
     return Experiment(spec, exp_dir, Tracker(uri, exp_dir.name, parent, spool=str(exp_dir / Files.PENDING)), resume)
 

@@ -105,9 +105,11 @@ def flat_params(overrides: dict[str, Any]) -> list[Param]:
 
 
 def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str, Any], space_file: Path, kind: str,
-                artifact_dir: Path | None = None) -> str:
+                artifact_dir: Path | None = None, token: str = "") -> str:
     """Create (or reopen, on --resume) the experiment's parent run; returns its id. `kind`: its `sweep.kind`
-    tag (`SearchSettings.kind`).
+    tag (`SearchSettings.kind`); `token`: its `sweep.token` tag, which the experiment folder also records, so
+    that `search.replay` writes a spool only into the run of the folder that made it (both tags are added on
+    --resume to a run from before them).
 
     `artifact_dir`: where artifacts go (the default store keeps them in the experiment folder; without
     it MLflow would write them to ./mlruns of whatever directory the launcher runs in). With a
@@ -121,10 +123,14 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
         exp_id = exp.experiment_id
     # MLflow 3 opens an experiment on its GenAI overview unless told it holds training runs
     client.set_experiment_tag(exp_id, "mlflow.experimentKind", "custom_model_development")
+    tags = {"sweep.kind": kind, **({"sweep.token": token} if token else {})}
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
+        for key, value in tags.items():
+            if key not in client.get_run(run_id).data.tags:
+                client.set_tag(run_id, key, value)
         return run_id
-    run = client.create_run(exp_id, run_name=f"{experiment}-sweep", tags={"sweep.kind": kind})
+    run = client.create_run(exp_id, run_name=f"{experiment}-sweep", tags=tags)
     client.log_batch(run.info.run_id, params=flat_params(params))
     client.log_artifact(run.info.run_id, str(space_file))
     return run.info.run_id

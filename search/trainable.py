@@ -20,7 +20,7 @@ from ray import tune
 from mtl_core import keys
 from mtl_core.config import Config
 from mtl_core.train import TrainingDiverged, train
-from search.trial import TrialSettings, trial_config
+from search.trial import TrialSettings, scratch_dir, trial_config
 
 log = logging.getLogger(__name__)
 DIVERGED = "diverged"  # the last result of a trial whose loss went non-finite: its error message
@@ -54,7 +54,8 @@ def placement(cfg: Config) -> tuple[Config, str]:
 def train_trial(config: dict[str, Any]) -> None:
     settings = TrialSettings.of(config["settings"])
     cfg, gpu_ids = placement(settings.runtime(trial_config(settings.base, config["trial"]["overrides"])))
-    run_dir = Path(tune.get_context().get_trial_dir()) / "run"
+    context = tune.get_context()
+    run_dir = scratch_dir(settings.scratch) / context.get_experiment_name() / context.get_trial_id()
     resume = False
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # retried after a failure, or restored with --resume
@@ -81,8 +82,8 @@ def train_trial(config: dict[str, Any]) -> None:
         raise
     finally:
         # Every report copied the checkpoint to the experiment folder (a retry or --resume starts from that
-        # copy), and Ray never deletes this one. A trial that ASHA stops gets here too (its report raises
-        # SystemExit) unless its worker exits first: the driver then deletes it (search.tuner.drop_local_copies).
+        # copy). A trial that ASHA stops gets here too (its report raises SystemExit) unless its worker exits
+        # first: the driver then deletes what is left on its node (search.tuner.drop_local_runs).
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -10,7 +10,10 @@ before its phase starts), and the worker builds the trial's `Config` from them o
 from __future__ import annotations
 
 import copy
+import hashlib
+import tempfile
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from mtl_core.config import Config, build_config
@@ -26,6 +29,7 @@ class TrialSettings:
     cpus: float  # torch threads = the CPUs Tune gives a trial
     eval_test: bool = False  # the final retraining: evaluate the best epoch's model on the test split
     objectives: tuple[str, ...] = ()  # a multi-objective search: each gets its own search score
+    scratch: str = ""  # the experiment's key for its trials' local runs on each node (`scratch_dir`)
 
     @classmethod
     def of(cls, plain: dict[str, Any]) -> "TrialSettings":
@@ -36,6 +40,20 @@ class TrialSettings:
         chosen by the experiment's metric."""
         return replace(cfg, train=replace(cfg.train, num_threads=max(1, int(self.cpus)), progress=False,
                                           select_metric=self.metric, select_mode=self.mode))
+
+
+def scratch_key(exp_dir: Path) -> str:
+    """Names an experiment's trial runs on every node (`scratch_dir`): the same on --resume, another for a
+    copy of the folder elsewhere."""
+    return hashlib.sha256(str(Path(exp_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def scratch_dir(key: str) -> Path:
+    """Where a node keeps the runs of one experiment's trials while they train (each trial's checkpoint
+    folder, copied to the experiment folder with every report): the node's temp folder, never Ray's trial
+    folder, which Ray keeps for ever and, for the first trial on each worker, copies into the experiment
+    folder. The driver deletes its node's after each phase (`search.tuner.drop_local_runs`)."""
+    return Path(tempfile.gettempdir(), "mtl-runs", key or "unnamed")
 
 
 @dataclass(frozen=True)

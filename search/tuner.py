@@ -7,7 +7,6 @@ import logging
 import posixpath
 import shutil
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pyarrow.fs as pafs
 
@@ -27,7 +26,7 @@ from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
 from search.trainable import NoRetryOnDivergence, train_trial
-from search.trial import check_listed, models_of
+from search.trial import check_listed, models_of, scratch_dir, scratch_key
 
 log = logging.getLogger(__name__)
 
@@ -104,30 +103,11 @@ def keep_latest_checkpoints(results) -> int:
     return deleted
 
 
-def drop_local_copies(results, phase: str) -> int:
-    """Delete the trials' working folders that Ray keeps on this machine, under its session folder
-    (`/tmp/ray/session_*/artifacts/<time>/<phase>/working_dirs/<trial>`). Each holds the trial's local
-    checkpoint, already copied to the experiment folder with every report; Ray never deletes them, so
-    without this every sweep left a second copy of its checkpoints in /tmp (about 1 GB for the flagship on
-    the embedded default). Only this sweep's trials, by their unique folder names, so another sweep on the
-    same machine keeps its own. A trial ends by removing its folder itself (search.trainable); this catches
-    those stopped before they could. Returns how many were deleted."""
-    import ray
-
-    try:
-        artifacts = Path(ray._private.worker._global_node.get_session_dir_path(), "artifacts")
-    except Exception as exc:  # a Ray Client driver has no local node, and so no local copies
-        log.debug("no local Ray session folder to clean: %s", exc)
-        return 0
-    deleted = 0
-    for r in results:
-        if r.path is None:
-            continue
-        for folder in artifacts.glob(f"*/{phase}/working_dirs/{posixpath.basename(r.path.rstrip('/'))}"):
-            shutil.rmtree(folder, ignore_errors=True)
-            deleted += 1
-    log.debug("deleted %d trials' local working folders", deleted)
-    return deleted
+def drop_local_runs(exp: Experiment) -> None:
+    """Delete what the experiment's trials left in this node's scratch folder (`search.trial.scratch_dir`):
+    the runs of trials whose worker exited before they could delete their own (ASHA's stops race the
+    worker's exit). Call when a phase has ended; a resume starts from the experiment folder's checkpoints."""
+    shutil.rmtree(scratch_dir(scratch_key(exp.dir)), ignore_errors=True)
 
 
 def objectives(exp: Experiment) -> tuple[list[str], list[str]]:

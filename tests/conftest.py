@@ -82,6 +82,20 @@ def one_ray_at_a_time(request, tmp_path_factory):
         yield  # released when the file closes, also when the test fails
 
 
+@pytest.fixture(autouse=True)
+def root_logging():
+    """A launcher or CLI run in-process points the root logger at the console it had (in a test: that test's
+    captured stderr, closed once it ends); a later test on the same worker that logs must not write there
+    (it printed a `--- Logging error ---` traceback into a hostile case's output, depending on which tests
+    xdist had given that worker before it)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Every test writes caches under a temporary folder, never the user's ~/.cache."""

@@ -80,18 +80,6 @@ def _run(main, argv) -> int:
 
 
 @pytest.fixture
-def root_logging():
-    """The launcher points the root logger at the console it had (here: one case's captured stderr, closed
-    once the case ends); a later case that logs must not write there."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
-
-
-@pytest.fixture
 def clean_env(monkeypatch):
     """The launcher moves URI credentials into MLFLOW_TRACKING_USERNAME/PASSWORD: not beyond one case."""
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
@@ -100,8 +88,7 @@ def clean_env(monkeypatch):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_hostile_case(case, tmp_path, capsys, monkeypatch, broken_data, good_data, tiny_train_config, clean_env,
-                      root_logging):
+def test_hostile_case(case, tmp_path, capsys, monkeypatch, broken_data, good_data, tiny_train_config, clean_env):
     store = tmp_path / "store"
     store.mkdir()
     where = {"tmp": tmp_path, "store": store, "good": good_data, "cfg": tiny_train_config, "root": ROOT}
@@ -178,7 +165,7 @@ def test_a_yaml_bomb_is_refused_in_milliseconds():
     assert time.perf_counter() - start < 2.0
 
 
-def test_trust_folder_resumes_a_folder_others_could_write(tmp_path, capsys, root_logging):
+def test_trust_folder_resumes_a_folder_others_could_write(tmp_path, capsys):
     """The one way round the ownership check (storage that maps owners): the same folder the catalogue's
     resume-writable-by-others case refuses goes past the checks, to the MLflow parent run it records (which
     this made-up folder does not have)."""

@@ -116,16 +116,52 @@ def test_every_folder_above_must_be_ours_too_unless_it_is_sticky(tmp_path):
     os.chmod(shared, 0o1777)  # sticky, as /tmp
     check_only_ours(exp, RESUME_RISK)
     os.chmod(shared, 0o755)
-    (tmp_path / "link").symlink_to(shared / "team")  # the real folders above are walked, not the link's
+    (tmp_path / "link").symlink_to(shared / "team")  # the real folders above are walked, not only the link's
     os.chmod(shared, 0o777)
     with pytest.raises(ConfigError, match=r"shared, a folder above"):
         check_only_ours(tmp_path / "link" / "exp", RESUME_RISK)
     os.chmod(shared, 0o755)
+    # and the folders as written: a link in a folder others can write can be pointed anywhere, even at a
+    # folder that passes (the first version walked the resolved folders only, and passed these)
+    lobby = tmp_path / "lobby"
+    lobby.mkdir(mode=0o777)
+    os.chmod(lobby, 0o777)
+    (lobby / "team").symlink_to(shared / "team")
+    (lobby / "exp").symlink_to(exp)
+    for typed in (lobby / "team" / "exp", lobby / "exp"):
+        with pytest.raises(ConfigError, match=r"lobby, a folder above .*exp, is writable by others"):
+            check_only_ours(typed, RESUME_RISK)
     if os.getuid() == 0:
         os.chown(shared / "team", 65534, 65534)  # another user's folder, even one only they can write
         with pytest.raises(ConfigError, match=r"team, a folder above .*exp, belongs to user id 65534"):
             check_only_ours(exp, RESUME_RISK)
         os.chown(shared / "team", 0, 0)
+
+
+def test_an_access_control_list_counts_only_when_it_lets_others_write(tmp_path, monkeypatch):
+    """A read-only ACL (a web server allowed to read a home folder) is harmless; one that lets others write
+    is not, even for a private group, whose group bits alone would be fine. With an ACL the group bits are
+    its mask, so the mask says whether any entry may write. (The first version refused every ACL.)"""
+    import struct
+
+    import search.folder_read as folder_read
+
+    entry = lambda tag, perm, who=0xFFFFFFFF: struct.pack("<HHI", tag, perm, who)  # noqa: E731 (Linux's layout)
+    def acl(folder, nobody, mask):  # owner rwx, user nobody, group r-x, the mask, other r-x
+        os.setxattr(folder, "system.posix_acl_access", struct.pack("<I", 2) + entry(1, 7) + entry(2, nobody, 65534)
+                    + entry(4, 5) + entry(0x10, mask) + entry(0x20, 5))
+
+    above, exp = tmp_path / "home", tmp_path / "home" / "exp"
+    exp.mkdir(parents=True)
+    try:
+        acl(above, nobody=5, mask=5)
+    except OSError:
+        pytest.skip("no POSIX ACLs on this filesystem")
+    check_only_ours(exp, RESUME_RISK)
+    acl(above, nobody=7, mask=7)
+    monkeypatch.setattr(folder_read, "_private_group", lambda gid, uid: True)
+    with pytest.raises(ConfigError, match=r"home, a folder above .*has an access control list that lets others write"):
+        check_only_ours(exp, RESUME_RISK)
 
 
 def test_a_journal_cut_short_by_a_kill_is_trimmed_and_a_bad_line_before_the_end_is_refused(tmp_path):

@@ -258,23 +258,60 @@ def test_replay_trusts_the_recorded_server_only_in_a_folder_nobody_else_can_writ
     assert client.get_run(parent).data.tags["k"] == "v"
 
 
-def test_replay_logs_only_into_the_sweeps_own_parent_run(tmp_path, capsys, store):
+def test_replay_logs_only_into_the_sweeps_own_parent_run(tmp_path, capsys, store, monkeypatch):
     """Before check_parent, a folder could name any run on the server (one of yours, with --mlflow-uri) and
-    have its spool logged into it: here a run of another experiment, and one without the sweep's tag."""
+    have its spool logged into it: a run of another experiment, one without the sweep's tag, a deleted one,
+    or your own sweep's parent run, named by a folder that only borrows your experiment's name."""
     uri, client, exp_id = store
-    other = client.create_run(client.create_experiment("another"), tags={"sweep.kind": "optuna-tpe+asha"}).info.run_id
+    kind = {"sweep.kind": "optuna-tpe+asha"}
+    other = client.create_run(client.create_experiment("another"), tags=kind).info.run_id
     untagged = client.create_run(exp_id).info.run_id
-    for victim, says in ((other, "experiment 'another', not 'exp'"), (untagged, "no sweep.kind tag"),
-                         ("0" * 32, "is not on")):
+    deleted = client.create_run(exp_id, tags=kind).info.run_id
+    client.delete_run(deleted)
+    yours = client.create_run(exp_id, tags={**kind, "sweep.token": "yours"}).info.run_id
+    for victim, token, says in ((other, None, "it is in experiment 'another', not 'exp'"),
+                                (untagged, None, "it has no sweep.kind tag"), (deleted, None, "it is deleted"),
+                                (yours, None, "its sweep.token tag is not the one launch_state.json records"),
+                                (yours, "guessed", "its sweep.token tag is not the one"), ("0" * 32, None, "is not on")):
         exp, _, _ = _stranger_spool(tmp_path, store, lambda p: [["call", "set_tag", [victim, "k", "v"], {}]])
         state = json.loads((exp / "launch_state.json").read_text())
-        (exp / "launch_state.json").write_text(json.dumps({**state, "parent_run_id": victim}))
+        state.update({"parent_run_id": victim, **({"sweep_token": token} if token else {})})
+        (exp / "launch_state.json").write_text(json.dumps(state))
         assert replay_main([str(exp), "--mlflow-uri", uri]) == 2
         err = capsys.readouterr().err
         assert says in err and "nothing was replayed" in err and len(err.splitlines()) == 1, err
         assert (exp / "mlflow_pending.jsonl").is_file()
         shutil.rmtree(exp)
-    assert client.get_run(other).data.tags.get("k") is None and client.get_run(untagged).data.tags.get("k") is None
+    assert all(client.get_run(r).data.tags.get("k") is None for r in (other, untagged, deleted, yours))
+    # the folder that made the run presents its token: replayed
+    exp, _, _ = _stranger_spool(tmp_path, store, lambda p: [["call", "set_tag", [yours, "k", "v"], {}]])
+    state = json.loads((exp / "launch_state.json").read_text())
+    (exp / "launch_state.json").write_text(json.dumps({**state, "parent_run_id": yours, "sweep_token": "yours"}))
+    assert replay_main([str(exp)]) == 0 and client.get_run(yours).data.tags["k"] == "v"
+    # a server that fails to answer is not a wrong run: exit 1, the spool kept
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+    def down(self, run_id):
+        raise MlflowException("503 Service Unavailable", error_code=INTERNAL_ERROR)
+    monkeypatch.setattr(MlflowClient, "get_run", down)
+    (exp / "mlflow_pending.replayed.jsonl").rename(exp / "mlflow_pending.jsonl")
+    assert replay_main([str(exp)]) == 1
+    assert "refused an operation (MlflowException: 503" in capsys.readouterr().err
+    assert (exp / "mlflow_pending.jsonl").is_file()
+
+
+def test_resume_tags_a_parent_run_from_before_the_tags(tmp_path, store):
+    from search.tracking import open_parent
+
+    uri, client, exp_id = store
+    old = client.create_run(exp_id).info.run_id  # a sweep from before sweep.kind and sweep.token
+    (tmp_path / "space.yaml").write_text("search: {}\n")
+    assert open_parent(uri, "exp", old, {}, tmp_path / "space.yaml", "optuna-tpe+asha", token="t") == old
+    assert {k: v for k, v in client.get_run(old).data.tags.items() if k.startswith("sweep.")} == \
+        {"sweep.kind": "optuna-tpe+asha", "sweep.token": "t"}
+    new = open_parent(uri, "exp", None, {}, tmp_path / "space.yaml", "optuna-tpe+asha", token="u")
+    assert client.get_run(new).data.tags["sweep.token"] == "u"
 
 
 def test_the_spool_a_sweep_writes_is_replayed_with_its_artifacts(tmp_path, capsys, store):

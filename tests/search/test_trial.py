@@ -2,6 +2,7 @@
 search schedules on kept apart from the metrics."""
 import json
 import math
+import tempfile
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -21,12 +22,15 @@ def _run_trial(monkeypatch, tmp_path, entry, values, objectives=()):
     reported, seen = [], {}
     monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: reported.append(metrics))
     monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
-    monkeypatch.setattr(trainable.tune, "get_context", lambda: SimpleNamespace(get_trial_dir=lambda: str(tmp_path)))
+    monkeypatch.setattr(trainable.tune, "get_context", lambda: SimpleNamespace(
+        get_trial_dir=lambda: str(tmp_path / "ray_trial"), get_experiment_name=lambda: "search", get_trial_id=lambda: "t1"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setattr(trainable.tune.Checkpoint, "from_directory", staticmethod(lambda d: None))
     monkeypatch.setattr(trainable, "placement", lambda cfg: (cfg, ""))
 
     def fake_train(cfg, report, run_dir, resume, eval_test=False):
-        seen["cfg"] = cfg
+        seen["cfg"], seen["run_dir"] = cfg, run_dir
+        (run_dir / "checkpoint").mkdir(parents=True)
         for epoch, value in enumerate(values):
             report(epoch, {"val/avg_f1": value, "val/gory/f1": value, "val/gory/loss": value}, tmp_path)
 
@@ -34,6 +38,10 @@ def _run_trial(monkeypatch, tmp_path, entry, values, objectives=()):
     settings = TrialSettings({"model": {"text_encoder": "tiny"}, "train": {"epochs": 5}}, "val/avg_f1", "max", 2.0,
                              objectives=objectives)
     trainable.train_trial({"settings": asdict(settings), "trial": entry})
+    # the run trained in the node's scratch folder, never in Ray's trial folder (which Ray copies into the
+    # experiment folder), and is gone once the trial ends
+    assert seen["run_dir"] == tmp_path / "tmp" / "mtl-runs" / "unnamed" / "search" / "t1"
+    assert not seen["run_dir"].exists() and not (tmp_path / "ray_trial").exists()
     return reported, seen["cfg"]
 
 

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pyarrow.fs as pafs
 
-from search.tuner import drop_local_copies, keep_latest_checkpoints
+from search.tuner import keep_latest_checkpoints
 
 
 def _trial(root, name, n):
@@ -28,25 +28,24 @@ def test_only_the_checkpoint_a_result_points_to_survives(tmp_path):
     assert sorted(p.name for p in none.iterdir()) == ["run"]
 
 
-def test_only_this_sweeps_local_trial_folders_are_deleted(tmp_path, monkeypatch):
-    import ray
+def test_only_this_experiments_scratch_runs_are_deleted(tmp_path, monkeypatch):
+    import tempfile
 
-    session = tmp_path / "session_x"
-    ours = [session / "artifacts" / "2026-11-30_10-00-00" / "search" / "working_dirs" / n for n in ("trial_a", "trial_b")]
-    other_phase = session / "artifacts" / "2026-11-30_10-00-00" / "final" / "working_dirs" / "trial_a"
-    other_sweep = session / "artifacts" / "2026-11-30_11-00-00" / "search" / "working_dirs" / "trial_c"
-    for folder in (*ours, other_phase, other_sweep):
-        (folder / "run" / "checkpoint").mkdir(parents=True)
-        (folder / "run" / "checkpoint" / "state.pt").write_bytes(b"x")
-    monkeypatch.setattr(ray._private.worker, "_global_node",
-                        SimpleNamespace(get_session_dir_path=lambda: str(session)), raising=False)
-    results = [SimpleNamespace(path=f"/exp/search/{n}") for n in ("trial_a", "trial_b/")] + [SimpleNamespace(path=None)]
-    assert drop_local_copies(results, "search") == 2
-    assert not any(f.exists() for f in ours)
-    assert (other_phase / "run" / "checkpoint" / "state.pt").is_file()  # another phase's trial of the same name
-    assert (other_sweep / "run" / "checkpoint" / "state.pt").is_file()  # another sweep's trial
-    monkeypatch.setattr(ray._private.worker, "_global_node", None, raising=False)  # a Ray Client driver: no node
-    assert drop_local_copies(results, "search") == 0
+    from search.trial import scratch_dir, scratch_key
+    from search.tuner import drop_local_runs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    ours, theirs = tmp_path / "a" / "exp", tmp_path / "b" / "exp"  # a copy elsewhere: another key
+    assert scratch_key(ours) != scratch_key(theirs) and scratch_key(ours) == scratch_key(tmp_path / "a" / ".." / "a" / "exp")
+    for exp in (ours, theirs):
+        run = scratch_dir(scratch_key(exp)) / "search" / "trial_1" / "checkpoint"
+        run.mkdir(parents=True)
+        (run / "state.pt").write_bytes(b"x")
+    assert scratch_dir(scratch_key(ours)).is_relative_to(tmp_path / "tmp")
+    drop_local_runs(SimpleNamespace(dir=ours))
+    assert not scratch_dir(scratch_key(ours)).exists()
+    assert (scratch_dir(scratch_key(theirs)) / "search" / "trial_1" / "checkpoint" / "state.pt").is_file()
+    drop_local_runs(SimpleNamespace(dir=ours))  # nothing left: nothing to do
 
 
 def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_scheduler(tmp_path):
