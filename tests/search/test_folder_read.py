@@ -104,38 +104,38 @@ def test_only_a_folder_nobody_else_can_write_is_trusted(tmp_path):
 def test_every_folder_above_must_be_ours_too_unless_it_is_sticky(tmp_path):
     """Whoever can write a folder above the experiment can rename it away and put theirs in its place (ssh's
     StrictModes walks the same way); a sticky folder such as /tmp lets nobody else rename what is ours.
-    Before the walk, a shared folder above was never looked at."""
-    shared = tmp_path / "shared"
-    exp = shared / "team" / "exp"
+    Before the walk, a folder above was never looked at."""
+    common = tmp_path / "common"
+    exp = common / "team" / "exp"
     exp.mkdir(parents=True)
     check_only_ours(exp, RESUME_RISK)
-    os.chmod(shared, 0o777)
-    with pytest.raises(ConfigError, match=r"shared, a folder above .*exp, is writable by others \(mode drwxrwxrwx\): "
+    os.chmod(common, 0o777)
+    with pytest.raises(ConfigError, match=r"common, a folder above .*exp, is writable by others \(mode drwxrwxrwx\): "
                                           r"whoever can write it can put another folder in place of this one"):
         check_only_ours(exp, RESUME_RISK)
-    os.chmod(shared, 0o1777)  # sticky, as /tmp
+    os.chmod(common, 0o1777)  # sticky, as /tmp
     check_only_ours(exp, RESUME_RISK)
-    os.chmod(shared, 0o755)
-    (tmp_path / "link").symlink_to(shared / "team")  # the real folders above are walked, not only the link's
-    os.chmod(shared, 0o777)
-    with pytest.raises(ConfigError, match=r"shared, a folder above"):
+    os.chmod(common, 0o755)
+    (tmp_path / "link").symlink_to(common / "team")  # the real folders above are walked, not only the link's
+    os.chmod(common, 0o777)
+    with pytest.raises(ConfigError, match=r"common, a folder above"):
         check_only_ours(tmp_path / "link" / "exp", RESUME_RISK)
-    os.chmod(shared, 0o755)
+    os.chmod(common, 0o755)
     # and the folders as written: a link in a folder others can write can be pointed anywhere, even at a
     # folder that passes (the first version walked the resolved folders only, and passed these)
     lobby = tmp_path / "lobby"
     lobby.mkdir(mode=0o777)
     os.chmod(lobby, 0o777)
-    (lobby / "team").symlink_to(shared / "team")
+    (lobby / "team").symlink_to(common / "team")
     (lobby / "exp").symlink_to(exp)
     for typed in (lobby / "team" / "exp", lobby / "exp"):
         with pytest.raises(ConfigError, match=r"lobby, a folder above .*exp, is writable by others"):
             check_only_ours(typed, RESUME_RISK)
     if os.getuid() == 0:
-        os.chown(shared / "team", 65534, 65534)  # another user's folder, even one only they can write
+        os.chown(common / "team", 65534, 65534)  # another user's folder, even one only they can write
         with pytest.raises(ConfigError, match=r"team, a folder above .*exp, belongs to user id 65534"):
             check_only_ours(exp, RESUME_RISK)
-        os.chown(shared / "team", 0, 0)
+        os.chown(common / "team", 0, 0)
 
 
 def test_an_access_control_list_counts_only_when_it_lets_others_write(tmp_path, monkeypatch):
