@@ -128,7 +128,7 @@ def summarise(runs: pd.DataFrame, full_epochs: int | None = None) -> str:
             ours = mine["hv"].reindex(theirs.index)
             lines.append(f"\n{arm}'s hypervolume >= scalar_asha's at the same epochs: {int((ours >= theirs).sum())} "
                          f"of {len(theirs)} seeds (mean {ours.mean():.5f} vs {theirs.mean():.5f}); "
-                         + difference_summary((ours - theirs).dropna()))
+                         + difference_summary((ours - theirs).dropna(), float(theirs.mean())))
         if "mo_full" in set(runs["arm"]) or full_epochs:
             mo = by["epochs"][arm].dropna()
             if "mo_full" in set(runs["arm"]):
@@ -139,16 +139,28 @@ def summarise(runs: pd.DataFrame, full_epochs: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def difference_summary(diff: pd.Series) -> str:
-    """The paired difference of the hypervolumes (mo_asha - scalar_asha, seed by seed) with its 95% t interval:
-    the first target holds beyond seed noise when the interval lies above 0, fails when it lies below."""
+def difference_summary(diff: pd.Series, base: float | None = None, margins=(0.10, 0.20)) -> str:
+    """The paired difference of the hypervolumes (an MO-ASHA arm - scalar_asha, seed by seed) with its 95% t
+    interval: the first target holds beyond seed noise when the interval lies above 0, fails when it lies below.
+    With `base` (scalar_asha's mean at the same epochs), what showing non-inferiority would cost: the seeds at
+    which the one-sided 95% bound clears each margin below `base`, if the mean and the spread held."""
     n, mean = len(diff), float(diff.mean())
     if n < 2:
         return f"difference {mean:+.5f} (one seed)"
-    half = stats.t.ppf(0.975, n - 1) * float(diff.std(ddof=1)) / np.sqrt(n)
+    sd = float(diff.std(ddof=1))
+    half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
     verdict = ("above 0: met beyond seed noise" if mean - half > 0 else "below 0: not met" if mean + half < 0
                else "contains 0: no difference shown either way")
-    return f"paired difference {mean:+.5f} [{mean - half:+.5f}, {mean + half:+.5f}] (95% t interval, {n} seeds), {verdict}"
+    text = f"paired difference {mean:+.5f} [{mean - half:+.5f}, {mean + half:+.5f}] (95% t interval, {n} seeds), {verdict}"
+    if base is None or verdict != "contains 0: no difference shown either way":
+        return text
+    costs = []
+    for margin in margins:
+        floor = -margin * base
+        need = next((k for k in range(2, 100_000) if mean - stats.t.ppf(0.95, k - 1) * sd / np.sqrt(k) > floor), None)
+        costs.append(f"within {margin:.0%}: " + (f"about {need} seeds" if need else "no number of seeds at this mean"))
+    return text + "; showing it no worse than scalar_asha's (one-sided 95%) " + ", ".join(costs) + \
+        " if the mean and the spread held"
 
 
 def share_summary(shares: pd.Series, target: float = TARGET_SHARE) -> str:
