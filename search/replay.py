@@ -144,9 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"{exc}; the operations stay in {exp_dir / Files.PENDING}", code=1)
     try:
         check_parent(uri, exp_dir.resolve().name, state["parent_run_id"], state.get("sweep_token"))
-        n = replay(exp_dir, ops, uri, state["parent_run_id"])
     except ConfigError as exc:
         return fail(f"{exc}; nothing was replayed")
+    except Exception as exc:  # the server failed to answer
+        return fail(f"MLflow at {uri} refused to show the parent run ({type(exc).__name__}: {exc}); "
+                    f"the operations stay in {exp_dir / Files.PENDING}", code=1)
+    try:
+        n = replay(exp_dir, ops, uri, state["parent_run_id"])
     except Exception as exc:  # the server refused one: say which, keep the rest
         return fail(f"MLflow at {uri} refused an operation ({type(exc).__name__}: {exc}); "
                     f"what was not written stays in {exp_dir / Files.PENDING}", code=1)

@@ -126,8 +126,9 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
     tags = {"sweep.kind": kind, **({"sweep.token": token} if token else {})}
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
+        has = client.get_run(run_id).data.tags
         for key, value in tags.items():
-            if key not in client.get_run(run_id).data.tags:
+            if key not in has:
                 client.set_tag(run_id, key, value)
         return run_id
     run = client.create_run(exp_id, run_name=f"{experiment}-sweep", tags=tags)

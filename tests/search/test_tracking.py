@@ -297,7 +297,7 @@ def test_replay_logs_only_into_the_sweeps_own_parent_run(tmp_path, capsys, store
     monkeypatch.setattr(MlflowClient, "get_run", down)
     (exp / "mlflow_pending.replayed.jsonl").rename(exp / "mlflow_pending.jsonl")
     assert replay_main([str(exp)]) == 1
-    assert "refused an operation (MlflowException: 503" in capsys.readouterr().err
+    assert "refused to show the parent run (MlflowException: 503" in capsys.readouterr().err
     assert (exp / "mlflow_pending.jsonl").is_file()
 
 
