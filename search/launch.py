@@ -114,23 +114,25 @@ def _has_experiment(exp_dir: Path) -> bool:
         raise ConfigError(f"--name: {exp_dir}: cannot read ({exc.strerror})") from None
 
 
-def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> None:
+def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> int:
     """A new experiment needs an empty folder; --resume one that holds an experiment of the same space.
-    A folder another live launcher holds is refused as such first, naming it (`ours`: we hold it now)."""
+    A folder another live launcher holds is refused as such first, naming it (`ours`: we hold it now).
+    Returns how many bytes of Optuna's journal are whole lines (`check_journal`; 0 for a new experiment)."""
     if exp_dir.is_dir() and not ours:
         ExperimentLock(exp_dir).check_free()
     if not args.resume:
         if _has_experiment(exp_dir):
             raise ConfigError(f"--name: {exp_dir} already exists (use --resume to continue it)")
-        return
+        return 0
     if not read_state(exp_dir):
         raise ConfigError(f"--resume: {exp_dir} holds no experiment to resume")
     _check_same_space(spec, exp_dir)
     if not args.trust_folder:
         check_only_ours(exp_dir, RESUME_RISK)
-    check_journal(exp_dir / Files.OPTUNA_JOURNAL)  # Optuna replays it inside Ray: a bad line is said here
+    whole = check_journal(exp_dir / Files.OPTUNA_JOURNAL)  # Optuna replays it inside Ray: a bad line is said here
     if spec.search.objectives:  # MO-ASHA reads its rungs back inside Ray: a corrupt file is said here
         read_rungs(exp_dir / Files.MO_ASHA_RUNGS, len(spec.search.objectives))
+    return whole
 
 
 def _check_same_space(spec: SpaceSpec, exp_dir: Path) -> None:
@@ -251,10 +253,9 @@ def _dry_run(args, spec: SpaceSpec) -> int:
     return 0
 
 
-def _trim_journal(path: Path) -> None:
-    """Cut off a last journal line the kill left half-written (with the lock held): Optuna would append its
-    next operation to it and break the study."""
-    whole = check_journal(path)
+def _trim_journal(path: Path, whole: int) -> None:
+    """Cut off a last journal line the kill left half-written (with the lock held), keeping its first `whole`
+    bytes (`check_journal`): Optuna would append its next operation to that line and break the study."""
     if path.is_file() and whole < path.stat().st_size:
         os.truncate(path, whole)
         print(f"{path}: dropped a last line the interrupted launch left half-written", flush=True)
@@ -280,9 +281,9 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
         raise
     rc = None
     try:
-        _check_folder(args, spec, exp_dir, ours=True)  # again, now that no other launcher can change it
+        whole = _check_folder(args, spec, exp_dir, ours=True)  # again, now that no other launcher can change it
         if args.resume:
-            _trim_journal(exp_dir / Files.OPTUNA_JOURNAL)
+            _trim_journal(exp_dir / Files.OPTUNA_JOURNAL, whole)
         handler = log_to_file(exp_dir)
         route_third_party_logs()
         from search.sweep import run_experiment

@@ -182,7 +182,7 @@ def test_a_journal_cut_short_by_a_kill_is_trimmed_and_a_bad_line_before_the_end_
     with path.open("a") as f:
         f.write('{"op_code": 4, "worker_id": "w", "stu')  # the kill's cut
     assert check_journal(path) == whole
-    _trim_journal(path)
+    _trim_journal(path, check_journal(path))
     assert path.stat().st_size == whole
     resumed = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
     resumed.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
