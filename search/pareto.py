@@ -104,22 +104,23 @@ def _scaled(p: np.ndarray) -> np.ndarray:
     return np.where(hi > lo, (p - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
 
 
-def contribution_in_front(points, margin: float = 0.1, fronts=None) -> np.ndarray:
+def contribution_in_front(points, margin: float = 0.1, fronts=None, ranks=None) -> np.ndarray:
     """Each row's hypervolume contribution within its own front, the objectives scaled to [0, 1] over the
     finite rows and the reference `margin` below the worst of each (as SMS-EMOA: the ends of a front keep
-    a finite, comparable share). Rows with a NaN get 0. `fronts`: only these (others get 0)."""
+    a finite, comparable share). Rows with a NaN get 0. `fronts`: only these (others get 0); `ranks`: the
+    rows' `non_dominated_ranks`, when the caller has them."""
     p = np.array(points, dtype=float, ndmin=2)
     out = np.zeros(len(p))
-    scaled, members_of = _per_front(p, fronts)
+    scaled, members_of = _per_front(p, fronts, ranks)
     for members in members_of:
         out[members] = hypervolume_contributions(scaled[members], np.full(p.shape[1], -margin))
     return out
 
 
-def _per_front(p: np.ndarray, fronts=None) -> tuple[np.ndarray | None, list[np.ndarray]]:
+def _per_front(p: np.ndarray, fronts=None, ranks=None) -> tuple[np.ndarray | None, list[np.ndarray]]:
     """The objectives scaled to [0, 1] over the finite rows (`_scaled`), and for each front asked for
     (default: every front a finite row is on) the indices of its finite rows; (None, []) without a finite row."""
-    ranks = non_dominated_ranks(p)
+    ranks = non_dominated_ranks(p) if ranks is None else ranks
     finite = np.isfinite(p).all(axis=1)
     if not finite.any():
         return None, []
@@ -139,9 +140,9 @@ def ahead_of(points, row: int, tie_break: str = "crowding") -> int:
         key = np.zeros(len(p))
         key[front] = crowding_distance(p[front])
     elif tie_break == "epsilon_net":
-        key = -epsilon_net_places(p, fronts=[ranks[row]])
+        key = -epsilon_net_places(p, fronts=[ranks[row]], ranks=ranks)
     else:
-        key = contribution_in_front(p, fronts=[ranks[row]])
+        key = contribution_in_front(p, fronts=[ranks[row]], ranks=ranks)
     return int((ranks < ranks[row]).sum() + (front & (key > key[row])).sum())
 
 
@@ -156,9 +157,9 @@ def ahead_counts(points, tie_break: str = "crowding") -> np.ndarray:
     if tie_break == "crowding":
         key = rank_and_crowding(points)[1]
     elif tie_break == "epsilon_net":
-        key = -epsilon_net_places(points)
+        key = -epsilon_net_places(points, ranks=ranks)
     else:
-        key = contribution_in_front(points)
+        key = contribution_in_front(points, ranks=ranks)
     better_front = ranks[None, :] < ranks[:, None]
     same_front_wider = (ranks[None, :] == ranks[:, None]) & (key[None, :] > key[:, None])
     return (better_front | same_front_wider).sum(axis=1)
@@ -176,7 +177,7 @@ def spread(points, k: int, first: int | None = None) -> list[int]:
         return list(range(min(k, len(p))))
     scaled = _scaled(p)
     if first is None:
-        first = int(np.argmax(np.where((ranks == 0) & finite, contribution_in_front(p), -np.inf)))
+        first = int(np.argmax(np.where((ranks == 0) & finite, contribution_in_front(p, ranks=ranks), -np.inf)))
     picks = [first]
     for r in np.unique(ranks[finite]):
         _farthest_first(scaled, [i for i in np.flatnonzero((ranks == r) & finite) if i not in picks], picks, k)
@@ -193,17 +194,17 @@ def _farthest_first(scaled: np.ndarray, pool: list[int], picks: list[int], k: in
         picks.append(pool.pop(int(np.argmax(gaps))))
 
 
-def epsilon_net_places(points, fronts=None) -> np.ndarray:
+def epsilon_net_places(points, fronts=None, ranks=None) -> np.ndarray:
     """Each row's place (0 first) in the ε-net of its own front: MO-ASHA's best promotion rule in Schmucker
     et al. 2021 (the ε-net sort of Salinas et al. 2021). Per front, the row with the best mean objective
     first, then each time the row farthest from every row placed so far (objectives scaled to [0, 1] over
     the finite rows, Euclidean), so the first places spread along the whole front. The reference seeds the
     net at the best row of the first objective; with five tasks of equal standing the best mean is the
     neutral seed. Equal rows share the place of the first of them. Rows with a NaN, and rows outside
-    `fronts` (default: all), get the last place, len(points)."""
+    `fronts` (default: all), get the last place, len(points). `ranks`: as in `contribution_in_front`."""
     p = np.array(points, dtype=float, ndmin=2)
     places = np.full(len(p), len(p), dtype=int)
-    scaled, members_of = _per_front(p, fronts)
+    scaled, members_of = _per_front(p, fronts, ranks)
     for members in members_of:
         picks = [int(members[np.argmax(scaled[members].mean(axis=1))])]
         _farthest_first(scaled, [i for i in members if i != picks[0]], picks)
