@@ -2,6 +2,7 @@
 each search found, and the epochs it spent, on the same space, trials and epoch budget, over several seeds.
 
     python bench/bench_multiobjective.py [spaces/groupings.yaml] [--seeds 3] [--num-samples N] [--set key=value ...]
+        [--first-seed 0] [--results FILE.jsonl] [--keep DIR]
 
 Up to four searches per seed, each a whole launch with the final phase off:
     mo_asha         multi-objective TPE over each task's val macro-F1, MO-ASHA stopping (search.objectives:
@@ -16,10 +17,15 @@ against the epochs spent in the order the results came (Tune's result.json times
 be compared at the same number of epochs. Targets, for each MO-ASHA arm: its hypervolume >= scalar_asha's at
 the same epochs, and its epochs <= 40% of mo_full's. Prints a Markdown table; not a test. The default arms are
 mo_asha, scalar_asha and mo_full.
+
+`--results FILE.jsonl` keeps one line per finished search (arm, seed, epochs, its hypervolume trace and the
+setting it ran under) and reads the lines of the same setting back instead of running them again: a measurement
+can grow by seeds across machines (`--first-seed` starts further on) without keeping the experiments.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -182,10 +188,50 @@ def share_summary(shares: pd.Series, target: float = TARGET_SHARE) -> str:
     return text + f": undecided; about {need} seeds would settle it if the mean and the spread held"
 
 
+def setting_of(args) -> dict:
+    """What makes two searches comparable: the space file's text (its SHA-256), the overrides and the trials."""
+    return {"space": Path(args.space).name, "space_sha256": hashlib.sha256(Path(args.space).read_bytes()).hexdigest(),
+            "overrides": list(args.overrides),
+            "num_samples": args.num_samples}
+
+
+def read_results(path: Path, setting: dict) -> dict[tuple[str, int], dict]:
+    """The finished searches recorded in `path`, by (arm, seed). A line of another setting is refused: two
+    settings in one file would be compared as one."""
+    rows = {}
+    if not path.is_file():
+        return rows
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            key, same = (str(row["arm"]), int(row["seed"])), row["setting"] == setting
+            row = {"arm": key[0], "seed": key[1], "epochs": int(row["epochs"]), "hv": float(row["hv"]),
+                   "trace": np.asarray(row["trace"], dtype=float)}
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"{path}:{number}: not a result line of this bench ({type(e).__name__}: {e})")
+        if not same:
+            raise SystemExit(f"{path}:{number}: a search of another setting (space file, --set or --num-samples); "
+                             "use another --results file")
+        rows[key] = row
+    return rows
+
+
+def append_result(path: Path, row: dict, setting: dict) -> None:
+    line = {**{k: row[k] for k in ("arm", "seed", "epochs", "hv")}, "trace": [float(v) for v in row["trace"]],
+            "setting": setting}
+    with path.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("space", nargs="?", default="spaces/groupings.yaml")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="how many search seeds")
+    p.add_argument("--first-seed", type=int, default=0, help="the first search seed (default 0)")
+    p.add_argument("--results", type=Path, default=None, help="a JSON-lines file of finished searches: read back, "
+                   "and each new one appended")
     p.add_argument("--num-samples", type=int, default=None)
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     p.add_argument("--set", dest="overrides", action="append", default=[])
@@ -198,12 +244,18 @@ def main(argv=None):
     tasks, max_t = list(spec.config.tasks), spec.max_t
     objectives = [keys.task("val", t) for t in tasks]  # each task's val macro-F1, whatever the arm optimised
     base = yaml.safe_load(Path(args.space).read_text())
+    setting = setting_of(args)
+    recorded = read_results(args.results, setting) if args.results else {}
     with tempfile.TemporaryDirectory() as tmp:
         store = args.keep or Path(tmp)
         store.mkdir(parents=True, exist_ok=True)
         rows, reference = [], None
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for arm in args.arms.split(","):
+                if (arm, seed) in recorded:
+                    print(f"  {arm}-{seed}: read back from {args.results}", file=sys.stderr, flush=True)
+                    rows.append(recorded[(arm, seed)])
+                    continue
                 space = store / f"{arm}.yaml"
                 space.write_text(yaml.safe_dump(arm_space(base, arm, max_t), sort_keys=False))
                 name = f"{arm}-{seed}"
@@ -217,10 +269,12 @@ def main(argv=None):
                 trace = hypervolume_trace(observed(exp, objectives)[objectives].to_numpy(float), reference)
                 rows.append({"arm": arm, "seed": seed, "epochs": len(trace), "trace": trace,
                              "hv": float(trace[-1]) if len(trace) else 0.0})
+                if args.results:
+                    append_result(args.results, rows[-1], setting)
         runs = pd.DataFrame(rows)
         trials = args.num_samples or spec.search.num_samples
         print(f"space {args.space}: {trials} trials "
-              f"of up to {max_t} epochs per search, {args.seeds} seeds; reference: majority-class val macro-F1")
+              f"of up to {max_t} epochs per search, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}; reference: majority-class val macro-F1")
         print(summarise(runs, trials * max_t))
         s = spec.search
         print("the rule alone (one trial at a time, random vectors), share of the unpruned epochs: " + ", ".join(

@@ -1,0 +1,143 @@
+"""The multi-objective bench's own arithmetic (bench/bench_multiobjective.py): the arms' space files, the
+paired comparison at the same epochs, the intervals and seed counts it prints, and its results file."""
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("bench_multiobjective", ROOT / "bench" / "bench_multiobjective.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+BASE = {"search": {"metric": "val/avg_f1", "num_samples": 10, "grace_period": 1}, "space": {"train": {"lr": 0.1}}}
+
+
+def test_each_arm_changes_only_its_search_settings():
+    spaces = {arm: bench.arm_space(BASE, arm, max_t=16) for arm in bench.ARMS}
+    assert BASE["search"] == {"metric": "val/avg_f1", "num_samples": 10, "grace_period": 1}  # the base is not touched
+    for arm, data in spaces.items():
+        assert data["space"] == BASE["space"] and data["search"]["final_k"] == 0
+    assert spaces["scalar_asha"]["search"]["metric"] == "val/avg_f1" and "objectives" not in spaces["scalar_asha"]["search"]
+    for arm in ("mo_asha", "mo_asha_epsnet", "mo_full"):
+        assert "metric" not in spaces[arm]["search"] and spaces[arm]["search"]["objectives"] == "tasks"
+    assert spaces["mo_full"]["search"]["grace_period"] == 16 and spaces["mo_asha"]["search"]["grace_period"] == 1
+    assert spaces["mo_asha_epsnet"]["search"]["tie_break"] == "epsilon_net" and "tie_break" not in spaces["mo_asha"]["search"]
+
+
+def test_the_paired_interval_is_students_t_and_its_verdict_follows_it():
+    diff = pd.Series([0.3, 0.1, 0.2, 0.4, 0.0])
+    half = stats.t.ppf(0.975, 4) * diff.std(ddof=1) / np.sqrt(5)
+    text = bench.difference_summary(diff)
+    assert f"[{0.2 - half:+.5f}, {0.2 + half:+.5f}]" in text and "above 0: met" in text
+    assert "below 0: not met" in bench.difference_summary(-diff)
+    assert "contains 0" in bench.difference_summary(diff - 0.2)
+
+
+def test_the_seeds_it_would_take_are_the_fewest_that_clear_the_margin():
+    diff = pd.Series([-0.3, 0.5, -0.4, 0.2, 0.0, -0.7])  # mean -0.117: 20% below a base of 1 is within reach, 10% not
+    text = bench.difference_summary(diff, base=1.0)
+    need = int(text.split("within 20%: about ")[1].split()[0])
+    mean, sd = diff.mean(), diff.std(ddof=1)
+
+    def clears(k):
+        return mean - stats.t.ppf(0.95, k - 1) * sd / np.sqrt(k) > -0.2
+
+    assert clears(need) and not clears(need - 1)
+    assert "within 10%: no number of seeds at this mean" in text  # the mean itself is below -10%
+
+
+@pytest.mark.parametrize("shares, verdict", [([0.30, 0.32, 0.31, 0.29], ": met"),
+                                             ([0.45, 0.50, 0.41, 0.47], "no number of seeds"),
+                                             ([0.10, 0.60, 0.20, 0.50], "undecided")])
+def test_the_share_target_verdicts(shares, verdict):
+    text = bench.share_summary(pd.Series(shares), target=0.40)
+    assert verdict in text
+    if verdict == "undecided":
+        need = int(text.split("about ")[1].split()[0])
+        s = pd.Series(shares)
+        bound = lambda k: s.mean() + stats.t.ppf(0.95, k - 1) * s.std(ddof=1) / np.sqrt(k)  # noqa: E731
+        assert bound(need) <= 0.40 < bound(need - 1)
+
+
+def _row(arm, seed, trace):
+    trace = np.asarray(trace, dtype=float)
+    return {"arm": arm, "seed": seed, "epochs": len(trace), "trace": trace, "hv": float(trace[-1])}
+
+
+def test_each_mo_asha_arm_is_compared_with_scalar_asha_at_its_own_epochs():
+    # scalar ASHA spends 6 epochs; the MO arms 2 and 4. Cut at 2 epochs scalar's front is 0.1 (seed 0), at 4
+    # it is 0.5 (seed 0) and 0.2 (seed 1): the ε-net arm is ahead on neither seed, the default arm on both.
+    runs = pd.DataFrame([
+        _row("scalar_asha", 0, [0.0, 0.1, 0.3, 0.5, 0.6, 0.7]), _row("scalar_asha", 1, [0.0, 0.1, 0.1, 0.2, 0.3, 0.9]),
+        _row("mo_asha", 0, [0.1, 0.2]), _row("mo_asha", 1, [0.1, 0.2]),
+        _row("mo_asha_epsnet", 0, [0.0, 0.1, 0.2, 0.4]), _row("mo_asha_epsnet", 1, [0.0, 0.0, 0.1, 0.1]),
+    ])
+    text = bench.summarise(runs, full_epochs=20)
+    assert "mo_asha's hypervolume >= scalar_asha's at the same epochs: 2 of 2 seeds (mean 0.20000 vs 0.10000)" in text
+    assert "mo_asha_epsnet's hypervolume >= scalar_asha's at the same epochs: 0 of 2 seeds (mean 0.25000 vs 0.35000)" in text
+    assert "mo_asha's epochs / the unpruned search's (20: trials x max_t): 10% on the mean" in text
+    assert "mo_asha_epsnet's epochs / the unpruned search's (20: trials x max_t): 20% on the mean" in text
+
+
+def _args(tmp_path, **changes):
+    space = tmp_path / "space.yaml"
+    space.write_text("search: {num_samples: 10}\n")
+    return argparse.Namespace(**{"space": str(space), "overrides": ["train.epochs=16"], "num_samples": 10, **changes})
+
+
+def test_results_are_read_back_by_arm_and_seed(tmp_path):
+    setting, path = bench.setting_of(_args(tmp_path)), tmp_path / "runs.jsonl"
+    bench.append_result(path, _row("mo_asha", 3, [0.0, 0.25]), setting)
+    bench.append_result(path, _row("scalar_asha", 3, [0.5]), setting)
+    rows = bench.read_results(path, setting)
+    assert set(rows) == {("mo_asha", 3), ("scalar_asha", 3)}
+    assert rows[("mo_asha", 3)]["epochs"] == 2 and list(rows[("mo_asha", 3)]["trace"]) == [0.0, 0.25]
+    assert bench.read_results(tmp_path / "none.jsonl", setting) == {}
+
+
+@pytest.mark.parametrize("change", [{"overrides": ["train.epochs=8"]}, {"num_samples": 12}, "space file"])
+def test_results_of_another_setting_are_refused_by_line(tmp_path, change):
+    path = tmp_path / "runs.jsonl"
+    bench.append_result(path, _row("mo_asha", 0, [0.1]), bench.setting_of(_args(tmp_path)))
+    if change == "space file":
+        args = _args(tmp_path)
+        Path(args.space).write_text("search: {num_samples: 12}\n")
+    else:
+        args = _args(tmp_path, **change)
+    with pytest.raises(SystemExit, match=r"runs\.jsonl:1: a search of another setting"):
+        bench.read_results(path, bench.setting_of(args))
+
+
+def test_a_broken_results_line_is_named(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps({"arm": "mo_asha"}) + "\n")
+    with pytest.raises(SystemExit, match=r"runs\.jsonl:1: not a result line of this bench \(KeyError"):
+        bench.read_results(path, bench.setting_of(_args(tmp_path)))
+
+
+def test_recorded_searches_are_not_run_again(tmp_path, monkeypatch, capsys):
+    space = ROOT / "spaces" / "strategies.yaml"
+    argv = [str(space), "--seeds", "2", "--first-seed", "5", "--num-samples", "10", "--arms", "mo_asha,scalar_asha",
+            "--results", str(tmp_path / "runs.jsonl")]
+    setting = bench.setting_of(argparse.Namespace(space=str(space), overrides=[], num_samples=10))
+    for seed in (5, 6):
+        bench.append_result(tmp_path / "runs.jsonl", _row("mo_asha", seed, [0.1, 0.2]), setting)
+        bench.append_result(tmp_path / "runs.jsonl", _row("scalar_asha", seed, [0.0, 0.1, 0.3]), setting)
+    monkeypatch.setattr(bench, "run_arm", lambda *a, **k: pytest.fail("a recorded search was run again"))
+    monkeypatch.setattr(bench, "ideal_share", lambda *a, **k: 0.3)
+    bench.main(argv)
+    out = capsys.readouterr().out
+    assert "seeds 5-6" in out and "| mo_asha | 2 | 2.0 ± 0.0 | 0.20000 ± 0.00000 |" in out
+    assert "mo_asha's hypervolume >= scalar_asha's at the same epochs: 2 of 2 seeds (mean 0.20000 vs 0.10000)" in out
+
+
+def test_an_unknown_arm_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["spaces/strategies.yaml", "--arms", "mo_asha,nsga"])
+    assert e.value.code == 2 and "--arms: unknown nsga" in capsys.readouterr().err
