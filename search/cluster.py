@@ -44,16 +44,28 @@ def _listening(host: str, port: int, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def check_cluster(address: str) -> None:
+def address_source(address: str | None) -> tuple[str | None, str]:
+    """The cluster to join and what named it: `--address` when given, else a non-empty RAY_ADDRESS (which
+    `ray job submit` sets for its drivers), else (None, ""): a private local Ray."""
+    if address is not None:
+        return address, f"--address {address}"
+    if env := os.environ.get("RAY_ADDRESS", "").strip():
+        return env, f"--address {env} (from RAY_ADDRESS)"
+    return None, ""
+
+
+def check_cluster(address: str, source: str | None = None) -> None:
     """Raise ClusterUnavailable (one line naming the address and the likely cause) unless a driver
-    can join the cluster at `address` (auto, HOST:PORT or ray://HOST:PORT)."""
+    can join the cluster at `address` (auto, HOST:PORT or ray://HOST:PORT). `source`: how the line names
+    it (default `--address ADDRESS`; see `address_source`)."""
+    source = source or f"--address {address}"
     target = address.removeprefix("ray://")
     if address != "auto":
         host, _, port = target.rpartition(":")
         if not host or not port.isdigit():
-            raise ClusterUnavailable(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+            raise ClusterUnavailable(f"{source}: expected auto, HOST:PORT or ray://HOST:PORT")
         if not _listening(host, int(port)):
-            raise ClusterUnavailable(f"--address {address}: nothing is listening there (is the cluster up? "
+            raise ClusterUnavailable(f"{source}: nothing is listening there (is the cluster up? "
                                      f"a local one starts with cluster/local.sh up N)")
     if address.startswith("ray://"):
         return  # Ray Client: its server answered; authentication is checked by the connection itself
@@ -61,9 +73,9 @@ def check_cluster(address: str) -> None:
     if said is None:
         return
     if said == _TIMED_OUT:
-        raise ClusterUnavailable(f"--address {address}: the cluster did not answer within {PROBE_S:.0f} s "
+        raise ClusterUnavailable(f"{source}: the cluster did not answer within {PROBE_S:.0f} s "
                                  f"(wrong port, or a firewall between here and the head node?)")
-    raise ClusterUnavailable(f"--address {address}: {_cause(said)}")
+    raise ClusterUnavailable(f"{source}: {_cause(said)}")
 
 
 _TIMED_OUT = "\0timed out"
@@ -111,7 +123,7 @@ def _cause(stderr: str) -> str:
     return f"cannot join the cluster ({last[-1][:200] if last else 'no detail'})"
 
 
-def joined_cluster(address: str) -> str:
+def joined_cluster(address: str, source: str | None = None) -> str:
     """One line saying which cluster `--address` joined (`auto` takes whatever local Ray runs here, maybe
     another user's): its GCS address, live nodes and resources, and who started it when Ray's session
     folder is on this machine. Call after ray.init."""
@@ -119,7 +131,7 @@ def joined_cluster(address: str) -> str:
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     res = ray.cluster_resources()
-    line = (f"joined the Ray cluster at {ray.get_runtime_context().gcs_address} (--address {address}): "
+    line = (f"joined the Ray cluster at {ray.get_runtime_context().gcs_address} ({source or f'--address {address}'}): "
             f"{len(nodes)} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs")
     owner = _session_owner(nodes)
     return line + (f"; started by {owner}" if owner else "")

@@ -26,7 +26,7 @@ from mtl_core.config import ConfigError
 from mtl_core.model.text_encoder import EncoderNotFound, load_text_encoder
 from mtl_core.validation import Problems
 from search import signals
-from search.cluster import ClusterUnavailable, auth_env, check_cluster
+from search.cluster import ClusterUnavailable, address_source, auth_env, check_cluster
 from search.console import close_log_file, log_to_file, route_third_party_logs, setup_console
 from search.experiment import CorruptFile, Files, read_state, resume_hint
 from search.folder_read import RESUME_RISK, check_journal, check_only_ours, read_rungs
@@ -43,7 +43,8 @@ def parse_args(argv):
     p = OneLineParser(prog="python -m search.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("space", type=Path, help="search space YAML (see spaces/)")
-    p.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                   "(default: RAY_ADDRESS when set, else a private local Ray)")
     p.add_argument("--storage", default="experiments", help="experiment storage folder (default ./experiments)")
     p.add_argument("--mlflow-uri", default=None, help="tracking URI (default: SQLite inside the experiment folder)")
     p.add_argument("--num-samples", type=int, default=None, help="override search.num_samples")
@@ -59,7 +60,9 @@ def parse_args(argv):
     p.add_argument("--verbose", action="store_true",
                    help="show Ray's, Tune's, MLflow's and Optuna's own messages on the console too "
                         "(otherwise they go to <experiment>/launch.log)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.address, args.address_source = address_source(args.address)
+    return args
 
 
 def _apply_cli(spec: SpaceSpec, args) -> SpaceSpec:
@@ -235,7 +238,7 @@ def _check_services(args) -> str:
     """The cluster and a tracking server given with --mlflow-uri (the default store is created in the
     experiment folder). Returns the tracking URI to use (credentials moved to the environment)."""
     if args.address is not None:
-        check_cluster(args.address)
+        check_cluster(args.address, args.address_source)
     if args.mlflow_uri is None:
         return ""
     from search.tracking import check_tracking, credentials_to_env
@@ -290,7 +293,7 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
         from search.tracking import default_tracking_uri
 
         rc = run_experiment(spec, exp_dir, uri or default_tracking_uri(exp_dir), address=args.address,
-                            resume=args.resume)
+                            resume=args.resume, address_source=args.address_source)
         return rc
     finally:
         fresh_failed = not args.resume and rc != 0 and not (exp_dir / Files.STATE).is_file()

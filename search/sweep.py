@@ -26,7 +26,8 @@ from search.space import SpaceSpec, as_written, dump_resolved
 from search.tracking import Tracker, default_tracking_uri, mask_uri, open_parent
 
 
-def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None, resume: bool) -> int:
+def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None, resume: bool,
+                   address_source: str | None = None) -> int:
     """The launch once every check has passed and the folder is locked. Returns the exit code; raises
     KeyboardInterrupt when Ctrl-C or SIGTERM came outside a Tune phase (the parent run closed as KILLED)."""
     started = time.time()
@@ -47,7 +48,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     ours = False
     try:
         try:
-            ours = _start_ray(address)
+            ours = _start_ray(address, address_source)
         except (RuntimeError, ConnectionError, OSError) as exc:
             print(f"error: Ray did not start ({type(exc).__name__}: {str(exc).strip()[:200]}); "
                   f"{exp.resume_hint()}", file=sys.stderr, flush=True)
@@ -93,7 +94,7 @@ def _prepare_data(spec: SpaceSpec) -> None:
     prepare(spec.config, device, splits=("train", "val", "test"))
 
 
-def _start_ray(address: str | None) -> bool:
+def _start_ray(address: str | None, source: str | None = None) -> bool:
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
     quiet = {"configure_logging": False} if is_quiet() else {}  # Ray's own console logging off
@@ -102,12 +103,14 @@ def _start_ray(address: str | None) -> bool:
         _ray_init(address=address, log_to_driver=False, **quiet)
         started = False
     else:
-        _ray_init(num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
+        # "local": a Ray of our own, even where `ray start` left a cluster in /tmp/ray/ray_current_cluster
+        # (ray.init's default would join that one, and refuse num_cpus); a cluster is joined only by address
+        _ray_init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
                   **quiet)
         started = True
     route_third_party_logs()
     if address is not None:
-        print(joined_cluster(address), flush=True)
+        print(joined_cluster(address, source), flush=True)
     return started
 
 
