@@ -15,8 +15,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2` on two cores: one torch thre
 
 
 # Tests marked `ray` start Ray and check what it left behind, which a second Ray beside them would break, so
-# they run one at a time. With `-n 2` they all go to one xdist worker, in turn, while the other worker runs
-# everything else: waiting on a lock instead left a worker idle for about 11 of the slow tier's 16 minutes.
+# they run one at a time (the `ray` chain). A `ray` test also marked `own_ray` starts a Ray of its own and looks
+# only at its own experiment and processes, so it runs beside the chain like any other test: the chain is the
+# slow tier's critical path, and the other worker used to sit idle for its last minutes. With `-n 2` the chain
+# goes to one xdist worker, in turn, while the other worker runs everything else: waiting on a lock instead left a worker idle for about 11 of the slow tier's 16 minutes.
 # xdist's own `--dist loadgroup` would do this, but with pytest 9.2 its group suffix on the test ids has no
 # effect, so the controller gets its own scheduler. Only a worker collects, so each worker writes the ids of
 # its `ray` tests to a folder the controller made, before it reports its collection.
@@ -38,7 +40,7 @@ def pytest_unconfigure(config):
 def pytest_collection_finish(session):
     worker, folder = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(RAY_IDS)
     if worker and folder:
-        ids = [item.nodeid for item in session.items if item.get_closest_marker("ray")]
+        ids = [item.nodeid for item in session.items if in_ray_chain(item)]
         Path(folder, worker).write_text("\n".join(ids))
 
 
@@ -66,11 +68,15 @@ def pytest_xdist_make_scheduler(config, log):
     return RayTestsOnOneWorker(config, log)
 
 
+def in_ray_chain(item) -> bool:
+    return item.get_closest_marker("ray") is not None and item.get_closest_marker("own_ray") is None
+
+
 @pytest.fixture(autouse=True)
 def one_ray_at_a_time(request, tmp_path_factory):
     """The `ray` tests also take turns on a lock file that every worker of the session shares, so they never
     overlap under another scheduling (`-p xdist --dist load`, say)."""
-    if request.node.get_closest_marker("ray") is None:
+    if not in_ray_chain(request.node):
         yield
         return
     import fcntl

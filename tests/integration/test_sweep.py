@@ -32,6 +32,7 @@ def _child_runs(exp_dir: Path):
         [r for r in runs if "phase" not in r.data.tags]
 
 
+@pytest.mark.own_ray  # runs beside the `ray` chain: nothing it checks is machine-wide (tests/conftest.py)
 def test_smoke_sweep_end_to_end(tmp_path):
     workdir = tmp_path / "cwd"  # launched from an empty folder, results stored elsewhere
     workdir.mkdir()
@@ -155,8 +156,11 @@ def _stop_when(proc, ended: int, stop) -> str:
     return act_when(proc, lambda line: _ended(line) >= ended, stop)
 
 
-def _ray_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "ray/core/src/ray/(raylet|gcs)"], capture_output=True, text=True).stdout
+def _ray_pids(launcher: int) -> set[int]:
+    """The raylet and GCS of the Ray that the launcher with this pid started (Ray names its session folder
+    `session_<time>_<pid of the starting process>`), whatever other Rays run on the machine."""
+    pattern = rf"ray/core/src/ray/(raylet|gcs).*session_[0-9_-]+_{launcher}( |/|$)"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
 
 
@@ -187,15 +191,18 @@ def test_interrupted_then_killed_sweep_resumes_counting_each_trial_once(tmp_path
     _, _, parents = _child_runs(exp)
     assert parents[0].info.status == "KILLED"
 
-    before = _ray_pids()
     proc = _launch(*args, "--resume")
-    # the launcher and its session at once, with at least one trial left (Progress counts survive a resume)
-    _stop_when(proc, 4, lambda: os.killpg(proc.pid, signal.SIGKILL))
-    assert proc.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 60  # the killed launcher's own Ray must not outlive it
-    while _ray_pids() - before and time.monotonic() < deadline:
+    ray_of_it = set()
+
+    def kill():  # the launcher and its session at once, with at least one trial left (Progress counts survive a resume)
+        ray_of_it.update(_ray_pids(proc.pid))
+        os.killpg(proc.pid, signal.SIGKILL)
+    _stop_when(proc, 4, kill)
+    assert proc.returncode == -signal.SIGKILL and ray_of_it  # it had a Ray of its own running
+    deadline = time.monotonic() + 60  # which must not outlive it
+    while _ray_pids(proc.pid) and time.monotonic() < deadline:
         time.sleep(1)
-    assert not _ray_pids() - before
+    assert not _ray_pids(proc.pid)
 
     rc, out = _finish(_launch(*args, "--resume"))
     assert rc == 0, out
