@@ -60,6 +60,9 @@ def check_cluster(address: str, source: str | None = None) -> None:
     it (default `--address ADDRESS`; see `address_source`)."""
     source = source or f"--address {address}"
     target = address.removeprefix("ray://")
+    if address.startswith(("http://", "https://")):  # Ray's docs export RAY_ADDRESS=http://HEAD:8265 for the job CLI
+        raise ClusterUnavailable(f"{source}: a job server's address (for `ray job submit`), not a cluster's; "
+                                 "expected auto, HOST:PORT or ray://HOST:PORT")
     if address != "auto":
         host, _, port = target.rpartition(":")
         if not host or not port.isdigit():

@@ -46,15 +46,22 @@ def test_the_address_comes_from_the_option_then_ray_address(monkeypatch, given, 
     assert address_source(given) == expected
 
 
-def test_a_ray_address_with_nothing_listening_is_one_line_naming_it(monkeypatch, tmp_path, capsys):
+def _free_port() -> int:
     import socket
 
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("value, says", [
+    ("127.0.0.1:{port}", "nothing is listening there"),
+    ("http://127.0.0.1:{port}", "a job server's address (for `ray job submit`), not a cluster's"),  # Ray's job CLI's
+])
+def test_a_ray_address_that_cannot_be_joined_is_one_line_naming_it(monkeypatch, tmp_path, capsys, value, says):
+    value = value.format(port=_free_port())
+    monkeypatch.setenv("RAY_ADDRESS", value)
     assert main([str(SMOKE), "--storage", str(tmp_path / "exp"), "--name", "x"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.splitlines() == [err] and err.startswith(
-        f"error: --address 127.0.0.1:{port} (from RAY_ADDRESS): nothing is listening there"), err
+    assert err.splitlines() == [err] and err.startswith(f"error: --address {value} (from RAY_ADDRESS): {says}"), err
     assert not (tmp_path / "exp").exists()  # nothing written
