@@ -45,13 +45,18 @@ def _listening(host: str, port: int, timeout_s: float = 2.0) -> bool:
 
 
 def address_source(address: str | None) -> tuple[str | None, str]:
-    """The cluster to join and what named it: `--address` when given, else a non-empty RAY_ADDRESS (which
-    `ray job submit` sets for its drivers), else (None, ""): a private local Ray."""
-    if address is not None:
-        return address, f"--address {address}"
-    if env := os.environ.get("RAY_ADDRESS", "").strip():
-        return env, f"--address {env} (from RAY_ADDRESS)"
-    return None, ""
+    """The cluster to join and how the console names it, as ray.init reads its arguments: `--address` when
+    given, except that `auto` means RAY_ADDRESS when that is set; without the option a non-empty RAY_ADDRESS
+    (which `ray job submit` sets for its drivers). None (a private local Ray) for `local` in either, or for
+    neither; the value is returned stripped and explicit, so Ray does not read the variable again."""
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if address is not None and address.strip() not in ("auto", "local"):
+        return address.strip(), f"--address {address.strip()}"
+    if address is not None and address.strip() == "local" or env == "local":
+        return None, ""
+    if env:
+        return env, f"--address {env} ({'auto: ' if address else 'from '}RAY_ADDRESS)"
+    return ("auto", "--address auto") if address is not None else (None, "")
 
 
 def check_cluster(address: str, source: str | None = None) -> None:
@@ -62,7 +67,7 @@ def check_cluster(address: str, source: str | None = None) -> None:
     target = address.removeprefix("ray://")
     if address.startswith(("http://", "https://")):  # Ray's docs export RAY_ADDRESS=http://HEAD:8265 for the job CLI
         raise ClusterUnavailable(f"{source}: a job server's address (for `ray job submit`), not a cluster's; "
-                                 "expected auto, HOST:PORT or ray://HOST:PORT")
+                                 "expected auto, HOST:PORT, ray://HOST:PORT, or local for a Ray of our own")
     if address != "auto":
         host, _, port = target.rpartition(":")
         if not host or not port.isdigit():

@@ -43,8 +43,8 @@ def parse_args(argv):
     p = OneLineParser(prog="python -m search.launch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("space", type=Path, help="search space YAML (see spaces/)")
-    p.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
-                   "(default: RAY_ADDRESS when set, else a private local Ray)")
+    p.add_argument("--address", default=None, help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT; "
+                   "local: a private local Ray (the default, unless RAY_ADDRESS is set)")
     p.add_argument("--storage", default="experiments", help="experiment storage folder (default ./experiments)")
     p.add_argument("--mlflow-uri", default=None, help="tracking URI (default: SQLite inside the experiment folder)")
     p.add_argument("--num-samples", type=int, default=None, help="override search.num_samples")

@@ -100,7 +100,7 @@ def test_hostile_case(case, tmp_path, capsys, monkeypatch, broken_data, good_dat
         monkeypatch.setenv(var, _fill(value, where))
     import search.sweep
 
-    def no_ray(address):  # a hostile case that got this far would start a sweep: fail it fast instead
+    def no_ray(*_):  # a hostile case that got this far would start a sweep: fail it fast instead
         raise AssertionError("a hostile case reached Ray")
     monkeypatch.setattr(search.sweep, "_start_ray", no_ray)
     holder = GIVEN[case["given"]](store / "x") if "given" in case else None
