@@ -188,39 +188,67 @@ def share_summary(shares: pd.Series, target: float = TARGET_SHARE) -> str:
     return text + f": undecided; about {need} seeds would settle it if the mean and the spread held"
 
 
-def setting_of(args) -> dict:
-    """What makes two searches comparable: the space file's text (its SHA-256), the overrides and the trials."""
-    return {"space": Path(args.space).name, "space_sha256": hashlib.sha256(Path(args.space).read_bytes()).hexdigest(),
-            "overrides": list(args.overrides),
-            "num_samples": args.num_samples}
+RESULTS_MAX_BYTES = 64 << 20  # a results file is read whole: a stranger's may be anything
+
+
+def setting_of(space: str | Path, overrides: list[str], trials: int) -> dict:
+    """What makes two searches comparable: the space file's text (its SHA-256), the overrides in their order
+    (a later one wins) and the number of trials."""
+    return {"space": Path(space).name, "space_sha256": hashlib.sha256(Path(space).read_bytes()).hexdigest(),
+            "overrides": list(overrides), "trials": int(trials)}
+
+
+def check_results_path(path: Path) -> None:
+    """Before any search runs: the file can be written (its folder is made) and is not too large to read."""
+    if path.is_dir():
+        raise SystemExit(f"--results {path}: a folder, not a file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    if path.stat().st_size > RESULTS_MAX_BYTES:
+        raise SystemExit(f"--results {path}: over {RESULTS_MAX_BYTES >> 20} MiB; not a results file of this bench")
+
+
+def _result_row(line: str, setting: dict) -> tuple[dict, bool]:
+    raw = json.loads(line)
+    trace = np.asarray(raw["trace"], dtype=float)
+    if trace.ndim != 1 or not np.isfinite(trace).all():
+        raise ValueError("trace: not a list of finite numbers")
+    row = {"arm": str(raw["arm"]), "seed": int(raw["seed"]), "trace": trace, "epochs": len(trace),
+           "hv": float(trace[-1]) if len(trace) else 0.0}  # both from the trace, never trusted beside it
+    if row["arm"] not in ARMS:
+        raise ValueError(f"arm {row['arm']!r}")
+    return row, raw["setting"] == setting
 
 
 def read_results(path: Path, setting: dict) -> dict[tuple[str, int], dict]:
-    """The finished searches recorded in `path`, by (arm, seed). A line of another setting is refused: two
-    settings in one file would be compared as one."""
+    """The finished searches recorded in `path`, by (arm, seed). A line of another setting is refused (two
+    settings in one file would be compared as one), and so is a second line for one arm and seed."""
     rows = {}
     if not path.is_file():
         return rows
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"{path}: cannot be read ({type(e).__name__})")
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            key, same = (str(row["arm"]), int(row["seed"])), row["setting"] == setting
-            row = {"arm": key[0], "seed": key[1], "epochs": int(row["epochs"]), "hv": float(row["hv"]),
-                   "trace": np.asarray(row["trace"], dtype=float)}
+            row, same = _result_row(line, setting)
         except (ValueError, KeyError, TypeError) as e:
             raise SystemExit(f"{path}:{number}: not a result line of this bench ({type(e).__name__}: {e})")
         if not same:
             raise SystemExit(f"{path}:{number}: a search of another setting (space file, --set or --num-samples); "
                              "use another --results file")
+        key = (row["arm"], row["seed"])
+        if key in rows:
+            raise SystemExit(f"{path}:{number}: {key[0]} seed {key[1]} a second time")
         rows[key] = row
     return rows
 
 
 def append_result(path: Path, row: dict, setting: dict) -> None:
-    line = {**{k: row[k] for k in ("arm", "seed", "epochs", "hv")}, "trace": [float(v) for v in row["trace"]],
-            "setting": setting}
+    line = {"arm": row["arm"], "seed": row["seed"], "trace": [float(v) for v in row["trace"]], "setting": setting}
     with path.open("a") as f:
         f.write(json.dumps(line) + "\n")
 
@@ -244,7 +272,10 @@ def main(argv=None):
     tasks, max_t = list(spec.config.tasks), spec.max_t
     objectives = [keys.task("val", t) for t in tasks]  # each task's val macro-F1, whatever the arm optimised
     base = yaml.safe_load(Path(args.space).read_text())
-    setting = setting_of(args)
+    trials = args.num_samples or spec.search.num_samples
+    setting = setting_of(args.space, args.overrides, trials)
+    if args.results:
+        check_results_path(args.results)
     recorded = read_results(args.results, setting) if args.results else {}
     with tempfile.TemporaryDirectory() as tmp:
         store = args.keep or Path(tmp)
@@ -272,7 +303,6 @@ def main(argv=None):
                 if args.results:
                     append_result(args.results, rows[-1], setting)
         runs = pd.DataFrame(rows)
-        trials = args.num_samples or spec.search.num_samples
         print(f"space {args.space}: {trials} trials "
               f"of up to {max_t} epochs per search, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}; reference: majority-class val macro-F1")
         print(summarise(runs, trials * max_t))

@@ -1,6 +1,5 @@
 """The multi-objective bench's own arithmetic (bench/bench_multiobjective.py): the arms' space files, the
 paired comparison at the same epochs, the intervals and seed counts it prints, and its results file."""
-import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -85,47 +84,74 @@ def test_each_mo_asha_arm_is_compared_with_scalar_asha_at_its_own_epochs():
     assert "mo_asha_epsnet's epochs / the unpruned search's (20: trials x max_t): 20% on the mean" in text
 
 
-def _args(tmp_path, **changes):
+def _setting(tmp_path, text="search: {num_samples: 10}\n", overrides=("train.epochs=16",), trials=10):
     space = tmp_path / "space.yaml"
-    space.write_text("search: {num_samples: 10}\n")
-    return argparse.Namespace(**{"space": str(space), "overrides": ["train.epochs=16"], "num_samples": 10, **changes})
+    space.write_text(text)
+    return bench.setting_of(space, list(overrides), trials)
 
 
-def test_results_are_read_back_by_arm_and_seed(tmp_path):
-    setting, path = bench.setting_of(_args(tmp_path)), tmp_path / "runs.jsonl"
+def test_results_are_read_back_by_arm_and_seed_with_epochs_and_front_from_the_trace(tmp_path):
+    setting, path = _setting(tmp_path), tmp_path / "runs.jsonl"
     bench.append_result(path, _row("mo_asha", 3, [0.0, 0.25]), setting)
     bench.append_result(path, _row("scalar_asha", 3, [0.5]), setting)
     rows = bench.read_results(path, setting)
     assert set(rows) == {("mo_asha", 3), ("scalar_asha", 3)}
-    assert rows[("mo_asha", 3)]["epochs"] == 2 and list(rows[("mo_asha", 3)]["trace"]) == [0.0, 0.25]
+    assert rows[("mo_asha", 3)]["epochs"] == 2 and rows[("mo_asha", 3)]["hv"] == 0.25
+    assert list(rows[("mo_asha", 3)]["trace"]) == [0.0, 0.25]
     assert bench.read_results(tmp_path / "none.jsonl", setting) == {}
 
 
-@pytest.mark.parametrize("change", [{"overrides": ["train.epochs=8"]}, {"num_samples": 12}, "space file"])
+@pytest.mark.parametrize("change", [{"overrides": ["train.epochs=8"]}, {"trials": 12},
+                                    {"text": "search: {num_samples: 12}\n"}])
 def test_results_of_another_setting_are_refused_by_line(tmp_path, change):
     path = tmp_path / "runs.jsonl"
-    bench.append_result(path, _row("mo_asha", 0, [0.1]), bench.setting_of(_args(tmp_path)))
-    if change == "space file":
-        args = _args(tmp_path)
-        Path(args.space).write_text("search: {num_samples: 12}\n")
-    else:
-        args = _args(tmp_path, **change)
+    bench.append_result(path, _row("mo_asha", 0, [0.1]), _setting(tmp_path))
     with pytest.raises(SystemExit, match=r"runs\.jsonl:1: a search of another setting"):
-        bench.read_results(path, bench.setting_of(args))
+        bench.read_results(path, _setting(tmp_path, **change))
 
 
-def test_a_broken_results_line_is_named(tmp_path):
+@pytest.mark.parametrize("line, says", [
+    (json.dumps({"arm": "mo_asha"}), r"not a result line of this bench \(KeyError"),
+    (json.dumps({"arm": "mo_asha", "seed": 0, "trace": 5, "setting": {}}), r"trace: not a list of finite numbers"),
+    (json.dumps({"arm": "mo_asha", "seed": 0, "trace": [0.1, None], "setting": {}}), r"trace: not a list"),
+    (json.dumps({"arm": "nsga", "seed": 0, "trace": [0.1], "setting": {}}), r"arm 'nsga'"),
+    ("[1, 2]", r"not a result line of this bench \(TypeError"),
+    ("{", r"not a result line of this bench \(JSONDecodeError"),
+])
+def test_a_broken_results_line_is_named(tmp_path, line, says):
     path = tmp_path / "runs.jsonl"
-    path.write_text(json.dumps({"arm": "mo_asha"}) + "\n")
-    with pytest.raises(SystemExit, match=r"runs\.jsonl:1: not a result line of this bench \(KeyError"):
-        bench.read_results(path, bench.setting_of(_args(tmp_path)))
+    path.write_text(line + "\n")
+    with pytest.raises(SystemExit, match=r"runs\.jsonl:1: .*" + says):
+        bench.read_results(path, _setting(tmp_path))
+
+
+def test_a_second_line_for_one_arm_and_seed_is_refused(tmp_path):
+    setting, path = _setting(tmp_path), tmp_path / "runs.jsonl"
+    for trace in ([0.1], [0.2]):  # two machines' files joined together, say
+        bench.append_result(path, _row("mo_asha", 4, trace), setting)
+    with pytest.raises(SystemExit, match=r"runs\.jsonl:2: mo_asha seed 4 a second time"):
+        bench.read_results(path, setting)
+
+
+def test_a_results_file_that_cannot_be_read_is_one_line(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(SystemExit, match=r"runs\.jsonl: cannot be read \(UnicodeDecodeError\)"):
+        bench.read_results(path, _setting(tmp_path))
+
+
+def test_the_results_path_is_checked_before_any_search(tmp_path):
+    bench.check_results_path(tmp_path / "new" / "folder" / "runs.jsonl")  # its folder is made
+    assert (tmp_path / "new" / "folder" / "runs.jsonl").is_file()
+    with pytest.raises(SystemExit, match="a folder, not a file"):
+        bench.check_results_path(tmp_path / "new")
 
 
 def test_recorded_searches_are_not_run_again(tmp_path, monkeypatch, capsys):
     space = ROOT / "spaces" / "strategies.yaml"
     argv = [str(space), "--seeds", "2", "--first-seed", "5", "--num-samples", "10", "--arms", "mo_asha,scalar_asha",
             "--results", str(tmp_path / "runs.jsonl")]
-    setting = bench.setting_of(argparse.Namespace(space=str(space), overrides=[], num_samples=10))
+    setting = bench.setting_of(space, [], 10)
     for seed in (5, 6):
         bench.append_result(tmp_path / "runs.jsonl", _row("mo_asha", seed, [0.1, 0.2]), setting)
         bench.append_result(tmp_path / "runs.jsonl", _row("scalar_asha", seed, [0.0, 0.1, 0.3]), setting)
@@ -135,6 +161,13 @@ def test_recorded_searches_are_not_run_again(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "seeds 5-6" in out and "| mo_asha | 2 | 2.0 ± 0.0 | 0.20000 ± 0.00000 |" in out
     assert "mo_asha's hypervolume >= scalar_asha's at the same epochs: 2 of 2 seeds (mean 0.20000 vs 0.10000)" in out
+
+
+def test_a_bad_results_file_stops_the_bench_before_any_search(tmp_path, monkeypatch):
+    (tmp_path / "runs.jsonl").write_text("{\n")
+    monkeypatch.setattr(bench, "run_arm", lambda *a, **k: pytest.fail("a search ran before the file was read"))
+    with pytest.raises(SystemExit, match="runs.jsonl:1"):
+        bench.main([str(ROOT / "spaces" / "strategies.yaml"), "--seeds", "1", "--results", str(tmp_path / "runs.jsonl")])
 
 
 def test_an_unknown_arm_is_refused(capsys):

@@ -41,7 +41,9 @@ def local_cluster(workers: int, **extra_env):
     try:
         for attempt in range(2):  # once more on fresh ports when Ray lost one of its own to another process
             gcs = free_port()
-            env = {**os.environ, "MTL_LOCAL_CLUSTER": state, "RAY_PORT": str(gcs), "RAY_AUTH_MODE": "token",
+            # RAY_TMPDIR: `--address auto` reads the address file that `ray start --temp-dir $state/ray` writes
+            # there, so it joins this cluster even with another Ray on the machine (a test beside it, `own_ray`)
+            env = {**os.environ, "MTL_LOCAL_CLUSTER": state, "RAY_TMPDIR": state, "RAY_PORT": str(gcs), "RAY_AUTH_MODE": "token",
                    "RAY_DASHBOARD_PORT": str(free_port(taken={gcs})),
                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **extra_env}
             up = subprocess.run([script, "up", str(workers)], env=env, capture_output=True, text=True, timeout=180)
