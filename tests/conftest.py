@@ -42,6 +42,8 @@ def pytest_collection_finish(session):
     if worker and folder:
         ids = [item.nodeid for item in session.items if in_ray_chain(item)]
         Path(folder, worker).write_text("\n".join(ids))
+        beside = [item.nodeid for item in session.items if item.get_closest_marker("own_ray")]
+        Path(folder, f"{worker}.own").write_text("\n".join(beside))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -52,18 +54,30 @@ def pytest_xdist_make_scheduler(config, log):
 
     class RayTestsOnOneWorker(LoadScopeScheduling):
         """xdist's per-scope scheduling with every test its own scope, except that all `ray` tests form
-        one scope, which goes out first (the largest scope does) and so to one worker."""
+        one scope, which goes out first (the largest scope does) and so to one worker. The `own_ray` tests
+        go out last: the chain starts with its most timing-sensitive tests (a node killed, a join that must
+        answer within seconds), which a sweep beside them would slow."""
 
         ray_ids: frozenset = frozenset()
+        own_ids: frozenset = frozenset()
 
         def schedule(self):
             if self.collection is None and os.environ.get(RAY_IDS):
                 folder = Path(os.environ[RAY_IDS])
-                self.ray_ids = frozenset(line for f in folder.iterdir() for line in f.read_text().splitlines())
+
+                def ids(files):
+                    return frozenset(line for f in files for line in f.read_text().splitlines() if line)
+                self.ray_ids = ids(f for f in folder.iterdir() if f.suffix != ".own")
+                self.own_ids = ids(folder.glob("*.own"))
             super().schedule()
 
         def _split_scope(self, nodeid):
             return "ray" if nodeid in self.ray_ids else nodeid
+
+        def _assign_work_unit(self, node):
+            for scope in [s for s in self.workqueue if s in self.own_ids]:
+                self.workqueue.move_to_end(scope)
+            super()._assign_work_unit(node)
 
     return RayTestsOnOneWorker(config, log)
 
