@@ -15,10 +15,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2` on two cores: one torch thre
 
 
 # Tests marked `ray` start Ray and check what it left behind, which a second Ray beside them would break, so
-# they run one at a time (the `ray` chain). A `ray` test also marked `own_ray` starts a Ray of its own and looks
-# only at its own experiment and processes, so it runs beside the chain like any other test: the chain is the
-# slow tier's critical path, and the other worker used to sit idle for its last minutes. With `-n 2` the chain
-# goes to one xdist worker, in turn, while the other worker runs everything else: waiting on a lock instead left a worker idle for about 11 of the slow tier's 16 minutes.
+# they run one at a time. With `-n 2` they all go to one xdist worker, in turn, while the other worker runs
+# everything else: waiting on a lock instead left a worker idle for about 11 of the slow tier's 16 minutes.
 # xdist's own `--dist loadgroup` would do this, but with pytest 9.2 its group suffix on the test ids has no
 # effect, so the controller gets its own scheduler. Only a worker collects, so each worker writes the ids of
 # its `ray` tests to a folder the controller made, before it reports its collection.
@@ -40,10 +38,8 @@ def pytest_unconfigure(config):
 def pytest_collection_finish(session):
     worker, folder = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(RAY_IDS)
     if worker and folder:
-        ids = [item.nodeid for item in session.items if in_ray_chain(item)]
+        ids = [item.nodeid for item in session.items if item.get_closest_marker("ray")]
         Path(folder, worker).write_text("\n".join(ids))
-        beside = [item.nodeid for item in session.items if item.get_closest_marker("own_ray")]
-        Path(folder, f"{worker}.own").write_text("\n".join(beside))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -54,43 +50,27 @@ def pytest_xdist_make_scheduler(config, log):
 
     class RayTestsOnOneWorker(LoadScopeScheduling):
         """xdist's per-scope scheduling with every test its own scope, except that all `ray` tests form
-        one scope, which goes out first (the largest scope does) and so to one worker. The `own_ray` tests
-        go out last: the chain starts with its most timing-sensitive tests (a node killed, a join that must
-        answer within seconds), which a sweep beside them would slow."""
+        one scope, which goes out first (the largest scope does) and so to one worker."""
 
         ray_ids: frozenset = frozenset()
-        own_ids: frozenset = frozenset()
 
         def schedule(self):
             if self.collection is None and os.environ.get(RAY_IDS):
                 folder = Path(os.environ[RAY_IDS])
-
-                def ids(files):
-                    return frozenset(line for f in files for line in f.read_text().splitlines() if line)
-                self.ray_ids = ids(f for f in folder.iterdir() if f.suffix != ".own")
-                self.own_ids = ids(folder.glob("*.own"))
+                self.ray_ids = frozenset(line for f in folder.iterdir() for line in f.read_text().splitlines())
             super().schedule()
 
         def _split_scope(self, nodeid):
             return "ray" if nodeid in self.ray_ids else nodeid
 
-        def _assign_work_unit(self, node):
-            for scope in [s for s in self.workqueue if s in self.own_ids]:
-                self.workqueue.move_to_end(scope)
-            super()._assign_work_unit(node)
-
     return RayTestsOnOneWorker(config, log)
-
-
-def in_ray_chain(item) -> bool:
-    return item.get_closest_marker("ray") is not None and item.get_closest_marker("own_ray") is None
 
 
 @pytest.fixture(autouse=True)
 def one_ray_at_a_time(request, tmp_path_factory):
     """The `ray` tests also take turns on a lock file that every worker of the session shares, so they never
     overlap under another scheduling (`-p xdist --dist load`, say)."""
-    if not in_ray_chain(request.node):
+    if request.node.get_closest_marker("ray") is None:
         yield
         return
     import fcntl

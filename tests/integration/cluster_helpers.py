@@ -42,7 +42,7 @@ def local_cluster(workers: int, **extra_env):
         for attempt in range(2):  # once more on fresh ports when Ray lost one of its own to another process
             gcs = free_port()
             # RAY_TMPDIR: `--address auto` reads the address file that `ray start --temp-dir $state/ray` writes
-            # there, so it joins this cluster even with another Ray on the machine (a test beside it, `own_ray`)
+            # there, so it joins this cluster even with another Ray on the machine (a sweep of the user's, say)
             env = {**os.environ, "MTL_LOCAL_CLUSTER": state, "RAY_TMPDIR": state, "RAY_PORT": str(gcs), "RAY_AUTH_MODE": "token",
                    "RAY_DASHBOARD_PORT": str(free_port(taken={gcs})),
                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **extra_env}

@@ -32,7 +32,6 @@ def _child_runs(exp_dir: Path):
         [r for r in runs if "phase" not in r.data.tags]
 
 
-@pytest.mark.own_ray  # runs beside the `ray` chain: nothing it checks is machine-wide (tests/conftest.py)
 def test_smoke_sweep_end_to_end(tmp_path):
     workdir = tmp_path / "cwd"  # launched from an empty folder, results stored elsewhere
     workdir.mkdir()
