@@ -51,6 +51,14 @@ def test_the_seeds_it_would_take_are_the_fewest_that_clear_the_margin():
     assert "within 10%: no number of seeds at this mean" in text  # the mean itself is below -10%
 
 
+def test_a_margin_the_seeds_already_clear_is_shown_not_costed():
+    diff = pd.Series([0.3, -0.1, 0.2, 0.1, 0.0, 0.2])  # mean +0.117; its one-sided bound -0.004 clears -10% of 1
+    lower = diff.mean() - stats.t.ppf(0.95, 5) * diff.std(ddof=1) / np.sqrt(6)
+    text = bench.difference_summary(diff, base=1.0)
+    assert f"one-sided 95% lower bound {lower:+.5f}" in text
+    assert "within 10%: shown at these 6 seeds" in text and "within 20%: shown at these 6 seeds" in text
+
+
 @pytest.mark.parametrize("shares, verdict", [([0.30, 0.32, 0.31, 0.29], ": met"),
                                              ([0.45, 0.50, 0.41, 0.47], "no number of seeds"),
                                              ([0.10, 0.60, 0.20, 0.50], "undecided")])
