@@ -23,6 +23,7 @@ from search.phases import PHASES, Outcome
 from search.cluster import joined_cluster
 from search.signals import catch_signals, sigterm_received
 from search.space import SpaceSpec, as_written, dump_resolved
+from search.mlflow_store import start_store
 from search.tracking import Tracker, default_tracking_uri, mask_uri, open_parent
 
 
@@ -77,6 +78,8 @@ def _open(spec: SpaceSpec, exp_dir: Path, uri: str, resume: bool) -> Experiment:
     state = read_state(exp_dir)
     params = {"space_file": str(spec.path), **{f"search.{k}": v for k, v in asdict(spec.search).items()}}
     artifacts = exp_dir / "mlartifacts" if uri == default_tracking_uri(exp_dir) else None
+    if artifacts is not None:
+        start_store(exp_dir)  # a copy of a cached empty store: no schema migrations per launch
     token = state.get("sweep_token") or secrets.token_hex(16)  # proves to search.replay which run is ours
     parent = open_parent(uri, exp_dir.name, state.get("parent_run_id"), params, exp_dir / Files.SPACE,
                          spec.search.kind, artifacts, token=token)
