@@ -2,16 +2,20 @@
 
 A new SQLite store costs MLflow its whole chain of schema migrations, 2-7 s on a 2-core machine, on every
 launch; the empty result depends only on the MLflow version. So the first launch makes one in the cache
-folder ($MTL_CACHE_DIR, default ~/.cache/mtl_core) and every later new experiment starts from a copy of it.
-Anything unexpected (no cache folder, a file there that is not such a store, an MLflow that moved its store
-class) falls back to MLflow creating the store itself, as before.
+folder ($MTL_CACHE_DIR, default ~/.cache/mtl_core) and every later new experiment starts from a copy of it,
+its Default experiment then pointed at the experiment's own `mlartifacts/0` and stamped now, as MLflow would
+have made it. Anything unexpected (no cache folder, a cached file that is not exactly such a store or is not
+the user's own, a failed copy, an MLflow whose store or schema moved) falls back to MLflow creating the store
+itself, as before.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -35,13 +39,20 @@ def start_store(exp_dir: Path) -> None:
     if template is None:
         return  # MLflow creates it on first use
     part = exp_dir / f".{STORE}.part"
-    shutil.copyfile(template, part)
-    os.replace(part, target)  # whole or absent, never half a store
+    try:
+        shutil.copyfile(template, part)
+        now = int(time.time() * 1000)
+        with closing(sqlite3.connect(part)) as db, db:
+            db.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                       "WHERE experiment_id = 0", ((exp_dir / "mlartifacts" / "0").resolve().as_uri(), now, now))
+        os.replace(part, target)  # whole or absent, never half a store
+    except (OSError, sqlite3.Error):
+        part.unlink(missing_ok=True)  # and MLflow makes the store itself
 
 
 def _template() -> Path | None:
     path = template_path()
-    if _is_store(path):
+    if _is_empty_store(path):
         return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,22 +60,30 @@ def _template() -> Path | None:
             made = Path(tmp) / "empty.db"
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-            # the Default experiment (MLflow makes it; nothing here logs to it) points into the cache, not into
-            # whatever folder the first launch ran from
-            store = SqlAlchemyStore(f"sqlite:///{made}", str(path.parent / "mlruns"))
+            uri = f"sqlite:///{made}"
+            store = SqlAlchemyStore(uri, str(path.parent / "mlruns"))
             store.engine.dispose()
+            getattr(SqlAlchemyStore, "_engine_map", {}).pop(uri, None)  # MLflow's per-URI engine cache
+            made.chmod(0o644)  # whatever the umask: a group-writable template would be refused below
             os.replace(made, path)
     except Exception:  # any failure: no template, and MLflow makes the store as it always did
         return None
-    return path if _is_store(path) else None
+    return path if _is_empty_store(path) else None
 
 
-def _is_store(path: Path) -> bool:
-    """A SQLite file with MLflow's schema version recorded: what MLflow itself would accept to open."""
-    if not path.is_file():
-        return False
+def _is_empty_store(path: Path) -> bool:
+    """The user's own file, writable by nobody else, holding MLflow's current schema and nothing but the
+    Default experiment: what a fresh store is, and all a copy may carry into an experiment."""
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return bool(db.execute("SELECT version_num FROM alembic_version").fetchone())
-    except sqlite3.Error:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return False
+        from mlflow.store.db.utils import _get_latest_schema_revision
+
+        with closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as db:
+            versions = db.execute("SELECT version_num FROM alembic_version").fetchall()
+            experiments = db.execute("SELECT experiment_id FROM experiments").fetchall()
+            runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        return versions == [(_get_latest_schema_revision(),)] and experiments == [(0,)] and runs == 0
+    except Exception:  # missing, unreadable, not SQLite, another schema, an MLflow without that function
         return False
