@@ -148,8 +148,9 @@ def summarise(runs: pd.DataFrame, full_epochs: int | None = None) -> str:
 def difference_summary(diff: pd.Series, base: float | None = None, margins=(0.10, 0.20)) -> str:
     """The paired difference of the hypervolumes (an MO-ASHA arm - scalar_asha, seed by seed) with its 95% t
     interval: the first target holds beyond seed noise when the interval lies above 0, fails when it lies below.
-    With `base` (scalar_asha's mean at the same epochs), what showing non-inferiority would cost: the seeds at
-    which the one-sided 95% bound clears each margin below `base`, if the mean and the spread held."""
+    With `base` (scalar_asha's mean at the same epochs, > 0) and the target not met beyond noise, whether the
+    one-sided 95% bound shows non-inferiority within each margin below `base`, and if not what it would cost:
+    the seeds at which the bound would clear it, if the mean and the spread held."""
     n, mean = len(diff), float(diff.mean())
     if n < 2:
         return f"difference {mean:+.5f} (one seed)"
@@ -158,7 +159,7 @@ def difference_summary(diff: pd.Series, base: float | None = None, margins=(0.10
     verdict = ("above 0: met beyond seed noise" if mean - half > 0 else "below 0: not met" if mean + half < 0
                else "contains 0: no difference shown either way")
     text = f"paired difference {mean:+.5f} [{mean - half:+.5f}, {mean + half:+.5f}] (95% t interval, {n} seeds), {verdict}"
-    if base is None or verdict != "contains 0: no difference shown either way":
+    if base is None or not base > 0 or verdict.startswith("above 0"):  # no margin of a zero front; above: met
         return text
     lower = mean - stats.t.ppf(0.95, n - 1) * sd / np.sqrt(n)  # the one-sided 95% bound at these seeds
     costs = []

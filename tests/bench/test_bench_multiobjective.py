@@ -51,6 +51,13 @@ def test_the_seeds_it_would_take_are_the_fewest_that_clear_the_margin():
     assert "within 10%: no number of seeds at this mean" in text  # the mean itself is below -10%
 
 
+def test_a_front_below_scalar_asha_beyond_noise_still_gets_its_margins():
+    diff = pd.Series([-0.05, -0.06, -0.04, -0.05, -0.055])  # below 0 beyond noise, but within 10% of a base of 1
+    text = bench.difference_summary(diff, base=1.0)
+    assert "below 0: not met" in text and "within 10%: shown at these 5 seeds" in text
+    assert bench.difference_summary(diff, base=0.0).endswith("below 0: not met")  # no margin of a zero front
+
+
 def test_a_margin_the_seeds_already_clear_is_shown_not_costed():
     diff = pd.Series([0.3, -0.1, 0.2, 0.1, 0.0, 0.2])  # mean +0.117; its one-sided bound -0.004 clears -10% of 1
     lower = diff.mean() - stats.t.ppf(0.95, 5) * diff.std(ddof=1) / np.sqrt(6)
