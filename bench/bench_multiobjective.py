@@ -215,13 +215,17 @@ def check_results_path(path: Path) -> None:
         raise SystemExit(f"--results {path}: over {RESULTS_MAX_BYTES >> 20} MiB; not a results file of this bench")
 
 
+def search_row(arm: str, seed: int, trace: np.ndarray) -> dict:
+    """One search: its hypervolume trace over the epochs it spent, and the epochs and final front it implies."""
+    return {"arm": arm, "seed": seed, "trace": trace, "epochs": len(trace), "hv": float(trace[-1]) if len(trace) else 0.0}
+
+
 def _result_row(line: str, setting: dict) -> tuple[dict, bool]:
     raw = json.loads(line)
     trace = np.asarray(raw["trace"], dtype=float)
     if trace.ndim != 1 or not np.isfinite(trace).all():
         raise ValueError("trace: not a list of finite numbers")
-    row = {"arm": str(raw["arm"]), "seed": int(raw["seed"]), "trace": trace, "epochs": len(trace),
-           "hv": float(trace[-1]) if len(trace) else 0.0}  # both from the trace, never trusted beside it
+    row = search_row(str(raw["arm"]), int(raw["seed"]), trace)  # epochs and front from the trace, never beside it
     if row["arm"] not in ARMS:
         raise ValueError(f"arm {row['arm']!r}")
     return row, raw["setting"] == setting
@@ -305,8 +309,7 @@ def main(argv=None):
                 if reference is None:  # once the first launch has prepared the data
                     reference = reference_point(objectives, majority_scores(validation_labels(spec.config), tasks))
                 trace = hypervolume_trace(observed(exp, objectives)[objectives].to_numpy(float), reference)
-                rows.append({"arm": arm, "seed": seed, "epochs": len(trace), "trace": trace,
-                             "hv": float(trace[-1]) if len(trace) else 0.0})
+                rows.append(search_row(arm, seed, trace))
                 if args.results:
                     append_result(args.results, rows[-1], setting)
         runs = pd.DataFrame(rows)

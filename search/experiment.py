@@ -26,6 +26,7 @@ class Files:
 
     STATE = "launch_state.json"  # our bookkeeping: parent run, space file, tracking URI
     SPACE = "space.yaml"  # the space as it runs (after --set); --resume compares against it
+    MLFLOW_DB = "mlflow.db"  # the default MLflow store (without --mlflow-uri); search.mlflow_store makes it
     PENDING = "mlflow_pending.jsonl"  # tracking operations MLflow did not take (see search.replay)
     REPLAYED = "mlflow_pending.replayed.jsonl"  # ... and once replayed
     LOCK = "launch.lock"  # held by the one live launcher

@@ -290,7 +290,7 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
         handler = log_to_file(exp_dir)
         route_third_party_logs()
         from search.sweep import run_experiment
-        from search.tracking import default_tracking_uri
+        from search.mlflow_store import default_tracking_uri
 
         rc = run_experiment(spec, exp_dir, uri or default_tracking_uri(exp_dir), address=args.address,
                             resume=args.resume, address_source=args.address_source)

@@ -22,8 +22,12 @@ from pathlib import Path
 import mlflow
 
 from mtl_core.data.arrays import default_cache_dir
+from search.experiment import Files
 
-STORE = "mlflow.db"
+
+def default_tracking_uri(exp_dir: Path) -> str:
+    """The experiment folder's own store, used without --mlflow-uri."""
+    return f"sqlite:///{(exp_dir / Files.MLFLOW_DB).resolve()}"
 
 
 def template_path() -> Path:
@@ -32,13 +36,13 @@ def template_path() -> Path:
 
 def start_store(exp_dir: Path) -> None:
     """Put an empty MLflow store at exp_dir/mlflow.db unless one is there (a --resume keeps its own)."""
-    target = exp_dir / STORE
+    target = exp_dir / Files.MLFLOW_DB
     if target.exists():
         return
     template = _template()
     if template is None:
         return  # MLflow creates it on first use
-    part = exp_dir / f".{STORE}.part"
+    part = exp_dir / f".{Files.MLFLOW_DB}.part"
     try:
         shutil.copyfile(template, part)
         now = int(time.time() * 1000)

@@ -23,8 +23,8 @@ from search.phases import PHASES, Outcome
 from search.cluster import joined_cluster
 from search.signals import catch_signals, sigterm_received
 from search.space import SpaceSpec, as_written, dump_resolved
-from search.mlflow_store import start_store
-from search.tracking import Tracker, default_tracking_uri, mask_uri, open_parent
+from search.mlflow_store import default_tracking_uri, start_store
+from search.tracking import Tracker, mask_uri, open_parent
 
 
 def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None, resume: bool,
@@ -108,8 +108,8 @@ def _start_ray(address: str | None, source: str | None = None) -> bool:
     else:
         # "local": a Ray of our own, even where `ray start` left a cluster in /tmp/ray/ray_current_cluster
         # (ray.init's default would join that one, and refuse num_cpus); a cluster is joined only by address
-        _ray_init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1", log_to_driver=False,
-                  **quiet)
+        _ray_init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
+                  log_to_driver=False, **quiet)
         started = True
     route_third_party_logs()
     if address is not None:

@@ -60,10 +60,6 @@ def credentials_to_env(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
-def default_tracking_uri(exp_dir: Path) -> str:
-    return f"sqlite:///{(exp_dir / 'mlflow.db').resolve()}"
-
-
 @contextmanager
 def quick_requests(timeout_s: float = 5.0) -> Iterator[None]:
     """MLflow's HTTP retries off and a short timeout, only inside the block (a reachability probe must
