@@ -4,6 +4,7 @@ artifacts, and the parent run closed (FINISHED, or KILLED when a phase was inter
 from __future__ import annotations
 
 import json
+import math
 import logging
 import re
 import time
@@ -15,11 +16,12 @@ from mtl_core import keys
 from mtl_core.bow import bag_of_words_floor
 from mtl_core.prepare import cache_root, data_root
 from search.experiment import Experiment, Files
+from search.folder_write import write_csv, write_text
 from search.front_report import observed
 from search.phases import Outcome
 from search.decision import RunScores, decision_table
 from search.reference import validation_reference
-from search.report import front_shares, write_report
+from search.report import front_shares, write_report_folder
 from search.report_input import ReportInput
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.progress import duration
@@ -38,7 +40,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
     board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks, shares)
     write_parquet(out.history, exp.dir / Files.HISTORY)
     write_parquet(out.trials, exp.dir / Files.TRIALS)
-    board.to_csv(exp.dir / Files.LEADERBOARD, index=False)
+    write_csv(board, exp.dir / Files.LEADERBOARD)
     if out.interrupted:
         exp.tracker.call("set_terminated", status="KILLED")
         exp.tracker.close()
@@ -55,7 +57,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
           f"({saved['compute_saved_frac']:.0%} saved by {'MO-ASHA' if s.objectives else 'ASHA'})", flush=True)
     exp.tracker.log_metrics({**saved, **_headline(board, out.comparisons, s.metric), **_axis_metrics(out.axis_study)})
     try:
-        report = write_report(report_input(exp, out, board, floor), exp.dir / Files.REPORT)
+        report = write_report_folder(report_input(exp, out, board, floor), exp.dir)
         exp.tracker.call("log_artifacts", str(report), Files.REPORT)
     except Exception as exc:  # a plot must never lose the sweep's results
         log.warning("report failed: %s", exc)
@@ -161,7 +163,8 @@ def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metr
              f"{int(rows.loc[best, 'final/seeds'])} seeds the search never used"]
     for c in comparisons:
         other = f"{c.other} ({_mean_sd(rows.loc[c.other])})" if c.other in rows.index else c.other
-        lines.append(f"  {'beats' if c.status == 'beats' else 'does not beat'} {other}: {_verdict(c, len(comparisons))}")
+        verb = {"beats": "beats", "equivalent": "is equivalent to"}.get(c.status, "does not beat")
+        lines.append(f"  {verb} {other}: {_verdict(c, len(comparisons))}")
     if not comparisons:
         lines.append("  no baseline was retrained beside it (search.baselines), so there is no decision")
     top = table.sort_values("final/test/avg_f1/mean", ascending=False).iloc[0]
@@ -182,11 +185,21 @@ def _verdict(c, comparisons: int) -> str:
     diff = f"{e.value:+.4f} [{low:+.4f}, {high:+.4f}] over {e.n} seeds" if e.n >= 2 else f"{e.value:+.4f} ({e.n} seed)"
     if c.status in ("beats", "worse"):
         return f"{diff}, decided ({'better' if c.status == 'beats' else 'worse'})"
+    if c.status == "equivalent":
+        return f"{diff}, decided (equivalent within ±{c.margin:g})"
     if c.status == "inconclusive":
         return f"{diff}, inconclusive ({'fewer than 3 shared seeds' if e.n < 3 else 'no spread over seeds'})"
-    need = c.seeds_needed(comparisons)
-    return f"{diff}, undecided" + (f" (about {need} seeds per side would decide it)" if need else
-                                   " (within the test set's own noise)")
+    cost = c.cost(comparisons)
+    power = f"power {cost['power']:.0%}" if math.isfinite(cost["power"]) else "power unknown"
+    if not cost["seeds_could_decide"]:
+        more = "no number of seeds would decide it" + (f"; about {cost['clips_needed']} test clips would"
+                                                        if cost["clips_needed"] else "")
+    elif cost["seeds_needed"]:
+        more = f"about {cost['seeds_needed']} seeds per side would decide it"
+    else:
+        more = "more seeds alone are unlikely to decide it" + (
+            f"; about {cost['clips_needed']} test clips would" if cost["clips_needed"] else "")
+    return f"{diff}, undecided ({power}; {more})"
 
 
 def answer_markdown(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metric: str) -> str:
@@ -248,7 +261,7 @@ def _bow_floor(exp: Experiment) -> dict[str, float]:
         log.warning("bag-of-words floor failed: %s", exc)
         return {}
     path = exp.dir / Files.FLOOR
-    path.write_text(json.dumps(floor, indent=2))
+    write_text(path, json.dumps(floor, indent=2))
     exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith("test/")})
     print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
           flush=True)

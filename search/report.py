@@ -35,6 +35,7 @@ from search.decision import RunScores  # noqa: E402
 from mtl_core.cli import OneLineParser, fail  # noqa: E402
 from search.experiment import CorruptFile, Files  # noqa: E402
 from search.folder_read import check_output_folder  # noqa: E402
+from search.folder_write import write_text  # noqa: E402
 from search.front_report import front_section  # noqa: E402
 from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
 from search.report_input import ReportInput  # noqa: E402
@@ -120,8 +121,8 @@ def write_report(given: ReportInput, out: Path, top: int = 5) -> Path:
     lines += _floor_section(given.floor, given.leaderboard)
     if given.leaderboard is not None:
         lines += [f"Full ranking: [{Files.LEADERBOARD}](../{Files.LEADERBOARD}).", ""]
-    (out / "summary.md").write_text("\n".join(lines))
-    (out / "summary.html").write_text(html_page(lines, out, f"Sweep report: {given.name}"))
+    write_text(out / "summary.md", "\n".join(lines))
+    write_text(out / "summary.html", html_page(lines, out, f"Sweep report: {given.name}"))
     return out
 
 
@@ -604,22 +605,54 @@ def main(argv: list[str] | None = None) -> int:
         check_output_folder(out)
     except CorruptFile as exc:
         return fail(str(exc), code=1)
-    fresh = Path(tempfile.mkdtemp(prefix=".report-", dir=exp_dir))  # new, so nothing in it leads elsewhere
+    try:
+        fresh = _fresh_folder(exp_dir)
+    except OSError as exc:  # a read-only folder, a full disk
+        return fail(f"{exp_dir}: cannot write the report there ({exc.strerror or type(exc).__name__})", code=1)
     try:
         write_report(given, fresh)
+    except OSError as exc:
+        shutil.rmtree(fresh, ignore_errors=True)
+        return fail(f"{exp_dir}: cannot write the report there ({exc.strerror or type(exc).__name__})", code=1)
     except Exception as exc:  # a table with the columns we write but values we never would
-        shutil.rmtree(fresh)
+        shutil.rmtree(fresh, ignore_errors=True)
         return fail(f"{exp_dir}: no report from these files ({type(exc).__name__}: {str(exc)[:200]}); "
                     f"they are not what this service writes", code=1)
     try:
-        fresh.chmod(0o755)
-        if out.is_dir():
-            shutil.rmtree(out)
-        fresh.rename(out)
+        _move_in(fresh, out)
     except OSError as exc:
         return fail(f"{out}: cannot replace it ({exc.strerror}); the new report is in {fresh}", code=1)
     print(f"report written to {out / 'summary.md'}")
     return 0
+
+
+def _fresh_folder(exp_dir: Path) -> Path:
+    """A new folder in the experiment folder to write a report into: new, so nothing in it leads elsewhere."""
+    return Path(tempfile.mkdtemp(prefix=".report-", dir=exp_dir))
+
+
+def _move_in(fresh: Path, out: Path) -> None:
+    """The report written in `fresh` becomes `out`, the old one removed (a link inside it is removed, never
+    followed)."""
+    fresh.chmod(0o755)
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    fresh.rename(out)
+
+
+def write_report_folder(given: ReportInput, exp_dir: Path) -> Path:
+    """The report in `exp_dir/report`, written in a new folder and then moved in place (the launcher's end):
+    a link at `report` is refused (CorruptFile), one inside it replaced, never written through."""
+    out = exp_dir / Files.REPORT
+    check_output_folder(out)
+    fresh = _fresh_folder(exp_dir)
+    try:
+        write_report(given, fresh)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    _move_in(fresh, out)
+    return out
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtl_core import TASKS, keys
+from search.folder_write import write_bytes
 from search.labels import config_label, distinct, partition_label, trial_number
 from search.pareto import rank_and_crowding
 
@@ -158,7 +159,9 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     for c in df.columns:
         if df[c].dtype == object and not df[c].map(lambda v: isinstance(v, (list, np.ndarray))).all():
             df[c] = df[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, compression="zstd")
+    sink = pa.BufferOutputStream()  # whole, then renamed into the folder (search.folder_write)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+    write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def compute_saved(trials: pd.DataFrame, num_samples: int, max_t: int) -> dict[str, float]:

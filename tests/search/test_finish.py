@@ -80,3 +80,35 @@ def test_the_report_gets_the_phases_tables_as_they_are(tmp_path):
     assert given.milestones == [1, 2, 4] and given.metric == spec.search.metric  # grace 1, factor 2, 4 epochs
     assert given.objectives == [] and given.observed.empty and given.reference is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_tables_and_the_floor_never_write_through_a_link(tmp_path, monkeypatch, capsys):
+    """A link planted at a table's or the floor's name is replaced by the file, and the file it pointed at
+    stays as it was (an interrupted launch writes the tables, a finished one the floor too)."""
+    from types import SimpleNamespace
+
+    import search.finish
+    from search.experiment import Files, Outcome
+    from search.finish import _bow_floor, finish
+    from search.space import load_space
+
+    spec = load_space("spaces/smoke.yaml")
+    exp_dir, elsewhere = tmp_path / "exp", tmp_path / "elsewhere"
+    exp_dir.mkdir()
+    elsewhere.mkdir()
+    names = (Files.LEADERBOARD, Files.TRIALS, Files.HISTORY, Files.FLOOR)
+    for name in names:
+        (elsewhere / name).write_text("precious")
+        (exp_dir / name).symlink_to(elsewhere / name)
+    tracker = SimpleNamespace(call=lambda *a, **k: None, close=lambda: 0, log_metrics=lambda *a, **k: None)
+    exp = SimpleNamespace(spec=spec, name="exp", max_t=spec.max_t, dir=exp_dir, tracker=tracker,
+                          resume_hint=lambda: "resume it")
+    trials = pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "epochs": [1], spec.search.metric: [0.5]})
+    history = pd.DataFrame({"trial_id": ["a"], "training_iteration": [1], spec.search.metric: [0.5]})
+    assert finish(exp, Outcome(trials=trials, history=history, expected=1, interrupted=True)) == 130
+    monkeypatch.setattr(search.finish, "bag_of_words_floor", lambda *a, **k: {"test/avg_f1": 0.5})
+    assert _bow_floor(exp) == {"test/avg_f1": 0.5}
+    for name in names:
+        assert (elsewhere / name).read_text() == "precious", name
+        assert not (exp_dir / name).is_symlink() and (exp_dir / name).stat().st_size > 0, name
+    assert sorted(p.name for p in exp_dir.iterdir()) == sorted(names)  # no temporary file left beside them

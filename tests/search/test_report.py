@@ -130,3 +130,46 @@ def test_the_command_never_writes_through_a_link_in_the_folder(tmp_path, capsys)
     (exp / "report").symlink_to(elsewhere)
     assert main([str(exp)]) == 1 and "a link or a file, not the report folder" in capsys.readouterr().err
     assert list(elsewhere.iterdir()) == [] and not list(exp.glob(".report-*"))
+
+
+def test_a_folder_the_report_cannot_be_written_in_is_one_line(tmp_path, capsys, monkeypatch):
+    """A read-only experiment folder (or a full disk): one line naming it and exit 1, nothing left behind."""
+    import errno
+    import tempfile
+
+    test_the_command_reads_the_same_tables_back_from_the_folder(tmp_path)
+    exp = tmp_path / "exp"
+    before = sorted(p.name for p in exp.iterdir())
+
+    def refused(*_, **__):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    capsys.readouterr()
+    assert main([str(exp)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and str(exp) in err and "Permission denied" in err and "Traceback" not in err
+    assert sorted(p.name for p in exp.iterdir()) == before
+
+
+def test_the_launcher_s_report_replaces_links_and_refuses_a_linked_folder(tmp_path):
+    """The end of a launch writes the report as the command does: a link inside `report/` is replaced, the
+    file it pointed at kept; a `report` that is a link is refused."""
+    import pytest
+
+    from search.experiment import CorruptFile
+    from search.report import write_report_folder
+
+    exp, victim = tmp_path / "exp", tmp_path / "victim.txt"
+    (exp / "report").mkdir(parents=True)
+    victim.write_text("precious")
+    (exp / "report" / "summary.md").symlink_to(victim)
+    out = write_report_folder(_given(), exp)
+    assert victim.read_text() == "precious" and (out / "summary.md").read_text().startswith("# Sweep report")
+    assert sorted(p.name for p in exp.iterdir()) == ["report"]
+    (tmp_path / "elsewhere").mkdir()
+    import shutil
+    shutil.rmtree(out)
+    out.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(CorruptFile, match="a link or a file"):
+        write_report_folder(_given(), exp)
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and sorted(p.name for p in exp.iterdir()) == ["report"]
