@@ -4,7 +4,6 @@ Tune's (the parent run, the space file, the tracking URI)."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from search.folder_write import write_text
 from search.space import SpaceSpec
 from search.trial import TrialSettings, scratch_key
 
@@ -148,6 +148,4 @@ def read_state(exp_dir: Path) -> dict:
 
 def write_state(exp_dir: Path, state: dict) -> None:
     """Written to a temporary file and renamed: a launcher killed mid-write never leaves half a file."""
-    tmp = exp_dir / (Files.STATE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, exp_dir / Files.STATE)
+    write_text(exp_dir / Files.STATE, json.dumps(state, indent=2))

@@ -30,6 +30,7 @@ from search.axis_study import (
 from search.baselines import baseline_overrides, shared_knobs
 from search.decision import RunScores, decision_table, looks, race, still_open
 from search.experiment import Candidate, Experiment, Files, Outcome  # noqa: F401 (Candidate, Outcome: re-exported)
+from search.folder_write import write_csv, write_text
 from search.front_picks import front_picks
 from search.labels import config_label, partition_label, partition_of
 from search.groupings import distinct_configs, group_trials, score_table, summarise
@@ -98,7 +99,7 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
             return
         _, trials = collect(results, s.metric, s.mode, exp.max_t)
         board = leaderboard(trials, s.metric, s.mode)
-        board.to_csv(exp.dir / Files.tuning(b), index=False)
+        write_csv(board, exp.dir / Files.tuning(b))
         out.artifacts.append(exp.dir / Files.tuning(b))
         ok = board[board["status"] != "failed"]
         if ok.empty:
@@ -108,7 +109,7 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
         out.tuned[b] = best
         out.tuning[b] = {"trials": len(board), "score": float(ok.iloc[0][s.metric]), "overrides": shared_knobs(best)}
         print(f"  {b}: best {s.metric} {out.tuning[b]['score']:.4f} with {out.tuning[b]['overrides']}", flush=True)
-    (exp.dir / Files.TUNED).write_text(json.dumps(out.tuning, indent=2))
+    write_text(exp.dir / Files.TUNED, json.dumps(out.tuning, indent=2))
     out.artifacts.append(exp.dir / Files.TUNED)
 
 
@@ -137,8 +138,8 @@ def score(exp: Experiment, out: Outcome) -> None:
     ok["config"] = ok["meta/config"].astype(int)
     every, picks = summarise(score_table(ok, tasks), tasks, top=len(tasks) ** len(tasks))
     top = every[every["rank"] <= 10] if not every.empty else every
-    top.to_csv(exp.dir / Files.GROUPINGS, index=False)
-    picks.to_csv(exp.dir / Files.SELECTION, index=False)
+    write_csv(top, exp.dir / Files.GROUPINGS)
+    write_csv(picks, exp.dir / Files.SELECTION)
     out.artifacts += [exp.dir / Files.GROUPINGS, exp.dir / Files.SELECTION]
     out.scores = every
     if every.empty:
@@ -177,7 +178,7 @@ def tag(exp: Experiment, out: Outcome) -> None:
     if out.interrupted:  # a trial stopped before its first result has no config
         return
     table = _tag_table(exp, out, results)
-    table.to_csv(exp.dir / Files.AFFINITY_GROUPINGS, index=False)
+    write_csv(table, exp.dir / Files.AFFINITY_GROUPINGS)
     out.artifacts.append(exp.dir / Files.AFFINITY_GROUPINGS)
     if table.empty:
         return
@@ -312,16 +313,16 @@ def final(exp: Experiment, out: Outcome) -> None:
         out.artifacts.append(exp.dir / Files.FINAL_RUNS)
     if out.comparisons:
         path = exp.dir / Files.DECISION
-        decision_table(out.comparisons).to_csv(path, index=False)
+        write_csv(decision_table(out.comparisons), path)
         out.artifacts.append(path)
     values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
     if values and not out.final_runs.empty:
         out.axis_study = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
-        out.axis_study.to_csv(exp.dir / Files.AXIS_STUDY, index=False)
+        write_csv(out.axis_study, exp.dir / Files.AXIS_STUDY)
         out.artifacts.append(exp.dir / Files.AXIS_STUDY)
         out.pretraining_study = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
         if not out.pretraining_study.empty:
-            out.pretraining_study.to_csv(exp.dir / Files.PRETRAIN_STUDY, index=False)
+            write_csv(out.pretraining_study, exp.dir / Files.PRETRAIN_STUDY)
             out.artifacts.append(exp.dir / Files.PRETRAIN_STUDY)
 
 

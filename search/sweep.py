@@ -19,6 +19,7 @@ from mtl_core.prepare import prepare
 from search.console import is_quiet, route_third_party_logs
 from search.experiment import Experiment, Files, read_state, write_state
 from search.finish import finish
+from search.folder_write import write_text
 from search.phases import PHASES, Outcome
 from search.cluster import joined_cluster
 from search.signals import catch_signals, sigterm_received
@@ -33,7 +34,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     KeyboardInterrupt when Ctrl-C or SIGTERM came outside a Tune phase (the parent run closed as KILLED)."""
     started = time.time()
     if not (exp_dir / Files.SPACE).is_file():  # never rewritten: --resume runs the recorded space
-        (exp_dir / Files.SPACE).write_text(dump_resolved(spec))
+        write_text(exp_dir / Files.SPACE, dump_resolved(spec))
     try:
         _prepare_data(spec)
     except (DataError, EncoderNotFound) as exc:  # what the launcher's checks cannot see (e.g. weights that fail to load)
