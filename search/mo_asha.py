@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +36,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from mtl_core import keys
 from search.folder_read import read_rungs
+from search.folder_write import write_text
 from search.pareto import ahead_of
 
 log = logging.getLogger(__name__)
@@ -127,10 +127,8 @@ class MultiObjectiveASHA(FIFOScheduler):
     def _save(self) -> None:
         if self.state_file is None:
             return
-        tmp = f"{self.state_file}.tmp"
-        with open(tmp, "w") as f:  # NaN is written as NaN (Python's json reads it back)
-            json.dump({str(level): rec for level, rec in self.rungs.items()}, f)
-        os.replace(tmp, self.state_file)  # a kill never leaves half a file
+        # NaN is written as NaN (Python's json reads it back); whole and renamed: a kill never leaves half a file
+        write_text(Path(self.state_file), json.dumps({str(level): rec for level, rec in self.rungs.items()}))
 
     def _load(self) -> None:
         if self._loaded:
