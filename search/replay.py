@@ -21,6 +21,7 @@ from mtl_core.cli import OneLineParser, fail
 from mtl_core.validation import ConfigError
 from search.experiment import CorruptFile, Files, read_state
 from search.folder_read import REPLAY_RISK, check_only_ours, read_json_lines
+from search.folder_write import write_text
 from search.tracking import Tracker, TrackingUnavailable, check_tracking
 
 
@@ -104,7 +105,7 @@ def replay(exp_dir: Path, ops: list[list], uri: str, parent_run_id: str) -> int:
     finally:  # what was not written stays, in order, for the next try
         rest = ops[done:]
         if rest:
-            path.write_text("".join(json.dumps(op) + "\n" for op in rest))
+            write_text(path, "".join(json.dumps(op) + "\n" for op in rest))
         else:
             path.rename(path.with_name(Files.REPLAYED))
     return done

@@ -23,6 +23,7 @@ from ray import tune
 
 from mtl_core import keys
 from mtl_core.validation import ConfigError
+from search.folder_write import append_text
 from search.labels import config_label, run_name
 from search.results import error_line
 from search.trial import meta_of
@@ -263,9 +264,7 @@ class Tracker:
         if not self.pending:
             return 0
         where = self.spool or "mlflow_pending.jsonl"
-        with open(where, "a") as f:
-            for op in self.pending:
-                f.write(json.dumps(op) + "\n")
+        append_text(Path(where), "".join(json.dumps(op) + "\n" for op in self.pending))  # never through a link
         n, self.pending = len(self.pending), []
         print(f"WARNING: MLflow at {mask_uri(self.uri)} is still unreachable: {n} tracking operations were not logged; "
               f"they are saved in {where} (write them later with: python -m search.replay {Path(where).parent})",
