@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from mtl_core import safe_yaml
 from mtl_core.validation import ConfigError
-from search.experiment import CorruptFile
+from search.experiment import CorruptFile, Files
 
 MAX_JSON_BYTES = 16 * 2**20  # our JSON files hold a few numbers per trial; Tune's result.json a line per epoch
 MAX_TABLE_BYTES = 2**30  # trials, history and final runs: a few MB for a thousand trials
@@ -226,6 +226,15 @@ def check_journal(path: Path, limit: int = MAX_TABLE_BYTES) -> int:
         if not isinstance(op, dict) or not isinstance(op.get("op_code"), int):
             raise CorruptFile(f"{path}: line {number} is not an Optuna journal operation")
     return len(data) - len(lines[-1])
+
+
+def check_no_links(exp_dir: Path) -> None:
+    """None of the experiment folder's own files (`Files`) is a link: --resume appends to its log, Optuna's
+    journal and the MLflow store in place, which would write whatever a link there points at."""
+    for name in sorted(v for k, v in vars(Files).items() if k.isupper() and isinstance(v, str)):
+        if (exp_dir / name).is_symlink():
+            raise CorruptFile(f"{exp_dir / name}: a link, not a file this service wrote; --resume writes the "
+                              f"experiment's files in place (move the link away)")
 
 
 def check_output_folder(out: Path) -> None:

@@ -29,7 +29,7 @@ from search import signals
 from search.cluster import ClusterUnavailable, address_source, auth_env, check_cluster
 from search.console import close_log_file, log_to_file, route_third_party_logs, setup_console
 from search.experiment import CorruptFile, Files, read_state, resume_hint
-from search.folder_read import RESUME_RISK, check_journal, check_only_ours, read_rungs
+from search.folder_read import RESUME_RISK, check_journal, check_no_links, check_only_ours, read_rungs
 from search.lock import ExperimentLock, Locked
 from search.signals import catch_signals, terminated
 from search.space import (SEARCH_UPPER, SpaceSpec, as_written, check_name, corner_samples, dump_resolved, load_space,
@@ -130,6 +130,7 @@ def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> i
     if not read_state(exp_dir):
         raise ConfigError(f"--resume: {exp_dir} holds no experiment to resume")
     _check_same_space(spec, exp_dir)
+    check_no_links(exp_dir)  # --trust-folder too: a link is never written through
     if not args.trust_folder:
         check_only_ours(exp_dir, RESUME_RISK)
     whole = check_journal(exp_dir / Files.OPTUNA_JOURNAL)  # Optuna replays it inside Ray: a bad line is said here

@@ -202,7 +202,16 @@ GIVEN = {
         json.dumps(["call", "log_artifact", ["0123", "/etc/hostname"], {}]) + "\n")),
     "masked_state": lambda exp: (_recorded(exp, {**STATE, "tracking_uri": "http://alice:***@127.0.0.1:9"}),
                                  (exp / "mlflow_pending.jsonl").write_text("[\"call\", \"set_tag\", [\"0123\", \"k\", \"v\"], {}]\n")),
+    "planted_links": lambda exp: _planted_links(exp),
 }
+
+
+def _planted_links(exp: Path) -> None:
+    """A recorded experiment whose log and leaderboard are links to files of the user's elsewhere."""
+    _recorded(exp, STATE)
+    for name in ("launch.log", "leaderboard.csv"):
+        (exp.parent / f"victim-{name}").write_text("precious")
+        (exp / name).symlink_to(exp.parent / f"victim-{name}")
 
 
 @pytest.fixture
