@@ -26,6 +26,7 @@ from search.stats import SeedClipEstimate, clip_weights, delta_m, holm, macro_f1
 ALPHA = 0.05
 MIN_SEEDS = 3  # below this a t interval over seeds says little: never a decision
 RESAMPLES = 1000
+EQUIVALENCE_MARGIN = 0.02  # in test macro-F1: a smaller true difference is "equivalent" (search.equivalence_margin)
 
 
 def pred_col(task: str) -> str:
@@ -46,12 +47,14 @@ class RunScores:
         self.with_predictions = len(have) == len(self.tasks) and len(ok) > 0
         self._full: dict[tuple[str, int], np.ndarray] = {}  # (name, seed) -> [T]
         self._boot: dict[tuple[str, int], np.ndarray] = {}  # (name, seed) -> [B, T]
+        self.clips = 0
         if not self.with_predictions:
             for _, r in ok.iterrows():
                 self._full[(r["name"], int(r["seed"]))] = np.array([r[keys.task("test", t)] for t in self.tasks], float)
             return
         first = ok.iloc[0]
         labels = np.stack([np.asarray(first[label_col(t)]) for t in self.tasks], axis=1)
+        self.clips = len(labels)
         self.weights = clip_weights(len(labels), resamples, seed)
         for _, r in ok.iterrows():
             pred = np.stack([np.asarray(r[pred_col(t)]) for t in self.tasks], axis=1)
@@ -78,8 +81,8 @@ class RunScores:
         if not shared:
             return SeedClipEstimate(math.nan, math.nan, 0.0, 0)
         per_seed = (self.full(a, shared) - self.full(b, shared)).mean(axis=1)
-        resampled = (self.boot(a, shared) - self.boot(b, shared)).mean(axis=(1, 2))
-        return seed_clip_estimate(per_seed, resampled)
+        each = (self.boot(a, shared) - self.boot(b, shared)).mean(axis=2)  # [B, S]
+        return seed_clip_estimate(per_seed, each.mean(axis=1), per_seed_resampled=self._each(each), clips=self.clips)
 
     def delta_m(self, a: str, reference: str, seeds: Sequence[int] | None = None) -> SeedClipEstimate:
         """Δm% of a against `reference` (the single-task models) over their shared seeds."""
@@ -87,12 +90,19 @@ class RunScores:
         if not shared:
             return SeedClipEstimate(math.nan, math.nan, 0.0, 0)
         fa, fb = self.full(a, shared), self.full(reference, shared)
-        idx = range(len(self.tasks))
-        per_seed = [delta_m(dict(zip(idx, x)), dict(zip(idx, y)), idx) for x, y in zip(fa, fb)]
-        ba, bb = self.boot(a, shared).mean(axis=1), self.boot(reference, shared).mean(axis=1)
-        resampled = [delta_m(dict(zip(idx, x)), dict(zip(idx, y)), idx) for x, y in zip(ba, bb)]
-        value = delta_m(dict(zip(idx, fa.mean(0))), dict(zip(idx, fb.mean(0))), idx)
-        return seed_clip_estimate(np.array(per_seed), np.array(resampled) if self.with_predictions else np.zeros(1), value)
+        per_seed = 100.0 * ((fa - fb) / fb).mean(axis=1)
+        ba, bb = self.boot(a, shared), self.boot(reference, shared)  # [B, S, T]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            resampled = 100.0 * ((ba.mean(axis=1) - bb.mean(axis=1)) / bb.mean(axis=1)).mean(axis=1)
+            each = 100.0 * ((ba - bb) / bb).mean(axis=2)
+        value = delta_m(dict(enumerate(fa.mean(0))), dict(enumerate(fb.mean(0))), range(len(self.tasks)))
+        if not self.with_predictions:
+            return seed_clip_estimate(per_seed, np.zeros(1), value)
+        return seed_clip_estimate(per_seed, resampled, value, per_seed_resampled=self._each(each), clips=self.clips)
+
+    def _each(self, per_seed_resampled: np.ndarray) -> np.ndarray | None:
+        """Each seed's statistic on the clip resamples, when there are per-clip predictions to resample."""
+        return per_seed_resampled if self.with_predictions else None
 
     def shared(self, a: str, b: str, seeds: Sequence[int] | None = None) -> list[int]:
         common = set(self.seeds(a)) & set(self.seeds(b))
@@ -106,13 +116,15 @@ class Comparison:
     best: str
     other: str
     estimate: SeedClipEstimate
-    status: str  # beats | worse | undecided | inconclusive
+    status: str  # beats | worse | equivalent | undecided | inconclusive
     look: int  # the look it was decided at (1-based), or the last look it was open at
-    alpha: float  # the level of the last test it took part in (spent alpha, before Holm)
+    alpha: float  # the level of the last look it took part in (the alpha spent since the previous look)
+    margin: float = 0.0  # equivalence margin in test macro-F1 (0: no equivalence test)
+    tests: int = 1  # the hypotheses Holm shared that level among at that look
 
     @property
     def decided(self) -> bool:
-        return self.status in ("beats", "worse")
+        return self.status in ("beats", "worse", "equivalent")
 
     @property
     def open(self) -> bool:
@@ -120,8 +132,26 @@ class Comparison:
         does not vary over seeds (the same configuration twice)."""
         return self.status == "undecided" or (self.status == "inconclusive" and self.estimate.n < MIN_SEEDS)
 
+    def plan_alpha(self, comparisons: int) -> float:
+        """The level a fixed-size plan tests at: 5% shared by Holm's first step over the family's hypotheses
+        (two per comparison when equivalence is tested)."""
+        return ALPHA / (max(1, comparisons) * (2 if self.margin > 0 else 1))
+
     def seeds_needed(self, comparisons: int) -> int | None:
-        return self.estimate.seeds_needed(ALPHA / max(1, comparisons))
+        return self.estimate.seeds_needed(self.plan_alpha(comparisons))
+
+    def seeds_could_decide(self, comparisons: int) -> bool:
+        """False only when the clip term alone is larger than even the largest difference the seeds so far
+        allow (one-sided 95%): then more seeds would not decide it, more test clips might."""
+        return not self.estimate.seeds_cannot_decide(self.plan_alpha(comparisons))
+
+    def cost(self, comparisons: int) -> dict:
+        """What the undecided comparison would need, as a fixed-size comparison at its share of the
+        family-wise 5%: power at the observed difference, the difference decided with 80% power, and the
+        seeds per side or test clips that would decide the observed difference."""
+        e, alpha = self.estimate, self.plan_alpha(comparisons)
+        return {"power": e.power(alpha), "detectable": e.detectable(alpha), "seeds_needed": e.seeds_needed(alpha),
+                "clips_needed": e.clips_needed(alpha), "seeds_could_decide": self.seeds_could_decide(comparisons)}
 
     def sentence(self, comparisons: int = 1) -> str:
         e = self.estimate
@@ -132,15 +162,30 @@ class Comparison:
             return f"{self.best} beats {self.other}: {span}; decided at look {self.look}."
         if self.status == "worse":
             return f"{self.best} is worse than {self.other}: {span}; decided at look {self.look}."
+        if self.status == "equivalent":
+            return (f"{self.best} is equivalent to {self.other} within ±{self.margin:g}: {span}; decided at look "
+                    f"{self.look} (two one-sided tests).")
         if self.status == "inconclusive":
             why = "fewer than 3 shared seeds" if e.n < MIN_SEEDS else "the difference does not vary over seeds"
             return f"{self.best} vs {self.other}: inconclusive ({why}): {span}."
-        need = self.seeds_needed(comparisons)
-        cost = (f"deciding it would take about {need} seeds per side (from the observed paired spread, "
-                f"95% with Holm over {comparisons} comparison(s))" if need is not None else
-                "no number of seeds would decide it: the difference is within the test set's own sampling "
-                "noise (a larger test split would)")
-        return f"{self.best} vs {self.other}: undecided after {e.n} seeds: {span}; {cost}."
+        return f"{self.best} vs {self.other}: undecided after {e.n} seeds: {span}; {cost_text(self, comparisons)}."
+
+
+def cost_text(c: Comparison, comparisons: int) -> str:
+    """An undecided comparison's power and what deciding it would cost, in words."""
+    cost, n = c.cost(comparisons), c.estimate.n
+    clips = (f"about {cost['clips_needed']} test clips at {n} seeds would"
+             if cost["clips_needed"] else "a larger test set would")
+    if not cost["seeds_could_decide"]:
+        what = f"no number of seeds would decide it (the test set's own sampling noise is larger than the difference); {clips}"
+    elif cost["seeds_needed"]:
+        what = f"about {cost['seeds_needed']} seeds per side would decide it, or {clips.removesuffix(' would')}"
+    else:
+        what = f"more seeds alone are unlikely to decide it (the test set's sampling noise is close to the difference); {clips}"
+    power = f"power {cost['power']:.0%} at the observed difference" if math.isfinite(cost["power"]) else ""
+    detect = f"80% power needs a difference of {cost['detectable']:.4f}" if math.isfinite(cost["detectable"]) else ""
+    family = f"95% with Holm over {comparisons} comparison(s)" + (" and their equivalence tests" if c.margin > 0 else "")
+    return "; ".join(x for x in (what, power, detect) if x) + f" ({family})"
 
 
 def looks(seeds_min: int, seeds_max: int, step: int) -> list[int]:
@@ -150,23 +195,33 @@ def looks(seeds_min: int, seeds_max: int, step: int) -> list[int]:
 
 
 def race(scores: RunScores, best: str, others: Sequence[str], seeds: Sequence[int], at: Sequence[int],
-         done: int | None = None, alpha: float = ALPHA) -> list[Comparison]:
+         done: int | None = None, alpha: float = ALPHA, margin: float = EQUIVALENCE_MARGIN) -> list[Comparison]:
     """Replay the race on the runs there are, over the first `done` of the looks `at` (seed counts; all by
     default): at look l every comparison still open is tested on the first at[l] final seeds that both
-    sides have, at the alpha spent since the previous look, with Holm across the comparisons open at that
-    look. Deterministic, so a resumed phase replays the same decisions."""
+    sides have, at the alpha spent since the previous look. Each open comparison brings two hypotheses:
+    "no difference" (a t test; rejected: beats or worse) and, with a `margin`, "a difference of at least
+    ±margin" (two one-sided tests; rejected: equivalent). Holm runs over all of them together, so the
+    family-wise error stays at the spent alpha whichever of each pair is true. Deterministic, so a resumed
+    phase replays the same decisions."""
     last: dict[str, Comparison] = {}
     open_, previous = list(others), 0.0
     for look, n in enumerate(at[: len(at) if done is None else done], start=1):
         level = spent_alpha(n / at[-1], alpha) - previous
         previous += level
         estimates = {o: scores.difference(best, o, seeds[:n]) for o in open_}
-        testable = {o: e.p_value() for o, e in estimates.items() if e.n >= MIN_SEEDS and e.seed_sd > 0}
-        rejected = holm(testable, level)
+        testable = [o for o, e in estimates.items() if e.n >= MIN_SEEDS and e.seed_sd > 0]
+        pvalues = {(o, "difference"): estimates[o].p_value() for o in testable}
+        if margin > 0:
+            pvalues.update({(o, "equivalence"): estimates[o].equivalence_p(margin) for o in testable})
+        rejected = holm(pvalues, level)
         for o, e in estimates.items():
-            status = ("beats" if e.value > 0 else "worse") if o in rejected else (
-                "undecided" if o in testable else "inconclusive")
-            last[o] = Comparison(best, o, e, status, look, level)
+            if (o, "difference") in rejected:
+                status = "beats" if e.value > 0 else "worse"
+            elif (o, "equivalence") in rejected:
+                status = "equivalent"
+            else:
+                status = "undecided" if o in testable else "inconclusive"
+            last[o] = Comparison(best, o, e, status, look, level, margin, max(1, len(pvalues)))
         open_ = [o for o in open_ if last[o].open]
     return [last[o] for o in others if o in last]
 
@@ -181,8 +236,14 @@ def decision_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
     rows = []
     for c in comparisons:
         low, high = c.estimate.interval()
-        need = c.seeds_needed(len(comparisons)) if c.status == "undecided" else None
+        cost = c.cost(len(comparisons)) if c.status == "undecided" else {}
         rows.append({"best": c.best, "other": c.other, "status": c.status, "seeds": c.estimate.n,
                      "diff": c.estimate.value, "low": low, "high": high, "p": c.estimate.p_value(),
-                     "look": c.look, "alpha": c.alpha, "seeds_needed": need, "sentence": c.sentence(len(comparisons))})
+                     "p_equivalence": c.estimate.equivalence_p(c.margin), "margin": c.margin,
+                     "look": c.look, "alpha": c.alpha, "tests": c.tests,
+                     "clip_sd": math.sqrt(c.estimate.clip_term), "seed_sd": c.estimate.seed_sd,
+                     "power": cost.get("power"), "detectable": cost.get("detectable"),
+                     "seeds_needed": cost.get("seeds_needed"), "clips_needed": cost.get("clips_needed"),
+                     "seeds_could_decide": cost.get("seeds_could_decide"),
+                     "sentence": c.sentence(len(comparisons))})
     return pd.DataFrame(rows)

@@ -4,8 +4,8 @@ artifacts, and the parent run closed (FINISHED, or KILLED when a phase was inter
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import re
 import time
 

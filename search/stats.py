@@ -210,25 +210,59 @@ def spent_alpha(fraction: float, alpha: float) -> float:
 class SeedClipEstimate:
     """A statistic of two configurations paired by seed, with a standard error that holds both the seed
     noise (the spread of the per-seed values over n seeds) and the test-set sampling (the spread of the
-    seed-averaged value over bootstrap resamples of the test clips, shared by both sides)."""
+    statistic over bootstrap resamples of the test clips, shared by both sides).
+
+    The bootstrap variance of the seed-averaged value (`clip_var`, C) holds two terms: how the two
+    configurations differ on these particular clips (the clip term, which no number of seeds averages away)
+    and the seed x clip interaction (how one seed's predictions happen to fall on these clips), which shrinks
+    as 1/n. The per-seed bootstrap variance (`seed_clip_var`, V: its mean over the seeds) holds the clip
+    term and the whole interaction, so C = K + I/n and V = K + I give the clip term K = C - (V - C)/(n - 1).
+    The interaction is also part of the spread over seeds, so the variance of the mean is K + seed_sd^2/n:
+    counting C instead would count the interaction twice, and would plan as if it never shrank."""
 
     value: float
     seed_sd: float  # sd of the per-seed values
-    clip_var: float  # variance of the seed-averaged value over clip resamples
+    clip_var: float  # C: variance of the seed-averaged value over clip resamples
     n: int
+    seed_clip_var: float = math.nan  # V: mean over the seeds of each seed's variance over clip resamples
+    clips: int = 0  # test clips the statistic was computed on (0: unknown)
+
+    @property
+    def interaction_var(self) -> float:
+        """The seed x clip interaction in one seed's value, I = (V - C) n / (n - 1) (0 when V is unknown)."""
+        if self.n < 2 or not np.isfinite(self.seed_clip_var):
+            return 0.0
+        return min(max(0.0, (self.seed_clip_var - self.clip_var) * self.n / (self.n - 1)), self.clip_var * self.n)
+
+    @property
+    def clip_term(self) -> float:
+        """K: the test-set sampling variance that stays however many seeds run."""
+        return max(0.0, self.clip_var - self.interaction_var / self.n) if self.n >= 1 else self.clip_var
+
+    def variance(self, n: int | None = None, clip_factor: float = 1.0) -> float:
+        """The variance of the mean difference with n seeds per side (default: the seeds there are) on
+        `clip_factor` times as many test clips: the clip term and the interaction shrink with the clips,
+        the seeds' own spread (without the interaction) only with the seeds."""
+        n = self.n if n is None else n
+        seed_var = self.seed_sd ** 2 if self.n >= 2 else math.nan
+        interaction = min(self.interaction_var, seed_var)
+        return self.clip_term / clip_factor + (seed_var - interaction + interaction / clip_factor) / n
 
     @property
     def se(self) -> float:
-        return math.sqrt(self.seed_sd ** 2 / self.n + self.clip_var) if self.n >= 2 else math.nan
+        return math.sqrt(self.variance()) if self.n >= 2 else math.nan
+
+    def _df(self, n: int, clip_factor: float = 1.0) -> float:
+        """Welch-Satterthwaite degrees of freedom: n - 1 for the seed term (its spread was estimated from
+        `self.n` seeds), many for the clip term (from a thousand resamples)."""
+        seed_term = self.variance(n, clip_factor) - self.clip_term / clip_factor
+        if not seed_term > 0:
+            return math.inf
+        return (seed_term + self.clip_term / clip_factor) ** 2 / (seed_term ** 2 / (max(n, 2) - 1))
 
     @property
     def df(self) -> float:
-        """Welch-Satterthwaite degrees of freedom: n - 1 for the seed term (estimated from n seeds), many for
-        the test-set term (from a thousand resamples); small seed counts are never treated as normal."""
-        seed_term = self.seed_sd ** 2 / self.n if self.n >= 2 else math.nan
-        if not seed_term > 0:
-            return math.inf
-        return (seed_term + self.clip_var) ** 2 / (seed_term ** 2 / (self.n - 1))
+        return self._df(self.n) if self.n >= 2 else math.inf
 
     def p_value(self) -> float:
         """Two-sided, t with `df` degrees of freedom."""
@@ -236,33 +270,102 @@ class SeedClipEstimate:
             return math.nan
         return float(2 * stats.t.sf(abs(self.value) / self.se, self.df))
 
+    def equivalence_p(self, margin: float) -> float:
+        """Two one-sided tests (Schuirmann): the p-value of "the difference lies outside ±margin"; small
+        means equivalent within the margin."""
+        if self.n < 2 or not self.se > 0 or not margin > 0:
+            return math.nan
+        lower = stats.t.sf((self.value + margin) / self.se, self.df)  # H0: diff <= -margin
+        upper = stats.t.cdf((self.value - margin) / self.se, self.df)  # H0: diff >= +margin
+        return float(max(lower, upper))
+
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
         if self.n < 2 or not np.isfinite(self.se):
             return math.nan, math.nan
         half = float(stats.t.ppf((1 + confidence) / 2, self.df)) * self.se
         return self.value - half, self.value + half
 
+    def power(self, alpha: float, n: int | None = None, clip_factor: float = 1.0, effect: float | None = None) -> float:
+        """The chance that a two-sided test at `alpha` decides a true difference of `effect` (default the
+        observed one) with n seeds per side on `clip_factor` times the clips (noncentral t)."""
+        n = self.n if n is None else n
+        effect = self.value if effect is None else effect
+        var = self.variance(n, clip_factor)
+        if self.n < 2 or not var > 0 or not np.isfinite(effect):
+            return math.nan
+        df, nc = self._df(n, clip_factor), abs(effect) / math.sqrt(var)
+        crit = stats.t.ppf(1 - alpha / 2, df)
+        if not np.isfinite(df):
+            return float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
+        return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+    def detectable(self, alpha: float, power: float = 0.8) -> float:
+        """The smallest true difference this comparison, as it stands, decides with the given power."""
+        if self.n < 2 or not self.se > 0:
+            return math.nan
+        df = self.df
+        return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * self.se)
+
+    def seeds_cannot_decide(self, alpha: float) -> bool:
+        """Whether no number of seeds would decide this comparison: the clip term alone is larger than even
+        the largest difference the seeds so far allow (the one-sided 95% bound of the seeds' limit, which is
+        what infinitely many seeds on these clips would measure). A claim from the point estimate alone is
+        wrong most of the time at 3 seeds."""
+        if self.n < 2 or not np.isfinite(self.value) or not np.isfinite(self.seed_sd):
+            return False
+        upper = abs(self.value) + stats.t.ppf(0.95, self.n - 1) * self.seed_sd / math.sqrt(self.n)
+        return stats.norm.ppf(1 - alpha / 2) * math.sqrt(self.clip_term) >= upper
+
     def seeds_needed(self, alpha: float, limit: int = 10_000) -> int | None:
-        """The seeds a fixed-size comparison at level `alpha` would need to decide a difference this large,
-        from the observed spreads; None when no number would do (no difference, or the test set's own
-        sampling noise is larger than the difference: that needs a bigger test split, not more seeds)."""
-        if not np.isfinite(self.value) or self.value == 0 or self.clip_var >= (self.value / stats.norm.ppf(1 - alpha / 2)) ** 2:
+        """The seeds per side a fixed-size comparison at level `alpha` would need to decide a difference this
+        large, from the observed spreads, with the clip term held and the interaction shrinking as seeds are
+        added; None when at the observed difference the clip term alone is too large (more test clips would
+        decide it, more seeds alone are unlikely to) or there is no difference."""
+        if self.n < 2 or not np.isfinite(self.value) or self.value == 0 or \
+                self.clip_term >= (self.value / stats.norm.ppf(1 - alpha / 2)) ** 2:
             return None
-        for n in range(3, limit + 1):
-            planned = SeedClipEstimate(self.value, self.seed_sd, self.clip_var, n)
-            if abs(self.value) >= stats.t.ppf(1 - alpha / 2, planned.df) * planned.se:
-                return n
-        return None
+        crit = lambda n: stats.t.ppf(1 - alpha / 2, self._df(n)) * math.sqrt(self.variance(n))  # noqa: E731
+        if abs(self.value) < crit(limit):
+            return None
+        low, high = 2, limit  # crit(n) falls as n grows: bisect for the first n that decides
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (low, mid) if abs(self.value) >= crit(mid) else (mid, high)
+        return max(high, 3)
+
+    def clips_needed(self, alpha: float, n: int | None = None, limit: float = 1000.0) -> int | None:
+        """The test clips (at n seeds per side, default the seeds there are) that would decide a difference
+        this large; None when the clip count is unknown or even `limit` times the clips would not."""
+        n = self.n if n is None else n
+        if self.n < 2 or not self.clips or not np.isfinite(self.value) or self.value == 0:
+            return None
+        decides = lambda f: abs(self.value) >= stats.t.ppf(1 - alpha / 2, self._df(n, f)) * math.sqrt(self.variance(n, f))  # noqa: E731
+        if not decides(limit):
+            return None
+        low, high = 1.0 / self.clips, limit
+        if decides(low):
+            return 1
+        for _ in range(60):
+            mid = math.sqrt(low * high)
+            low, high = (low, mid) if decides(mid) else (mid, high)
+        return math.ceil(high * self.clips)
 
 
-def seed_clip_estimate(per_seed: np.ndarray, resampled: np.ndarray, value: float | None = None) -> SeedClipEstimate:
+def seed_clip_estimate(per_seed: np.ndarray, resampled: np.ndarray, value: float | None = None,
+                       per_seed_resampled: np.ndarray | None = None, clips: int = 0) -> SeedClipEstimate:
     """`per_seed` [S]: the statistic on each shared seed; `resampled` [B]: the seed-averaged statistic on
-    each clip resample; `value`: the point estimate (default the mean of `per_seed`)."""
+    each clip resample; `per_seed_resampled` [B, S]: each seed's statistic on the same resamples (to separate
+    the clip term from the seed x clip interaction); `value`: the point estimate (default the mean of
+    `per_seed`); `clips`: how many test clips there were."""
     per_seed = np.asarray(per_seed, float)
     n = len(per_seed)
     sd = float(per_seed.std(ddof=1)) if n >= 2 else math.nan
     clip_var = float(np.var(resampled, ddof=1)) if len(resampled) >= 2 else 0.0
-    return SeedClipEstimate(float(per_seed.mean()) if value is None else float(value), sd, clip_var, n)
+    seed_clip_var = math.nan
+    if per_seed_resampled is not None and len(per_seed_resampled) >= 2:
+        seed_clip_var = float(np.var(np.asarray(per_seed_resampled, float), axis=0, ddof=1).mean())
+    return SeedClipEstimate(float(per_seed.mean()) if value is None else float(value), sd, clip_var, n,
+                            seed_clip_var, clips)
 
 
 def pareto_shares(scores: Mapping[str, np.ndarray], resamples: int, seed: int = 0) -> dict[str, float]:
