@@ -300,7 +300,8 @@ def final(exp: Experiment, out: Outcome) -> None:
         rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks)
         if out.interrupted:
             break
-        out.comparisons = race(RunScores(pd.DataFrame(rows), tasks), best, others, seeds, at, done=round_ + 1)
+        out.comparisons = race(RunScores(pd.DataFrame(rows), tasks), best, others, seeds, at, done=round_ + 1,
+                               margin=s.equivalence_margin)
         open_ = still_open(out.comparisons)
         if round_ + 1 == len(at) or not open_:
             break

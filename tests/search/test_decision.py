@@ -1,6 +1,7 @@
 """The final phase's decision: macro-F1 under clip resampling, Holm, alpha spending, the race, and the
 false-decision rate of the whole procedure under equally good configurations (simulated)."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -273,3 +274,15 @@ def test_each_look_tests_at_the_alpha_spent_since_the_previous_one():
             if c.status in ("undecided", "inconclusive") and c.look == done:
                 assert c.alpha == pytest.approx(spent[done - 1] - (spent[done - 2] if done > 1 else 0.0))
                 assert c.tests == 4  # Holm over two comparisons, each with its equivalence test
+
+
+def test_the_space_sets_the_equivalence_margin_and_refuses_a_bad_one():
+    from mtl_core.config import ConfigError
+    from search.space import load_space
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_space(root / "spaces" / "smoke.yaml", ["search.equivalence_margin=0.03"])
+    assert spec.search.equivalence_margin == 0.03
+    assert load_space(root / "spaces" / "smoke.yaml").search.equivalence_margin == 0.02
+    with pytest.raises(ConfigError, match="search.equivalence_margin"):
+        load_space(root / "spaces" / "smoke.yaml", ["search.equivalence_margin=1.5"])
