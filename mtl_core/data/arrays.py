@@ -156,6 +156,18 @@ def _from_table(table: pa.Table, video_len: int, audio_len: int) -> SplitArrays:
     )
 
 
+def _stamped(stamp: Path) -> str | None:
+    """The fingerprint a cache folder was built for; None when there is none or it is unreadable (a build
+    cut short, a stranger's file): the cache is then rebuilt."""
+    try:
+        if stamp.stat().st_size > 2**16:
+            return None
+        recorded = json.loads(stamp.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return recorded.get("fingerprint") if isinstance(recorded, dict) else None
+
+
 def build_cache(root: Path, *, cache_dir: Path | None = None, derive_binary: bool = False, video_len: int = 36,
                 audio_len: int = 63, files: dict[str, str | None] | None = None, force: bool = False) -> Path:
     """Write the columnar cache of every split unless an up-to-date one exists; return its folder."""
@@ -165,7 +177,7 @@ def build_cache(root: Path, *, cache_dir: Path | None = None, derive_binary: boo
     folder = feature_cache_dir(root, cache_dir)
     fingerprint = source_fingerprint(root, **params)
     stamp = folder / "fingerprint.json"
-    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+    if not force and _stamped(stamp) == fingerprint:
         return folder
     log.info("building the columnar feature cache of %s in %s", root, folder)
     folder.mkdir(parents=True, exist_ok=True)

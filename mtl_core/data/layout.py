@@ -9,6 +9,7 @@ Layout (the format users already have)::
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,29 +48,74 @@ def find_split_file(root: Path, split: str, name: str | None = None) -> Path:
     raise DataError(f"{root}: several JSON files match split {split!r}: {', '.join(p.name for p in matches)}")
 
 
+# A clip id names its feature files (`{id}_vggish.npy`, the longest suffix): the name must fit in 255 bytes.
+MAX_CLIP_ID_BYTES = 255 - len("_vggish.npy")
+
+
+def clip_id_problem(clip_id: Any) -> str | None:
+    """Why a clip id cannot name files in the dataset folder (a path, `.`/`..`, a control character, too
+    long), or None: ids are read from the split files and must never lead outside the feature folders."""
+    text = clip_id if isinstance(clip_id, str) else ""
+    if not text or text in (".", "..") or "/" in text or "\\" in text or \
+            any(unicodedata.category(c) in ("Cc", "Cs") for c in text) or \
+            len(text.encode("utf-8")) > MAX_CLIP_ID_BYTES:
+        shown = repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
+        return (f"clip id {shown} is not a plain file name (no /, \\, . or .., no control characters, at most "
+                f"{MAX_CLIP_ID_BYTES} bytes in UTF-8)")
+    return None
+
+
+def _plain(clip_id: str) -> str:
+    if (why := clip_id_problem(clip_id)) is not None:
+        raise DataError(why)
+    return clip_id
+
+
 def video_paths(root: Path, clip_id: str) -> tuple[Path, Path]:
+    clip_id = _plain(clip_id)
     return root / "i3d" / f"{clip_id}_rgb.npy", root / "i3d" / f"{clip_id}_flow.npy"
 
 
 def audio_path(root: Path, clip_id: str) -> Path:
-    return root / "vggish" / f"{clip_id}_vggish.npy"
+    return root / "vggish" / f"{_plain(clip_id)}_vggish.npy"
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's json would read NaN, Infinity and -Infinity
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON as the standard has it: NaN and Infinity refused, and nesting bounded (RecursionError, at the
+    interpreter's recursion limit) said as a ValueError, as any other malformed text."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def parse_label(value: Any) -> int:
     """A one-hot pair ([1,0] absent, [0,1] present) or a 0/1 int; raises ValueError otherwise."""
     if isinstance(value, str):
-        value = json.loads(value)
+        try:
+            value = loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not a one-hot pair or 0/1 ({exc})") from None
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int) and value in (0, 1):
         return value
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(v in (0, 1) for v in value) and sum(value) == 1:
         return int(value[1] == 1)
-    raise ValueError(f"not a one-hot pair or 0/1: {value!r}")
+    raise ValueError(f"not a one-hot pair or 0/1: {_short(value)}")
 
 
 def _as_list(value: Any) -> list:
-    return json.loads(value) if isinstance(value, str) else list(value)
+    return loads(value) if isinstance(value, str) else list(value)
 
 
 MAX_SPLIT_BYTES = 2**30  # bounded like every file we load: json.loads of a larger one could take the machine's memory
@@ -92,22 +138,29 @@ def read_split(path: Path, derive_binary: bool = False) -> SplitRecords:
         if (size := path.stat().st_size) > MAX_SPLIT_BYTES:
             raise DataError(f"{path}: {size} bytes, more than a split file may hold ({MAX_SPLIT_BYTES}; the real "
                             f"training split's text and labels are about 3 MB)")
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable JSON ({exc.__class__.__name__}: {exc})") from None
+        raw = loads(path.read_bytes())
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable JSON ({exc.__class__.__name__}: {exc.strerror or exc})") from None
+    except ValueError as exc:  # not UTF-8, not JSON, NaN/Infinity, nested too deeply
+        raise DataError(f"{path}: unreadable JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected an object mapping clip ids to records")
     clip_ids, token_ids, words = [], [], []
     labels = np.full((len(raw), len(TASKS)), -1, dtype=np.int8)
     for i, (clip_id, rec) in enumerate(raw.items()):
+        if (why := clip_id_problem(clip_id)) is not None:
+            raise DataError(f"{path}: {why}")
         where = f"{path}: clip {clip_id}"
         if not isinstance(rec, dict):
             raise DataError(f"{where}: record is not an object")
         try:
             ids = [int(t) for t in _as_list(rec.get("indexes", []))]
             toks = [str(w) for w in _as_list(rec.get("words", []))]
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError, RecursionError):
             raise DataError(f"{where}: `indexes`/`words` are not lists") from None
+        if any(not 0 <= t < 2**31 for t in ids):  # stored as int32
+            raise DataError(f"{where}: `indexes` holds {_short(next(t for t in ids if not 0 <= t < 2**31))}, "
+                            f"not a token id")
         for j, task in enumerate(TASKS):
             field = LABEL_FIELDS[task]
             if field in rec:

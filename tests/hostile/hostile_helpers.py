@@ -76,6 +76,23 @@ def _ids_outside_vocab(root: Path) -> None:
     _write(root / "train.json", recs)
 
 
+def _rename_clip(root: Path, clip_id: str) -> None:
+    """The first training clip under another id (its feature files keep their names)."""
+    recs = _split(root, "train")
+    first = next(iter(recs))
+    _write(root / "train.json", {clip_id if k == first else k: v for k, v in recs.items()})
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # JSON nested 100,000 levels
+
+
+def _raw_record(root: Path, field: str, text: str) -> None:
+    """The first training record's `field` set to `text` as written (JSON that json.dumps would not write)."""
+    recs = _split(root, "train")
+    recs[_first(root)][field] = "@RAW@"
+    _write(root / "train.json", json.dumps(recs).replace('"@RAW@"', text))
+
+
 BREAKAGES = {
     "no-train": lambda r: (r / "train.json").unlink(),
     "bad-json": lambda r: _write(r / "val.json", "{not json"),
@@ -99,6 +116,18 @@ BREAKAGES = {
     "two-train-files": _two_train_files,
     "not-utf8-json": lambda r: _write(r / "val.json", b"{\"\xff\xfe\": 1}"),
     "ids-outside-vocab": _ids_outside_vocab,
+    "clip-id-dotdot": lambda r: _rename_clip(r, "../../outside/evil"),
+    "clip-id-long": lambda r: _rename_clip(r, "c" * 300),
+    "clip-id-newline": lambda r: _rename_clip(r, "two\nlines"),
+    "clip-id-dot": lambda r: _rename_clip(r, ".."),
+    "clip-id-empty": lambda r: _rename_clip(r, ""),
+    "json-deep": lambda r: _write(r / "train.json", DEEP),
+    "record-deep": lambda r: _raw_record(r, "words", DEEP),
+    "indexes-infinity": lambda r: _raw_record(r, "indexes", "[1, Infinity]"),
+    "label-nan": lambda r: _raw_record(r, "gory", "NaN"),
+    "label-deep-string": lambda r: _edit_record(r, "train", mature=DEEP),
+    "indexes-deep-string": lambda r: _edit_record(r, "train", indexes=DEEP),
+    "indexes-huge": lambda r: _edit_record(r, "train", indexes=[101, 2**40, 102]),
 }
 
 

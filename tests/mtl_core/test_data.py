@@ -232,3 +232,60 @@ def test_a_split_file_is_bounded_before_it_is_parsed(tmp_path, monkeypatch):
     monkeypatch.setattr(layout.json, "loads", lambda *a, **k: pytest.fail("parsed before the size check"))
     with pytest.raises(DataError, match=r"train.json: \d+ bytes, more than a split file may hold \(10;"):
         read_split(tmp_path / "train.json")
+
+
+def test_a_clip_id_never_leads_outside_the_feature_folders(tmp_path):
+    """An id is one plain file name: `../../outside/evil` would read `outside/evil_vggish.npy` beside the
+    dataset, and a 300-character id makes a file name the system refuses (ENAMETOOLONG)."""
+    from mtl_core.data.layout import MAX_CLIP_ID_BYTES, audio_path, load_audio, video_paths
+
+    root = tmp_path / "data" / "d"
+    (tmp_path / "data" / "outside").mkdir(parents=True)
+    np.save(tmp_path / "data" / "outside" / "evil_vggish.npy", np.ones((3, 128), np.float32))
+    for bad in ("../../outside/evil", "c" * 300, "a\\b", "..", ".", "", "two\nlines", "nul\x00", "é" * 123):
+        _write_split(root, {bad: {"indexes": [101], "words": []}})
+        with pytest.raises(DataError, match="is not a plain file name") as caught:
+            read_split(root / "train.json")
+        assert "\n" not in str(caught.value)
+        with pytest.raises(DataError, match="is not a plain file name"):
+            audio_path(root, bad)
+    with pytest.raises(DataError):
+        load_audio(root / "vggish" / "x", "../../../outside/evil")
+    longest = "é" * (MAX_CLIP_ID_BYTES // 2) + "a" * (MAX_CLIP_ID_BYTES % 2)  # exactly the limit in UTF-8
+    _write_split(root, {longest: {"indexes": [101], "words": []}, "clip 1 (copy)": {"indexes": [101]}})
+    assert read_split(root / "train.json").clip_ids == [longest, "clip 1 (copy)"]
+    assert not video_paths(root, longest)[0].is_file()  # a name the system accepts: missing, not an error
+
+
+def test_malformed_json_values_are_one_data_error(tmp_path):
+    """Nesting past the recursion limit, NaN/Infinity (json reads them; int(inf) overflows) and a label that
+    is a deeply nested JSON string: each a DataError naming the file (and clip), never another exception."""
+    deep = "[" * 100_000 + "]" * 100_000
+    cases = {
+        deep: "unreadable JSON (nested too deeply)",
+        '{"c": {"indexes": [1, Infinity]}}': "unreadable JSON (Infinity is not JSON)",
+        '{"c": {"indexes": [1, -Infinity]}}': "unreadable JSON (-Infinity is not JSON)",
+        '{"c": {"y": NaN}}': "unreadable JSON (NaN is not JSON)",
+        '{"c": {"indexes": [1, 1e400]}}': "clip c: `indexes`/`words` are not lists",
+        '{"c": {"indexes": [1, -5]}}': "clip c: `indexes` holds -5, not a token id",
+        json.dumps({"c": {"mature": deep}}): "clip c: label `mature` not a one-hot pair or 0/1 (nested too deeply)",
+        json.dumps({"c": {"mature": "[1, NaN]"}}): "clip c: label `mature` not a one-hot pair or 0/1 (NaN is not",
+        json.dumps({"c": {"indexes": deep}}): "clip c: `indexes`/`words` are not lists",
+        json.dumps({"c": {"mature": list(range(10_000))}}): "clip c: label `mature` not a one-hot pair or 0/1: [0,",
+    }
+    for text, says in cases.items():
+        (tmp_path / "train.json").write_text(text)
+        with pytest.raises(DataError) as caught:
+            read_split(tmp_path / "train.json")
+        message = str(caught.value)
+        assert message.startswith(str(tmp_path / "train.json")) and says in message and len(message) < 400, message
+    assert parse_label("[0, 1]") == 1
+
+
+def test_an_unreadable_cache_stamp_rebuilds_the_cache(tmp_path):
+    root = _good_dataset(tmp_path)
+    folder = build_cache(root, cache_dir=tmp_path / "cache")
+    for text in ("{not json", "[1, 2]", "[" * 100_000):
+        (folder / "fingerprint.json").write_text(text)
+        assert build_cache(root, cache_dir=tmp_path / "cache") == folder
+        assert json.loads((folder / "fingerprint.json").read_text())["root"] == str(root.resolve())
