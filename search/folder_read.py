@@ -198,15 +198,23 @@ def _private_group(gid: int, uid: int) -> bool:
 def read_rungs(path: Path, objectives: int) -> dict[int, dict[str, list[float]]]:
     """MO-ASHA's recorded vectors (`search.mo_asha`): rung level -> trial id -> one number per objective
     (NaN for a diverged trial); {} when there is no such file."""
+    return read_mo_asha_state(path, objectives)[0]
+
+
+def read_mo_asha_state(path: Path, objectives: int) -> tuple[dict[int, dict[str, list[float]]], set[str]]:
+    """MO-ASHA's state file: the recorded vectors (`read_rungs`) and the trials it told to stop (the key
+    `stopped`, a list of trial ids)."""
     saved = read_json(path, default={})
-    rungs = {}
+    rungs, stopped = {}, saved.pop("stopped", []) if isinstance(saved, dict) else []
+    if not isinstance(saved, dict) or not isinstance(stopped, list) or not all(isinstance(t, str) for t in stopped):
+        raise CorruptFile(f"{path}: not MO-ASHA's rungs (expected rung -> trial -> {objectives} numbers)")
     for level, recorded in saved.items():
         if not (level.isascii() and level.isdigit()) or not isinstance(recorded, dict) or not all(
                 isinstance(v, list) and len(v) == objectives
                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in recorded.values()):
             raise CorruptFile(f"{path}: not MO-ASHA's rungs (expected rung -> trial -> {objectives} numbers)")
         rungs[int(level)] = {str(tid): [float(x) for x in v] for tid, v in recorded.items()}
-    return rungs
+    return rungs, set(stopped)
 
 
 def check_journal(path: Path, limit: int = MAX_TABLE_BYTES) -> int:

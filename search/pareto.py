@@ -107,13 +107,18 @@ def _scaled(p: np.ndarray) -> np.ndarray:
 def contribution_in_front(points, margin: float = 0.1, fronts=None, ranks=None) -> np.ndarray:
     """Each row's hypervolume contribution within its own front, the objectives scaled to [0, 1] over the
     finite rows and the reference `margin` below the worst of each (as SMS-EMOA: the ends of a front keep
-    a finite, comparable share). Rows with a NaN get 0. `fronts`: only these (others get 0); `ranks`: the
+    a finite, comparable share); equal rows get the same contribution, that of one of them. Rows with a NaN
+    get 0. `fronts`: only these (others get 0); `ranks`: the
     rows' `non_dominated_ranks`, when the caller has them."""
     p = np.array(points, dtype=float, ndmin=2)
     out = np.zeros(len(p))
     scaled, members_of = _per_front(p, fronts, ranks)
     for members in members_of:
-        out[members] = hypervolume_contributions(scaled[members], np.full(p.shape[1], -margin))
+        # equal rows share the contribution of one of them: each alone adds nothing the other does not, so
+        # an exact copy of a front member (macro-F1 on a hundred clips ties often) would otherwise rank
+        # behind the whole front, and be stopped while a variant 1e-4 away continued
+        distinct, twin_of = np.unique(scaled[members], axis=0, return_inverse=True)
+        out[members] = hypervolume_contributions(distinct, np.full(p.shape[1], -margin))[twin_of.ravel()]
     return out
 
 

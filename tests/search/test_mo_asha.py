@@ -189,3 +189,28 @@ def test_save_and_restore_round_trip(tmp_path):
 def test_one_mode_per_metric():
     with pytest.raises(ValueError):
         MultiObjectiveASHA(["a", "b"], ["max"], max_t=4)
+
+
+def test_a_stop_cut_off_by_a_kill_still_stops_the_trial_after_resume(tmp_path):
+    """The scheduler told X to stop and wrote so, then the launcher was killed before Tune applied it: a
+    resumed experiment restores X from its checkpoint and X reports its next epoch. It must stop."""
+    state = tmp_path / "rungs.json"
+    built = _scheduler(state_file=str(state))
+    pristine = pickle.dumps(built)
+    assert _report(built, "A", 1, 0.6, 0.6) == GO
+    assert _report(built, "X", 1, 0.4, 0.4) == STOP
+    restored = pickle.loads(pristine)  # --resume: the scheduler as built, the state file read back
+    assert _report(restored, "X", 2, 0.9, 0.9) == STOP
+    assert _report(restored, "A", 2, 0.7, 0.7) == GO
+
+
+def test_an_exact_copy_of_a_front_member_ranks_with_it():
+    """Equal vectors tie (macro-F1 on a hundred clips ties often): a trial whose vector equals a front
+    member's ranks as a variant 1e-4 better than that member does, not behind the whole front (each twin
+    alone adds no hypervolume the other does not, so a contribution counted per row gives both 0)."""
+    front = [(0.9, 0.1), (0.75, 0.3), (0.6, 0.45), (0.45, 0.6), (0.3, 0.75), (0.1, 0.9), (0.2, 0.2)]
+    for last in [(0.6001, 0.45), (0.6, 0.45)]:
+        s = _scheduler(tie_break="hypervolume")
+        for i, (a, b) in enumerate(front):
+            _report(s, f"T{i}", 1, a, b)
+        assert _report(s, "Z", 1, *last) == GO, last
