@@ -30,6 +30,17 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class FoldConfig:
+    """Cross-validation over the dataset's labelled clips (`mtl_core.data.folds`): fold `fold` of `folds`,
+    the clips of the train and test splits shuffled into folds by `shuffle`; the val split stays the
+    validation set of every fold. folds 0 (the default) trains and tests on the dataset's own splits."""
+
+    folds: int = 0
+    fold: int = 0
+    shuffle: int = 0  # one repeat of repeated k-fold: another value, another assignment of clips to folds
+
+
+@dataclass(frozen=True)
 class DataConfig:
     root: str | None = None  # dataset folder; None means the embedded synthetic default
     retokenize: bool = False  # re-tokenise `words` with the encoder's tokenizer instead of `indexes`
@@ -43,6 +54,7 @@ class DataConfig:
     val_file: str | None = None
     test_file: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    cv: FoldConfig = field(default_factory=FoldConfig)
 
 
 @dataclass(frozen=True)
@@ -165,8 +177,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise ConfigError(f"{key}: cannot set a key below the scalar {part!r}")
             node = child
+        if not value.strip():  # an unset shell variable, most likely: never silently the default
+            raise ConfigError(f"--set {key}: empty value (null asks for the default)")
         try:
-            node[parts[-1]] = safe_yaml.loads(value, f"--set {key}") if value else None
+            node[parts[-1]] = safe_yaml.loads(value, f"--set {key}")
         except ConfigError as exc:
             if "not valid YAML" not in str(exc):  # too large, too deep, a duplicate key: refused
                 raise
@@ -312,6 +326,18 @@ def _lookup(cfg: Config, key: str) -> Any:
     for part in key.split("."):
         value = getattr(value, part)
     return value
+
+
+def _check_folds(cfg: Config, problems: Problems) -> None:
+    cv = cfg.data.cv
+    if cv.folds == 0:
+        return
+    if not 2 <= cv.folds <= 100:
+        problems.add(f"data.cv.folds: 0 (the dataset's own splits) or 2 to 100, got {cv.folds}")
+    elif not 0 <= cv.fold < cv.folds:
+        problems.add(f"data.cv.fold: must be in [0, {cv.folds - 1}] (data.cv.folds {cv.folds}), got {cv.fold}")
+    if not 0 <= cv.shuffle < 2**32:
+        problems.add(f"data.cv.shuffle: must be in [0, 2**32), got {cv.shuffle}")
 
 
 def _check_upper_bounds(cfg: Config, problems: Problems) -> None:

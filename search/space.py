@@ -175,10 +175,10 @@ def check_name(name: Any, where: str) -> None:
     plain path component, never a path that escapes the storage folder."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: expected a non-empty name, got {show(name)}")
-    if name in (".", "..") or any(c in name or not c.isprintable() for c in "/\\") or len(name) > 200 \
-            or not name.isprintable():
+    if name in (".", "..") or any(c in name or not c.isprintable() for c in "/\\") or not name.isprintable() \
+            or len(name.encode("utf-8", "surrogatepass")) > 200:  # a folder name's limit is 255 bytes, not characters
         raise ConfigError(f"{where}: {show(name)} is not a plain folder name (no /, \\, . or .., no control "
-                          f"characters, at most 200 characters)")
+                          f"characters, at most 200 bytes in UTF-8)")
 
 
 def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]:
