@@ -213,6 +213,7 @@ def _check_semantics(cfg: Config, problems: Problems, root_as_written: str | Non
     _check_tasks(cfg, problems)
     _check_class_weight(cfg.train.class_weight, cfg.tasks, problems)
     _check_ranges(cfg, problems)
+    _check_folds(cfg, problems)
     t = cfg.train
     if t.precision not in ("fp32", "bf16", "fp16"):
         problems.add(f"train.precision: unknown precision {t.precision!r}; valid choices: fp32, bf16, fp16")

@@ -10,6 +10,7 @@ import torch
 from mtl_core.config import Config
 from mtl_core.data.arrays import default_cache_dir, load_split
 from mtl_core.data.dataset import SplitData, token_rows
+from mtl_core.data.folds import resplit
 from mtl_core.data.layout import DataError
 from mtl_core.data.synth import default_synthetic_dir
 from mtl_core.data.text_cache import cached_hidden
@@ -42,6 +43,8 @@ def prepare(cfg: Config, device: torch.device, splits: tuple[str, ...] = ("train
     root = data_root(cfg)
     encoder = encoder or load_text_encoder(cfg.model.text_encoder)
     files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
+    cv = cfg.data.cv
+    wanted, splits = splits, (("train", "val", "test") if cv.folds else splits)  # a fold draws on every split
     out = {}
     for split in splits:
         arrays = load_split(root, split, use_cache=cfg.data.use_cache, cache_dir=cache_root(cfg),
@@ -59,4 +62,9 @@ def prepare(cfg: Config, device: torch.device, splits: tuple[str, ...] = ("train
         out[split] = SplitData(arrays, rows, cfg.tasks, hidden)
         log.info("%s: %d clips, %d without video, %d without audio", split, len(arrays),
                  arrays.missing_video, arrays.missing_audio)
+    if cv.folds:
+        out = resplit(out, cv.folds, cv.fold, cv.shuffle)
+        out = {split: out[split] for split in wanted}
+        log.info("fold %d of %d (shuffle %d): %s", cv.fold, cv.folds, cv.shuffle,
+                 ", ".join(f"{k} {len(v)} clips" for k, v in out.items()))
     return Prepared(root, encoder, out)

@@ -1,0 +1,59 @@
+"""Repeated k-fold re-splits: every train and test clip is tested once per repeat, val never, and each
+clip's features, tokens and labels follow it."""
+import numpy as np
+import pytest
+import torch
+
+from mtl_core.config import ConfigError, build_config
+from mtl_core.data.folds import fold_of
+from mtl_core.data.synth import write_synthetic
+from mtl_core.prepare import prepare
+
+
+def _prepared(root, tmp_path, **cv):
+    cfg = build_config({"data": {"root": str(root), "cache_dir": str(tmp_path / "cache"), "cv": cv},
+                        "model": {"text_encoder": "tiny", "freeze_text": True}})
+    return prepare(cfg, torch.device("cpu")).splits
+
+
+def test_the_folds_of_a_repeat_test_every_train_and_test_clip_once_and_never_a_val_clip(tmp_path):
+    root = write_synthetic(tmp_path / "d", seed=1, n_train=40, n_val=10, n_test=20)
+    own = _prepared(root, tmp_path)
+    pool = set(own["train"].arrays.clip_ids) | set(own["test"].arrays.clip_ids)
+    val = set(own["val"].arrays.clip_ids)
+    by_id = {cid: (name, i) for name in ("train", "test") for i, cid in enumerate(own[name].arrays.clip_ids)}
+    tested = []
+    for fold in range(4):
+        s = _prepared(root, tmp_path, folds=4, fold=fold, shuffle=7)
+        train, test = set(s["train"].arrays.clip_ids), set(s["test"].arrays.clip_ids)
+        assert not train & test and not (train | test) & val and train | test == pool
+        assert s["val"].arrays.clip_ids == own["val"].arrays.clip_ids
+        tested += s["test"].arrays.clip_ids
+        for j, cid in enumerate(s["test"].arrays.clip_ids):  # each clip's rows follow it
+            name, i = by_id[cid]
+            src = own[name]
+            assert np.array_equal(s["test"].arrays.video[j], src.arrays.video[i])
+            assert np.array_equal(s["test"].labels[j], src.labels[i])
+            assert np.array_equal(s["test"].tokens.row(j), src.tokens.row(i))
+            assert np.array_equal(s["test"].text_features.row(j), src.text_features.row(i))
+    assert sorted(tested) == sorted(pool)  # once each
+    other = _prepared(root, tmp_path, folds=4, fold=0, shuffle=8)["test"].arrays.clip_ids
+    assert set(other) != set(_prepared(root, tmp_path, folds=4, fold=0, shuffle=7)["test"].arrays.clip_ids)
+
+
+def test_folds_are_stratified_on_the_rarest_task():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(100, 3))
+    labels[:, 2] = 0
+    labels[:10, 2] = 1  # 10 positives for 5 folds: two in each
+    where = fold_of(labels, 5, shuffle=3)
+    assert sorted(np.bincount(where)) == [20] * 5
+    assert all((labels[where == k, 2] == 1).sum() == 2 for k in range(5))
+    assert not np.array_equal(where, fold_of(labels, 5, shuffle=4))
+
+
+@pytest.mark.parametrize("cv, says", [({"folds": 1}, "data.cv.folds"), ({"folds": 5, "fold": 5}, "data.cv.fold"),
+                                      ({"folds": 5, "shuffle": -1}, "data.cv.shuffle")])
+def test_a_bad_fold_setting_is_one_line_naming_it(cv, says):
+    with pytest.raises(ConfigError, match=says):
+        build_config({"data": {"cv": cv}})
