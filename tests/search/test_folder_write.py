@@ -66,14 +66,14 @@ ELSEWHERE = {  # (module, function): what writes some other way, and why that is
     ("report.py", "_save"): "the plots, into the new folder the report is written in",
     ("results.py", "write_parquet"): "into a buffer, then write_bytes",
     ("mo_asha.py", "save"): "Tune's own checkpoint file, at the path Tune gives",
-    ("lock.py", "acquire"): "os.open with O_NOFOLLOW",
-    ("lock.py", "check_free"): "os.open with O_NOFOLLOW",
 }
 
 
 def _writes(path: Path):
-    """(function, what) for each call in `path` that writes a file."""
-    for fn in ast.walk(ast.parse(path.read_text())):
+    """(function, what) for each call in `path` that writes a file (os.open with O_NOFOLLOW never follows a
+    link: that one is fine)."""
+    source = path.read_text()
+    for fn in ast.walk(ast.parse(source)):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         for node in ast.walk(fn):
@@ -85,7 +85,8 @@ def _writes(path: Path):
                      if isinstance(a, ast.Constant) and isinstance(a.value, str)]
             if isinstance(f, ast.Attribute) and name in WRITERS or name == "open" and any(
                     c in m for m in modes for c in "wax+") or isinstance(f, ast.Attribute) and name == "open" \
-                    and isinstance(f.value, ast.Name) and f.value.id == "os":
+                    and isinstance(f.value, ast.Name) and f.value.id == "os" \
+                    and "O_NOFOLLOW" not in ast.get_source_segment(source, node):
                 yield fn.name, f"{name} (line {node.lineno})"
 
 
