@@ -163,12 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), code=1)
     if not objectives:
         return fail(f"{args.experiment_dir}: not a multi-objective search (no search.objectives)")
-    with tempfile.TemporaryDirectory(prefix=".front-", dir=args.experiment_dir) as fresh:
-        fresh = Path(fresh)  # written here, then moved in: a link already at a name is replaced, never followed
-        (fresh / "front.md").write_text("\n".join(front_section(objectives, seen, trials, fresh, reference)))
-        out.mkdir(exist_ok=True)
-        for path in fresh.iterdir():
-            os.replace(path, out / path.name)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".front-", dir=args.experiment_dir) as fresh:
+            fresh = Path(fresh)  # written here, then moved in: a link already at a name is replaced, never followed
+            (fresh / "front.md").write_text("\n".join(front_section(objectives, seen, trials, fresh, reference)))
+            out.mkdir(exist_ok=True)
+            for path in fresh.iterdir():
+                os.replace(path, out / path.name)
+    except OSError as exc:  # a read-only folder, a full disk
+        return fail(f"{args.experiment_dir}: cannot write the front there ({exc.strerror or type(exc).__name__})",
+                    code=1)
     print(f"front written to {out / 'front.md'}")
     return 0
 

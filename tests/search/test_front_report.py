@@ -69,3 +69,21 @@ def test_the_command_writes_front_md(tmp_path, monkeypatch):
     monkeypatch.setattr("search.front_report._reference", lambda exp_dir, objectives: [0.5, 0.5])
     assert main([str(exp)]) == 0
     assert "## The front of the tasks" in (exp / "report" / "front.md").read_text()
+
+
+def test_a_folder_the_front_cannot_be_written_in_is_one_line(tmp_path, monkeypatch, capsys):
+    """A read-only experiment folder (or a full disk): one line naming it and exit 1, nothing left behind."""
+    import errno
+    import tempfile
+
+    exp = _experiment(tmp_path)
+    before = sorted(p.relative_to(exp) for p in exp.rglob("*"))
+    monkeypatch.setattr("search.front_report._reference", lambda exp_dir, objectives: [0.5, 0.5])
+
+    def refused(*_, **__):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    assert main([str(exp)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and str(exp) in err and "Permission denied" in err
+    assert sorted(p.relative_to(exp) for p in exp.rglob("*")) == before
