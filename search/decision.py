@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from mtl_core import keys
-from search.stats import SeedClipEstimate, clip_weights, delta_m, holm, macro_f1, seed_clip_estimate, spent_alpha
+from search.stats import (SeedClipEstimate, clip_weights, cv_estimate, delta_m, holm, macro_f1, seed_clip_estimate,
+                          spent_alpha)
 
 ALPHA = 0.05
 MIN_SEEDS = 3  # below this a t interval over seeds says little: never a decision
@@ -38,19 +39,31 @@ def label_col(task: str) -> str:
 
 
 class RunScores:
-    """Per-task test macro-F1 of every retrained run, on the full test set and on shared clip resamples."""
+    """Per-task test macro-F1 of every retrained run, on the full test set and on shared clip resamples; or,
+    when the runs are the folds of repeated k-fold cross-validation (a `fold` column), on each fold's test
+    clips, a seed standing for one repeat."""
 
     def __init__(self, runs: pd.DataFrame, tasks: Sequence[str], resamples: int = RESAMPLES, seed: int = 0):
         self.tasks = list(tasks)
         ok = runs[(runs["error"].fillna("") == "") & runs[keys.average("test")].notna()] if len(runs) else runs
         have = [pred_col(t) for t in self.tasks if pred_col(t) in ok]
-        self.with_predictions = len(have) == len(self.tasks) and len(ok) > 0
+        self.folds = int(ok["folds"].max()) if "folds" in ok and len(ok) and ok["folds"].notna().any() else 0
+        self.with_predictions = len(have) == len(self.tasks) and len(ok) > 0 and not self.folds
         self._full: dict[tuple[str, int], np.ndarray] = {}  # (name, seed) -> [T]
         self._boot: dict[tuple[str, int], np.ndarray] = {}  # (name, seed) -> [B, T]
+        self._fold: dict[tuple[str, int, int], np.ndarray] = {}  # (name, seed, fold) -> [T], cross-validation
         self.clips = 0
+        if self.folds:
+            for _, r in ok.iterrows():
+                self._fold[(r["name"], int(r["seed"]), int(r["fold"]))] = self._row_f1(r)
+            for name, sd in {(n, sd) for n, sd, _ in self._fold}:
+                self._full[(name, sd)] = np.mean([v for (n, s2, _), v in self._fold.items() if (n, s2) == (name, sd)], axis=0)
+            self.clips = int(ok.drop_duplicates(["seed", "fold"])[f"label/{self.tasks[0]}"].map(len).sum()
+                             / max(1, ok["seed"].nunique())) if label_col(self.tasks[0]) in ok else 0
+            return
         if not self.with_predictions:
             for _, r in ok.iterrows():
-                self._full[(r["name"], int(r["seed"]))] = np.array([r[keys.task("test", t)] for t in self.tasks], float)
+                self._full[(r["name"], int(r["seed"]))] = self._row_f1(r)
             return
         first = ok.iloc[0]
         labels = np.stack([np.asarray(first[label_col(t)]) for t in self.tasks], axis=1)
@@ -61,6 +74,14 @@ class RunScores:
             key = (r["name"], int(r["seed"]))
             self._full[key] = macro_f1(pred, labels)
             self._boot[key] = macro_f1(pred, labels, self.weights)
+
+    def _row_f1(self, r) -> np.ndarray:
+        return np.array([r[keys.task("test", t)] for t in self.tasks], float)
+
+    def units(self, a: str, b: str, seeds: Sequence[int]) -> list[tuple[int, int]]:
+        """Cross-validation: the (seed, fold) runs both sides have, of the given seeds."""
+        wanted = set(seeds)
+        return sorted(k[1:] for k in self._fold if k[0] == a and k[1] in wanted and (b, *k[1:]) in self._fold)
 
     def seeds(self, name: str) -> list[int]:
         return sorted(s for n, s in self._full if n == name)
@@ -80,6 +101,10 @@ class RunScores:
         shared = self.shared(a, b, seeds)
         if not shared:
             return SeedClipEstimate(math.nan, math.nan, 0.0, 0)
+        if self.folds:
+            units = self.units(a, b, shared)
+            per_unit = [(self._fold[(a, *u)] - self._fold[(b, *u)]).mean() for u in units]
+            return cv_estimate(np.array(per_unit), self.folds, self.clips)
         per_seed = (self.full(a, shared) - self.full(b, shared)).mean(axis=1)
         each = (self.boot(a, shared) - self.boot(b, shared)).mean(axis=2)  # [B, S]
         return seed_clip_estimate(per_seed, each.mean(axis=1), per_seed_resampled=self._each(each), clips=self.clips)
@@ -90,12 +115,17 @@ class RunScores:
         if not shared:
             return SeedClipEstimate(math.nan, math.nan, 0.0, 0)
         fa, fb = self.full(a, shared), self.full(reference, shared)
+        value = delta_m(dict(enumerate(fa.mean(0))), dict(enumerate(fb.mean(0))), range(len(self.tasks)))
+        if self.folds:
+            units = self.units(a, reference, shared)
+            per_unit = [100.0 * ((self._fold[(a, *u)] - self._fold[(reference, *u)]) / self._fold[(reference, *u)]).mean()
+                        for u in units]
+            return cv_estimate(np.array(per_unit), self.folds, self.clips, value)
         per_seed = 100.0 * ((fa - fb) / fb).mean(axis=1)
         ba, bb = self.boot(a, shared), self.boot(reference, shared)  # [B, S, T]
         with np.errstate(invalid="ignore", divide="ignore"):
             resampled = 100.0 * ((ba.mean(axis=1) - bb.mean(axis=1)) / bb.mean(axis=1)).mean(axis=1)
             each = 100.0 * ((ba - bb) / bb).mean(axis=2)
-        value = delta_m(dict(enumerate(fa.mean(0))), dict(enumerate(fb.mean(0))), range(len(self.tasks)))
         if not self.with_predictions:
             return seed_clip_estimate(per_seed, np.zeros(1), value)
         return seed_clip_estimate(per_seed, resampled, value, per_seed_resampled=self._each(each), clips=self.clips)
@@ -156,8 +186,9 @@ class Comparison:
     def sentence(self, comparisons: int = 1) -> str:
         e = self.estimate
         low, high = e.interval()
-        span = (f"{e.value:+.4f} [{low:+.4f}, {high:+.4f}] in test macro-F1 (95% interval over seeds and test "
-                f"clips, {e.n} seeds)") if e.n >= 2 else f"{e.value:+.4f} ({e.n} seed)"
+        over = ("folds, corrected for their overlapping training sets" if e.folds else "seeds and test clips")
+        span = (f"{e.value:+.4f} [{low:+.4f}, {high:+.4f}] in test macro-F1 (95% interval over {over}, "
+                f"{e.count()})") if e.n >= 2 else f"{e.value:+.4f} ({e.count()})"
         if self.status == "beats":
             return f"{self.best} beats {self.other}: {span}; decided at look {self.look}."
         if self.status == "worse":
@@ -168,20 +199,22 @@ class Comparison:
         if self.status == "inconclusive":
             why = "fewer than 3 shared seeds" if e.n < MIN_SEEDS else "the difference does not vary over seeds"
             return f"{self.best} vs {self.other}: inconclusive ({why}): {span}."
-        return f"{self.best} vs {self.other}: undecided after {e.n} seeds: {span}; {cost_text(self, comparisons)}."
+        return f"{self.best} vs {self.other}: undecided after {e.count()}: {span}; {cost_text(self, comparisons)}."
 
 
 def cost_text(c: Comparison, comparisons: int) -> str:
     """An undecided comparison's power and what deciding it would cost, in words."""
-    cost, n = c.cost(comparisons), c.estimate.n
-    clips = (f"about {cost['clips_needed']} test clips at {n} seeds would"
-             if cost["clips_needed"] else "a larger test set would")
+    cost, e = c.cost(comparisons), c.estimate
+    more = f"repeats of {e.folds}-fold CV" if e.folds else "seeds"
+    need = cost["seeds_needed"] and (math.ceil(cost["seeds_needed"] / e.folds) if e.folds else cost["seeds_needed"])
+    clips = (f"about {cost['clips_needed']} test clips at {e.n} seeds would"
+             if cost["clips_needed"] else "a larger dataset would" if e.folds else "a larger test set would")
     if not cost["seeds_could_decide"]:
-        what = f"no number of seeds would decide it (the test set's own sampling noise is larger than the difference); {clips}"
-    elif cost["seeds_needed"]:
-        what = f"about {cost['seeds_needed']} seeds per side would decide it, or {clips.removesuffix(' would')}"
+        what = f"no number of {more} would decide it (the test set's own sampling noise is larger than the difference); {clips}"
+    elif need:
+        what = f"about {need} {more} per side would decide it, or {clips.removesuffix(' would')}"
     else:
-        what = f"more seeds alone are unlikely to decide it (the test set's sampling noise is close to the difference); {clips}"
+        what = f"more {more} alone are unlikely to decide it (the test set's sampling noise is close to the difference); {clips}"
     power = f"power {cost['power']:.0%} at the observed difference" if math.isfinite(cost["power"]) else ""
     detect = f"80% power needs a difference of {cost['detectable']:.4f}" if math.isfinite(cost["detectable"]) else ""
     family = f"95% with Holm over {comparisons} comparison(s)" + (" and their equivalence tests" if c.margin > 0 else "")

@@ -25,7 +25,7 @@ from search.report import front_shares, write_report_folder
 from search.report_input import ReportInput
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.progress import duration
-from search.signals import terminated
+from search.signals import settle, terminated
 from search.stats import final_table, pareto_front, rungs
 from search.tracking import ui_hint, ui_link
 
@@ -65,10 +65,11 @@ def finish(exp: Experiment, out: Outcome) -> int:
     exp.tracker.call("set_tag", "mlflow.note.content", answer_markdown(board, table, out.comparisons, s.metric))
     for path in [*out.artifacts, *(exp.dir / n for n in (Files.LEADERBOARD, Files.TRIALS, Files.HISTORY))]:
         exp.tracker.call("log_artifact", str(path))
+    settle()  # finished from here on: a signal now changes nothing (no KILLED after FINISHED, no exit 143)
     exp.tracker.call("set_terminated", status="FINISHED")
     exp.tracker.close()
     print(f"results in {exp.dir} (other libraries' messages: {exp.dir / Files.LOG})", flush=True)
-    experiment_id = exp.tracker.client.get_experiment_by_name(exp.name).experiment_id
+    experiment_id = exp.tracker.experiment_id()  # never a wait on a server that is down
     print(ui_hint(exp.tracker.uri, experiment_id), flush=True)
     print("", flush=True)
     for line in conclusion(board, table, out.comparisons, s.metric):
@@ -159,8 +160,10 @@ def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metr
     rows = table.set_index("name")
     best = comparisons[0].best if comparisons else str(table[table["role"] == "final"]["name"].iloc[0]) \
         if (table["role"] == "final").any() else str(table["name"].iloc[0])
-    lines = [f"answer: the best configuration is {best}: test macro-F1 {_mean_sd(rows.loc[best])} over "
-             f"{int(rows.loc[best, 'final/seeds'])} seeds the search never used"]
+    seeds = int(rows.loc[best, "final/seeds"])
+    over = (f"{seeds} repeat{'s' * (seeds != 1)} of {int(rows.loc[best, 'final/folds'])}-fold cross-validation"
+            if "final/folds" in rows else f"{seeds} seeds the search never used")
+    lines = [f"answer: the best configuration is {best}: test macro-F1 {_mean_sd(rows.loc[best])} over {over}"]
     for c in comparisons:
         other = f"{c.other} ({_mean_sd(rows.loc[c.other])})" if c.other in rows.index else c.other
         verb = {"beats": "beats", "equivalent": "is equivalent to"}.get(c.status, "does not beat")
@@ -182,7 +185,7 @@ def _verdict(c, comparisons: int) -> str:
     other, 95% interval over seeds and test clips) and what the race made of it."""
     e = c.estimate
     low, high = e.interval()
-    diff = f"{e.value:+.4f} [{low:+.4f}, {high:+.4f}] over {e.n} seeds" if e.n >= 2 else f"{e.value:+.4f} ({e.n} seed)"
+    diff = f"{e.value:+.4f} [{low:+.4f}, {high:+.4f}] over {e.count()}" if e.n >= 2 else f"{e.value:+.4f} ({e.count()})"
     if c.status in ("beats", "worse"):
         return f"{diff}, decided ({'better' if c.status == 'beats' else 'worse'})"
     if c.status == "equivalent":
@@ -194,6 +197,8 @@ def _verdict(c, comparisons: int) -> str:
     if not cost["seeds_could_decide"]:
         more = "no number of seeds would decide it" + (f"; about {cost['clips_needed']} test clips would"
                                                         if cost["clips_needed"] else "")
+    elif cost["seeds_needed"] and e.folds:
+        more = f"about {math.ceil(cost['seeds_needed'] / e.folds)} repeats of {e.folds}-fold CV per side would decide it"
     elif cost["seeds_needed"]:
         more = f"about {cost['seeds_needed']} seeds per side would decide it"
     else:

@@ -167,6 +167,7 @@ def run_name(phase: str, trial_id: str, entry: dict[str, Any], base: dict[str, A
     """The MLflow run name of a trial: its phase, what it trains, and its seed in the final phase."""
     meta = entry.get("meta") or {}
     seed = f" seed {meta['seed']}" if meta.get("seed") is not None else ""
+    seed += f" fold {meta['fold']}" if meta.get("fold") is not None else ""
     if meta.get("role") == "baseline":
         return f"baseline {meta.get('name')}{seed}"
     if meta.get("role") == "axis":

@@ -293,11 +293,12 @@ def final(exp: Experiment, out: Outcome) -> None:
     rows: list[dict] = []
     _announce(exp, picks, entries, at)
     for round_ in range(len(at)):
-        grid = [trial_entry({**overrides[name], "train.seed": seed}, TrialMeta("final", roles[name], name, seed))
-                for name, round_seeds in todo.items() for seed in round_seeds]
+        grid = [trial_entry({**overrides[name], "train.seed": seed, **fold_overrides(s.cv_folds, fold, seed)},
+                            TrialMeta("final", roles[name], name, seed, fold=fold if s.cv_folds else None))
+                for name, round_seeds in todo.items() for seed in round_seeds for fold in range(max(1, s.cv_folds))]
         grid.sort(key=models_of, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
-        rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks)
+        rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks, s.cv_folds)
         if out.interrupted:
             break
         out.comparisons = race(RunScores(pd.DataFrame(rows), tasks), best, others, seeds, at, done=round_ + 1,
@@ -346,18 +347,26 @@ def _announce(exp: Experiment, picks, entries, at: list[int]) -> None:
     study = sum(role == "axis" for _, role, _ in entries)
     study = f", {study} axis-study variants" if study else ""
     top = "the best configuration" if len(picks) == 1 else f"the top {len(picks)} configurations"
-    more = f", racing up to {at[-1]} seeds for comparisons still undecided" if len(at) > 1 else ""
-    print(f"final: retraining {top}{others}{study} with {at[0]} seeds each{more}", flush=True)
+    unit = f"repeats of {s.cv_folds}-fold cross-validation" if s.cv_folds else "seeds"
+    more = f", racing up to {at[-1]} {unit} for comparisons still undecided" if len(at) > 1 else ""
+    print(f"final: retraining {top}{others}{study} with {at[0]} {unit} each{more}", flush=True)
 
 
-def _final_rows(results, order: dict[str, int], picks: list[Candidate]) -> list[dict]:
+def fold_overrides(folds: int, fold: int, seed: int) -> dict[str, int]:
+    """A final run's data under cross-validation: fold `fold` of `folds`, the repeat's assignment of clips
+    to folds drawn by its seed (so pairs of configurations meet on the same folds)."""
+    return {"data.cv.folds": folds, "data.cv.fold": fold, "data.cv.shuffle": seed} if folds else {}
+
+
+def _final_rows(results, order: dict[str, int], picks: list[Candidate], folds: int = 0) -> list[dict]:
     by_name = {c.name: c.trial_id for c in picks}
     rows = []
     for r in results:
         if r.config is None:  # interrupted before Tune recorded the trial's config
             continue
         meta, m = meta_of(r.config["trial"]), r.metrics or {}
-        rows.append({"name": meta.name, "role": meta.role, "order": order[meta.name], "seed": meta.seed,
+        cv = {"fold": meta.fold, "folds": folds} if folds else {}
+        rows.append({"name": meta.name, "role": meta.role, "order": order[meta.name], "seed": meta.seed, **cv,
                      "trial_id": by_name.get(meta.name),
                      "error": "" if r.error is None else error_line(r.error),
                      **{k: v for k, v in m.items() if k.startswith("test/")}, **_predictions(r)})

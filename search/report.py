@@ -167,10 +167,20 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
     else:
         lines += ["No comparison with a baseline ran (search.baselines), so there is no decision.", ""]
     reference = "single_task" if (table["name"] == "single_task").any() else None
-    lines += [f"Retrained at the full budget on seeds the search never used ({_seed_counts(table)}), evaluated on "
-              f"the test split (macro-F1, mean ± std over seeds). Intervals hold seed noise and test-set sampling "
-              f"(clips resampled); `front` is the share of resamples in which the configuration is on the Pareto "
-              f"front of the per-task means.", ""]
+    if scores.folds:
+        lines += [f"Retrained at the full budget by repeated {scores.folds}-fold cross-validation, one repeat per "
+                  f"seed the search never used ({_seed_counts(table)}): the clips of the train and test splits "
+                  f"dealt into {scores.folds} folds anew each repeat, each fold tested once by a run trained on "
+                  f"the others; the val split, whose scores chose the configurations, is in no test fold "
+                  f"(macro-F1 per fold, mean ± std over folds and repeats). Comparisons pair runs by repeat and "
+                  f"fold; intervals are Nadeau and Bengio's corrected resampled t, for training sets that "
+                  f"overlap; `front` is the share of resamples of the repeats in which the configuration is on "
+                  f"the Pareto front of the per-task means.", ""]
+    else:
+        lines += [f"Retrained at the full budget on seeds the search never used ({_seed_counts(table)}), evaluated "
+                  f"on the test split (macro-F1, mean ± std over seeds). Intervals hold seed noise and test-set "
+                  f"sampling (clips resampled); `front` is the share of resamples in which the configuration is "
+                  f"on the Pareto front of the per-task means.", ""]
     protocol = _protocols(given.baselines, given.tuning)
     head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | front |"
     lines += [head, "|" + "---|" * (5 + len(tasks))]

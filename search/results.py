@@ -185,7 +185,10 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
         print(view.to_string(index=False))
     if "final/test/avg_f1/mean" in board:
         final = board.dropna(subset=["final/test/avg_f1/mean"])
-        print("final retraining on the test split (mean ± std over seeds; baselines under the same protocol):")
+        protocol = (f"by {int(final['final/folds'].max())}-fold cross-validation (mean ± std over folds and repeats"
+                    if "final/folds" in final and final["final/folds"].notna().any() else
+                    "on the test split (mean ± std over seeds")
+        print(f"final retraining {protocol}; baselines under the same protocol):")
         for _, row in final.iterrows():
             tasks = "  ".join(f"{t} {row[f'final/test/{t}/f1/mean']:.3f}±{row[f'final/test/{t}/f1/std']:.3f}"
                               for t in TASKS if f"final/test/{t}/f1/mean" in row)

@@ -71,6 +71,7 @@ class SearchSettings:
     final_max_seeds: int | None = None  # the race adds seeds to undecided comparisons up to this (None: 2 x final_seeds)
     final_seed_step: int | None = None  # seeds added per round (None: final_seeds)
     equivalence_margin: float = 0.02  # the race also decides "equivalent within ±margin" (test macro-F1; 0 = off)
+    cv_folds: int = 0  # > 1: the final phase evaluates by repeated k-fold CV, one repeat per seed (0: the test split)
     grouping_mode: str = "search"  # `search` (Optuna + ASHA), `exhaustive` (every group), `affinity` (TAG), `both`
     baselines: tuple[str, ...] = BASELINES  # retrained with the final configurations; [] = none
     tune_baselines: tuple[str, ...] = ()  # these baselines get their own search over the non-strategy knobs
@@ -256,6 +257,8 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
         problems.add(f"search.final_k: must be >= 0, got {s.final_k}")
     if s.final_max_seeds is not None and s.final_max_seeds < s.final_seeds:
         problems.add(f"search.final_max_seeds: must be >= final_seeds ({s.final_seeds}), got {s.final_max_seeds}")
+    if s.cv_folds != 0 and not 2 <= s.cv_folds <= 100:
+        problems.add(f"search.cv_folds: 0 (the test split) or 2 to 100, got {s.cv_folds}")
     if not (isinstance(s.equivalence_margin, (int, float)) and 0 <= s.equivalence_margin < 1):
         problems.add(f"search.equivalence_margin: must be >= 0 and < 1 (test macro-F1), got {s.equivalence_margin!r}")
     if s.final_seed_step is not None and s.final_seed_step < 1:

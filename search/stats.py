@@ -82,6 +82,8 @@ def final_table(runs: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     table = ok.groupby(["name", "role"], sort=False)[cols].agg(["mean", "std"])
     table.columns = [f"final/{k}/{agg}" for k, agg in table.columns]
     table["final/seeds"] = ok.groupby(["name", "role"], sort=False)["seed"].nunique()
+    if "folds" in ok and ok["folds"].notna().any():  # repeated k-fold: a seed is one repeat
+        table["final/folds"] = int(ok["folds"].max())
     table = table.reset_index()
     table["trial_id"] = table["name"].map(ok.drop_duplicates("name").set_index("name")["trial_id"])
     single = table[table["name"] == "single_task"]
@@ -226,6 +228,13 @@ class SeedClipEstimate:
     n: int
     seed_clip_var: float = math.nan  # V: mean over the seeds of each seed's variance over clip resamples
     clips: int = 0  # test clips the statistic was computed on (0: unknown)
+    folds: int = 0  # > 0: the n values are fold runs of repeated k-fold CV (`cv_estimate`), not seeds
+
+    def count(self) -> str:
+        """What the n values are: `3 seeds`, or `10 fold runs (2 repeats of 5-fold CV)`."""
+        if self.folds:
+            return f"{self.n} fold runs ({self.n / self.folds:g} repeats of {self.folds}-fold CV)"
+        return f"{self.n} seed{'s' * (self.n != 1)}"
 
     @property
     def interaction_var(self) -> float:
@@ -254,7 +263,10 @@ class SeedClipEstimate:
 
     def _df(self, n: int, clip_factor: float = 1.0) -> float:
         """Welch-Satterthwaite degrees of freedom: n - 1 for the seed term (its spread was estimated from
-        `self.n` seeds), many for the clip term (from a thousand resamples)."""
+        `self.n` seeds), many for the clip term (from a thousand resamples); n - 1 for cross-validation,
+        whose two terms come from the same spread."""
+        if self.folds:
+            return float(max(n, 2) - 1)
         seed_term = self.variance(n, clip_factor) - self.clip_term / clip_factor
         if not seed_term > 0:
             return math.inf
@@ -337,8 +349,8 @@ class SeedClipEstimate:
         """The test clips (at n seeds per side, default the seeds there are) that would decide a difference
         this large; None when the clip count is unknown or even `limit` times the clips would not."""
         n = self.n if n is None else n
-        if self.n < 2 or not self.clips or not np.isfinite(self.value) or self.value == 0:
-            return None
+        if self.n < 2 or not self.clips or self.folds or not np.isfinite(self.value) or self.value == 0:
+            return None  # cross-validation tests every clip there is already
         decides = lambda f: abs(self.value) >= stats.t.ppf(1 - alpha / 2, self._df(n, f)) * math.sqrt(self.variance(n, f))  # noqa: E731
         if not decides(limit):
             return None
@@ -349,6 +361,21 @@ class SeedClipEstimate:
             mid = math.sqrt(low * high)
             low, high = (low, mid) if decides(mid) else (mid, high)
         return math.ceil(high * self.clips)
+
+
+def cv_estimate(per_unit: np.ndarray, folds: int, clips: int = 0, value: float | None = None) -> SeedClipEstimate:
+    """A paired difference over the fold runs of repeated k-fold cross-validation (`per_unit`: one value per
+    (repeat, fold), seeds averaged), with Nadeau and Bengio's correction for the overlap of the training sets
+    (the corrected resampled t test; Bouckaert and Frank 2004 for repeats): variance (1/J + n_test/n_train)
+    s^2 over J values with J - 1 degrees of freedom. The n_test/n_train term is what more repeats cannot
+    remove, so it plays the clip term's part."""
+    per_unit = np.asarray(per_unit, float)
+    n = len(per_unit)
+    sd = float(per_unit.std(ddof=1)) if n >= 2 else math.nan
+    ratio = 1.0 / (folds - 1)  # n_test / n_train: one fold against the other folds - 1
+    clip_var = ratio * sd ** 2 if n >= 2 else 0.0
+    return SeedClipEstimate(float(per_unit.mean()) if value is None else float(value), sd, clip_var, n,
+                            math.nan, clips, folds)
 
 
 def seed_clip_estimate(per_seed: np.ndarray, resampled: np.ndarray, value: float | None = None,

@@ -64,6 +64,7 @@ class TrialMeta:
     role: str = "search"  # search | final | baseline
     name: str = ""  # `rank 1`, `equal_sum`, ... in the final phase
     seed: int | None = None
+    fold: int | None = None  # the final phase under cross-validation (search.cv_folds): the run's test fold
     config: int | None = None  # index of the strategy configuration (grouping modes)
     k: int | None = None  # number of groups of a TAG proposal
     tag_score: float | None = None

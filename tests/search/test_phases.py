@@ -125,3 +125,20 @@ def test_picks_that_share_a_label_get_distinct_names():
     picks = [Candidate("dsg+equal+all", {"train.lr": 0.1}, 0.7), Candidate("all+equal+all", {}, 0.6),
              Candidate("dsg+equal+all", {"train.lr": 0.2}, 0.5)]
     assert [c.name for c in phases.distinct_names(picks)] == ["dsg+equal+all", "all+equal+all", "dsg+equal+all (2)"]
+
+
+def test_under_cross_validation_every_seed_is_a_repeat_of_every_fold(tmp_path, fake_tune, monkeypatch):
+    overrides = []
+    fit = phases._fit
+    monkeypatch.setattr(phases, "_fit", lambda exp, phase, grid=None, **kw: (
+        overrides.extend(e["overrides"] for e in grid), fit(exp, phase, grid, **kw))[1])
+    exp = _exp(tmp_path, "search.final_max_seeds=3", "search.cv_folds=3")
+    out = Outcome(candidates=[Candidate("rank 1", {}, 0.7)])
+    phases.final(exp, out)
+    runs = out.final_runs
+    assert len(runs) == 4 * 3 * 3 and set(runs["fold"]) == {0, 1, 2} and set(runs["folds"]) == {3}
+    for (name, seed), group in runs.groupby(["name", "seed"]):
+        assert sorted(group["fold"]) == [0, 1, 2]
+    assert all(o["data.cv.folds"] == 3 and o["data.cv.shuffle"] == o["train.seed"] for o in overrides)
+    c = {c.other: c for c in out.comparisons}["equal_sum"]
+    assert c.estimate.folds == 3 and c.estimate.n == 9 and c.status == "beats"
