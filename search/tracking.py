@@ -61,13 +61,27 @@ def credentials_to_env(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
+# MLflow 3.17 reads these per request (its HTTP session is cached per value, so changing them costs nothing).
+# Its defaults (7 retries, backoff factor 2, 120 s timeout) wait about 4 minutes on a server that is gone.
+RETRIES, BACKOFF, TIMEOUT = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+                             "MLFLOW_HTTP_REQUEST_TIMEOUT")
+MLFLOW_DEFAULTS = {RETRIES: 7, BACKOFF: 2, TIMEOUT: 120}
+# The sweep's own tracking calls: a passing blip is retried for a few seconds, a server that is gone is met
+# in about 3 s (refused) or 30 s (no answer), and from then on only the quick probe runs until it answers.
+DATA_CALLS = {RETRIES: 2, BACKOFF: 1, TIMEOUT: 10}
+
+
 @contextmanager
-def quick_requests(timeout_s: float = 5.0) -> Iterator[None]:
-    """MLflow's HTTP retries off and a short timeout, only inside the block (a reachability probe must
-    answer in seconds; the sweep's own calls keep MLflow's retries for passing blips)."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(timeout_s))
+def http_limits(limits: dict[str, int]) -> Iterator[None]:
+    """MLflow's HTTP retries, backoff and timeout at most `limits` inside the block (a user's lower setting
+    is kept); the environment as it was after it."""
+    saved = {k: os.environ.get(k) for k in limits}
+    for key, most in limits.items():
+        try:
+            own = int(saved[key]) if saved[key] is not None else MLFLOW_DEFAULTS[key]
+        except ValueError:
+            own = most
+        os.environ[key] = str(max(0, min(own, most)) if key != TIMEOUT else max(1, min(own, most)))
     try:
         yield
     finally:
@@ -76,6 +90,12 @@ def quick_requests(timeout_s: float = 5.0) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def quick_requests(timeout_s: float = 5.0):
+    """MLflow's HTTP retries off and a short timeout, only inside the block: a reachability probe answers
+    in seconds."""
+    return http_limits({RETRIES: 0, TIMEOUT: max(1, int(timeout_s))})
 
 
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
@@ -166,12 +186,58 @@ def pretrain_curve(result: dict[str, Any]) -> list[tuple[int, dict[str, float]]]
     return out
 
 
+def append_whole(path: Path, text: str) -> None:
+    """`text` appended to the spool, or nothing: a write that fails (a full disk) cuts the file back to what it
+    held, so the operations already there stay readable, and raises OSError naming the file (the queue is
+    kept). Never through a link (`append_text`)."""
+    try:
+        before = os.lstat(path).st_size
+    except FileNotFoundError:
+        before = None
+    try:
+        append_text(path, text)
+    except OSError as exc:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        except OSError:  # not there, or a link (refused before any write)
+            pass
+        else:
+            try:
+                if before is None:
+                    os.unlink(path)  # made by this write: a part of it, or empty
+                else:
+                    os.ftruncate(fd, before)
+            finally:
+                os.close(fd)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+
+
+class Link:
+    """What the trackers of one parent run share in this process: whether the server answers, so that an
+    outage one tracker met is not waited out again by its forks (each phase's trials have one) or by the
+    finish step's, and the experiment's id. Looked up by (uri, parent run, spool), so that copies Tune makes
+    of a callback, and a callback restored by --resume, share it too."""
+
+    _all: dict[tuple, "Link"] = {}
+
+    def __init__(self):
+        self.down = False
+        self.retry_at = 0.0  # time.monotonic() of the next probe while down
+        self.exp_id: str | None = None
+
+    @classmethod
+    def of(cls, uri: str, parent_run_id: str, spool: str | None) -> "Link":
+        return cls._all.setdefault((uri, parent_run_id, spool), cls())
+
+
 class Tracker:
     """Every MLflow write of an experiment, in order, through one outage queue.
 
-    When the tracking server goes away mid-sweep, training goes on: operations are queued and replayed
-    in order once the server answers again (probed at most every `retry_s`, with MLflow's retries off
-    for the probe only). Whatever is still queued at the end is appended to `spool` (JSON lines), which
+    When the tracking server goes away mid-sweep, training goes on: each call is made with MLflow's retries
+    and timeout bounded (`DATA_CALLS`: a server that is gone is met in seconds, not MLflow's 4 minutes), the
+    first failure marks the server down for this tracker and its forks (`Link`), and from then on operations
+    are only queued, and replayed in order once the server answers again (a quick probe, at most every
+    `retry_s`). Whatever is still queued at the end is appended to `spool` (JSON lines), which
     `python -m search.replay EXPERIMENT` writes once the server is back. Operations are plain lists:
 
         ["call", method, args, kwargs]          an MlflowClient call on the parent run (metrics, artifacts, status)
@@ -186,24 +252,47 @@ class Tracker:
         self.spool, self.retry_s = spool, retry_s
         self.pending: list[list] = []
         self.runs: dict[str, str] = {}  # "phase/trial" -> MLflow run id
-        self._retry_at = 0.0
         self._client: MlflowClient | None = None
         self._exp_id: str | None = None
 
     def fork(self) -> "Tracker":
-        """A tracker of its own (empty queue, same run and spool) for one phase's trials."""
+        """A tracker of its own (empty queue, same run and spool) for one phase's trials; it shares whether
+        the server answers (`Link`)."""
         return Tracker(self.uri, self.experiment, self.parent_run_id, self.spool, self.retry_s)
 
     def __getstate__(self) -> dict:  # Tune pickles callbacks: never a live client
         return {**self.__dict__, "_client": None}
+
+    def __setstate__(self, state: dict) -> None:
+        state.pop("_retry_at", None)  # a callback pickled before the outage state was shared
+        self.__dict__.update(state)
+
+    @property
+    def link(self) -> "Link":
+        return Link.of(self.uri, self.parent_run_id, self.spool)
 
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
             self._client = MlflowClient(tracking_uri=self.uri)
         if self._exp_id is None:
-            self._exp_id = self._client.get_experiment_by_name(self.experiment).experiment_id
+            self._exp_id = self.link.exp_id or self._client.get_experiment_by_name(self.experiment).experiment_id
+            self.link.exp_id = self._exp_id
         return self._client
+
+    def experiment_id(self) -> str | None:
+        """The experiment's id on the server, or None when it is not known and the server does not answer
+        (for links: never a wait on a server that is down)."""
+        if self._exp_id or self.link.exp_id:
+            return self._exp_id or self.link.exp_id
+        if self.link.down:
+            return None
+        try:
+            with http_limits(DATA_CALLS):
+                self.client
+        except Exception:  # no answer: no link, and the next call finds the outage
+            return None
+        return self._exp_id
 
     # -- the parent run --------------------------------------------------------------------------
 
@@ -224,14 +313,16 @@ class Tracker:
         self.flush()
 
     def flush(self, force: bool = False) -> None:
-        if self._retry_at and not force and time.monotonic() < self._retry_at:
+        link = self.link
+        if link.down and not force and time.monotonic() < link.retry_at:
             return
-        if self._retry_at and not self._answers():  # still down: a quick probe, not MLflow's retries
-            self._retry_at = time.monotonic() + self.retry_s
+        if link.down and not self._answers():  # still down: a quick probe, not MLflow's retries
+            link.retry_at = time.monotonic() + self.retry_s
             return
         while self.pending:
             try:
-                self.apply(self.pending[0])
+                with http_limits(DATA_CALLS):
+                    self.apply(self.pending[0])
             except MlflowException as exc:
                 if exc.error_code != "INVALID_PARAMETER_VALUE":
                     self._outage(exc)
@@ -241,30 +332,41 @@ class Tracker:
                 self._outage(exc)
                 return
             self.pending.pop(0)
-        if self._retry_at:
+        if link.down:
             print(f"MLflow at {mask_uri(self.uri)} answers again; buffered tracking data written", flush=True)
-        self._retry_at = 0.0
+        link.down = False
 
     def _outage(self, exc: Exception) -> None:
-        if not self._retry_at:
-            print(f"warning: MLflow at {mask_uri(self.uri)} is not answering ({type(exc).__name__}); "
-                  f"buffering tracking data and retrying every {self.retry_s:.0f}s", flush=True)
-        self._retry_at = time.monotonic() + self.retry_s
+        """The first failure of an outage (for this tracker and its forks): one line, and from now on only
+        the quick probe, every `retry_s`, until the server answers."""
+        link = self.link
+        if not link.down:
+            where = self.spool or "mlflow_pending.jsonl"
+            print(f"warning: MLflow at {mask_uri(self.uri)} is not answering ({type(exc).__name__}); training goes "
+                  f"on, buffering tracking data: sent when it answers (checked every {self.retry_s:.0f}s), or "
+                  f"saved in {where} at the end (python -m search.replay {Path(where).parent})", flush=True)
+        link.down, link.retry_at = True, time.monotonic() + self.retry_s
 
     def _answers(self) -> bool:
         try:
-            probe(self.client)
+            probe(self._client or MlflowClient(tracking_uri=self.uri))  # no experiment lookup: only the probe
             return True
         except Exception:
             return False
 
     def close(self) -> int:
-        """Last flush; what is still queued goes to the spool file. Returns how many were spooled."""
+        """Last flush; what is still queued goes to the spool file. Returns how many were spooled. A spool that
+        cannot be written (a full disk) keeps what it held, and the queue stays here: one line says so."""
         self.flush(force=True)
         if not self.pending:
             return 0
         where = self.spool or "mlflow_pending.jsonl"
-        append_text(Path(where), "".join(json.dumps(op) + "\n" for op in self.pending))  # never through a link
+        try:
+            append_whole(Path(where), "".join(json.dumps(op) + "\n" for op in self.pending))
+        except OSError as exc:
+            print(f"warning: {where}: cannot write ({exc.strerror}); {len(self.pending)} tracking operations MLflow "
+                  f"did not take are not saved", flush=True)
+            return 0
         n, self.pending = len(self.pending), []
         print(f"WARNING: MLflow at {mask_uri(self.uri)} is still unreachable: {n} tracking operations were not logged; "
               f"they are saved in {where} (write them later with: python -m search.replay {Path(where).parent})",
@@ -394,22 +496,25 @@ def close_orphans(uri: str, experiment: str, parent_run_id: str, phase: str, kno
 ML_VIEW = "workflowType=machine_learning"  # MLflow 3's UI opens on its GenAI pages without it
 
 
-def page(experiment_id: str, run_id: str | None = None) -> str:
+def page(experiment_id: str | None, run_id: str | None = None) -> str:
     """The UI's page of an experiment, or of one of its runs, in the training view: MLflow 3.17's UI opens on
     its GenAI pages unless the URL asks for it (the experiment's `mlflow.experimentKind` tag alone does not
-    override the UI's toggle), and a run page it opens on the GenAI "Evaluations" tab."""
+    override the UI's toggle), and a run page it opens on the GenAI "Evaluations" tab. An experiment id not
+    known (a server that was down all along): the list of experiments."""
+    if experiment_id is None:
+        return f"#/experiments?{ML_VIEW}"
     path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
     return f"{path}?{ML_VIEW}"
 
 
-def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+def ui_link(uri: str, experiment_id: str | None, run_id: str | None = None) -> str:
     """The URL of `page` on the tracking server (a local store: on `mlflow ui`'s default address)."""
     uri = mask_uri(uri)
     root = "http://127.0.0.1:5000" if uri.startswith("sqlite:") else uri.rstrip("/")
     return f"{root}/{page(experiment_id, run_id)}"
 
 
-def ui_hint(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+def ui_hint(uri: str, experiment_id: str | None, run_id: str | None = None) -> str:
     """How to look at the runs: the link to the experiment (or the run), and for a local store the command
     that serves it."""
     link = ui_link(uri, experiment_id, run_id)

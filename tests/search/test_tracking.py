@@ -328,3 +328,95 @@ def test_the_spool_a_sweep_writes_is_replayed_with_its_artifacts(tmp_path, capsy
     assert replay_main([str(exp)]) == 0, capsys.readouterr().err
     assert {a.path for a in client.list_artifacts(parent)} == {"report", "leaderboard.csv"}
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+class _DownClient(_FlakyClient):
+    """A server that is gone: every call fails; each records MLflow's HTTP settings it was made under."""
+
+    def __init__(self):
+        super().__init__(down=10 ** 6)
+        self.settings = []
+
+    def _call(self):
+        self.settings.append((os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES"),
+                              os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")))
+        super()._call()
+
+    def get_experiment_by_name(self, name):
+        self._call()
+
+
+def test_an_outage_is_met_once_with_short_timeouts_and_shared_with_forks(tmp_path, capsys, monkeypatch):
+    """MLflow's own retries wait about 4 minutes on a server that is gone: the data calls bound them, and the
+    first failure marks the server down for the tracker and its forks, which then only queue (no call at all
+    until the next probe), so neither a phase's trials nor the finish step waits the outage out again."""
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    root = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(tmp_path / "spool"), retry_s=3600)
+    fork = root.fork()
+    client = _DownClient()
+    for tracker in (root, fork):
+        tracker._client, tracker._exp_id = client, "1"
+    fork.push(["start", "search", "t1", {}, {}])  # the first failure: one data call, bounded
+    assert client.calls == 1
+    retries, timeout = client.settings[0]
+    assert int(retries) <= 2 and int(timeout) <= 10
+    fork.push(["end", "search", "t1", "FINISHED", {}])
+    root.call("set_terminated", status="FINISHED")  # another tracker of the same run: it knows already
+    assert client.calls == 1 and len(fork.pending) == 2 and len(root.pending) == 1
+    assert fork.close() == 2 and root.close() == 1  # one quick probe each (retries off), then the spool
+    assert [s[0] for s in client.settings[1:]] == ["0", "0"]
+    assert len((tmp_path / "spool").read_text().splitlines()) == 3
+    out = capsys.readouterr().out
+    assert out.count("is not answering") == 1 and str(tmp_path / "spool") in out
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # only inside the calls
+    assert root.experiment_id() == "1"
+
+
+def test_the_experiment_id_for_links_never_waits_on_a_server_that_is_down(tmp_path):
+    from search.tracking import ui_link
+
+    tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(tmp_path / "spool"), retry_s=3600)
+    client = _DownClient()
+    tracker._client = client
+    tracker.call("log_metric", "k", 1.0)  # the experiment lookup fails: the server is down
+    assert tracker.experiment_id() is None and client.calls == 1
+    assert ui_link(tracker.uri, None) == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+
+
+def test_mlflow_limits_keep_a_user_s_lower_setting(monkeypatch):
+    from search.tracking import DATA_CALLS, http_limits
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
+    with http_limits(DATA_CALLS):
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "10"
+        assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300" and "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR" not in os.environ
+
+
+@pytest.mark.parametrize("held", ["", '["call", "set_tag", ["parent", "k", "v"], {}]\n'], ids=["new", "appended"])
+def test_a_spool_write_that_fails_keeps_what_the_spool_held(tmp_path, capsys, monkeypatch, held):
+    """A full disk mid-append: the spool is cut back to what it held (no half line that would make it
+    unreadable, no empty file), the queue is kept and one line says so."""
+    import errno
+    import search.tracking as tracking
+
+    spool = tmp_path / "spool"
+    if held:
+        spool.write_text(held)
+
+    def half_then_full(path, text):
+        with open(path, "a") as f:
+            f.write(text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(tracking, "append_text", half_then_full)
+    tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(spool), retry_s=3600)
+    tracker._client, tracker._exp_id = _DownClient(), "1"
+    tracker.call("set_terminated", status="FINISHED")
+    assert tracker.close() == 0 and len(tracker.pending) == 1
+    assert (spool.read_text() == held) if held else not spool.exists()
+    warning = [line for line in capsys.readouterr().out.splitlines() if str(spool) in line and "cannot write" in line]
+    assert len(warning) == 1 and "No space left on device" in warning[0]
