@@ -22,12 +22,64 @@ _quiet = False  # set by setup_console; later calls (after ray.init) follow it
 
 
 class _ConsoleFilter(logging.Filter):
-    """Our loggers at their level; anyone else's only from ERROR up."""
+    """Our loggers at their level; anyone else's only from ERROR up, except a full disk (the launcher says
+    it in one line: search.disk)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("ray.tune") and str(record.msg).startswith(TRIAL_FAILED):
             return False  # a trial's traceback: launch.log has it, the console gets Progress's one line
-        return record.name.startswith(OURS) or record.levelno >= logging.ERROR
+        if record.name.startswith(OURS):
+            return True
+        return record.levelno >= logging.ERROR and not _no_space(record)
+
+
+def _no_space(record: logging.LogRecord) -> bool:
+    """A record about a full disk: Tune's failed state save, MLflow's SQLite store refusing a write."""
+    from search.disk import is_no_space, says_no_space
+
+    try:
+        text = record.getMessage()
+    except Exception:  # a record whose arguments do not fit its message
+        text = str(record.msg)
+    return says_no_space(text) or bool(record.exc_info and is_no_space(record.exc_info[1]))
+
+
+class _LogFile(logging.FileHandler):
+    """The experiment's log file. A write that fails (a full disk) stops it, with one line on the console,
+    instead of logging's "--- Logging error ---" traceback for every record from then on."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            self._stop(exc)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self._stop(exc)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # the buffered lines a full disk did not take: already said
+            pass
+
+    def _stop(self, exc: OSError) -> None:
+        if not self.failed:
+            self.failed = True
+            print(f"warning: {self.baseFilename}: cannot write ({exc.strerror or exc}); other libraries' messages "
+                  f"are not kept from now on", file=sys.stderr, flush=True)
 
 
 def is_quiet() -> bool:
@@ -84,7 +136,7 @@ def setup_console(verbose: bool) -> None:
 def log_to_file(exp_dir: Path) -> Path:
     """Everything, ours and theirs, also goes to the experiment's log file."""
     path = exp_dir / Files.LOG
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     return path

@@ -28,6 +28,7 @@ from mtl_core.validation import Problems
 from search import signals
 from search.cluster import ClusterUnavailable, address_source, auth_env, check_cluster
 from search.console import close_log_file, log_to_file, route_third_party_logs, setup_console
+from search.disk import drop_broken_error_pickles, is_no_space, no_space_line
 from search.experiment import CorruptFile, Files, read_state, resume_hint
 from search.folder_read import RESUME_RISK, check_journal, check_no_links, check_only_ours, read_rungs
 from search.lock import ExperimentLock, Locked
@@ -288,6 +289,7 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
         whole = _check_folder(args, spec, exp_dir, ours=True)  # again, now that no other launcher can change it
         if args.resume:
             _trim_journal(exp_dir / Files.OPTUNA_JOURNAL, whole)
+            drop_broken_error_pickles(exp_dir)  # Tune would unpickle them and fail
         handler = log_to_file(exp_dir)
         route_third_party_logs()
         from search.sweep import run_experiment
@@ -342,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     except CorruptFile as exc:
         return fail(str(exc), code=1)
+    except Exception as exc:  # a full disk (an OSError, or Tune's TuneError naming one): one line, what was written kept
+        if not is_no_space(exc) or exp_dir is None:
+            raise
+        kept = (exp_dir / Files.STATE).is_file()
+        return fail(no_space_line(exc, exp_dir, resume_hint(args.space, exp_dir) if kept else None), code=1)
     except KeyboardInterrupt:
         return _interrupted(args, exp_dir)
     finally:

@@ -94,3 +94,35 @@ class NoRetryOnDivergence(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if DIVERGED in result:
             trial.max_failures = 0
+
+
+class StopOnFullDisk(tune.Callback):
+    """A trial that failed for a full disk (search.disk) stops the phase at once: DiskFull, naming the
+    experiment folder `where`, comes out of Tuner.fit and the launcher says it in one line. A retry would fail
+    the same way, and a trial that used up its retries would stay failed on --resume; stopped here, it is
+    continued by --resume from its last whole checkpoint. First among the callbacks, so that no other one
+    reports the failure as a retry."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._check(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._check(trial)
+
+    def _check(self, trial) -> None:
+        from search.disk import DiskFull, says_no_space
+
+        text = str(getattr(trial, "error_msg", "") or "")
+        path = getattr(trial, "error_file", None)
+        try:
+            if path:
+                with open(path, "rb") as f:
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+                    text = f.read().decode(errors="replace")
+        except OSError:
+            pass
+        if says_no_space(text.rsplit("Failure # ", 1)[-1]):  # Tune appends each failure: the latest is last
+            raise DiskFull(self.where)

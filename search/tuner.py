@@ -25,7 +25,7 @@ from search.reference import validation_reference
 from search.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 from search.tracking import MLflowTrials
-from search.trainable import NoRetryOnDivergence, train_trial
+from search.trainable import NoRetryOnDivergence, StopOnFullDisk, train_trial
 from search.trial import check_listed, models_of, scratch_dir, scratch_key
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     listed = {} if trials is None else dict(cost=_trial_models, work=sum(map(models_of, trials)) * exp.max_t)
     progress = Progress(phase, progress_metric or s.metric, s.mode, expected, exp.max_t, budget,
                         show_best=not eval_test, **listed)  # the final phase: no test score before the end
-    callbacks = [NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t), progress]
+    callbacks = [StopOnFullDisk(str(exp.dir)), NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
+                 progress]
     if trials is None and s.objectives:
         callbacks.append(_front_trace(exp, phase))
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,
