@@ -164,6 +164,7 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
     lines = ["## Which configuration is best, and by how much", ""]
     if not decided.empty:
         lines += [f"- {r['sentence']}" for _, r in decided.iterrows()] + [""]
+        lines += [family_wise(decided), ""]
     else:
         lines += ["No comparison with a baseline ran (search.baselines), so there is no decision.", ""]
     reference = "single_task" if (table["name"] == "single_task").any() else None
@@ -196,6 +197,19 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
         lines.append(f"| {_cell(r['name'])} | {role} | " + " | ".join(cells) + f" | {dm} | "
                      + (f"{share:.0%}" if np.isfinite(share) else "-") + " |")
     return lines + [""]
+
+
+def family_wise(decisions: pd.DataFrame) -> str:
+    """How the decisions keep their error rate: Holm over the hypotheses of each look, alpha spent over looks."""
+    n = len(decisions)
+    tests = int(decisions["tests"].max()) if "tests" in decisions and decisions["tests"].notna().any() else n
+    looks = int(decisions["look"].max()) if "look" in decisions and decisions["look"].notna().any() else 1
+    margin = decisions["margin"].max() if "margin" in decisions and decisions["margin"].notna().any() else 0
+    what = (f"{n} comparison{'s' * (n != 1)}, each tested for a difference and for equivalence within "
+            f"±{margin:g} ({tests} hypotheses)" if margin and margin > 0 else f"{n} comparison{'s' * (n != 1)}")
+    return (f"Family-wise error at most 5% over all of these: Holm's procedure over {what} at each look, and "
+            f"the 5% spent across the race's looks (power family, rho 2; {looks} look{'s' * (looks != 1)} ran), "
+            f"so the looks and comparisons together stay within 5% by the union bound.")
 
 
 def _seed_counts(table: pd.DataFrame) -> str:

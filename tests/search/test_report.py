@@ -173,3 +173,12 @@ def test_the_launcher_s_report_replaces_links_and_refuses_a_linked_folder(tmp_pa
     with pytest.raises(CorruptFile, match="a link or a file"):
         write_report_folder(_given(), exp)
     assert list((tmp_path / "elsewhere").iterdir()) == [] and sorted(p.name for p in exp.iterdir()) == ["report"]
+
+
+def test_the_answer_states_how_the_family_wise_error_is_kept():
+    from search.report import family_wise
+
+    decisions = pd.DataFrame([{"tests": 4, "look": 2, "margin": 0.02}, {"tests": 4, "look": 1, "margin": 0.02}])
+    text = family_wise(decisions)
+    assert "Holm" in text and "4 hypotheses" in text and "2 looks" in text and "±0.02" in text
+    assert "hypotheses" not in family_wise(decisions.assign(margin=0.0))
