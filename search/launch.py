@@ -7,6 +7,11 @@ written), 1 the sweep failed (or a file of the experiment folder is corrupt), 13
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # first: a signal while the heavy imports below load ends in one line, not a traceback
+    from search.signals import exit_early
+
+    exit_early()
+
 import argparse
 import glob
 import json
@@ -30,7 +35,9 @@ from search.cluster import ClusterUnavailable, address_source, auth_env, check_c
 from search.console import close_log_file, log_to_file, route_third_party_logs, setup_console
 from search.disk import drop_broken_error_pickles, is_no_space, no_space_line
 from search.experiment import CorruptFile, Files, read_state, resume_hint
-from search.folder_read import RESUME_RISK, check_journal, check_no_links, check_only_ours, read_rungs
+from search.first_rung import first_rung_warning
+from search.folder_read import (RESUME_RISK, check_journal, check_no_links, check_only_ours, check_sqlite,
+                               check_tune_pickles, read_rungs)
 from search.lock import ExperimentLock, Locked
 from search.signals import catch_signals, terminated
 from search.space import (SEARCH_UPPER, SpaceSpec, as_written, check_name, corner_samples, dump_resolved, load_space,
@@ -135,6 +142,9 @@ def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> i
     if not args.trust_folder:
         check_only_ours(exp_dir, RESUME_RISK)
     whole = check_journal(exp_dir / Files.OPTUNA_JOURNAL)  # Optuna replays it inside Ray: a bad line is said here
+    check_tune_pickles(exp_dir)  # unpickled once the parent run is reopened: a cut-short one is said here
+    if args.mlflow_uri is None:
+        check_sqlite(exp_dir / Files.MLFLOW_DB)
     if spec.search.objectives:  # MO-ASHA reads its rungs back inside Ray: a corrupt file is said here
         read_rungs(exp_dir / Files.MO_ASHA_RUNGS, len(spec.search.objectives))
     return whole
@@ -297,8 +307,12 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
 
         rc = run_experiment(spec, exp_dir, uri or default_tracking_uri(exp_dir), address=args.address,
                             resume=args.resume, address_source=args.address_source)
+        if signals.late() and rc not in (130, 143):  # say why the signal did not stop it
+            print(f"note: {signal.Signals(signals.late()).name} came after the experiment had ended; it changed "
+                  f"nothing", file=sys.stderr, flush=True)
         return rc
     finally:
+        signals.settle()  # whatever ends the launch now is its outcome: the clean-up below runs whole
         fresh_failed = not args.resume and rc != 0 and not (exp_dir / Files.STATE).is_file()
         if fresh_failed:
             close_log_file()
@@ -321,8 +335,7 @@ def _interrupted(args, exp_dir: Path | None) -> int:
     if exp_dir is not None and (exp_dir / Files.STATE).is_file():
         print(f"{how}; {resume_hint(args.space, exp_dir)}", file=sys.stderr)
     else:
-        print(f"{how} before the experiment started; nothing was kept (run the same command again)",
-              file=sys.stderr)
+        print(f"{how} {signals.NOTHING_KEPT}", file=sys.stderr)
     return 143 if terminated() else 130
 
 
@@ -336,13 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     exp_dir = None
     try:
         spec, exp_dir = _checks(args)
+        if (warning := first_rung_warning(spec)) is not None:
+            print(warning, flush=True)
         if args.dry_run:
             return _dry_run(args, spec)
         uri = _check_services(args)
         return _launch(args, spec, exp_dir, uri)
     except (ConfigError, Locked, ClusterUnavailable) as exc:  # TrackingUnavailable is a ConfigError
+        signals.settle()
         return fail(str(exc))
     except CorruptFile as exc:
+        signals.settle()
         return fail(str(exc), code=1)
     except Exception as exc:  # a full disk (an OSError, or Tune's TuneError naming one): one line, what was written kept
         if not is_no_space(exc) or exp_dir is None:
@@ -352,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _interrupted(args, exp_dir)
     finally:
+        signals.settle()  # a signal from here on changes nothing (the handlers restored below included)
         signal.signal(signal.SIGINT, saved[0])
         signal.signal(signal.SIGTERM, saved[1])
 

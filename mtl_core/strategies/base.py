@@ -69,6 +69,13 @@ class Stateful:
         stop, read from `strategy/<task>/active`). A comparison at a smaller budget has not seen it act."""
         return 0
 
+    @classmethod
+    def earliest_act(cls, params: dict[str, Any]) -> int:
+        """The first epoch (0-based) in which this method can train differently from its axis's plain value,
+        however the run goes: `acts_from` where that is known in advance, else a lower bound."""
+        first = cls.acts_from(params)
+        return 0 if first is None else first
+
     def state_dict(self) -> dict[str, Any]:
         out = {}
         for k in self._state_keys:

@@ -23,6 +23,12 @@ class DynamicStopAndGo(TaskScheduler):
     def acts_from(cls, params):
         return None  # from its first stop, which depends on the validation curve
 
+    @classmethod
+    def earliest_act(cls, params):
+        # the first epoch sets each task's best; a stop needs `patience` + 1 epochs without improvement after
+        # it, and takes effect in the epoch after that
+        return int(params.get("patience", 1)) + 2
+
     def __init__(self, ctx: StrategyContext, *, iter_gap: int = 4, threshold: float = 0.001,
                  continue_threshold: float = 0.005, patience: int = 1, cooldown: int = 1,
                  reset_epochs: tuple[int, ...] = ()):
