@@ -14,6 +14,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import pickletools
 import pwd
 import stat
 from pathlib import Path
@@ -250,3 +251,37 @@ def check_output_folder(out: Path) -> None:
     overwrite whatever it points at)."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise CorruptFile(f"{out}: a link or a file, not the report folder; move it away to write the report")
+
+
+MAX_TUNE_PICKLE_BYTES = 256 * 2**20  # a phase's Tuner, searcher and callback states: kilobytes to a few MB
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_tune_pickles(exp_dir: Path, limit: int = MAX_TUNE_PICKLE_BYTES) -> None:
+    """Ray Tune's state that --resume unpickles (each phase folder's `tuner.pkl`, searcher and callback
+    states): each one whole pickle, walked opcode by opcode without running any of it, else CorruptFile naming
+    it (a kill or a full disk that cut its write short). Checked before the parent run is reopened."""
+    for path in sorted(exp_dir.glob("*/*.pkl")):
+        data = _bytes(path, limit)
+        try:
+            for _ in pickletools.genops(data):  # stops at the pickle's STOP; raises when the data ends first
+                pass
+        except Exception as exc:  # ValueError: cut short, or not a pickle
+            raise CorruptFile(f"{path}: not a whole pickle ({exc}); Ray Tune cannot restore the phase from it "
+                              f"(put back a whole copy, or run the experiment afresh under another --name)") from None
+
+
+def check_sqlite(path: Path) -> None:
+    """The experiment's own MLflow store (`mlflow.db`), when there is one, is an SQLite database by its header:
+    MLflow would fail on it later, in a line that could only blame the tracking URI."""
+    if not path.exists():
+        return
+    _check_size(path, 2**63)  # a regular file (a FIFO would block), of any size
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise CorruptFile(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if head != SQLITE_HEADER:
+        raise CorruptFile(f"{path}: not an SQLite database, so not the experiment's MLflow store (put back a "
+                          f"whole copy to resume)")

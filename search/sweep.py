@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ray
 import torch
+from ray._private import ray_constants
 
 from mtl_core.data.layout import DataError
 from mtl_core.model.text_encoder import EncoderNotFound
@@ -22,7 +23,7 @@ from search.finish import finish
 from search.folder_write import write_text
 from search.phases import PHASES, Outcome
 from search.cluster import joined_cluster
-from search.signals import catch_signals, sigterm_received
+from search.signals import catch_signals, hold, release, settle, sigterm_received
 from search.space import SpaceSpec, as_written, dump_resolved
 from search.mlflow_store import default_tracking_uri, start_store
 from search.tracking import Tracker, mask_uri, open_parent
@@ -38,31 +39,66 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     try:
         _prepare_data(spec)
     except (DataError, EncoderNotFound) as exc:  # what the launcher's checks cannot see (e.g. weights that fail to load)
+        settle()
         print(f"error: {as_written(spec, str(exc))}", file=sys.stderr, flush=True)
         return 2
+    hold()  # the parent run is opened and recorded whole: a signal meanwhile stops the launch right after
     try:
         exp = _open(spec, exp_dir, uri, resume)
     except Exception as exc:  # the store answered the probe but refuses the experiment (permissions, schema)
-        print(f"error: --mlflow-uri: {mask_uri(uri)}: cannot open the experiment's parent run "
-              f"({type(exc).__name__})", file=sys.stderr, flush=True)
-        return 2
+        return _store_refused(exc, exp_dir, uri, resume)
     print(f"experiment {exp_dir} (MLflow: {mask_uri(uri)}, parent run {exp.tracker.parent_run_id})", flush=True)
     ours = False
     try:
+        release()
         try:
             ours = _start_ray(address, address_source)
         except (RuntimeError, ConnectionError, OSError) as exc:
-            print(f"error: Ray did not start ({type(exc).__name__}: {str(exc).strip()[:200]}); "
-                  f"{exp.resume_hint()}", file=sys.stderr, flush=True)
-            return 1
+            return _ray_failed(exp, exc)
         return _run_phases(exp, started)
     except KeyboardInterrupt:
         exp.tracker.call("set_terminated", status="KILLED")
         exp.tracker.close()
         raise
+    except Exception:  # a fault of ours: the traceback follows, the parent run is not left RUNNING
+        exp.tracker.call("set_terminated", status="FAILED")
+        exp.tracker.close()
+        raise
     finally:
         if ours or (address is None and ray.is_initialized()):  # ours, even if ray.init was cut short
             ray.shutdown()
+            catch_signals()  # ray.shutdown may leave SIGTERM at its default, which kills the process outright
+
+
+def _store_refused(exc: Exception, exp_dir: Path, uri: str, resume: bool) -> int:
+    """One line for a store that will not open the experiment's parent run: the experiment's own mlflow.db (a
+    file of the folder: exit 1, named) or the server at --mlflow-uri (exit 2)."""
+    settle()
+    if uri != default_tracking_uri(exp_dir):
+        print(f"error: --mlflow-uri: {mask_uri(uri)}: cannot open the experiment's parent run "
+              f"({type(exc).__name__})", file=sys.stderr, flush=True)
+        return 2
+    what = "damaged, or not an MLflow store" if resume else "cannot be written here"
+    print(f"error: {exp_dir / Files.MLFLOW_DB}: cannot open the experiment's MLflow store ({type(exc).__name__}: "
+          f"{what})", file=sys.stderr, flush=True)
+    return 1
+
+
+def _ray_failed(exp: Experiment, exc: Exception) -> int:
+    """Ray did not start: the parent run ends FAILED; a fresh start is undone (without its state the launcher
+    removes the folder, the default store with it), a resumed experiment is kept as it was."""
+    settle()
+    exp.tracker.call("set_terminated", status="FAILED")
+    exp.tracker.close()
+    why = f"Ray did not start ({type(exc).__name__}: {str(exc).strip()[:200]})"
+    if exp.resume:
+        print(f"error: {why}; the experiment is kept: once that is fixed, {exp.resume_hint()}", file=sys.stderr,
+              flush=True)
+    else:
+        (exp.dir / Files.STATE).unlink(missing_ok=True)
+        print(f"error: {why}; the start was undone (parent run FAILED): once that is fixed, run the same command "
+              f"again", file=sys.stderr, flush=True)
+    return 1
 
 
 def _run_phases(exp: Experiment, started: float) -> int:
@@ -70,6 +106,7 @@ def _run_phases(exp: Experiment, started: float) -> int:
     for phase in PHASES[exp.spec.search.grouping_mode]:
         phase(exp, out)
         if out.interrupted:
+            settle()  # a stop is under way: a further signal must not cut its clean-up short
             break
     return finish(exp, out)
 
@@ -103,6 +140,9 @@ def _start_ray(address: str | None, source: str | None = None) -> bool:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are the point
     quiet = {"configure_logging": False} if is_quiet() else {}  # Ray's own console logging off
     route_third_party_logs()  # ray's import-time console handler: its start-up notices (token auth) go to the log
+    # Ray's native crash handler takes SIGTERM too, and ray.shutdown resets SIGTERM to the default, which
+    # kills the launcher outright mid-shutdown: the driver keeps Python's handlers (workers keep Ray's)
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     if address is not None:  # token authentication was set up by the launcher, before ray's import
         _ray_init(address=address, log_to_driver=False, **quiet)
         started = False
