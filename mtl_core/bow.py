@@ -20,7 +20,7 @@ from mtl_core import TASKS, keys
 from mtl_core.cli import fail
 from mtl_core.data.arrays import load_split
 from mtl_core.data.layout import DataError
-from mtl_core.metrics import binary_task_metrics
+from mtl_core.metrics import binary_task_metrics, headline_tasks
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
@@ -50,7 +50,8 @@ def bag_of_words_floor(root: Path, tasks: tuple[str, ...] = TASKS, *, derive_bin
         score, c, model = best
         out[keys.task("val", task)], out[f"C/{task}"] = score, c
         out[keys.task("test", task)] = binary_task_metrics(y["test"], model.predict(x["test"]))["f1"]
-    scores = [out[keys.task("test", t)] for t in tasks if keys.task("test", t) in out and np.isfinite(out[keys.task("test", t)])]
+    scores = [out[keys.task("test", t)] for t in headline_tasks(tasks, derive_binary)
+              if keys.task("test", t) in out and np.isfinite(out[keys.task("test", t)])]
     out["test/avg_f1"] = float(np.mean(scores)) if scores else float("nan")
     return out
 

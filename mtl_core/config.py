@@ -151,6 +151,13 @@ class Config:
         """The groups that train as separate models (one group of all tasks by default)."""
         return self.groups or (tuple(self.tasks),)
 
+    @property
+    def headline_tasks(self) -> tuple[str, ...]:
+        """The tasks `val/avg_f1`, `test/avg_f1` and Δm% average over (`binary` out when it is derived)."""
+        from mtl_core.metrics import headline_tasks
+
+        return headline_tasks(self.tasks, self.data.derive_binary)
+
 
 # ---------------------------------------------------------------------------------------------
 # loading, overrides, validation

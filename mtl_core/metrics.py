@@ -20,6 +20,15 @@ def binary_task_metrics(labels: np.ndarray, preds: np.ndarray) -> dict[str, floa
     }
 
 
+def headline_tasks(tasks, derive_binary: bool) -> tuple[str, ...]:
+    """The tasks an average over tasks counts: all of them, except `binary` when it is derived as the OR of
+    the others (data.derive_binary), where it would count their information twice."""
+    tasks = tuple(tasks)
+    if derive_binary and "binary" in tasks and len(tasks) > 1:
+        return tuple(t for t in tasks if t != "binary")
+    return tasks
+
+
 def mean_over_tasks(metrics: dict[str, float], tasks, key: str, prefix: str = "val") -> float:
     values = [metrics[keys.task(prefix, t, key)] for t in tasks if np.isfinite(metrics[keys.task(prefix, t, key)])]
     return float(np.mean(values)) if values else float("nan")

@@ -386,9 +386,8 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
             group = train_epoch(run, cfg, epoch, device, progress)
             improved |= run.select(group, epoch, cfg.train.select_metric, cfg.train.select_mode)
             metrics.update(_group_keys(group, i, len(runs) > 1))
-        if len(runs) > 1:
-            for name in keys.TASK_METRICS:
-                metrics[keys.average("val", name)] = mean_over_tasks(metrics, cfg.tasks, name, "val")
+        for name in keys.TASK_METRICS:  # over the models, and without a derived binary
+            metrics[keys.average("val", name)] = mean_over_tasks(metrics, cfg.headline_tasks, name, "val")
         metrics["time/epoch_s"] = time.perf_counter() - t0
         if curve is not None and epoch == start_epoch:
             metrics[keys.PRETRAIN_CURVE] = json.dumps(curve, default=float)
@@ -466,7 +465,7 @@ def _test_best(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.
         out.update(evaluate(run.model, split.for_tasks(run.tasks), cfg.train.eval_batch_size, device, "test",
                             cfg.train.precision, predicted))
     for name in keys.TASK_METRICS:
-        out[keys.average("test", name)] = mean_over_tasks(out, cfg.tasks, name, "test")
+        out[keys.average("test", name)] = mean_over_tasks(out, cfg.headline_tasks, name, "test")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     labels = {t: split.labels[:, j].astype(np.int8) for j, t in enumerate(split.tasks) if t in cfg.tasks}
     save_predictions(ckpt_dir / PREDICTIONS_FILE, np.asarray(split.arrays.clip_ids, dtype=str), labels, predicted)

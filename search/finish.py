@@ -34,9 +34,9 @@ log = logging.getLogger("search.finish")
 
 def finish(exp: Experiment, out: Outcome) -> int:
     """Returns the launcher's exit code."""
-    s, tasks = exp.spec.search, exp.spec.config.tasks
-    table = final_table(out.final_runs, tasks)
-    shares = front_shares(RunScores(out.final_runs, tasks), list(table["name"])) if not table.empty else {}
+    s, tasks, headline = exp.spec.search, exp.spec.config.tasks, exp.spec.config.headline_tasks
+    table = final_table(out.final_runs, tasks, headline)
+    shares = front_shares(RunScores(out.final_runs, headline), list(table["name"])) if not table.empty else {}
     board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks, shares)
     write_parquet(out.history, exp.dir / Files.HISTORY)
     write_parquet(out.trials, exp.dir / Files.TRIALS)

@@ -33,6 +33,7 @@ from search.experiment import Candidate, Experiment, Files, Outcome  # noqa: F40
 from search.folder_write import write_csv, write_text
 from search.front_picks import front_picks
 from search.labels import config_label, partition_label, partition_of
+from search.model_export import export_winner
 from search.groupings import distinct_configs, group_trials, score_table, summarise
 from search.results import collect, error_line, leaderboard, trial_id_of, write_parquet
 from search.signals import fit_interrupted
@@ -298,10 +299,12 @@ def final(exp: Experiment, out: Outcome) -> None:
                 for name, round_seeds in todo.items() for seed in round_seeds for fold in range(max(1, s.cv_folds))]
         grid.sort(key=models_of, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
+        first = results if round_ == 0 else first  # every pick's lowest seeds: the best's model comes from them
         rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks, s.cv_folds)
         if out.interrupted:
             break
-        out.comparisons = race(RunScores(pd.DataFrame(rows), tasks), best, others, seeds, at, done=round_ + 1,
+        out.comparisons = race(RunScores(pd.DataFrame(rows), exp.spec.config.headline_tasks), best, others, seeds, at,
+                               done=round_ + 1,
                                margin=s.equivalence_margin)
         open_ = still_open(out.comparisons)
         if round_ + 1 == len(at) or not open_:
@@ -313,6 +316,8 @@ def final(exp: Experiment, out: Outcome) -> None:
     if not out.final_runs.empty:
         write_parquet(out.final_runs, exp.dir / Files.FINAL_RUNS)
         out.artifacts.append(exp.dir / Files.FINAL_RUNS)
+        if not out.interrupted:
+            export_winner(exp, first, best)
     if out.comparisons:
         path = exp.dir / Files.DECISION
         write_csv(decision_table(out.comparisons), path)

@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 
 from mtl_core import TASKS, keys  # noqa: E402
 from mtl_core.config import ModelConfig, TrainConfig  # noqa: E402
+from mtl_core.metrics import headline_tasks  # noqa: E402
 from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES  # noqa: E402
 from search.decision import RunScores  # noqa: E402
 from mtl_core.cli import OneLineParser, fail  # noqa: E402
@@ -105,8 +106,10 @@ def write_report(given: ReportInput, out: Path, top: int = 5) -> Path:
         lines += [f"Best trial: `{_cell(ranked.iloc[0]['label'])}` (trial {numbers(ranked.head(1))[0]}), "
                   f"{metric} = {ranked.iloc[0][metric]:.4f}.", ""]
     tasks = [t for t in TASKS if keys.task("test", t) in runs]
-    table = final_table(runs, tasks)
-    scores = RunScores(runs, tasks)  # the clip resamples, computed once for the table and the front
+    derived = bool((given.base.get("data") or {}).get("derive_binary")) if isinstance(given.base, dict) else False
+    headline = list(headline_tasks(tasks, derived))
+    table = final_table(runs, tasks, headline)
+    scores = RunScores(runs, headline)  # the clip resamples, computed once for the table and the front
     shares = front_shares(scores, list(table["name"])) if not table.empty else {}
     lines += _answer_section(given, scores, table, tasks, shares)
     lines += _pareto_section(out, table, tasks, ranked, shares)
@@ -168,6 +171,10 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
     else:
         lines += ["No comparison with a baseline ran (search.baselines), so there is no decision.", ""]
     reference = "single_task" if (table["name"] == "single_task").any() else None
+    if len(scores.tasks) < len(tasks):
+        lines += [f"Means over tasks, the comparisons and Δm% count {', '.join(scores.tasks)}: `binary` is derived "
+                  f"as the OR of the others (data.derive_binary), and counting it would weigh their information "
+                  f"twice; its own F1 is in the table.", ""]
     if scores.folds:
         lines += [f"Retrained at the full budget by repeated {scores.folds}-fold cross-validation, one repeat per "
                   f"seed the search never used ({_seed_counts(table)}): the clips of the train and test splits "

@@ -70,7 +70,7 @@ def pareto_front(table: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     return pd.Series(front, index=table.index)
 
 
-def final_table(runs: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+def final_table(runs: pd.DataFrame, tasks: Sequence[str], headline: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per retrained configuration or baseline (in the order they were trained): test macro-F1
     mean and std over seeds (the average and each task), the number of seeds, and Δm% against the
     single-task baseline when it ran."""
@@ -88,9 +88,10 @@ def final_table(runs: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     table["trial_id"] = table["name"].map(ok.drop_duplicates("name").set_index("name")["trial_id"])
     single = table[table["name"] == "single_task"]
     if len(single):
-        base = {t: single[f"final/test/{t}/f1/mean"].iloc[0] for t in tasks}
+        over = list(headline or tasks)  # Δm% without a derived binary
+        base = {t: single[f"final/test/{t}/f1/mean"].iloc[0] for t in over}
         table["final/delta_m"] = [
-            delta_m({t: r[f"final/test/{t}/f1/mean"] for t in tasks}, base, tasks) for _, r in table.iterrows()]
+            delta_m({t: r[f"final/test/{t}/f1/mean"] for t in over}, base, over) for _, r in table.iterrows()]
     return table
 
 

@@ -32,6 +32,18 @@ def test_reports_every_metric_each_epoch(tiny_cfg, tmp_path):
     assert (seen[-1][2] / "state.pt").is_file()
 
 
+def test_a_derived_binary_is_left_out_of_the_averages(tiny_cfg, tmp_path):
+    """binary = OR of the four labels (data.derive_binary): an average over all five would count their
+    information twice, so val/avg_f1 (the search metric) and test/avg_f1 average the four."""
+    cfg = tiny_cfg(data={"derive_binary": True}, train={"epochs": 1})
+    four = [t for t in TASKS if t != "binary"]
+    assert cfg.headline_tasks == tuple(four) and tiny_cfg().headline_tasks == TASKS
+    history = train(cfg, None, tmp_path / "run", eval_test=True)
+    m = history[-1]
+    assert m["val/avg_f1"] == pytest.approx(np.mean([m[f"val/{t}/f1"] for t in four]))
+    assert m["test/avg_f1"] == pytest.approx(np.mean([m[f"test/{t}/f1"] for t in four]))
+
+
 def test_same_seed_same_metrics(tiny_cfg, tmp_path):
     a = train(tiny_cfg(), None, tmp_path / "a")
     b = train(tiny_cfg(), None, tmp_path / "b")

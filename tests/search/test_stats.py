@@ -215,3 +215,17 @@ def test_front_shares_count_resamples_on_the_front():
     assert shares == {"strong": 1.0, "weak": 0.0}  # dominated in every resample
     shares = pareto_shares({"strong": strong, "twin": twin, "weak": weak}, resamples=200)
     assert 0.2 < shares["strong"] < 1.0 and 0.2 < shares["twin"] < 1.0  # noise decides between equals
+
+
+def test_delta_m_leaves_a_derived_binary_out():
+    from search.stats import final_table
+
+    rows = []
+    for name, role, f1 in (("best", "final", {"binary": 0.9, "gory": 0.6}), ("single_task", "baseline",
+                                                                              {"binary": 0.5, "gory": 0.6})):
+        rows.append({"name": name, "role": role, "seed": 1, "trial_id": "t", "error": "",
+                     "test/avg_f1": 0.6, **{f"test/{t}/f1": v for t, v in f1.items()}})
+    table = final_table(pd.DataFrame(rows), ["binary", "gory"], headline=["gory"]).set_index("name")
+    assert table.loc["best", "final/delta_m"] == pytest.approx(0.0)  # gory alone: no change
+    both = final_table(pd.DataFrame(rows), ["binary", "gory"]).set_index("name")
+    assert both.loc["best", "final/delta_m"] == pytest.approx(40.0)  # (0.8 + 0) / 2 * 100
