@@ -232,7 +232,18 @@ GIVEN = {
     "masked_state": lambda exp: (_recorded(exp, {**STATE, "tracking_uri": "http://alice:***@127.0.0.1:9"}),
                                  (exp / "mlflow_pending.jsonl").write_text("[\"call\", \"set_tag\", [\"0123\", \"k\", \"v\"], {}]\n")),
     "planted_links": lambda exp: _planted_links(exp),
+    "tuner_cut_short": lambda exp: _tuner_cut_short(exp),
+    "mlflow_db_garbage": lambda exp: (_recorded(exp, STATE), (exp / "mlflow.db").write_bytes(b"\x8b\x00 not SQLite " * 50)),
 }
+
+
+def _tuner_cut_short(exp: Path) -> None:
+    """A recorded experiment whose search phase's Tuner state was cut short mid-write (a kill, a full disk)."""
+    import pickle
+
+    _recorded(exp, STATE)
+    (exp / "search").mkdir()
+    (exp / "search" / "tuner.pkl").write_bytes(pickle.dumps({"state": list(range(2000))}, protocol=5)[:3000])
 
 
 def _planted_links(exp: Path) -> None:

@@ -20,7 +20,9 @@ from mlflow import MlflowClient
 import search.finish
 import search.launch
 import search.phases
+import search.signals
 import search.sweep
+import search.tracking
 from search.launch import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,31 +104,202 @@ def test_a_sigterm_after_the_experiment_exists_is_143_with_the_resume_line(tmp_p
     assert _parent_status(tmp_path / "sig") == "KILLED"
 
 
-def _launch(*args):
-    return subprocess.Popen([sys.executable, "-u", "-m", "search.launch", str(SMOKE), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def _signal_then(sig, step):
+    """`step` with a signal sent to this process as it begins (for moments where the signal must not stop it)."""
+    def wrapped(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        return step(*args, **kwargs)
+    return wrapped
+
+
+class _SignalledTuner(_TuneLikeTuner):
+    """A phase that gets the signals while Tune's SIGINT handler is installed (mid-search)."""
+
+    def __init__(self, sigs):
+        self.sigs = sigs
+
+    def fit(self):
+        from ray.tune.tune import _setup_signal_catching
+
+        _setup_signal_catching()
+        for sig in self.sigs:  # the first reaches Tune's handler (it stops the phase); a second, ours
+            os.kill(os.getpid(), sig)
+        return _Results()
+
+
+def _signalled_phase(sigs):
+    def phase(exp, out):
+        search.phases._fit(exp, "search")  # (build_tuner is patched to give the _SignalledTuner)
+        out.interrupted = True  # as the search phase says after an interrupted fit
+    return phase
+
+
+T, I = signal.SIGTERM, signal.SIGINT
+# moment -> (where the first signal comes: "stop" raises there, "then" lets the step go on), what it must end in
+MOMENTS = {
+    "data preparation": ("search.sweep._prepare_data", "stop", 143, None),
+    "opening the parent run": ("search.sweep.open_parent", "then", 143, "KILLED"),
+    "ray start": ("search.sweep.ray.init", "stop", 143, "KILLED"),
+    "mid-search": ("tune", None, 143, "KILLED"),
+    "between phases": ("phase", "stop", 143, "KILLED"),
+    "finish step": ("search.finish._bow_floor", "stop", 143, "KILLED"),
+    "answer printing": ("search.finish.ui_hint", "then", 0, "FINISHED"),
+    "ray shutdown": ("search.sweep.ray.shutdown", "then", 0, "FINISHED"),
+}
+CASES = [(m, sigs) for m in MOMENTS for sigs in ((T,), (T, T))] + [
+    ("ray start", (I,)), ("between phases", (I, T)), ("mid-search", (T, I)), ("answer printing", (I, I))]
 
 
 @pytest.mark.slow
-@pytest.mark.ray
-@pytest.mark.parametrize("delay_s", [0.5, 10.0], ids=["while Ray starts", "before the first result"])
-def test_sigterm_early_in_a_real_launch(tmp_path, delay_s):
-    """The issue's crash (a TypeError in phases: trials with no result have no config) and its exit 0."""
-    proc = _launch("--storage", str(tmp_path), "--name", "early", "--set", "train.epochs=2", "--num-samples", "2",
-                   "--set", "search.final_k=0")
+@pytest.mark.parametrize("moment, sigs", CASES,
+                         ids=[f"{m}-{'+'.join(signal.Signals(s).name for s in sigs)}" for m, sigs in CASES])
+def test_one_outcome_whatever_the_moment_and_the_number_of_signals(tmp_path, capsys, monkeypatch, no_ray, moment,
+                                                                   sigs):
+    """Stopped (130/143, the resume line or 'nothing was kept', the parent run KILLED) or finished (exit 0, the
+    answer, the parent run FINISHED), never a mix, never a traceback. A second signal comes while the first
+    one's clean-up runs (closing the parent run's tracker, or removing a fresh start's folder) or, in a phase,
+    while Tune winds down; a signal after the parent run is FINISHED changes nothing."""
+    where, how, code, status = MOMENTS[moment]
+    first, rest = sigs[0], sigs[1:]
+    if where == "tune":
+        monkeypatch.setattr(search.phases, "build_tuner", lambda *a, **k: (_SignalledTuner(sigs), 0))
+        monkeypatch.setitem(search.phases.PHASES, "search", (_signalled_phase(sigs),))
+    elif where == "phase":
+        monkeypatch.setitem(search.phases.PHASES, "search", (_phase_without_trials, _send(first)))
+    else:
+        module, _, name = where.rpartition(".")
+        target = {"search.sweep": search.sweep, "search.finish": search.finish,
+                  "search.sweep.ray": search.sweep.ray}[module]
+        monkeypatch.setattr(target, name, _send(first) if how == "stop" else _signal_then(first, getattr(target, name)))
+    if rest and where != "tune":  # the next ones while the first one's outcome is carried out
+        monkeypatch.setattr(search.tracking.Tracker, "close", _signal_then(rest[0], search.tracking.Tracker.close))
+        monkeypatch.setattr(search.launch, "_discard", _signal_then(rest[0], search.launch._discard))
+    if code and first == signal.SIGINT:
+        code = 130
+    assert main([str(SMOKE), "--storage", str(tmp_path), *ARGS]) == code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    how_stopped = "stopped by SIGTERM" if code == 143 else "interrupted"
+    if status is None:
+        assert err.strip().splitlines()[-1] == f"{how_stopped} {search.signals.NOTHING_KEPT}"
+        assert list(tmp_path.iterdir()) == []
+        return
+    assert _parent_status(tmp_path / "sig") == status
+    if code:
+        said = [line for line in (out + err).splitlines() if line.startswith(how_stopped)]
+        assert len(said) == 1 and "continue with: python -m search.launch " in said[0] and "--resume" in said[0]
+        assert "answer:" not in out
+    else:
+        assert "answer:" in out and "--resume" not in err and "error:" not in err
+        assert err.strip().splitlines()[-1].startswith("note: ") and "changed nothing" in err
+
+
+# before the launcher's heavy imports: a signal as `import torch` begins (the first heavy import)
+_AT_IMPORT = """
+import os, runpy, signal, sys
+
+class SignalAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.{sig})
+        return None
+
+sys.meta_path.insert(0, SignalAtImport())
+sys.argv[0] = "search.launch"
+runpy.run_module("search.launch", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("sig, code, how", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")])
+def test_a_signal_while_the_launcher_imports_is_one_line(tmp_path, sig, code, how):
+    proc = subprocess.run([sys.executable, "-c", _AT_IMPORT.format(sig=sig), str(SMOKE), "--storage",
+                           str(tmp_path / "store"), *ARGS], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(how) and "nothing was kept" in lines[0], proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "store").exists()
+
+
+def _launch(*args, prelude=""):
+    """A real launcher; `prelude`: Python run first in its process (a patch that sends signals at a moment)."""
+    run = [sys.executable, "-u", "-c", prelude + _RUN_LAUNCHER] if prelude else [sys.executable, "-u", "-m", "search.launch"]
+    return subprocess.Popen([*run, str(SMOKE), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, cwd=ROOT)
+
+
+_RUN_LAUNCHER = """
+import runpy, sys
+sys.argv[0] = "search.launch"
+runpy.run_module("search.launch", run_name="__main__", alter_sys=True)
+"""
+REAL = ["--set", "train.epochs=2", "--num-samples", "2", "--set", "search.final_k=0"]
+
+
+def _signal_when(proc, first_line: str, delay_s: float, sigs) -> str:
+    """Send `sigs` (0.3 s apart) `delay_s` after the launcher printed a line starting with `first_line`; the
+    whole output once it has ended."""
     lines = []
     try:
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("experiment "):
+            if line.startswith(first_line):
                 time.sleep(delay_s)
-                proc.send_signal(signal.SIGTERM)
+                for i, sig in enumerate(sigs):
+                    time.sleep(0.3 if i else 0)
+                    proc.send_signal(sig)
                 break
-        out = "".join(lines) + proc.communicate(timeout=180)[0]
+        return "".join(lines) + proc.communicate(timeout=180)[0]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("first_line, delay_s, sigs", [
+    ("experiment ", 0.5, (signal.SIGTERM,)),
+    ("search: ", 0.0, (signal.SIGTERM,)),
+    ("search: ", 0.0, (signal.SIGTERM, signal.SIGTERM)),
+], ids=["while Ray starts", "before the first result", "twice, 0.3 s apart, mid-search"])
+def test_sigterm_early_in_a_real_launch(tmp_path, first_line, delay_s, sigs):
+    """Moments set by the launcher's own lines (the search's first progress line comes from inside Tune's
+    loop, before any trial reports), so that a faster machine meets the same moment. Once a crash (a
+    TypeError in phases: trials with no result have no config) and an exit 0; a second SIGTERM once ended it
+    with exit 1, no line at all and the parent run RUNNING."""
+    proc = _launch("--storage", str(tmp_path), "--name", "early", *REAL)
+    out = _signal_when(proc, first_line, delay_s, sigs)
     assert proc.returncode == 143, out
     assert "Traceback" not in out and re.search(r"stopped by SIGTERM.*--resume", out), out
     assert _parent_status(tmp_path / "early") == "KILLED"
+
+
+_SIGNALS_IN_SHUTDOWN = """
+import os, signal, threading, time
+import ray
+
+shutdown = ray.shutdown
+
+def signalled_shutdown(*args, **kwargs):  # SIGTERMs while Ray shuts down, after the answer
+    def send():
+        for delay in (0.05, 0.25, 0.5):
+            time.sleep(delay)
+            os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=send, daemon=True).start()
+    return shutdown(*args, **kwargs)
+
+ray.shutdown = signalled_shutdown
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_sigterm_while_ray_shuts_down_after_the_answer_ends_finished(tmp_path):
+    """The launch has finished (parent run FINISHED, the answer printed) when ray.shutdown runs, which used to
+    put SIGTERM back to its default: the process died of the signal (-15) with no line. It ends with exit 0."""
+    proc = _launch("--storage", str(tmp_path), "--name", "late", *REAL, prelude=_SIGNALS_IN_SHUTDOWN)
+    out = _signal_when(proc, "\0never", 0.0, ())
+    assert proc.returncode == 0, out
+    assert "answer:" in out and "Traceback" not in out and "--resume" not in out, out
+    assert _parent_status(tmp_path / "late") == "FINISHED"
