@@ -95,18 +95,20 @@ class RunScores:
             return np.zeros((1, len(seeds), len(self.tasks)))
         return np.stack([self._boot[(name, s)] for s in seeds], axis=1)
 
-    def difference(self, a: str, b: str, seeds: Sequence[int] | None = None) -> SeedClipEstimate:
-        """a - b in test macro-F1 averaged over tasks, over the seeds both have (a failed seed drops out of
-        both sides)."""
+    def difference(self, a: str, b: str, seeds: Sequence[int] | None = None, task: int | None = None
+                   ) -> SeedClipEstimate:
+        """a - b in test macro-F1 averaged over tasks (or on task number `task` alone), over the seeds both
+        have (a failed seed drops out of both sides)."""
         shared = self.shared(a, b, seeds)
         if not shared:
             return SeedClipEstimate(math.nan, math.nan, 0.0, 0)
+        cols = slice(None) if task is None else [task]
         if self.folds:
             units = self.units(a, b, shared)
-            per_unit = [(self._fold[(a, *u)] - self._fold[(b, *u)]).mean() for u in units]
+            per_unit = [(self._fold[(a, *u)] - self._fold[(b, *u)])[cols].mean() for u in units]
             return cv_estimate(np.array(per_unit), self.folds, self.clips)
-        per_seed = (self.full(a, shared) - self.full(b, shared)).mean(axis=1)
-        each = (self.boot(a, shared) - self.boot(b, shared)).mean(axis=2)  # [B, S]
+        per_seed = (self.full(a, shared) - self.full(b, shared))[:, cols].mean(axis=1)
+        each = (self.boot(a, shared) - self.boot(b, shared))[:, :, cols].mean(axis=2)  # [B, S]
         return seed_clip_estimate(per_seed, each.mean(axis=1), per_seed_resampled=self._each(each), clips=self.clips)
 
     def delta_m(self, a: str, reference: str, seeds: Sequence[int] | None = None) -> SeedClipEstimate:
@@ -257,6 +259,25 @@ def race(scores: RunScores, best: str, others: Sequence[str], seeds: Sequence[in
             last[o] = Comparison(best, o, e, status, look, level, margin, max(1, len(pvalues)))
         open_ = [o for o in open_ if last[o].open]
     return [last[o] for o in others if o in last]
+
+
+def dominated_by(scores: RunScores, names: Sequence[str], alpha: float = ALPHA) -> dict[str, list[str]]:
+    """For each configuration, the others shown better on every task (with the same seeds and clip
+    resamples as the race): y dominates x when each task's one-sided test of y - x > 0 rejects, an
+    intersection-union test whose p-value is the largest of the tasks'; Holm runs over every ordered pair,
+    so at most 5% of such families claim a dominance that is not there. Equally good configurations are
+    dominated by none; one that is worse on every task by more than the noise is dominated."""
+    have = [n for n in names if scores.seeds(n)]
+    pvalues = {}
+    for x in have:
+        for y in have:
+            if x == y:
+                continue
+            p = [scores.difference(y, x, task=j).p_greater() for j in range(len(scores.tasks))]
+            if p and all(np.isfinite(p)):
+                pvalues[(x, y)] = max(p)
+    shown = holm(pvalues, alpha)
+    return {x: [y for y in have if (x, y) in shown] for x in have}
 
 
 def still_open(comparisons: Sequence[Comparison]) -> list[str]:

@@ -21,7 +21,7 @@ from search.front_report import observed
 from search.phases import Outcome
 from search.decision import RunScores, decision_table
 from search.reference import validation_reference
-from search.report import front_shares, write_report_folder
+from search.report import dominators, write_report_folder
 from search.report_input import ReportInput
 from search.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.progress import duration
@@ -36,8 +36,8 @@ def finish(exp: Experiment, out: Outcome) -> int:
     """Returns the launcher's exit code."""
     s, tasks, headline = exp.spec.search, exp.spec.config.tasks, exp.spec.config.headline_tasks
     table = final_table(out.final_runs, tasks, headline)
-    shares = front_shares(RunScores(out.final_runs, headline), list(table["name"])) if not table.empty else {}
-    board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks, shares)
+    dominated = dominators(RunScores(out.final_runs, headline), list(table["name"])) if not table.empty else {}
+    board = with_final(leaderboard(out.trials, s.metric, s.mode), table, tasks, dominated)
     write_parquet(out.history, exp.dir / Files.HISTORY)
     write_parquet(out.trials, exp.dir / Files.TRIALS)
     write_csv(board, exp.dir / Files.LEADERBOARD)
@@ -81,12 +81,13 @@ def finish(exp: Experiment, out: Outcome) -> int:
     return 1 if len(out.trials) and failed == len(out.trials) else 0
 
 
-def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks, shares: dict[str, float] | None = None) -> pd.DataFrame:
+def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks, dominated: dict[str, list[str]] | None = None
+               ) -> pd.DataFrame:
     """The leaderboard with the final retraining: retrained trials get their test columns, baselines (and
     candidates that were no trial of their own) are added as named rows; `pareto` marks the trials on the
-    front of the per-task validation F1, `final/front_share` is the share of resamples (seeds and test clips)
-    in which a retrained configuration is on the front of the per-task test means (not a front of means,
-    which noise alone fills)."""
+    front of the per-task validation F1, `final/dominated_by` names the retrained configurations shown
+    better than this one on every task of the test split (empty: none; `search.decision.dominated_by`), not a
+    front of means, which noise alone fills."""
     board = board.copy()
     if not board.empty:
         board["role"] = "search"
@@ -103,7 +104,7 @@ def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks, shares: dict[str
     board = pd.concat([board, extra], ignore_index=True)
     if "rank" in board:  # the added rows have no search rank: an empty cell, and the others stay integers
         board["rank"] = board["rank"].astype("Int64")
-    board["final/front_share"] = board["final/name"].map(shares or {})
+    board["final/dominated_by"] = board["final/name"].map({n: ", ".join(ys) for n, ys in (dominated or {}).items()})
     return board
 
 

@@ -32,7 +32,7 @@ from mtl_core import TASKS, keys  # noqa: E402
 from mtl_core.config import ModelConfig, TrainConfig  # noqa: E402
 from mtl_core.metrics import headline_tasks  # noqa: E402
 from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES  # noqa: E402
-from search.decision import RunScores  # noqa: E402
+from search.decision import RunScores, dominated_by  # noqa: E402
 from mtl_core.cli import OneLineParser, fail  # noqa: E402
 from search.experiment import CorruptFile, Files  # noqa: E402
 from search.folder_read import check_output_folder  # noqa: E402
@@ -41,7 +41,7 @@ from search.front_report import front_section  # noqa: E402
 from search.labels import distinct, from_cell, groups_label, name_key, row_label  # noqa: E402
 from search.report_input import ReportInput  # noqa: E402
 from search.results import config_cells, numbers  # noqa: E402
-from search.stats import axis_effects, final_table, pareto_shares, matched_budget, pareto_front, scores_at  # noqa: E402
+from search.stats import axis_effects, final_table, matched_budget, pareto_front, scores_at  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ def write_report(given: ReportInput, out: Path, top: int = 5) -> Path:
     headline = list(headline_tasks(tasks, derived))
     table = final_table(runs, tasks, headline)
     scores = RunScores(runs, headline)  # the clip resamples, computed once for the table and the front
-    shares = front_shares(scores, list(table["name"])) if not table.empty else {}
-    lines += _answer_section(given, scores, table, tasks, shares)
-    lines += _pareto_section(out, table, tasks, ranked, shares)
+    dominated = dominators(scores, list(table["name"])) if not table.empty else {}
+    lines += _answer_section(given, scores, table, tasks, dominated)
+    lines += _pareto_section(out, table, tasks, ranked, dominated)
     lines += front_section(given.objectives, given.observed, trials, out, given.reference)  # empty: one metric
     lines += _axis_study_section(given.axis_study)
     lines += pretraining_section(given.pretraining_study)
@@ -157,7 +157,7 @@ def _wrap(text: str, width: int = 20) -> str:
 
 
 def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, tasks: list[str],
-                    shares: dict[str, float]) -> list[str]:
+                    dominated: dict[str, list[str]]) -> list[str]:
     """Which configuration is best on the test split, and by how much: the race's decisions first, then the
     retrained configurations and baselines (mean ± std over seeds per task, Δm% against single-task models
     with its interval over seeds and test clips, the share of resamples in which each is on the front)."""
@@ -182,15 +182,15 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
                   f"the others; the val split, whose scores chose the configurations, is in no test fold "
                   f"(macro-F1 per fold, mean ± std over folds and repeats). Comparisons pair runs by repeat and "
                   f"fold; intervals are Nadeau and Bengio's corrected resampled t, for training sets that "
-                  f"overlap; `front` is the share of resamples of the repeats in which the configuration is on "
-                  f"the Pareto front of the per-task means.", ""]
+                  f"overlap; `dominated by` names the configurations shown better on every task (one-sided tests "
+                  f"on each task, all rejecting, Holm over the pairs).", ""]
     else:
         lines += [f"Retrained at the full budget on seeds the search never used ({_seed_counts(table)}), evaluated "
                   f"on the test split (macro-F1, mean ± std over seeds). Intervals hold seed noise and test-set "
-                  f"sampling (clips resampled); `front` is the share of resamples in which the configuration is "
-                  f"on the Pareto front of the per-task means.", ""]
+                  f"sampling (clips resampled); `dominated by` names the configurations shown better on every "
+                  f"task (one-sided tests on each task, all rejecting, Holm over the pairs).", ""]
     protocol = _protocols(given.baselines, given.tuning)
-    head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | front |"
+    head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | dominated by |"
     lines += [head, "|" + "---|" * (5 + len(tasks))]
     for _, r in table.iterrows():
         cells = [_pm(r, "test/avg_f1")] + [_pm(r, keys.task("test", t)) for t in tasks]
@@ -200,9 +200,9 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
             low, high = e.interval()
             dm = f"{e.value:+.2f} [{low:+.2f}, {high:+.2f}]" if np.isfinite(low) else f"{e.value:+.2f}"
         role = r["role"] + (f" ({protocol[r['name']]})" if r["name"] in protocol else "")
-        share = shares.get(r["name"], np.nan)
+        by = dominated.get(r["name"])
         lines.append(f"| {_cell(r['name'])} | {role} | " + " | ".join(cells) + f" | {dm} | "
-                     + (f"{share:.0%}" if np.isfinite(share) else "-") + " |")
+                     + (_cell(", ".join(by)) if by else "none" if by is not None else "-") + " |")
     return lines + [""]
 
 
@@ -224,16 +224,13 @@ def _seed_counts(table: pd.DataFrame) -> str:
     return f"{counts.min()} seeds each" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()} seeds"
 
 
-def front_shares(scores: RunScores, names: list[str]) -> dict[str, float]:
-    """Each retrained configuration's share of resamples on the Pareto front of the per-task test means."""
+def dominators(scores: RunScores, names: list[str]) -> dict[str, list[str]]:
+    """Each retrained configuration's dominators beyond noise (`search.decision.dominated_by`): [] for one
+    no other is shown better than on every task, the Pareto front as the data can tell it."""
     have = [n for n in names if scores.seeds(n)]
     if len(have) < 2 or len(scores.tasks) < 2:
         return {}
-    if scores.with_predictions:
-        boot = {n: scores.boot(n, scores.seeds(n)) for n in have}
-    else:
-        boot = {n: scores.full(n, scores.seeds(n))[None] for n in have}
-    return pareto_shares(boot, resamples=500)
+    return dominated_by(scores, have)
 
 
 def _protocols(baselines: list[str], tuning: dict[str, dict]) -> dict[str, str]:
@@ -248,16 +245,16 @@ def _pm(row, key: str) -> str:
 
 
 def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd.DataFrame,
-                    shares: dict[str, float]) -> list[str]:
-    """Parallel coordinates of the per-task F1: the retrained configurations' test means, each labelled with
-    the share of resamples (seeds and test clips) in which it is on the Pareto front, solid from 95%; without
-    a final phase, the trials' validation scores and the front of their values."""
-    if tasks and not final.empty and shares:
+                    dominated: dict[str, list[str]]) -> list[str]:
+    """Parallel coordinates of the per-task F1: the retrained configurations' test means, solid where no other
+    is shown better on every task (`search.decision.dominated_by`); without a final phase, the trials'
+    validation scores and the front of their values."""
+    if tasks and not final.empty and dominated:
         table = final.set_index("name")
         cols, what = [f"final/test/{t}/f1/mean" for t in tasks], "test macro-F1 (mean over seeds)"
-        on_front = {n: shares.get(n, 0.0) for n in table.index}
-        label = {n: f"{n} (front in {on_front[n]:.0%})" for n in table.index}
-        solid = {n: on_front[n] >= 0.95 for n in table.index}
+        solid = {n: not dominated.get(n) for n in table.index}
+        label = {n: f"{n}{' (dominated by ' + ', '.join(dominated[n]) + ')' if dominated.get(n) else ''}"
+                 for n in table.index}
     else:
         tasks = [t for t in TASKS if keys.task("val", t) in ranked]
         table, cols, what = ranked.set_index("label").head(15), [keys.task("val", t) for t in tasks], "validation macro-F1"
@@ -273,13 +270,15 @@ def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd
         ax.plot(tasks, row[cols].to_numpy(float), marker="o", lw=2 if solid[name] else 1,
                 ls="-" if solid[name] else "--", alpha=1 if solid[name] else 0.6, label=label[name])
     ax.set_ylabel(what)
-    ax.set_title("per-task trade-off (solid: on the Pareto front beyond noise)")
+    ax.set_title("per-task trade-off (dashed: another is shown better on every task)" if dominated else
+                 "per-task trade-off (solid: on the Pareto front)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    if shares:
-        text = ", ".join(f"`{n}` {on_front[n]:.0%}" for n in sorted(on_front, key=on_front.get, reverse=True))
-        lines = [f"Share of resamples (seeds and test clips) in which each configuration is on the Pareto front of "
-                 f"the per-task test means (no other at least as good on every task and better on one): {text}. "
-                 f"Only a share near 100% puts a configuration on the front beyond noise."]
+    if dominated:
+        shown = [f"`{n}` by {', '.join(f'`{y}`' for y in ys)}" for n, ys in dominated.items() if ys]
+        lines = [f"Shown dominated (another configuration better on every task beyond the noise of seeds and "
+                 f"test clips; one-sided tests per task, Holm over the pairs): {'; '.join(shown) or 'none'}. "
+                 f"The others form the front as far as the data can tell; equally good configurations all "
+                 f"stay on it."]
     else:
         names = ", ".join(f"`{n}`" for n in table.index if solid[n])
         lines = [f"On the front ({what}; no other trial is at least as good on every task and better on one): {names}."]

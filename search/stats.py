@@ -283,6 +283,12 @@ class SeedClipEstimate:
             return math.nan
         return float(2 * stats.t.sf(abs(self.value) / self.se, self.df))
 
+    def p_greater(self) -> float:
+        """One-sided: the p-value of "the difference is at most 0"; small means it is positive."""
+        if self.n < 2 or not self.se > 0:
+            return math.nan
+        return float(stats.t.sf(self.value / self.se, self.df))
+
     def equivalence_p(self, margin: float) -> float:
         """Two one-sided tests (Schuirmann): the p-value of "the difference lies outside ±margin"; small
         means equivalent within the margin."""
@@ -394,24 +400,3 @@ def seed_clip_estimate(per_seed: np.ndarray, resampled: np.ndarray, value: float
         seed_clip_var = float(np.var(np.asarray(per_seed_resampled, float), axis=0, ddof=1).mean())
     return SeedClipEstimate(float(per_seed.mean()) if value is None else float(value), sd, clip_var, n,
                             seed_clip_var, clips)
-
-
-def pareto_shares(scores: Mapping[str, np.ndarray], resamples: int, seed: int = 0) -> dict[str, float]:
-    """How often each configuration is on the Pareto front of the per-task means when its seeds are
-    resampled. `scores[name]`: [B, S, T] per-task F1 on B clip resamples (shared across configurations)
-    and its S seeds. A configuration that is on the front in 95% of resamples is on it beyond noise; one
-    at 40% may or may not be."""
-    rng = np.random.default_rng(seed)
-    names = list(scores)
-    counts = dict.fromkeys(names, 0)
-    b_total = min(s.shape[0] for s in scores.values())
-    for r in range(resamples):
-        b = r % b_total
-        means = []
-        for name in names:
-            s = scores[name][b]
-            means.append(s[rng.integers(0, len(s), len(s))].mean(axis=0))
-        front = pareto_front(pd.DataFrame(np.array(means), index=names), list(range(len(means[0]))))
-        for name in names:
-            counts[name] += bool(front[name])
-    return {name: counts[name] / resamples for name in names}

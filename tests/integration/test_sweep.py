@@ -98,7 +98,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     top = board.iloc[0]
     assert top["role"] == "final" and top["final/name"] == top["label"]  # named by its configuration
     assert 0 <= top["final/test/avg_f1/mean"] <= 1 and top["final/test/avg_f1/std"] >= 0
-    assert {"final/test/gory/f1/mean", "final/test/gory/f1/std", "final/delta_m", "final/front_share"} <= set(board.columns)
+    assert {"final/test/gory/f1/mean", "final/test/gory/f1/std", "final/delta_m", "final/dominated_by"} <= set(board.columns)
     baselines = full_board[full_board["role"] == "baseline"].set_index("final/name")
     assert set(baselines.index) == {"equal_sum", "single_task"}
     assert baselines.loc["single_task", "final/delta_m"] == 0  # Δm% is measured against it

@@ -129,12 +129,12 @@ def test_leaderboard_names_the_baselines_and_marks_the_fronts():
 
     board = pd.DataFrame({"rank": [1, 2], "trial_id": ["t1", "t2"], "status": ["finished", "stopped"],
                           "val/a/f1": [0.8, 0.7], "val/b/f1": [0.5, 0.6]})
-    out = with_final(board, final_table(_runs(), ["a", "b"]), ["a", "b"], {"rank 1": 0.97, "equal_sum": 0.1})
+    out = with_final(board, final_table(_runs(), ["a", "b"]), ["a", "b"], {"rank 1": [], "equal_sum": ["rank 1"]})
     assert out.set_index("trial_id")["role"].to_dict() == {"t1": "final", "t2": "search", "equal_sum": "baseline",
                                                            "single_task": "baseline"}
     assert out["pareto"].iloc[:2].tolist() == [True, True]  # neither dominates the other on validation
-    share = out.set_index("trial_id")["final/front_share"]
-    assert share["t1"] == 0.97 and share["equal_sum"] == 0.1 and np.isnan(share["single_task"]) and np.isnan(share["t2"])
+    by = out.set_index("trial_id")["final/dominated_by"]
+    assert by["t1"] == "" and by["equal_sum"] == "rank 1" and pd.isna(by["single_task"]) and pd.isna(by["t2"])
     # the CSV keeps the search ranks as integers and leaves the baselines' empty (not 1.0, 2.0, NaN)
     assert out.to_csv(index=False, columns=["rank", "trial_id"]).splitlines()[1:] == \
         ["1,t1", "2,t2", ",equal_sum", ",single_task"]
@@ -202,19 +202,6 @@ def test_report_gives_a_table_per_rung_and_marks_strategies_that_had_not_acted(t
     sched = text.split("### scheduler")[1].split("### combiner")[0]
     at1, at3 = sched.split("At epoch 3:")
     assert "| dsg † |" in at1 and "| dsg |" in at3  # acted once t3 stopped a task
-
-
-def test_front_shares_count_resamples_on_the_front():
-    from search.stats import pareto_shares
-
-    rng = np.random.default_rng(0)
-    strong = 0.8 + 0.01 * rng.standard_normal((4, 3, 2))  # [B, S, T]
-    weak = 0.5 + 0.01 * rng.standard_normal((4, 3, 2))
-    twin = 0.8 + 0.01 * rng.standard_normal((4, 3, 2))
-    shares = pareto_shares({"strong": strong, "weak": weak}, resamples=50)
-    assert shares == {"strong": 1.0, "weak": 0.0}  # dominated in every resample
-    shares = pareto_shares({"strong": strong, "twin": twin, "weak": weak}, resamples=200)
-    assert 0.2 < shares["strong"] < 1.0 and 0.2 < shares["twin"] < 1.0  # noise decides between equals
 
 
 def test_delta_m_leaves_a_derived_binary_out():
