@@ -22,7 +22,7 @@ from mtl_core.config import ModelConfig
 from mtl_core.strategies import AXES, BASELINE, ONE_MODEL
 from search.labels import partition_label
 from search.space import _is_distribution, partition_options
-from search.stats import paired_difference
+from search.stats import holm, paired_difference
 
 STRATEGY_AXES = tuple(f"strategy.{axis}" for axis in AXES)  # a choice of a method and its knobs
 BASELINE_VALUE = {**{f"strategy.{axis}": BASELINE[axis] for axis in AXES},  # and `groups`: ONE_MODEL
@@ -108,6 +108,7 @@ def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[st
             common = values_.index.intersection(reference.index)
             diff = paired_difference(values_[common].to_numpy(), reference[common].to_numpy())
             rows.append({"axis": short, "value": label, "baseline": base, "best": label == own, "seeds": len(values_),
+                         "run": run_name, "baseline_run": name[base],
                          "mean": float(values_.mean()), "diff": diff.mean if label != base else 0.0,
                          "low": diff.low if label != base else float("nan"),
                          "high": diff.high if label != base else float("nan")})
@@ -115,13 +116,31 @@ def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[st
 
 
 def pretraining_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[str, list],
-                              tasks: tuple[str, ...]) -> pd.DataFrame:
-    """One row per (pretraining option, downstream task): the paired difference of the task's test F1
-    against no pretraining, over the seeds both ran (empty without a `pretrain.tasks` axis holding [])."""
+                              tasks: tuple[str, ...], scores=None, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per (pretraining option, downstream task): the difference of the task's test F1 against no
+    pretraining over the seeds both ran (empty without a `pretrain.tasks` axis holding []). With `scores`
+    (`search.decision.RunScores` over `tasks`), the interval holds the test set's sampling as well as the
+    seeds', and `shown` marks the effects Holm's procedure keeps over every option and task together (many
+    cells, each at 95% alone, would show some effect by chance)."""
     axis = "pretrain.tasks"
     if axis not in values:
         return pd.DataFrame()
     frames = [axis_effects_table(runs, best, {axis: values[axis]}, tasks, keys.task("test", t, "f1")).assign(task=t)
               for t in tasks if keys.task("test", t, "f1") in runs.columns]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return table[table["value"] != table["baseline"]].reset_index(drop=True) if not table.empty else table
+    if table.empty:
+        return table
+    table = table[table["value"] != table["baseline"]].reset_index(drop=True)
+    if scores is None or table.empty:
+        return table.assign(p=float("nan"), shown=False)
+    pvalues = {}
+    for i, r in table.iterrows():
+        if r["run"] is None or r["task"] not in scores.tasks:
+            continue
+        e = scores.difference(r["run"], r["baseline_run"], task=scores.tasks.index(r["task"]))
+        low, high = e.interval()
+        table.loc[i, ["diff", "low", "high", "p"]] = [e.value, low, high, e.p_value()]
+        pvalues[i] = e.p_value()
+    shown = holm(pvalues, alpha)
+    table["shown"] = [i in shown for i in table.index]
+    return table

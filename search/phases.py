@@ -327,7 +327,8 @@ def final(exp: Experiment, out: Outcome) -> None:
         out.axis_study = axis_effects_table(out.final_runs, picks[0].overrides, values, tasks)
         write_csv(out.axis_study, exp.dir / Files.AXIS_STUDY)
         out.artifacts.append(exp.dir / Files.AXIS_STUDY)
-        out.pretraining_study = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks)
+        out.pretraining_study = pretraining_effects_table(out.final_runs, picks[0].overrides, values, tasks,
+                                                          RunScores(out.final_runs, tasks))
         if not out.pretraining_study.empty:
             write_csv(out.pretraining_study, exp.dir / Files.PRETRAIN_STUDY)
             out.artifacts.append(exp.dir / Files.PRETRAIN_STUDY)

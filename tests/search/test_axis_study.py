@@ -100,3 +100,27 @@ def test_pretraining_effects_per_task_are_paired_by_seed_against_no_pretraining(
     sarcasm = cell.loc[("vtm", "sarcasm")]
     assert sarcasm["low"] < 0 < sarcasm["high"]  # paired differences that disagree between seeds: not sure
     assert (cell["seeds"] == 4).all()
+
+
+def test_pretraining_effects_are_kept_by_holm_over_every_option_and_task():
+    """Ten cells (two options x five tasks), each with an effect whose 95% interval alone excludes 0 (p about
+    0.02): by chance alone some would; Holm over the ten keeps only the effect that is there on every seed."""
+    from search.axis_study import pretraining_effects_table
+    from search.decision import RunScores
+
+    best = {**BEST, "pretrain.tasks": ["vtm"]}
+    marginal = [0.01, 0.03, 0.02, 0.00, 0.04, 0.02]  # mean 0.02, t 3.5 on 5 df: p 0.018 alone
+    strong = [0.05, 0.051, 0.049, 0.05, 0.052, 0.048]
+    rows = []
+    for seed in range(6):
+        for name, role in (("rank 1", "final"), ("pretrain=none", "axis"), ("pretrain=contrast_tv+vtm", "axis")):
+            shift = {t: 0.0 if name == "pretrain=none" else (strong if (name, t) == ("rank 1", "binary") else marginal)[seed]
+                     for t in TASKS}
+            rows.append({"name": name, "role": role, "seed": seed, "error": "", "test/avg_f1": 0.5,
+                         **{f"test/{t}/f1": 0.5 + 0.01 * seed + shift[t] for t in TASKS}})
+    runs = pd.DataFrame(rows)
+    table = pretraining_effects_table(runs, best, axis_values(PRETRAIN_SPACE, TASKS), TASKS, RunScores(runs, TASKS))
+    cell = table.set_index(["value", "task"])
+    assert len(cell) == 2 * len(TASKS)
+    assert ((cell["high"] - cell["low"]) > 0).all() and (cell["low"] > 0).all()  # each alone excludes 0
+    assert cell["shown"].sum() == 1 and cell.loc[("vtm", "binary"), "shown"]

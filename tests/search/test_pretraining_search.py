@@ -41,20 +41,20 @@ def test_the_pretraining_curve_becomes_one_mlflow_step_per_pretraining_epoch():
     assert pretrain_curve({keys.PRETRAIN_CURVE: "{not json"}) == [] and pretrain_curve({keys.PRETRAIN_CURVE: "3"}) == []
 
 
-def test_report_section_marks_the_effects_whose_interval_excludes_zero():
+def test_report_section_marks_the_effects_holm_keeps():
     from search.report import pretraining_section
 
     assert pretraining_section(pd.DataFrame()) == []  # no pretraining axis: no section
     table = pd.DataFrame([
         {"axis": "pretrain", "value": "vtm", "baseline": "none", "best": True, "seeds": 3, "mean": 0.6,
-         "diff": 0.05, "low": 0.02, "high": 0.08, "task": "binary"},
+         "diff": 0.05, "low": 0.02, "high": 0.08, "task": "binary", "shown": True},
         {"axis": "pretrain", "value": "vtm", "baseline": "none", "best": True, "seeds": 3, "mean": 0.4,
-         "diff": -0.01, "low": -0.05, "high": 0.03, "task": "gory"},
+         "diff": -0.01, "low": -0.05, "high": 0.03, "task": "gory", "shown": False},
     ])
     text = "\n".join(pretraining_section(table))
     assert "| pretraining | seeds | binary | gory |" in text
     assert "**+0.050 [+0.020, +0.080]**" in text and "-0.010 [-0.050, +0.030] |" in text
-    assert "vtm helps binary" in text and "gory" not in text.split("Intervals that exclude 0:")[1]
+    assert "vtm helps binary" in text and "gory" not in text.split("Shown with Holm")[1]
 
 
 @pytest.mark.slow
