@@ -103,8 +103,8 @@ def test_pretraining_effects_per_task_are_paired_by_seed_against_no_pretraining(
 
 
 def test_pretraining_effects_are_kept_by_holm_over_every_option_and_task():
-    """Ten cells (two options x five tasks), each with an effect whose 95% interval alone excludes 0 (p about
-    0.02): by chance alone some would; Holm over the ten keeps only the effect that is there on every seed."""
+    """Six cells (two options x three tasks), each with an effect whose 95% interval alone excludes 0 (p about
+    0.02): by chance alone some would; Holm over the six keeps only the effect that is there on every seed."""
     from search.axis_study import pretraining_effects_table
     from search.decision import RunScores
 
