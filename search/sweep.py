@@ -46,7 +46,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
     try:
         exp = _open(spec, exp_dir, uri, resume)
     except Exception as exc:  # the store answered the probe but refuses the experiment (permissions, schema)
-        return _store_refused(exc, exp_dir, uri, resume)
+        return _store_refused(exc, exp_dir, uri)
     print(f"experiment {exp_dir} (MLflow: {mask_uri(uri)}, parent run {exp.tracker.parent_run_id})", flush=True)
     ours = False
     try:
@@ -70,7 +70,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
             catch_signals()  # ray.shutdown may leave SIGTERM at its default, which kills the process outright
 
 
-def _store_refused(exc: Exception, exp_dir: Path, uri: str, resume: bool) -> int:
+def _store_refused(exc: Exception, exp_dir: Path, uri: str) -> int:
     """One line for a store that will not open the experiment's parent run: the experiment's own mlflow.db (a
     file of the folder: exit 1, named) or the server at --mlflow-uri (exit 2)."""
     settle()
@@ -78,9 +78,9 @@ def _store_refused(exc: Exception, exp_dir: Path, uri: str, resume: bool) -> int
         print(f"error: --mlflow-uri: {mask_uri(uri)}: cannot open the experiment's parent run "
               f"({type(exc).__name__})", file=sys.stderr, flush=True)
         return 2
-    what = "damaged, or not an MLflow store" if resume else "cannot be written here"
-    print(f"error: {exp_dir / Files.MLFLOW_DB}: cannot open the experiment's MLflow store ({type(exc).__name__}: "
-          f"{what})", file=sys.stderr, flush=True)
+    said = (str(exc).strip().splitlines() or [""])[0][:160]  # e.g. "(sqlite3.DatabaseError) ... malformed"
+    print(f"error: {exp_dir / Files.MLFLOW_DB}: cannot open the experiment's MLflow store and its parent run "
+          f"({type(exc).__name__}: {said})", file=sys.stderr, flush=True)
     return 1
 
 
