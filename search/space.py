@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ SEARCH_UPPER = {"num_samples": 100_000, "max_concurrent": 10_000, "grace_period"
                 "max_failures": 100, "final_k": 100, "final_seeds": 100, "final_max_seeds": 1000, "final_seed_step": 1000,
                 "baseline_samples": 100_000, "seed": 2**32 - 1,
                 "resources_per_trial.cpu": 1024, "resources_per_trial.gpu": 64}
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a registered model's name, safe in `models:/NAME/1`
 SAMPLERS = ("tpe", "nsga2")  # Optuna's samplers a space may pick (both take one or several objectives)
 
 
@@ -80,6 +82,7 @@ class SearchSettings:
     objectives: tuple[str, ...] = ()  # a multi-objective search (`tasks` = each task's val F1); () = metric alone
     sampler: str = "tpe"  # tpe or nsga2
     tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution, crowding or epsilon_net
+    register_model: str | None = None  # the best configuration's model is registered in MLflow under this name
 
     @property
     def max_seeds(self) -> int:
@@ -268,6 +271,11 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
     for name in s.tune_baselines:
         if name not in s.baselines:
             problems.add(f"search.tune_baselines: {name!r} is not one of search.baselines ({', '.join(s.baselines) or 'none'})")
+    if s.register_model is not None and not MODEL_NAME.fullmatch(s.register_model):
+        problems.add(f"search.register_model: {show(s.register_model)} is not a model name (letters, digits, "
+                     f"'_', '-', '.'; at most 100, starting with a letter or digit)")
+    elif s.register_model is not None and s.final_k < 1:
+        problems.add("search.register_model: the model is the final phase's best run (needs search.final_k >= 1)")
     if s.max_failures < -1:
         problems.add(f"search.max_failures: must be >= -1 (-1 = retry forever), got {s.max_failures}")
     for name in s.baselines:

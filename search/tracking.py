@@ -13,7 +13,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlflow import MlflowClient
@@ -90,6 +90,25 @@ def http_limits(limits: dict[str, int]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def fluent_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API on `uri` inside the block; its tracking URI and MLFLOW_TRACKING_URI as they were after
+    it (MLflow's own `_use_tracking_uri` unsets a user's MLFLOW_TRACKING_URI on the way out)."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    saved, env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def quick_requests(timeout_s: float = 5.0):
@@ -353,6 +372,24 @@ class Tracker:
             return True
         except Exception:
             return False
+
+    def direct(self, failed: str, write: Callable[[], Any]) -> Any:
+        """`write()` now, outside the queue, for a write whose answer is needed at once (a logged model's id), with
+        MLflow's fluent API on this tracker's URI and the queue's bounded retries. None and one warning line
+        (`failed`, then why) when the server is down or the write fails; a server that stopped answering is marked
+        down, as a queued call would."""
+        self.flush()
+        if self.link.down:
+            print(f"warning: {failed} (MLflow at {mask_uri(self.uri)} is not answering)", flush=True)
+            return None
+        try:
+            with http_limits(DATA_CALLS), fluent_uri(self.uri):
+                return write()
+        except Exception as exc:
+            print(f"warning: {failed} ({type(exc).__name__}: {error_line(str(exc))[:200]})", flush=True)
+            if not self._answers():
+                self._outage(exc)
+            return None
 
     def close(self) -> int:
         """Last flush; what is still queued goes to the spool file. Returns how many were spooled. A spool that

@@ -1,0 +1,109 @@
+"""The best configuration's model: saved and logged as an MLflow pyfunc model, loaded back with MLflow alone, and
+the same test predictions as the run that trained it."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from mtl_core.config import build_config
+from mtl_core.prepare import prepare
+from mtl_core.train import PREDICTIONS_FILE, load_predictions, train
+from search.mlflow_store import default_tracking_uri, start_store
+from search.model_export import clip_inputs, log_model, save_winner
+from search.tracking import Tracker
+
+from conftest import tiny_raw
+
+GROUPS = [["binary", "gory"], ["mature", "slapstick", "sarcasm"]]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    """One epoch of a two-model partition, evaluated on the test split in batches of 8 (three of them)."""
+    cfg = build_config(tiny_raw(tiny_data, groups=GROUPS, train={"epochs": 1, "eval_batch_size": 8}))
+    run = tmp_path_factory.mktemp("run")
+    train(cfg, None, run, eval_test=True)
+    return cfg, run / "checkpoint"
+
+
+def _store(tmp_path):
+    start_store(tmp_path)  # a copy of an empty store: no schema migrations
+    uri = default_tracking_uri(tmp_path)
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("exp", artifact_location=(tmp_path / "artifacts").as_uri())
+    parent = client.create_run(exp_id, run_name="exp-sweep").info.run_id
+    return uri, client, parent
+
+
+@pytest.mark.slow
+def test_the_logged_model_loads_with_mlflow_alone_and_predicts_as_the_run(trained, tmp_path, monkeypatch):
+    import mlflow.pyfunc
+
+    cfg, checkpoint = trained
+    kwargs = save_winner(cfg, checkpoint, tmp_path / "winner_model")
+    uri, client, parent = _store(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # where a user's MLflow finds the models: URIs
+    tracker = Tracker(uri, "exp", parent)
+    model_uri = tracker.direct("not logged", lambda: log_model(parent, kwargs, {"label": "best"}, "winner"))
+    assert model_uri is not None and model_uri.startswith("models:/")
+    expected = load_predictions(checkpoint / PREDICTIONS_FILE)
+    test = prepare(cfg, torch.device("cpu"), splits=("test",)).splits["test"]
+    clips = clip_inputs(test)
+    for where in (model_uri, "models:/winner/1", str(tmp_path / "winner_model")):  # logged, registered, the folder's
+        model = mlflow.pyfunc.load_model(where)
+        got = model.predict(clips)
+        assert len(got) == len(test) == len(expected["ids"])
+        for t in cfg.tasks:
+            assert got[f"pred/{t}"].tolist() == expected[f"pred/{t}"].tolist(), (where, t)
+            prob = got[f"prob/{t}"].to_numpy()
+            assert ((prob >= 0) & (prob <= 1)).all() and ((prob > 0.5) == (got[f"pred/{t}"] == 1)).all()
+    info = mlflow.models.get_model_info(model_uri)
+    assert {s.name for s in info.signature.inputs.inputs} == {"text_ids", "text_mask", "video", "video_mask", "audio",
+                                                              "audio_mask"}
+    assert {c.name for c in info.signature.outputs.inputs} == {f"{k}/{t}" for t in cfg.tasks for k in ("pred", "prob")}
+    assert info.saved_input_example_info is not None
+    logged = client.get_run(parent).outputs.model_outputs
+    assert [m.model_id for m in logged] == [model_uri.split("/")[-1]]  # a model of the parent run
+    # what was stored: plain tensors and the run config, without where the data lay
+    stored = tmp_path / "winner_model" / "artifacts"
+    config = json.loads((stored / "config.json").read_text())
+    assert config["groups"] == GROUPS and set(config["data"]) == {"text_max_len", "video_len", "audio_len"}
+    assert not list((tmp_path / "winner_model").rglob("*.pkl"))
+
+
+@pytest.mark.slow
+def test_a_clip_subset_gets_its_own_predictions(trained, tmp_path):
+    """Rows in, rows out: a batch of some clips is padded to its own longest clip, whatever the input's padding."""
+    import mlflow.pyfunc
+
+    cfg, checkpoint = trained
+    save_winner(cfg, checkpoint, tmp_path / "m")
+    model = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    test = prepare(cfg, torch.device("cpu"), splits=("test",)).splits["test"]
+    two = model.predict(clip_inputs(test, np.array([3, 5])))
+    assert len(two) == 2 and set(two.columns) == {f"{k}/{t}" for t in cfg.tasks for k in ("pred", "prob")}
+    assert two["pred/gory"].isin([0, 1]).all()
+
+
+def test_a_server_that_is_down_costs_one_warning_line_and_no_wait(capsys):
+    tracker = Tracker("http://127.0.0.1:9", "exp", "run0")
+    tracker.link.down, tracker.link.retry_at = True, float("inf")
+    called = []
+    assert tracker.direct("the model was not logged; it is saved in X", lambda: called.append(1)) is None
+    assert called == []
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("warning: the model was not logged; it is saved in X")
+
+
+def test_a_refused_write_is_one_warning_line_and_the_server_stays_up(tmp_path, capsys):
+    uri, _, parent = _store(tmp_path)
+    tracker = Tracker(uri, "exp", parent)
+
+    def refused():
+        raise ValueError("bad model")
+    assert tracker.direct("not logged", refused) is None
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("warning: not logged (ValueError: bad model)")
+    assert not tracker.link.down
