@@ -1,24 +1,61 @@
 """OptunaSearch that records trials ASHA (or MO-ASHA) stopped early as PRUNED (not COMPLETE) in the Optuna study.
 
 Ray's OptunaSearch tells Optuna every stopped trial is COMPLETE with its partial value, so the Optuna
-dashboard would show no pruning. Importable module: Tune pickles the searcher into the experiment.
+dashboard would show no pruning. The study also names its objectives (`val/avg_f1`, or each objective of a
+multi-objective search) and each trial carries what MLflow calls it (user attributes `label`, `partition`,
+`role`, `phase`, `tune_trial_id`), so Optuna Dashboard reads like the runs table. Importable module: Tune
+pickles the searcher into the experiment.
 """
 from __future__ import annotations
 
 import logging
+import warnings
+from typing import Any
 
+from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from search.labels import config_label, partition_label
 from search.trainable import DIVERGED
+from search.trial import meta_of
 
 logger = logging.getLogger(__name__)
 
 
+def trial_attrs(entry: dict[str, Any], base: dict[str, Any], phase: str) -> dict[str, str]:
+    """A searched trial's user attributes in the study: its configuration's label, its partition (tasks by full
+    name, `binary+gory|mature+slapstick+sarcasm`; one group when all tasks share a model), its role and phase."""
+    overrides = entry.get("overrides") or {}
+    groups = overrides.get("groups") or base.get("groups") or [list(overrides.get("tasks") or base.get("tasks") or [])]
+    return {"label": config_label(overrides, base), "partition": partition_label(groups),
+            "role": meta_of(entry).role, "phase": phase}
+
+
 class PrunedAwareOptunaSearch(OptunaSearch):
-    def __init__(self, *args, max_t: int, time_attr: str = "training_iteration", **kwargs):
+    def __init__(self, *args, max_t: int, time_attr: str = "training_iteration", metric_names: list[str] | None = None,
+                 base: dict[str, Any] | None = None, phase: str = "search", **kwargs):
+        # before the parent's __init__, which sets the study up (`_setup_study`)
+        self._metric_names, self._base, self._phase = list(metric_names or []), dict(base or {}), phase
         super().__init__(*args, **kwargs)
         self._max_t, self._time_attr = max_t, time_attr
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        names = getattr(self, "_metric_names", [])
+        if names and len(names) == len(self._ot_study.directions):
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, and what its dashboard reads
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                self._ot_study.set_metric_names(names)
+
+    def suggest(self, trial_id):
+        config = super().suggest(trial_id)
+        ot_trial, entry = self._ot_trials.get(trial_id), (config or {}).get("trial")
+        if ot_trial is not None and isinstance(entry, dict):
+            attrs = trial_attrs(entry, getattr(self, "_base", {}), getattr(self, "_phase", "search"))
+            for key, value in {**attrs, "tune_trial_id": trial_id}.items():
+                ot_trial.set_user_attr(key, value)
+        return config
 
     def _finished_in_study(self, trial_id) -> bool:
         # After a killed launcher the journal can be ahead of the pickled searcher state: a trial the

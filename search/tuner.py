@@ -59,10 +59,10 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     common = dict(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
                   reuse_actors=True)  # no new process (torch import, data mapping) per trial
     if trials is None and s.objectives:  # the scheduler and the study hold the objectives, Tune no metric
-        tune_config = tune.TuneConfig(search_alg=_searcher(exp, plan), num_samples=plan.num_samples,
+        tune_config = tune.TuneConfig(search_alg=_searcher(exp, plan, phase), num_samples=plan.num_samples,
                                       scheduler=_mo_scheduler(exp), **common)
     elif trials is None:
-        tune_config = tune.TuneConfig(metric=keys.SCORE, mode=s.mode, search_alg=_searcher(exp, plan),
+        tune_config = tune.TuneConfig(metric=keys.SCORE, mode=s.mode, search_alg=_searcher(exp, plan, phase),
                                       num_samples=plan.num_samples,
                                       scheduler=ASHAScheduler(max_t=exp.max_t, grace_period=s.grace_period,
                                                               reduction_factor=s.reduction_factor), **common)
@@ -125,7 +125,7 @@ def startup_trials(num_samples: int) -> int:
     return min(10, max(4, num_samples // 3))
 
 
-def _searcher(exp: Experiment, plan: SearchPlan | None = None) -> PrunedAwareOptunaSearch:
+def _searcher(exp: Experiment, plan: SearchPlan | None = None, phase: str = "search") -> PrunedAwareOptunaSearch:
     s = exp.spec.search
     plan = plan or SearchPlan(exp.spec.space, {}, s.num_samples, exp.name)
     metrics, modes = objectives(exp)
@@ -138,6 +138,7 @@ def _searcher(exp: Experiment, plan: SearchPlan | None = None) -> PrunedAwareOpt
         space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed), sampler=sampler,
         storage=JournalStorage(JournalFileBackend(str(exp.dir / Files.OPTUNA_JOURNAL))),
         study_name=plan.study, max_t=exp.max_t,  # define-by-run: metric and mode set here too
+        metric_names=list(s.objectives) or [s.metric], base=exp.spec.base, phase=phase,  # what the dashboard shows
         metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
 
 

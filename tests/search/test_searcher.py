@@ -32,3 +32,26 @@ def test_a_multi_objective_study_hears_complete_pruned_and_failed_trials(tmp_pat
     assert states == [(TrialState.COMPLETE, [0.6, 0.5]), (TrialState.PRUNED, None), (TrialState.FAIL, None),
                       (TrialState.COMPLETE, [-1e9, -1e9])]
     assert "trial" in searcher.suggest("e")  # the sampler still proposes after pruned and failed trials
+
+
+@pytest.mark.parametrize("metrics,names", [("search/score", ["val/avg_f1"]), (METRICS, ["val/gory/f1", "val/sarcasm/f1"])],
+                         ids=["one", "two"])
+def test_the_study_names_its_objectives_and_each_trial_its_configuration(tmp_path, metrics, names):
+    """What Optuna Dashboard shows: the objectives by the metrics' names, each trial by MLflow's label and tags."""
+    space = {**SPACE, "groups": {"partition": [[["binary", "gory"], ["mature"]]]}}
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
+    base = {"tasks": ["binary", "gory", "mature"], "strategy": {"scheduler": "dsg"}}
+    searcher = PrunedAwareOptunaSearch(space=DefineByRun(space, tuple(base["tasks"])), storage=storage, study_name="s",
+                                       max_t=4, metric=metrics, mode="max" if isinstance(metrics, str) else ["max"] * 2,
+                                       metric_names=names, base=base, phase="tune-equal_sum")
+    config = searcher.suggest("t1")
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert study.metric_names == names
+    attrs = study.trials[0].user_attrs
+    combiner = config["trial"]["overrides"]["strategy.combiner.name"]
+    assert attrs == {"label": f"dsg+{combiner}+all | bin+gor/mat", "partition": "binary+gory|mature", "role": "search",
+                     "phase": "tune-equal_sum", "tune_trial_id": "t1"}
+    plain = PrunedAwareOptunaSearch(space=DefineByRun(SPACE, ("binary", "gory")), storage=storage, study_name="p",
+                                    max_t=4, metric="search/score", mode="max", base={"tasks": ["binary", "gory"]})
+    plain.suggest("t2")
+    assert optuna.load_study(study_name="p", storage=storage).trials[0].user_attrs["partition"] == "binary+gory"

@@ -58,18 +58,21 @@ def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_sche
 
     settings = SearchSettings(objectives=("val/gory/f1", "val/gory/loss"), sampler="nsga2", tie_break="crowding",
                               grace_period=2, reduction_factor=2)
-    exp = SimpleNamespace(spec=SimpleNamespace(search=settings, space={}, config=SimpleNamespace(tasks=("gory",))),
+    exp = SimpleNamespace(spec=SimpleNamespace(search=settings, space={}, config=SimpleNamespace(tasks=("gory",)), base={}),
                           dir=tmp_path, name="mo", max_t=8)
     assert objectives(exp) == (["search/score/val/gory/f1", "search/score/val/gory/loss"], ["max", "min"])
     searcher = _searcher(exp)
     assert searcher.metric == ["search/score/val/gory/f1", "search/score/val/gory/loss"]
     assert searcher._mode == ["max", "min"] and isinstance(searcher._sampler, NSGAIISampler)
     assert searcher._sampler._population_size == 4  # num_samples 8: the smallest generation
+    import optuna
+
+    assert optuna.load_study(study_name="mo", storage=searcher._storage).metric_names == ["val/gory/f1", "val/gory/loss"]
     scheduler = _mo_scheduler(exp)
     assert scheduler.metrics == searcher.metric and scheduler.signs == [1.0, -1.0]
     assert sorted(scheduler.rungs) == [2, 4] and scheduler.tie_break == "crowding"
     assert scheduler.state_file == str(tmp_path / "mo_asha_rungs.json")
-    single = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(), space={}, config=SimpleNamespace(tasks=())),
+    single = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(), space={}, config=SimpleNamespace(tasks=()), base={}),
                              dir=tmp_path, name="one", max_t=8)
     assert objectives(single) == (["search/score"], ["max"]) and _searcher(single).metric == "search/score"
     # the parent run's sweep.kind tag says what proposed and stopped the trials
@@ -86,6 +89,6 @@ def test_tpe_leaves_its_random_start_up_within_a_small_budget(tmp_path):
 
     assert [startup_trials(n) for n in (4, 12, 30, 200)] == [4, 4, 10, 10]
     exp = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(num_samples=12), space={},
-                                               config=SimpleNamespace(tasks=("gory",))),
+                                               config=SimpleNamespace(tasks=("gory",)), base={}),
                           dir=tmp_path, name="tpe", max_t=4)
     assert _searcher(exp)._sampler._n_startup_trials == 4
