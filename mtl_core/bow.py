@@ -26,8 +26,11 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def bag_of_words_floor(root: Path, tasks: tuple[str, ...] = TASKS, *, derive_binary: bool = False,
-                       cache_dir: Path | None = None, files: dict | None = None) -> dict[str, float]:
-    """`test/<task>/f1` (macro-F1), `val/<task>/f1`, the chosen `C/<task>`, and `test/avg_f1`."""
+                       cache_dir: Path | None = None, files: dict | None = None,
+                       predictions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """`test/<task>/f1` (macro-F1), `val/<task>/f1`, the chosen `C/<task>`, and `test/avg_f1`. With
+    `predictions` (a dict), each task's test predictions go into it, in the test split's clip order (the
+    order of a run's own test predictions), so the floor can be compared clip by clip."""
     splits = {s: load_split(Path(root), s, cache_dir=cache_dir, derive_binary=derive_binary, files=files)
               for s in ("train", "val", "test")}
     tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
@@ -49,7 +52,10 @@ def bag_of_words_floor(root: Path, tasks: tuple[str, ...] = TASKS, *, derive_bin
                 best = (score, c, model)
         score, c, model = best
         out[keys.task("val", task)], out[f"C/{task}"] = score, c
-        out[keys.task("test", task)] = binary_task_metrics(y["test"], model.predict(x["test"]))["f1"]
+        predicted = model.predict(x["test"])
+        out[keys.task("test", task)] = binary_task_metrics(y["test"], predicted)["f1"]
+        if predictions is not None:
+            predictions[task] = predicted.astype(np.int8)
     scores = [out[keys.task("test", t)] for t in headline_tasks(tasks, derive_binary)
               if keys.task("test", t) in out and np.isfinite(out[keys.task("test", t)])]
     out["test/avg_f1"] = float(np.mean(scores)) if scores else float("nan")

@@ -67,7 +67,7 @@ class RunScores:
             return
         first = ok.iloc[0]
         labels = np.stack([np.asarray(first[label_col(t)]) for t in self.tasks], axis=1)
-        self.clips = len(labels)
+        self.clips, self._labels = len(labels), labels
         self.weights = clip_weights(len(labels), resamples, seed)
         for _, r in ok.iterrows():
             pred = np.stack([np.asarray(r[pred_col(t)]) for t in self.tasks], axis=1)
@@ -131,6 +131,21 @@ class RunScores:
         if not self.with_predictions:
             return seed_clip_estimate(per_seed, np.zeros(1), value)
         return seed_clip_estimate(per_seed, resampled, value, per_seed_resampled=self._each(each), clips=self.clips)
+
+    def against_fixed(self, name: str, predictions: dict[str, np.ndarray]) -> SeedClipEstimate | None:
+        """`name` minus a deterministic model (the bag-of-words floor) that predicted the same test clips:
+        over `name`'s seeds and the same clip resamples. None without per-clip predictions (or under
+        cross-validation, where the floor's one test split is not the folds)."""
+        if not self.with_predictions or any(t not in predictions for t in self.tasks) or not self.seeds(name):
+            return None
+        pred = np.stack([np.asarray(predictions[t]) for t in self.tasks], axis=1)
+        if len(pred) != self.clips:
+            return None
+        fixed_full, fixed_boot = macro_f1(pred, self._labels), macro_f1(pred, self._labels, self.weights)  # [T], [B, T]
+        seeds = self.seeds(name)
+        per_seed = (self.full(name, seeds) - fixed_full).mean(axis=1)
+        each = (self.boot(name, seeds) - fixed_boot[:, None, :]).mean(axis=2)  # [B, S]
+        return seed_clip_estimate(per_seed, each.mean(axis=1), per_seed_resampled=each, clips=self.clips)
 
     def _each(self, per_seed_resampled: np.ndarray) -> np.ndarray | None:
         """Each seed's statistic on the clip resamples, when there are per-clip predictions to resample."""

@@ -48,7 +48,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
         print(f"{how} with {len(out.trials)} of {out.expected} trials started; {exp.resume_hint()}",
               flush=True)
         return 143 if terminated() else 130
-    floor = _bow_floor(exp)
+    floor = _bow_floor(exp, out.final_runs, table)
     if floor:
         out.artifacts.append(exp.dir / Files.FLOOR)
     saved = compute_saved(out.trials, out.expected, exp.max_t)
@@ -255,20 +255,30 @@ def _axis_metrics(table: pd.DataFrame) -> dict[str, float]:
             for _, r in table.iterrows() if pd.notna(r["diff"])}
 
 
-def _bow_floor(exp: Experiment) -> dict[str, float]:
+def _bow_floor(exp: Experiment, final_runs: pd.DataFrame | None = None, table: pd.DataFrame | None = None
+               ) -> dict[str, float]:
     """The bag-of-words floor on the experiment's data (seconds): bow_floor.json, parent-run metrics; {} when
-    it could not be computed."""
+    it could not be computed. With the final phase's runs, also the best configuration minus the floor,
+    paired clip by clip over the same resamples (`paired/diff`, `paired/low`, `paired/high`, `paired/seeds`)."""
     cfg = exp.spec.config
+    predictions: dict = {}
     try:
         files = {"train": cfg.data.train_file, "val": cfg.data.val_file, "test": cfg.data.test_file}
         floor = bag_of_words_floor(data_root(cfg), cfg.tasks, derive_binary=cfg.data.derive_binary,
-                                   cache_dir=cache_root(cfg), files=files)
+                                   cache_dir=cache_root(cfg), files=files, predictions=predictions)
     except Exception as exc:  # the floor is context, never a reason to lose the sweep's results
         log.warning("bag-of-words floor failed: %s", exc)
         return {}
+    if final_runs is not None and table is not None and not table.empty:
+        best = str(table["name"].iloc[0])
+        paired = RunScores(final_runs, cfg.headline_tasks).against_fixed(best, predictions)
+        if paired is not None and paired.n >= 2:
+            low, high = paired.interval()
+            floor.update({"paired/name": best, "paired/diff": paired.value, "paired/low": low, "paired/high": high,
+                          "paired/seeds": paired.n})
     path = exp.dir / Files.FLOOR
     write_text(path, json.dumps(floor, indent=2))
-    exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith("test/")})
+    exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith(("test/", "paired/d"))})
     print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
           flush=True)
     return floor

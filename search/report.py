@@ -76,6 +76,13 @@ def _floor_section(floor: dict[str, float], board: pd.DataFrame | None) -> list[
         lines += [f"The best configuration (`{_cell(best.get('final/name', best['trial_id']))}`) retrained: test macro-F1 {best[key]:.4f} "
                   f"± {best.get('final/test/avg_f1/std', float('nan')):.4f} over seeds, "
                   f"{abs(gap):.4f} {'above' if gap > 0 else 'below'} the floor.", ""]
+    if "paired/diff" in floor:
+        shown = floor["paired/low"] > 0 or floor["paired/high"] < 0
+        lines += [f"Paired clip by clip (the best's {int(floor['paired/seeds'])} seeds, the same test-clip resamples "
+                  f"as the decisions): {floor['paired/diff']:+.4f} [{floor['paired/low']:+.4f}, "
+                  f"{floor['paired/high']:+.4f}], 95% interval over seeds and test clips: "
+                  + ("above the floor beyond noise." if floor["paired/diff"] > 0 and shown else
+                     "below the floor beyond noise." if shown else "not shown apart from the floor."), ""]
     lines += ["| task | floor test macro-F1 |", "|---|---|"]
     lines += [f"| {t} | {floor[keys.task('test', t)]:.4f} |" for t in tasks] + [""]
     return lines

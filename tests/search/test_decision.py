@@ -286,3 +286,19 @@ def test_the_space_sets_the_equivalence_margin_and_refuses_a_bad_one():
     assert load_space(root / "spaces" / "smoke.yaml").search.equivalence_margin == 0.02
     with pytest.raises(ConfigError, match="search.equivalence_margin"):
         load_space(root / "spaces" / "smoke.yaml", ["search.equivalence_margin=1.5"])
+
+
+def test_the_floor_is_compared_clip_by_clip_over_the_same_resamples():
+    """A deterministic model (the bag-of-words floor) against the best's seeds: the difference of the means,
+    with an interval that holds the test clips' sampling as well as the seeds'."""
+    runs = _runs({"best": 0.8}, [1, 2, 3], n_clips=200, seed=4)
+    scores = RunScores(runs, TASKS, resamples=300)
+    labels = np.stack([runs[f"label/{t}"].iloc[0] for t in TASKS], axis=1)
+    rng = np.random.default_rng(9)
+    floor = np.where(rng.random(labels.shape) < 0.65, labels, 1 - labels)
+    e = scores.against_fixed("best", {t: floor[:, j] for j, t in enumerate(TASKS)})
+    assert e.n == 3 and e.value == pytest.approx((scores.full("best", [1, 2, 3]) - macro_f1(floor, labels)).mean())
+    low, high = e.interval()
+    assert 0 < low < e.value < high  # 0.8 against 0.65 accuracy: above the floor beyond noise
+    assert e.clip_term > 0  # the clips' sampling is in it: the floor saw only these clips too
+    assert scores.against_fixed("best", {TASKS[0]: floor[:, 0]}) is None  # a task without predictions
