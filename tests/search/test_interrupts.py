@@ -194,6 +194,55 @@ def test_one_outcome_whatever_the_moment_and_the_number_of_signals(tmp_path, cap
         assert err.strip().splitlines()[-1].startswith("note: ") and "changed nothing" in err
 
 
+@pytest.fixture
+def our_handlers():
+    """search.signals' handlers in this process for one test, then pytest's back."""
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    search.signals.reset()
+    search.signals.catch_signals()
+    yield search.signals
+    signal.signal(signal.SIGINT, saved[0])
+    signal.signal(signal.SIGTERM, saved[1])
+    search.signals.reset()
+
+
+def test_a_signal_while_a_step_is_held_stops_the_launch_when_it_ends(our_handlers):
+    our_handlers.hold()
+    os.kill(os.getpid(), signal.SIGTERM)  # kept
+    with pytest.raises(KeyboardInterrupt):
+        our_handlers.release()
+    assert our_handlers.terminated()
+    os.kill(os.getpid(), signal.SIGINT)  # the stop is under way: noted, not raised
+    assert our_handlers.late() == signal.SIGINT and our_handlers.terminated()
+
+
+def test_once_settled_signals_are_only_noted(our_handlers):
+    our_handlers.settle()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        os.kill(os.getpid(), sig)
+    assert our_handlers.late() == signal.SIGTERM and not our_handlers.terminated()
+
+
+_TUNE_RUN = """
+import threading
+
+def run(step):
+    experiment_interrupted_event = threading.Event()  # as ray.tune.tune.run names its stop event
+    experiment_interrupted_event.set()  # Tune's SIGINT handler fired
+    step()
+"""
+
+
+def test_a_second_signal_while_tune_stops_is_only_noted(our_handlers):
+    """Tune's handler took the first Ctrl-C and put ours back; a KeyboardInterrupt now would cut short the
+    experiment state Tune saves one last time."""
+    tune = {"__name__": "ray.tune.tune"}
+    exec(_TUNE_RUN, tune)
+    tune["run"](lambda: os.kill(os.getpid(), signal.SIGTERM))  # no KeyboardInterrupt
+    assert not our_handlers.terminated()  # the stop began with Ctrl-C: exit 130
+    assert our_handlers.fit_interrupted()
+
+
 # before the launcher's heavy imports: a signal as `import torch` begins (the first heavy import)
 _AT_IMPORT = """
 import os, runpy, signal, sys
