@@ -82,7 +82,8 @@ class TrainConfig:
     affinity_every: int = 0  # measure TAG inter-task affinity every n steps (0 = off; TAG uses 10)
     class_weight: Any = "none"  # `none`, `balanced` (from the training labels) or {task: positive weight}
     device: str = "auto"  # `auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`, ...
-    precision: str = "fp32"  # `fp32`, `bf16` (autocast) or `fp16` (autocast + GradScaler; loss combiners only)
+    precision: str = "fp32"  # `fp32`, `bf16` (autocast), `fp16` (autocast + GradScaler; loss combiners only) or
+    # `auto`: bf16 where the device multiplies in bf16 natively (AMX or AVX-512 BF16 CPUs, bf16 GPUs), else fp32
     deterministic: bool = False  # deterministic kernels: exact reruns and resumes on CUDA too (slower)
     num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
     progress: bool = True  # progress bar within an epoch (CLI only)
@@ -222,8 +223,8 @@ def _check_semantics(cfg: Config, problems: Problems, root_as_written: str | Non
     _check_ranges(cfg, problems)
     _check_folds(cfg, problems)
     t = cfg.train
-    if t.precision not in ("fp32", "bf16", "fp16"):
-        problems.add(f"train.precision: unknown precision {t.precision!r}; valid choices: fp32, bf16, fp16")
+    if t.precision not in ("fp32", "bf16", "fp16", "auto"):
+        problems.add(f"train.precision: unknown precision {t.precision!r}; valid choices: fp32, bf16, fp16, auto")
     if not (t.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", t.device)):
         problems.add(f"train.device: expected auto, cpu, cuda or cuda:N, got {t.device!r}")
     if not keys.SEARCHABLE.match(t.select_metric):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import math
@@ -54,6 +55,38 @@ def resolve_device(name: str) -> torch.device:
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# CPU flags with native bf16 matmuls (oneDNN uses them under autocast); without them bf16 is emulated, no faster
+_CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.lru_cache(maxsize=4)
+def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The native-bf16 flags of this machine's CPU (Linux's cpuinfo, its first processor); empty where that
+    file is absent or unreadable, so `auto` stays at fp32 there."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            text = f.read(1 << 20)  # bounded: the first processor's flags come first
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return frozenset(line.split(":", 1)[1].split()) & frozenset(_CPU_BF16_FLAGS)
+    return frozenset()
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` multiplies in bf16 natively: a GPU that torch says supports it, a CPU with AMX or
+    AVX-512 BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(cpu_bf16_flags())
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` is bf16 where the device has native bf16 (`bf16_native`), fp32 elsewhere; the others as given."""
+    if precision != "auto":
+        return precision
+    return "bf16" if bf16_native(device) else "fp32"
 
 
 @contextlib.contextmanager
@@ -86,7 +119,7 @@ def deterministic_kernels(enabled: bool):
 
 def autocast(precision: str, device: torch.device):
     """Mixed precision for the forward pass (`train.precision`); a no-op context at fp32."""
-    dtype = _DTYPES.get(precision)
+    dtype = _DTYPES.get(resolve_precision(precision, device))
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -363,6 +396,8 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
+    precision = resolve_precision(cfg.train.precision, device)  # once per run: every model and epoch alike
+    cfg = replace(cfg, train=replace(cfg.train, precision=precision))
     splits = ("train", "val", "test") if eval_test else ("train", "val")
     data = prepared or prepare(cfg, device, splits=splits)
     runs = [build_group(cfg, g, data, device) for g in cfg.partition()]
@@ -389,6 +424,7 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
         for name in keys.TASK_METRICS:  # over the models, and without a derived binary
             metrics[keys.average("val", name)] = mean_over_tasks(metrics, cfg.headline_tasks, name, "val")
         metrics["time/epoch_s"] = time.perf_counter() - t0
+        metrics["precision"] = precision  # what `auto` became on this machine
         if curve is not None and epoch == start_epoch:
             metrics[keys.PRETRAIN_CURVE] = json.dumps(curve, default=float)
         history.append(metrics)

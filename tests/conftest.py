@@ -146,7 +146,8 @@ class Interrupt(Exception):
 
 
 def strip_time(history):
-    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
+    """The metrics without their timings and the precision a run resolved (not results of the training)."""
+    return [{k: v for k, v in m.items() if not k.startswith("time/") and k != "precision"} for m in history]
 
 
 def assert_resume_exact(cfg, root, stop_after: int = 1, prepared=None):
