@@ -28,9 +28,11 @@ from search.tracking import Tracker, TrackingUnavailable, check_tracking
 # The parent run's MlflowClient calls a sweep queues (Tracker.call), each with its positional arguments (the run
 # first) and the keywords it passes; a spool naming any other call, or other arguments, is not ours.
 PARENT_CALLS = {"log_batch": (1, {"metrics"}), "log_metric": (3, {"step"}), "set_tag": (3, set()),
-                "set_terminated": (1, {"status"}), "log_artifact": (2, set()), "log_artifacts": (3, set())}
+                "set_terminated": (1, {"status"}), "log_artifact": (2, set()), "log_artifacts": (3, set()),
+                "log_inputs": (1, {"datasets"})}
 OP_SHAPES = {"call": (str, list, dict), "start": (str, str, dict, dict), "metrics": (str, str, int, dict, dict, int),
-             "end": (str, str, str, dict), "tags": (str, str, dict)}  # Tracker's operations, after their kind
+             "end": (str, str, str, dict), "tags": (str, str, dict),
+             "inputs": (str, str, list)}  # Tracker's operations, after their kind
 
 
 def read_ops(exp_dir: Path, parent_run_id: str) -> list[list]:

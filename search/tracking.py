@@ -23,6 +23,7 @@ from ray import tune
 
 from mtl_core import keys
 from mtl_core.validation import ConfigError
+from search.data_input import entities
 from search.folder_write import append_text
 from search.labels import config_label, run_name
 from search.results import error_line
@@ -264,6 +265,7 @@ class Tracker:
         ["metrics", phase, trial, step, values, tags, time_ms]
         ["end", phase, trial, status, tags]
         ["tags", phase, trial, tags]            tags on a trial's run, its status untouched
+        ["inputs", phase, trial, datasets]      its dataset inputs (search.data_input)
     """
 
     def __init__(self, uri: str, experiment: str, parent_run_id: str, spool: str | None = None, retry_s: float = 30.0):
@@ -416,6 +418,8 @@ class Tracker:
             _, method, args, kwargs = op
             if method == "log_batch":
                 kwargs = {"metrics": [Metric(*m) for m in kwargs.get("metrics", [])]}
+            elif method == "log_inputs":
+                kwargs = {"datasets": entities(kwargs.get("datasets", []))}
             getattr(self.client, method)(*args, **kwargs)
         elif kind == "start":
             self._ensure_run(op[1], op[2], op[3], op[4])
@@ -437,6 +441,9 @@ class Tracker:
             run_id = self._ensure_run(phase, tid, reopen=False)
             for k, v in tags.items():
                 self.client.set_tag(run_id, k, v)
+        elif kind == "inputs":
+            _, phase, tid, datasets = op
+            self.client.log_inputs(self._ensure_run(phase, tid, reopen=False), datasets=entities(datasets))
         else:
             raise ValueError(f"unknown tracking operation {kind!r}")
 
@@ -466,8 +473,9 @@ class MLflowTrials(tune.Callback):
     tags (phase, role, name, seed, label), per-epoch metrics (step = epochs trained, from 1), final status. Restore-safe: the tracker's queue and run map are
     part of Tune's saved state, and a run is looked up by its `tune_trial_id` tag before one is made."""
 
-    def __init__(self, tracker: Tracker, phase: str, max_t: int):
+    def __init__(self, tracker: Tracker, phase: str, max_t: int, datasets: list | None = None):
         self.tracker, self.phase, self.max_t = tracker, phase, max_t
+        self.datasets = datasets or []  # the trials' dataset inputs (search.data_input.inputs)
 
     def get_state(self) -> dict:
         return {"runs": dict(self.tracker.runs), "pending": list(self.tracker.pending)}
@@ -482,6 +490,8 @@ class MLflowTrials(tune.Callback):
         tags = {**meta_of(entry).tags(), "label": config_label(entry.get("overrides", {}), base),
                 RUN_NAME: run_name(self.phase, trial.trial_id, entry, base)}
         self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}), tags])
+        if getattr(self, "datasets", None):  # a callback restored from before datasets: none
+            self.tracker.push(["inputs", self.phase, trial.trial_id, self.datasets])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         # step = epochs trained (1, 2, ...), the numbering of the report, ASHA's rungs and the console

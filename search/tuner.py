@@ -17,6 +17,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from mtl_core import keys
+from search.data_input import dataset, inputs
 from search.experiment import Experiment, Files
 from search.front_trace import FrontTrace
 from search.mo_asha import MultiObjectiveASHA
@@ -75,8 +76,11 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     listed = {} if trials is None else dict(cost=_trial_models, work=sum(map(models_of, trials)) * exp.max_t)
     progress = Progress(phase, progress_metric or s.metric, s.mode, expected, exp.max_t, budget,
                         show_best=not eval_test, **listed)  # the final phase: no test score before the end
-    callbacks = [StopOnFullDisk(str(exp.dir)), NoRetryOnDivergence(), MLflowTrials(exp.tracker.fork(), phase, exp.max_t),
-                 progress]
+    datasets = inputs(dataset(exp.spec.config), "train")  # the data folder: the parent's input and each trial's
+    if datasets:
+        exp.tracker.call("log_inputs", datasets=datasets)  # once per run: MLflow keeps one link per dataset
+    callbacks = [StopOnFullDisk(str(exp.dir)), NoRetryOnDivergence(),
+                 MLflowTrials(exp.tracker.fork(), phase, exp.max_t, datasets), progress]
     if trials is None and s.objectives:
         callbacks.append(_front_trace(exp, phase))
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,
