@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
+import warnings
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -26,6 +29,7 @@ from search.trial import meta_of, trial_config
 log = logging.getLogger(__name__)
 MODEL_DIR = "winner_model"  # in the experiment folder
 ARTIFACT = "model"  # its name in the parent run
+PROGRESS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 CODE = Path(__file__).with_name("winner_model.py")
 MTL_CORE = Path(__file__).resolve().parents[1] / "mtl_core"
 # what mtl_core imports to rebuild and run the model (pinned to the versions it was trained with)
@@ -152,10 +156,26 @@ def save_local(kwargs: dict[str, Any], dest: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def quiet() -> Iterator[None]:
+    """MLflow's progress bars and its advice to type-hint `predict` (the signature is given) off in the block."""
+    saved = os.environ.get(PROGRESS)
+    os.environ[PROGRESS] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(PROGRESS, None)
+        else:
+            os.environ[PROGRESS] = saved
+
+
 def save_winner(cfg: Config, checkpoint: Path, dest: Path) -> dict[str, Any]:
     """The model of the run whose checkpoint folder is `checkpoint` saved as an MLflow model directory at `dest`;
     returns what logs the same model (`log_model`), its artifacts read from `dest`."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, quiet():
         kwargs = pyfunc_kwargs(cfg, model_files(cfg, Path(checkpoint), Path(tmp)), example_inputs(cfg))
         save_local(kwargs, dest)
     stored = {name: dest / "artifacts" / Path(path).name for name, path in kwargs["artifacts"].items()}
@@ -193,8 +213,9 @@ def log_model(run_id: str, kwargs: dict[str, Any], tags: dict[str, str], registe
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    info = Model.log(None, mlflow.pyfunc, name=ARTIFACT, run_id=run_id, tags=tags, **kwargs)
-    if register:
-        version = mlflow.register_model(info.model_uri, register)
+    with quiet():
+        info = Model.log(None, mlflow.pyfunc, name=ARTIFACT, run_id=run_id, tags=tags, **kwargs)
+        version = mlflow.register_model(info.model_uri, register) if register else None
+    if version is not None:
         print(f"model registered: {register} version {version.version} ({info.model_uri})", flush=True)
     return info.model_uri
