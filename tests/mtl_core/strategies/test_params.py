@@ -45,6 +45,13 @@ NON_DEFAULT = {
         "nash_mtl": {"update_weights_every": 2, "optim_niter": 10, "max_norm": 0.5},
         "aligned_mtl": {"scale_mode": "median"},
         "db_mtl": {"beta": 0.8, "beta_sigma": 0.5, "eps": 1e-6},
+        "famo": {"weight_lr": 0.01, "gamma": 0.01},
+        "stch": {"mu": 0.5, "warmup_epochs": 2},
+        "upgrad": {"norm_eps": 1e-3, "reg_eps": 1e-3},
+        "gradvac": {"beta": 0.1},
+        "config": {},
+        "fairgrad": {"alpha": 2.0, "max_iters": 50},
+        "excess_mtl": {"robust_step_size": 0.1},
     },
     "modality": {
         "all": {},
