@@ -38,7 +38,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     rc, out = _finish(_launch("--storage", str(tmp_path / "store"), "--name", "smoke",
                               "--set", "search.final_k=1", "--set", "search.final_seeds=3", "--set", "train.epochs=3",
                               "--set", "search.final_max_seeds=3", "--set", "search.baselines=[equal_sum, single_task]",
-                              cwd=workdir))
+                              "--set", "search.register_model=smoke-best", cwd=workdir))
     assert rc == 0, out
     assert list(workdir.iterdir()) == []  # nothing written where the launcher ran
     exp = tmp_path / "store" / "smoke"
@@ -143,6 +143,43 @@ def test_smoke_sweep_end_to_end(tmp_path):
     study = optuna.load_study(study_name="smoke", storage=JournalStorage(JournalFileBackend(str(exp / "optuna.journal"))))
     states = [t.state.name for t in study.trials]
     assert len(states) == 8 and "PRUNED" in states and "COMPLETE" in states
+    # what Optuna Dashboard shows: the objective by its name, each trial by MLflow's label and tags
+    assert study.metric_names == ["val/avg_f1"]
+    labels = {r.data.tags["tune_trial_id"]: r.data.tags["label"] for r in children}
+    assert {t.user_attrs["tune_trial_id"]: t.user_attrs["label"] for t in study.trials} == labels
+    assert all(t.user_attrs["role"] == "search" and t.user_attrs["partition"] for t in study.trials)
+    # the data folder is every run's dataset input, with one digest
+    inputs = [client.get_run(r.info.run_id).inputs.dataset_inputs for r in [parent, *children, *final_runs]]
+    assert all(inputs) and len({i.dataset.digest for run in inputs for i in run}) == 1
+    _check_winner_model(exp, client, parent, runs, top["label"])
+
+
+def _check_winner_model(exp, client, parent, runs, best):
+    """The best configuration's model: logged in the parent run, registered, and loaded with MLflow alone it gives
+    the test predictions of the best's lowest-seed final run."""
+    import mlflow
+    import torch
+    import yaml
+
+    from mtl_core.config import build_config
+    from mtl_core.prepare import prepare
+    from search.model_export import clip_inputs
+    from search.space import RUN_SECTIONS
+
+    (model_id,) = [m.model_id for m in parent.outputs.model_outputs]
+    assert (exp / "winner_model" / "MLmodel").is_file()
+    raw = yaml.safe_load((exp / "space.yaml").read_text())
+    test = prepare(build_config({k: raw[k] for k in RUN_SECTIONS if k in raw}), torch.device("cpu"),
+                   splits=("test",)).splits["test"]
+    first = runs[(runs["name"] == best) & (runs["role"] == "final")].sort_values("seed").iloc[0]
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        got = mlflow.pyfunc.load_model("models:/smoke-best/1").predict(clip_inputs(test))
+        assert client.get_model_version("smoke-best", "1").source == f"models:/{model_id}"
+    finally:
+        mlflow.set_tracking_uri(None)
+    for t in ("binary", "mature", "gory", "slapstick", "sarcasm"):
+        assert got[f"pred/{t}"].tolist() == list(first[f"pred/{t}"]), t
 
 
 def _ended(line: str) -> int:
