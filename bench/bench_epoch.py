@@ -278,14 +278,19 @@ def kernel_time(events) -> dict[str, float]:
     return out
 
 
+def timed_batches(n: int, steps: int, batch_size: int) -> list[np.ndarray]:
+    """The clip indices of the breakdown's batches: a warm-up batch, then `steps` timed ones (random clips)."""
+    order = np.random.default_rng(0).permutation(n)
+    return [order[s:s + batch_size] for s in range(0, (steps + 1) * batch_size, batch_size)]
+
+
 def phase_breakdown(run, cfg, split, steps: int, batch_size: int) -> tuple[dict, dict, float]:
     """Per step: {phase: s} (data included), {kernel kind: s} and the step's wall time, over `steps` steps
     after one warm-up step."""
     from torch.profiler import ProfilerActivity, profile
 
     run.model.train()
-    order = np.random.default_rng(0).permutation(len(split))
-    batches = [order[s:s + batch_size] for s in range(0, (steps + 1) * batch_size, batch_size)]
+    batches = timed_batches(len(split), steps, batch_size)
     phases = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     inputs, labels = split.batch(batches[0])
     one_step(run, cfg, inputs, labels)  # warm-up
@@ -336,12 +341,16 @@ def bench_model(name: str, space: Path, root: Path, repeats: int, steps: int | N
 
     run = make_run(cfg, data)
     run.model.train()
-    inputs, labels = split.batch(np.arange(bs))
-
-    total, by_module = count_flops(run.model, training_step(run.model, inputs, labels, run.class_weights))
-    parts = flops_by_part(total, by_module, model_parts(run.model))
-    print(f"  FLOPs of one training step (forward + backward, batch {bs} of the first clips; the text's length "
-          f"is the batch's longest):")
+    n = steps or min(6, per_epoch - 1)
+    parts: dict[str, float] = {}
+    for idx in timed_batches(len(split), n, bs)[1:]:  # the batches the breakdown times: rates are of the same work
+        inputs, labels = split.batch(idx)
+        counted, by_module = count_flops(run.model, training_step(run.model, inputs, labels, run.class_weights))
+        for k, v in flops_by_part(counted, by_module, model_parts(run.model)).items():
+            parts[k] = parts.get(k, 0) + v / n
+    total = sum(parts.values())
+    print(f"  FLOPs of one training step (forward + backward; the mean of the {n} batches timed below, each padded "
+          f"to its longest text):")
     print(fmt_parts(parts, per_epoch))
 
     runs = {p: make_run(cfgs[p], data) for p in PRECISIONS}
@@ -356,7 +365,6 @@ def bench_model(name: str, space: Path, root: Path, repeats: int, steps: int | N
             print(f"  {p} epoch (train + validation): best {epoch[p]:.1f}s of {', '.join(f'{t:.1f}' for t in times[p])}")
         figures["epoch_s"] = epoch
     breakdown = {}
-    n = steps or min(6, per_epoch - 1)
     for p in PRECISIONS:
         breakdown[p] = phase_breakdown(runs[p], cfgs[p], split, n, bs)
     print(f"  one step, mean of {n} (random batches; perf_counter by phase, torch.profiler by kernel):")
@@ -428,7 +436,7 @@ def bench_lstm(rnn_units: int, width: int, batch: int = 16, steps: int = 36, rep
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--real", type=Path, default=REAL, help="the Comic Mischief release (default ../shared/data/...)")
+    p.add_argument("--real", type=Path, default=REAL, help="the Comic Mischief release (default ../shared/data/comic_mischief)")
     p.add_argument("--repeats", type=int, default=2, help="epochs per precision for the CPU model, alternating")
     p.add_argument("--gpu-batches", type=int, default=3, help="timed steps of the GPU-size model")
     p.add_argument("--threads", type=int, default=1, help="torch threads (a search trial has one CPU)")
