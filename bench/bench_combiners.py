@@ -1,6 +1,6 @@
 """Per-step cost of every loss combiner relative to `equal` (issue 3): prints ratios, not a test.
 
-    python bench/bench_combiners.py [--steps 20] [--rnn-units 128] [--batch-size 16]
+    python bench/bench_combiners.py [--steps 20] [--rnn-units 128] [--batch-size 16] [--only famo,upgrad]
 
 Each combiner runs in its own process on the same batches and model (same seed), so the peak RSS
 it reports is its own. Gradient methods also run with the per-task loop (T retained backward passes)
@@ -68,12 +68,18 @@ def main():
     p.add_argument("--one", default=None)
     p.add_argument("--loop", action="store_true")
     p.add_argument("--data", default=None)
+    p.add_argument("--only", default=None, help="comma-separated combiners to time (default: all); equal always runs")
     args = p.parse_args()
     if args.one:
         print(json.dumps(one(args.one, args.steps, args.rnn_units, args.batch_size, args.data, args.loop)))
         return
     from mtl_core.data.synth import write_synthetic
     from mtl_core.strategies import REGISTRIES
+
+    names = args.only.split(",") if args.only else list(REGISTRIES["combiner"])
+    unknown = [n for n in names if n not in REGISTRIES["combiner"]]
+    if unknown:
+        sys.exit(f"error: --only: unknown combiner {', '.join(unknown)}; valid: {', '.join(REGISTRIES['combiner'])}")
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MTL_CACHE_DIR": str(Path(tmp) / "cache")}
@@ -90,7 +96,8 @@ def main():
         base = run("equal")
         print(f"shared parameters: {base['shared_params']:,}")
         print(f"{'combiner':<14}{'ms/step':>9}{'x equal':>9}{'x T':>7}{'peak MB':>9}{'loop x equal':>14}")
-        for name, cls in REGISTRIES["combiner"].items():
+        for name in names:
+            cls = REGISTRIES["combiner"][name]
             r = base if name == "equal" else run(name)
             ratio = r["ms"] / base["ms"]
             loop = ""

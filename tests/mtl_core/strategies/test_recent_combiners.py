@@ -304,3 +304,19 @@ def test_resume_with_the_new_stateful_combiners_is_exact(micro, tmp_path, schedu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert_resume_exact(cfg, tmp_path, stop_after=1, prepared=data)
+
+
+def test_the_coverage_table_names_every_combiner():
+    """docs/methods.md's table of LibMTL's and torchjd's methods names exactly the registered combiners (but
+    this project's own), each once."""
+    import re
+    from pathlib import Path
+
+    from mtl_core.strategies import REGISTRIES
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "methods.md").read_text()
+    section = text.split('<a id="coverage"></a>', 1)[1].split("\n## ", 2)[1]  # its heading to the next
+    named = [m for line in section.splitlines() if line.startswith("| ")
+             for m in re.findall(r"\[`(\w+)`\]", line.split("|")[3])]
+    own = {"transferred", "learned", "inverse_loss", "adaptive"}
+    assert sorted(named) == sorted(set(REGISTRIES["combiner"]) - own)
