@@ -18,8 +18,8 @@ winds down is only noted.
 Libraries install handlers of their own, so ours are (re)installed at each hand-over:
 - before the launcher's heavy imports (`exit_early`: until the launcher starts, a signal ends the process at
   once with one line, nothing having been written), then at the launcher's start (`catch_signals`);
-- around ray.init, which installs a SIGTERM handler that exits with `sys.exit(15)` (SIGTERM is held back until
-  ours are back: search.sweep._ray_init);
+- around ray.init, which would install SIGTERM handlers that exit (search.sweep._ray_init leaves them out and
+  keeps a signal for ray.init's end);
 - after each Tuner.fit: Tune's SIGINT handler stays installed when no signal came, and a later signal
   (in the finish step, say) would only set a flag nobody reads;
 - after ray.shutdown (search.sweep), which may leave SIGTERM at its default (the process killed outright).
@@ -119,11 +119,12 @@ def hold() -> None:
     _deferring, _pending = True, None
 
 
-def release() -> None:
-    """End `hold`: a signal kept meanwhile stops the launch now (KeyboardInterrupt)."""
+def release(stop: bool = True) -> None:
+    """End `hold`: a signal kept meanwhile stops the launch now (KeyboardInterrupt); with `stop` False (the
+    step failed, and its failure is the outcome) it is dropped."""
     global _deferring, _pending
     signum, _deferring, _pending = _pending, False, None
-    if signum is not None and not _decided:
+    if stop and signum is not None and not _decided:
         _stop(signum)
         raise KeyboardInterrupt
 

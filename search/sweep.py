@@ -13,6 +13,7 @@ from pathlib import Path
 import ray
 import torch
 from ray._private import ray_constants
+from ray._private import utils as ray_utils
 
 from mtl_core.data.layout import DataError
 from mtl_core.model.text_encoder import EncoderNotFound
@@ -159,17 +160,25 @@ def _start_ray(address: str | None, source: str | None = None) -> bool:
 
 
 def _ray_init(**kwargs) -> None:
-    """ray.init, with a SIGTERM during it handled like any other. ray.init installs a Python handler that
-    exits with code 15 (taken here for what it is), then Ray's native one, which dumps a stack and aborts:
-    SIGTERM is held back on this thread meanwhile, and delivered to ours once they are back."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    """ray.init, with a signal during it kept for its end, then handled like any other (the caller shuts a Ray
+    it started down). ray.init would install SIGTERM handlers that end the launcher without a line (exit 15;
+    the local node's kills its processes, then exit 1): they are left out and ours stay. Should one be
+    installed all the same, SIGTERM is held back on this thread and an exit 15 taken for what it is."""
+    hold()
+    installs = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    started = False
     try:
         ray.init(**kwargs)
+        started = True
     except SystemExit as exc:
         if exc.code != signal.SIGTERM:
             raise
         sigterm_received()
         raise KeyboardInterrupt from None
     finally:
+        ray_utils.set_sigterm_handler = installs
         catch_signals()
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.pthread_sigmask(signal.SIG_SETMASK, masked)  # a SIGTERM held back reaches ours now, and is kept
+        release(stop=started)  # the signal kept stops the launch now (when ray.init itself failed: its line)
