@@ -65,6 +65,11 @@ def test_killed_multi_objective_sweep_resumes_with_each_trial_once(tmp_path):
 
     study = optuna.load_study(study_name="mo", storage=JournalStorage(JournalFileBackend(str(exp / "optuna.journal"))))
     assert len(study.directions) == len(TASKS)
+    assert study.metric_names == [f"val/{t}/f1" for t in TASKS]  # Optuna Dashboard names the front's axes
+    labels = {r.data.tags["tune_trial_id"]: r.data.tags["label"] for r in kept}
+    for t in study.trials:  # each trial as MLflow names it (the killed launcher's are in the journal too)
+        assert {"label", "partition", "role", "phase", "tune_trial_id"} <= set(t.user_attrs)
+        assert labels.get(t.user_attrs["tune_trial_id"], t.user_attrs["label"]) == t.user_attrs["label"]
     finished = [t for t in study.trials if t.state.is_finished()]
     pruned = {t.number for t in finished if t.state == optuna.trial.TrialState.PRUNED}
     assert len(finished) >= 4 and len(pruned) >= len(stopped)  # Optuna heard of every trial MO-ASHA stopped
