@@ -8,13 +8,14 @@ a server that is down costs one warning line, and the copy in the folder stays.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -213,9 +214,11 @@ def log_model(run_id: str, kwargs: dict[str, Any], tags: dict[str, str], registe
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    with quiet():
+    with quiet(), redirect_stderr(io.StringIO()) as said:  # MLflow prints its registration: our one line says it
         info = Model.log(None, mlflow.pyfunc, name=ARTIFACT, run_id=run_id, tags=tags, **kwargs)
         version = mlflow.register_model(info.model_uri, register) if register else None
+    if said.getvalue().strip():
+        log.info("%s", said.getvalue().strip())
     if version is not None:
         print(f"model registered: {register} version {version.version} ({info.model_uri})", flush=True)
     return info.model_uri
