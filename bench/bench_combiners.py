@@ -5,6 +5,10 @@
 Each combiner runs in its own process on the same batches and model (same seed), so the peak RSS
 it reports is its own. Gradient methods also run with the per-task loop (T retained backward passes)
 instead of the one batched backward, to show what batching buys.
+
+On a machine shared with other jobs, `--interleave` times every combiner in one process, one step of
+each in turn, so a load that comes and goes slows them alike: the ratios are medians of per-round
+ratios to `equal` (no peak memory, no per-task loop).
 """
 from __future__ import annotations
 
@@ -60,6 +64,43 @@ def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, l
             "shared_params": shared}
 
 
+def interleaved(names: list[str], steps: int, rnn_units: int, batch_size: int, data_dir: str) -> dict[str, float]:
+    """Each combiner's median over rounds of (its step time / equal's step time in the same round)."""
+    warnings.filterwarnings("ignore")
+    from mtl_core.config import StrategyChoice, build_config
+    from mtl_core.prepare import prepare
+    from mtl_core.strategies import StrategyContext, build_strategy
+    from mtl_core.losses import task_losses
+    from mtl_core.train import backward_step, build_model
+
+    cfg = build_config({"data": {"root": data_dir}, "model": {"text_encoder": "tiny", "rnn_units": rnn_units,
+                                                              "attention_heads": 4}})
+    data = prepare(cfg, torch.device("cpu"), splits=("train",))
+    split = data.splits["train"]
+    batches = list(split.batches(batch_size, np.arange(len(split)), drop_last=True))
+    runs = {}
+    for name in ["equal"] + [n for n in names if n != "equal"]:
+        torch.manual_seed(0)
+        model = build_model(cfg, data.encoder).train()
+        combiner = build_strategy("combiner", StrategyChoice(name), StrategyContext(TASKS, 1, 0))
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + combiner.parameters(), lr=1e-4)
+        runs[name] = (model, combiner, opt)
+    times = {name: [] for name in runs}
+    for i in range(steps + 2):
+        inputs, labels = batches[i % len(batches)]
+        for name, (model, combiner, opt) in runs.items():
+            t0 = time.perf_counter()
+            z = model.encode(inputs)
+            losses, has = task_losses(model.heads_forward(z), labels, TASKS)
+            opt.zero_grad(set_to_none=True)
+            backward_step(model, z, losses, has, combiner)
+            opt.step()
+            times[name].append(time.perf_counter() - t0)
+    base = np.array(times["equal"][2:])
+    return {name: float(np.median(np.array(t[2:]) / base)) for name, t in times.items()} | {
+        "equal_ms": 1000 * float(np.median(base))}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=20)
@@ -67,9 +108,15 @@ def main():
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--one", default=None)
     p.add_argument("--loop", action="store_true")
+    p.add_argument("--interleave-run", default=None, help=argparse.SUPPRESS)
     p.add_argument("--data", default=None)
     p.add_argument("--only", default=None, help="comma-separated combiners to time (default: all); equal always runs")
+    p.add_argument("--interleave", action="store_true", help="one process, one step of each combiner in turn")
     args = p.parse_args()
+    if args.interleave_run:
+        print(json.dumps(interleaved(args.interleave_run.split(","), args.steps, args.rnn_units, args.batch_size,
+                                     args.data)))
+        return
     if args.one:
         print(json.dumps(one(args.one, args.steps, args.rnn_units, args.batch_size, args.data, args.loop)))
         return
@@ -93,6 +140,15 @@ def main():
 
         print(f"device: cpu, {torch.get_num_threads()} threads; HICCAP rnn_units={args.rnn_units}, tiny encoder "
               f"(frozen, cached), batch {args.batch_size}, T={len(TASKS)}, median of {args.steps} steps")
+        if args.interleave:
+            cmd = [sys.executable, __file__, "--interleave-run", ",".join(names), "--steps", str(args.steps),
+                   "--rnn-units", str(args.rnn_units), "--batch-size", str(args.batch_size), "--data", str(data)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            ratios = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"interleaved: equal {ratios.pop('equal_ms'):.1f} ms/step (median); median per-round ratio to equal")
+            for name, ratio in ratios.items():
+                print(f"{name:<14}{ratio:>9.2f}")
+            return
         base = run("equal")
         print(f"shared parameters: {base['shared_params']:,}")
         print(f"{'combiner':<14}{'ms/step':>9}{'x equal':>9}{'x T':>7}{'peak MB':>9}{'loop x equal':>14}")
