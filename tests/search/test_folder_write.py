@@ -66,6 +66,7 @@ ELSEWHERE = {  # (module, function): what writes some other way, and why that is
     ("report.py", "_save"): "the plots, into the new folder the report is written in",
     ("results.py", "write_parquet"): "into a buffer, then write_bytes",
     ("mo_asha.py", "save"): "Tune's own checkpoint file, at the path Tune gives",
+    ("model_export.py", "model_files"): "into a temporary folder of its own, which the saved model copies from",
 }
 
 
