@@ -228,6 +228,9 @@ def cost_text(c: Comparison, comparisons: int) -> str:
              if cost["clips_needed"] else "a larger dataset would" if e.folds else "a larger test set would")
     if not cost["seeds_could_decide"]:
         what = f"no number of {more} would decide it (the test set's own sampling noise is larger than the difference); {clips}"
+    elif need and cost["seeds_needed"] <= e.n:
+        what = (f"a single look at these {more} would decide it; the race's earlier looks spent part of its 5% "
+                f"(a larger search.final_max_seeds leaves more for the last)")
     elif need:
         what = f"about {need} {more} per side would decide it, or {clips.removesuffix(' would')}"
     else:

@@ -198,6 +198,8 @@ def _verdict(c, comparisons: int) -> str:
     if not cost["seeds_could_decide"]:
         more = "no number of seeds would decide it" + (f"; about {cost['clips_needed']} test clips would"
                                                         if cost["clips_needed"] else "")
+    elif cost["seeds_needed"] and cost["seeds_needed"] <= e.n:
+        more = "a single look at these seeds would decide it; the race's earlier looks spent part of its 5%"
     elif cost["seeds_needed"] and e.folds:
         more = f"about {math.ceil(cost['seeds_needed'] / e.folds)} repeats of {e.folds}-fold CV per side would decide it"
     elif cost["seeds_needed"]:

@@ -302,3 +302,14 @@ def test_the_floor_is_compared_clip_by_clip_over_the_same_resamples():
     assert 0 < low < e.value < high  # 0.8 against 0.65 accuracy: above the floor beyond noise
     assert e.clip_term > 0  # the clips' sampling is in it: the floor saw only these clips too
     assert scores.against_fixed("best", {TASKS[0]: floor[:, 0]}) is None  # a task without predictions
+
+
+def test_an_undecided_comparison_that_a_single_look_would_decide_says_so():
+    from search.decision import Comparison
+    from search.finish import _verdict
+    from search.stats import SeedClipEstimate
+
+    e = SeedClipEstimate(-0.0124, seed_sd=0.004, clip_var=0.00001, n=5)
+    c = Comparison("best", "single_task", e, "undecided", 2, 0.008, margin=0.02, tests=4)
+    assert c.seeds_needed(2) <= 5
+    assert "single look" in _verdict(c, 2) and "single look" in c.sentence(2)
