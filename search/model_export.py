@@ -207,6 +207,19 @@ def export_winner(exp, results, name: str) -> str | None:
                               lambda: log_model(exp.tracker.parent_run_id, kwargs, tags, exp.spec.search.register_model))
 
 
+@contextmanager
+def in_experiment(experiment_id: str) -> Iterator[None]:
+    """MLflow's fluent API on `experiment_id` inside the block, the active experiment as it was after it."""
+    from mlflow.tracking import fluent
+
+    saved = fluent._active_experiment_id
+    fluent._active_experiment_id = experiment_id
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = saved
+
+
 def log_model(run_id: str, kwargs: dict[str, Any], tags: dict[str, str], register: str | None) -> str:
     """Log the model in run `run_id` (inside `Tracker.direct`: the tracker's URI and bounded retries), register it
     under `register` when given; returns its URI."""
@@ -214,7 +227,10 @@ def log_model(run_id: str, kwargs: dict[str, Any], tags: dict[str, str], registe
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    with quiet(), redirect_stderr(io.StringIO()) as said:  # MLflow prints its registration: our one line says it
+    experiment = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    with quiet(), redirect_stderr(io.StringIO()) as said, in_experiment(experiment):
+        # MLflow prints its registration (our one line says it) and files a logged model under the active
+        # experiment, not its run's: the Default experiment unless it is set
         info = Model.log(None, mlflow.pyfunc, name=ARTIFACT, run_id=run_id, tags=tags, **kwargs)
         version = mlflow.register_model(info.model_uri, register) if register else None
     if said.getvalue().strip():

@@ -66,6 +66,8 @@ def test_the_logged_model_loads_with_mlflow_alone_and_predicts_as_the_run(traine
     assert info.saved_input_example_info is not None
     logged = client.get_run(parent).outputs.model_outputs
     assert [m.model_id for m in logged] == [model_uri.split("/")[-1]]  # a model of the parent run
+    found = mlflow.search_logged_models(experiment_ids=[client.get_run(parent).info.experiment_id], output_format="list")
+    assert [m.model_id for m in found] == [model_uri.split("/")[-1]]  # in the run's experiment, not Default
     # what was stored: plain tensors and the run config, without where the data lay
     stored = tmp_path / "winner_model" / "artifacts"
     config = json.loads((stored / "config.json").read_text())
