@@ -34,8 +34,7 @@ def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, l
     from mtl_core.config import StrategyChoice, build_config
     from mtl_core.prepare import prepare
     from mtl_core.strategies import StrategyContext, build_strategy, gradients
-    from mtl_core.losses import task_losses
-    from mtl_core.train import backward_step, build_model
+    from mtl_core.train import build_model
 
     cfg = build_config({"data": {"root": data_dir}, "model": {"text_encoder": "tiny", "rnn_units": rnn_units,
                                                               "attention_heads": 4}})
@@ -52,16 +51,24 @@ def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, l
     times = []
     for i in range(steps + 2):
         inputs, labels = batches[i % len(batches)]
-        t0 = time.perf_counter()
-        z = model.encode(inputs)
-        losses, has = task_losses(model.heads_forward(z), labels, TASKS)
-        opt.zero_grad(set_to_none=True)
-        backward_step(model, z, losses, has, combiner)
-        opt.step()
-        times.append(time.perf_counter() - t0)
+        times.append(timed_step(model, combiner, opt, inputs, labels))
     shared = sum(p.numel() for p in model.shared_parameters())
     return {"ms": 1000 * float(np.median(times[2:])), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "shared_params": shared}
+
+
+def timed_step(model, combiner, opt, inputs, labels) -> float:
+    """Seconds of one training step: encode, task losses, the combiner's backward, the optimizer."""
+    from mtl_core.losses import task_losses
+    from mtl_core.train import backward_step
+
+    t0 = time.perf_counter()
+    z = model.encode(inputs)
+    losses, has = task_losses(model.heads_forward(z), labels, TASKS)
+    opt.zero_grad(set_to_none=True)
+    backward_step(model, z, losses, has, combiner)
+    opt.step()
+    return time.perf_counter() - t0
 
 
 def interleaved(names: list[str], steps: int, rnn_units: int, batch_size: int, data_dir: str) -> dict[str, float]:
@@ -70,8 +77,7 @@ def interleaved(names: list[str], steps: int, rnn_units: int, batch_size: int, d
     from mtl_core.config import StrategyChoice, build_config
     from mtl_core.prepare import prepare
     from mtl_core.strategies import StrategyContext, build_strategy
-    from mtl_core.losses import task_losses
-    from mtl_core.train import backward_step, build_model
+    from mtl_core.train import build_model
 
     cfg = build_config({"data": {"root": data_dir}, "model": {"text_encoder": "tiny", "rnn_units": rnn_units,
                                                               "attention_heads": 4}})
@@ -89,13 +95,7 @@ def interleaved(names: list[str], steps: int, rnn_units: int, batch_size: int, d
     for i in range(steps + 2):
         inputs, labels = batches[i % len(batches)]
         for name, (model, combiner, opt) in runs.items():
-            t0 = time.perf_counter()
-            z = model.encode(inputs)
-            losses, has = task_losses(model.heads_forward(z), labels, TASKS)
-            opt.zero_grad(set_to_none=True)
-            backward_step(model, z, losses, has, combiner)
-            opt.step()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(timed_step(model, combiner, opt, inputs, labels))
     base = np.array(times["equal"][2:])
     return {name: float(np.median(np.array(t[2:]) / base)) for name, t in times.items()} | {
         "equal_ms": 1000 * float(np.median(base))}
