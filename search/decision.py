@@ -224,7 +224,7 @@ def cost_text(c: Comparison, comparisons: int) -> str:
     cost, e = c.cost(comparisons), c.estimate
     more = f"repeats of {e.folds}-fold CV" if e.folds else "seeds"
     need = cost["seeds_needed"] and (math.ceil(cost["seeds_needed"] / e.folds) if e.folds else cost["seeds_needed"])
-    clips = (f"about {cost['clips_needed']} test clips at {e.n} seeds would"
+    clips = (f"about {cost['clips_needed']} test clips at {e.n} seeds would (80% power)"
              if cost["clips_needed"] else "a larger dataset would" if e.folds else "a larger test set would")
     if not cost["seeds_could_decide"]:
         what = f"no number of {more} would decide it (the test set's own sampling noise is larger than the difference); {clips}"
@@ -232,7 +232,7 @@ def cost_text(c: Comparison, comparisons: int) -> str:
         what = (f"a single look at these {more} would decide it; the race's earlier looks spent part of its 5% "
                 f"(a larger search.final_max_seeds leaves more for the last)")
     elif need:
-        what = f"about {need} {more} per side would decide it, or {clips.removesuffix(' would')}"
+        what = f"about {need} {more} per side would decide it with 80% power, or {clips.replace(' would', '')}"
     else:
         what = f"more {more} alone are unlikely to decide it (the test set's sampling noise is close to the difference); {clips}"
     power = f"power {cost['power']:.0%} at the observed difference" if math.isfinite(cost["power"]) else ""
@@ -291,7 +291,8 @@ def dominated_by(scores: RunScores, names: Sequence[str], alpha: float = ALPHA) 
         for y in have:
             if x == y:
                 continue
-            p = [scores.difference(y, x, task=j).p_greater() for j in range(len(scores.tasks))]
+            each = [scores.difference(y, x, task=j) for j in range(len(scores.tasks))]
+            p = [e.p_greater() if e.n >= MIN_SEEDS else math.nan for e in each]  # as the race: 3 shared seeds
             if p and all(np.isfinite(p)):
                 pvalues[(x, y)] = max(p)
     shown = holm(pvalues, alpha)

@@ -195,18 +195,17 @@ def _verdict(c, comparisons: int) -> str:
         return f"{diff}, inconclusive ({'fewer than 3 shared seeds' if e.n < 3 else 'no spread over seeds'})"
     cost = c.cost(comparisons)
     power = f"power {cost['power']:.0%}" if math.isfinite(cost["power"]) else "power unknown"
+    unit = f"repeats of {e.folds}-fold CV" if e.folds else "seeds"
+    clips = f"; about {cost['clips_needed']} test clips would" if cost["clips_needed"] else ""
     if not cost["seeds_could_decide"]:
-        more = "no number of seeds would decide it" + (f"; about {cost['clips_needed']} test clips would"
-                                                        if cost["clips_needed"] else "")
+        more = f"no number of {unit} would decide it{clips}"
     elif cost["seeds_needed"] and cost["seeds_needed"] <= e.n:
         more = "a single look at these seeds would decide it; the race's earlier looks spent part of its 5%"
-    elif cost["seeds_needed"] and e.folds:
-        more = f"about {math.ceil(cost['seeds_needed'] / e.folds)} repeats of {e.folds}-fold CV per side would decide it"
     elif cost["seeds_needed"]:
-        more = f"about {cost['seeds_needed']} seeds per side would decide it"
+        need = math.ceil(cost["seeds_needed"] / e.folds) if e.folds else cost["seeds_needed"]
+        more = f"about {need} {unit} per side would decide it with 80% power"
     else:
-        more = "more seeds alone are unlikely to decide it" + (
-            f"; about {cost['clips_needed']} test clips would" if cost["clips_needed"] else "")
+        more = f"more {unit} alone are unlikely to decide it{clips}"
     return f"{diff}, undecided ({power}; {more})"
 
 

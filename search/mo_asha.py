@@ -80,12 +80,12 @@ class MultiObjectiveASHA(FIFOScheduler):
     # -- decisions -------------------------------------------------------------------------------
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        vector = self._vector(result)
-        if vector is None:
-            return TrialScheduler.CONTINUE
         self._load()
         if trial.trial_id in self.stopped:  # stopped before a kill that came before Tune applied it
             return TrialScheduler.STOP
+        vector = self._vector(result)
+        if vector is None:
+            return TrialScheduler.CONTINUE
         if result[self.time_attr] >= self.max_t:
             action = TrialScheduler.STOP
         else:

@@ -209,6 +209,9 @@ def spent_alpha(fraction: float, alpha: float) -> float:
     return alpha * min(1.0, max(0.0, fraction)) ** 2
 
 
+PLAN_POWER = 0.8  # what "would decide it" promises: a decision in 80% of such experiments
+
+
 @dataclass(frozen=True)
 class SeedClipEstimate:
     """A statistic of two configurations paired by seed, with a standard error that holds both the seed
@@ -246,7 +249,10 @@ class SeedClipEstimate:
 
     @property
     def clip_term(self) -> float:
-        """K: the test-set sampling variance that stays however many seeds run."""
+        """K: the test-set sampling variance that stays however many seeds run (NaN stays NaN: max() would
+        turn it into 0 and drop the test set's noise)."""
+        if not math.isfinite(self.clip_var):
+            return math.nan
         return max(0.0, self.clip_var - self.interaction_var / self.n) if self.n >= 1 else self.clip_var
 
     def variance(self, n: int | None = None, clip_factor: float = 1.0) -> float:
@@ -314,9 +320,11 @@ class SeedClipEstimate:
             return math.nan
         df, nc = self._df(n, clip_factor), abs(effect) / math.sqrt(var)
         crit = stats.t.ppf(1 - alpha / 2, df)
-        if not np.isfinite(df):
-            return float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
-        return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+        normal = float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
+        if not np.isfinite(df) or df > 1e4:
+            return normal
+        exact = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+        return exact if np.isfinite(exact) else normal  # scipy's noncentral t gives NaN at some (df, nc)
 
     def detectable(self, alpha: float, power: float = 0.8) -> float:
         """The smallest true difference this comparison, as it stands, decides with the given power."""
@@ -335,38 +343,37 @@ class SeedClipEstimate:
         upper = abs(self.value) + stats.t.ppf(0.95, self.n - 1) * self.seed_sd / math.sqrt(self.n)
         return stats.norm.ppf(1 - alpha / 2) * math.sqrt(self.clip_term) >= upper
 
-    def seeds_needed(self, alpha: float, limit: int = 10_000) -> int | None:
-        """The seeds per side a fixed-size comparison at level `alpha` would need to decide a difference this
-        large, from the observed spreads, with the clip term held and the interaction shrinking as seeds are
-        added; None when at the observed difference the clip term alone is too large (more test clips would
-        decide it, more seeds alone are unlikely to) or there is no difference."""
-        if self.n < 2 or not np.isfinite(self.value) or self.value == 0 or \
-                self.clip_term >= (self.value / stats.norm.ppf(1 - alpha / 2)) ** 2:
+    def seeds_needed(self, alpha: float, limit: int = 10_000, power: float = PLAN_POWER) -> int | None:
+        """The seeds per side (at least 3: fewer are never a decision) with which a fixed-size comparison at
+        level `alpha` decides a true difference as large as this one with the given power, from the observed
+        spreads, the clip term held and the interaction shrinking as seeds are added; None when no number up
+        to `limit` gets there (the clip term is too large for it: more test clips would) or there is no
+        difference."""
+        if self.n < 2 or not np.isfinite(self.value) or self.value == 0 or not self.power(alpha, n=limit) >= power:
             return None
-        crit = lambda n: stats.t.ppf(1 - alpha / 2, self._df(n)) * math.sqrt(self.variance(n))  # noqa: E731
-        if abs(self.value) < crit(limit):
-            return None
-        low, high = 2, limit  # crit(n) falls as n grows: bisect for the first n that decides
+        low, high = 2, limit  # power grows with n: bisect for the first n that reaches it
         while high - low > 1:
             mid = (low + high) // 2
-            low, high = (low, mid) if abs(self.value) >= crit(mid) else (mid, high)
+            low, high = (low, mid) if self.power(alpha, n=mid) >= power else (mid, high)
         return max(high, 3)
 
-    def clips_needed(self, alpha: float, n: int | None = None, limit: float = 1000.0) -> int | None:
-        """The test clips (at n seeds per side, default the seeds there are) that would decide a difference
-        this large; None when the clip count is unknown or even `limit` times the clips would not."""
+    def clips_needed(self, alpha: float, n: int | None = None, limit: float = 1000.0,
+                     power: float = PLAN_POWER) -> int | None:
+        """The test clips (at n seeds per side, default the seeds there are) with which a difference this large
+        is decided with the given power; None when the clip count is unknown or even `limit` times the clips
+        would not do."""
         n = self.n if n is None else n
         if self.n < 2 or not self.clips or self.folds or not np.isfinite(self.value) or self.value == 0:
             return None  # cross-validation tests every clip there is already
-        decides = lambda f: abs(self.value) >= stats.t.ppf(1 - alpha / 2, self._df(n, f)) * math.sqrt(self.variance(n, f))  # noqa: E731
-        if not decides(limit):
+        reaches = lambda f: self.power(alpha, n=n, clip_factor=f) >= power  # noqa: E731
+        if not reaches(limit):
             return None
         low, high = 1.0 / self.clips, limit
-        if decides(low):
+        if reaches(low):
             return 1
         for _ in range(60):
             mid = math.sqrt(low * high)
-            low, high = (low, mid) if decides(mid) else (mid, high)
+            low, high = (low, mid) if reaches(mid) else (mid, high)
         return math.ceil(high * self.clips)
 
 
