@@ -345,8 +345,9 @@ ray.shutdown = signalled_shutdown
 @pytest.mark.slow
 @pytest.mark.ray
 def test_sigterm_while_ray_shuts_down_after_the_answer_ends_finished(tmp_path):
-    """The launch has finished (parent run FINISHED, the answer printed) when ray.shutdown runs, which used to
-    put SIGTERM back to its default: the process died of the signal (-15) with no line. It ends with exit 0."""
+    """The launch has finished (parent run FINISHED, the answer printed) when ray.shutdown runs, where Ray's
+    crash handler puts SIGTERM back to its default unless the driver turns it off: a SIGTERM then must not
+    kill the process (-15, no line). It ends with exit 0."""
     proc = _launch("--storage", str(tmp_path), "--name", "late", *REAL, prelude=_SIGNALS_IN_SHUTDOWN)
     out = _signal_when(proc, "\0never", 0.0, ())
     assert proc.returncode == 0, out
