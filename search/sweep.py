@@ -61,7 +61,7 @@ def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None
         exp.tracker.call("set_terminated", status="KILLED")
         exp.tracker.close()
         raise
-    except Exception:  # a fault of ours: the traceback follows, the parent run is not left RUNNING
+    except (Exception, SystemExit):  # a fault of ours (or a library's sys.exit): the parent run is not left RUNNING
         exp.tracker.call("set_terminated", status="FAILED")
         exp.tracker.close()
         raise

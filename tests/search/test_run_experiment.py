@@ -1,0 +1,46 @@
+"""run_experiment's own state, with the data, MLflow and Ray replaced: how the parent run ends whatever stops the
+launch, what one launch leaves to the next in the same process, and Ray's settings scoped to the driver's start."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ray._private import ray_constants
+
+import search.sweep as sweep
+from search.space import load_space
+from search.tracking import Link, Tracker
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "spaces" / "smoke.yaml"
+
+
+class _Calls(Tracker):
+    """A tracker that records what it would send."""
+
+    def __init__(self):
+        super().__init__("sqlite:///nowhere.db", "x", "parent")
+        self.sent: list = []
+
+    def push(self, op):
+        self.sent.append(op)
+
+    def close(self):
+        return 0
+
+
+@pytest.mark.parametrize("code", [1, 3, None, "message"])
+def test_a_sys_exit_inside_the_launch_ends_the_parent_run_failed(tmp_path, monkeypatch, code):
+    """Any SystemExit but the one ray.init's SIGTERM handler raises (turned into a stop before it gets here) is
+    a failure like any other: the parent run is not left RUNNING."""
+    tracker = _Calls()
+    monkeypatch.setattr(sweep, "_prepare_data", lambda spec: None)
+    monkeypatch.setattr(sweep, "_open", lambda *a: SimpleNamespace(tracker=tracker))
+    monkeypatch.setattr(sweep, "_start_ray", lambda *a: False)
+
+    def phases(exp, started):
+        raise SystemExit(code)
+    monkeypatch.setattr(sweep, "_run_phases", phases)
+    (tmp_path / "space.yaml").write_text("x")
+    with pytest.raises(SystemExit):
+        sweep.run_experiment(SimpleNamespace(), tmp_path, "sqlite:///x", None, False)
+    assert tracker.sent == [["call", "set_terminated", ["parent"], {"status": "FAILED"}]]
