@@ -27,7 +27,7 @@ from search.cluster import joined_cluster
 from search.signals import catch_signals, hold, release, settle, sigterm_received
 from search.space import SpaceSpec, as_written, dump_resolved
 from search.mlflow_store import default_tracking_uri, start_store
-from search.tracking import Tracker, mask_uri, open_parent
+from search.tracking import Link, Tracker, mask_uri, open_parent
 
 
 def run_experiment(spec: SpaceSpec, exp_dir: Path, uri: str, address: str | None, resume: bool,
@@ -125,6 +125,7 @@ def _open(spec: SpaceSpec, exp_dir: Path, uri: str, resume: bool) -> Experiment:
     state.update({"parent_run_id": parent, "space": str(spec.path.resolve()), "tracking_uri": mask_uri(uri),
                   "sweep_token": token})
     write_state(exp_dir, state)
+    Link.reset()  # this launch's trackers share an outage state of their own
     return Experiment(spec, exp_dir, Tracker(uri, exp_dir.name, parent, spool=str(exp_dir / Files.PENDING)), resume)
 
 

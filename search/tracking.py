@@ -249,6 +249,12 @@ class Link:
     def of(cls, uri: str, parent_run_id: str, spool: str | None) -> "Link":
         return cls._all.setdefault((uri, parent_run_id, spool), cls())
 
+    @classmethod
+    def reset(cls) -> None:
+        """Forget every outage: a launch starts by asking the server afresh, not from an earlier launch's
+        verdict in the same process (a --resume has the same run and spool)."""
+        cls._all.clear()
+
 
 class Tracker:
     """Every MLflow write of an experiment, in order, through one outage queue.

@@ -44,3 +44,18 @@ def test_a_sys_exit_inside_the_launch_ends_the_parent_run_failed(tmp_path, monke
     with pytest.raises(SystemExit):
         sweep.run_experiment(SimpleNamespace(), tmp_path, "sqlite:///x", None, False)
     assert tracker.sent == [["call", "set_terminated", ["parent"], {"status": "FAILED"}]]
+
+
+def test_a_second_launch_in_the_same_process_does_not_inherit_the_first_s_outage(tmp_path, monkeypatch):
+    """The outage state is shared by the trackers of one parent run and spool, which a --resume reuses: a second
+    launch in the same process must ask the server afresh."""
+    monkeypatch.setattr(sweep, "start_store", lambda exp_dir: None)
+    monkeypatch.setattr(sweep, "open_parent", lambda *a, **k: "parent")
+    spec = load_space(SMOKE)
+    uri = "http://127.0.0.1:5000"
+    first = sweep._open(spec, tmp_path, uri, False)
+    outage = first.tracker.link
+    outage.down, outage.retry_at = True, float("inf")  # the first launch met an outage
+    second = sweep._open(spec, tmp_path, uri, True)
+    assert second.tracker.link is not outage and not second.tracker.link.down
+    assert second.tracker.fork().link is second.tracker.link  # within a launch it is still shared
