@@ -143,17 +143,23 @@ def _start_ray(address: str | None, source: str | None = None) -> bool:
     quiet = {"configure_logging": False} if is_quiet() else {}  # Ray's own console logging off
     route_third_party_logs()  # ray's import-time console handler: its start-up notices (token auth) go to the log
     # Ray's native crash handler takes SIGTERM too, and ray.shutdown resets SIGTERM to the default, which
-    # kills the launcher outright mid-shutdown: the driver keeps Python's handlers (workers keep Ray's)
+    # kills the launcher outright mid-shutdown: the driver keeps Python's handlers (workers keep Ray's). The
+    # driver's core worker reads the setting once, in ray.init: it is set for that call only, never in
+    # os.environ (which the node and its workers would inherit)
+    saved = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
-    if address is not None:  # token authentication was set up by the launcher, before ray's import
-        _ray_init(address=address, log_to_driver=False, **quiet)
-        started = False
-    else:
-        # "local": a Ray of our own, even where `ray start` left a cluster in /tmp/ray/ray_current_cluster
-        # (ray.init's default would join that one, and refuse num_cpus); a cluster is joined only by address
-        _ray_init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
-                  log_to_driver=False, **quiet)
-        started = True
+    try:
+        if address is not None:  # token authentication was set up by the launcher, before ray's import
+            _ray_init(address=address, log_to_driver=False, **quiet)
+            started = False
+        else:
+            # "local": a Ray of our own, even where `ray start` left a cluster in /tmp/ray/ray_current_cluster
+            # (ray.init's default would join that one, and refuse num_cpus); a cluster is joined only by address
+            _ray_init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, dashboard_host="127.0.0.1",
+                      log_to_driver=False, **quiet)
+            started = True
+    finally:
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = saved
     route_third_party_logs()
     if address is not None:
         print(joined_cluster(address, source), flush=True)

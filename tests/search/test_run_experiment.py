@@ -59,3 +59,26 @@ def test_a_second_launch_in_the_same_process_does_not_inherit_the_first_s_outage
     second = sweep._open(spec, tmp_path, uri, True)
     assert second.tracker.link is not outage and not second.tracker.link.down
     assert second.tracker.fork().link is second.tracker.link  # within a launch it is still shared
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["started", "failed"])
+def test_ray_s_failure_signal_handler_is_off_only_while_the_driver_starts_ray(monkeypatch, fails):
+    """The driver's core worker reads the setting in ray.init; set for longer, it would change what a later
+    ray.init in the same process installs (and it is never in os.environ, which Ray's processes inherit)."""
+    seen = []
+
+    def init(**kwargs):
+        seen.append(ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER)
+        if fails:
+            raise ConnectionError("no cluster")
+    monkeypatch.setattr(sweep, "_ray_init", init)
+    monkeypatch.setattr(ray_constants, "RAY_DISABLE_FAILURE_SIGNAL_HANDLER", False)
+    monkeypatch.delenv("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", raising=False)
+    if fails:
+        with pytest.raises(ConnectionError):
+            sweep._start_ray(None)
+    else:
+        assert sweep._start_ray(None) is True
+    assert seen == [True]
+    assert ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER is False
+    assert "RAY_DISABLE_FAILURE_SIGNAL_HANDLER" not in sweep.os.environ
