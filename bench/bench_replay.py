@@ -53,13 +53,187 @@ THE FIRST TARGET, decided by `target` (rule fixed before its run):
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import replay_record  # noqa: E402
+import replay_sim as sim  # noqa: E402
+
+SCHEDULERS = ("fifo", "asha", "scalar_asha", "mo_asha_hypervolume", "mo_asha_crowding", "mo_asha_epsnet",
+              "syne_moasha")
+TIE_BREAKS = {"mo_asha_hypervolume": "hypervolume", "mo_asha_crowding": "crowding", "mo_asha_epsnet": "epsilon_net"}
+TARGET_ARM, TARGET_BASE, TARGET_MARGIN = "mo_asha_epsnet", "scalar_asha", 0.10  # the first target (docstring)
+
+
+def make_scheduler(name: str, max_t: int, grace: int, eta: int, tasks: int):
+    if name == "fifo" or grace >= max_t:
+        return sim.NoStop()
+    if name == "asha":
+        return sim.RayASHA(max_t, grace, eta)
+    if name == "scalar_asha":
+        return sim.RayASHA(max_t, grace, eta, value=sim.mean_f1)
+    if name in TIE_BREAKS:
+        return sim.ProjectMOASHA(max_t, grace, eta, tasks, TIE_BREAKS[name])
+    if name == "syne_moasha":
+        return sim.SyneMOASHA(max_t, grace, eta)
+    raise SystemExit(f"error: scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+
+
+def load(path: Path) -> tuple[list[sim.Curve], dict, list[float] | None]:
+    """The curves of a recording, its setting, and the hypervolume's reference point (the majority-class val
+    F1 of each task, from the space's data)."""
+    rows = replay_record.read_curves(path)
+    if not rows:
+        raise SystemExit(f"error: {path}: no recorded curves (run `record` first)")
+    settings = {json.dumps(r.get("setting"), sort_keys=True) for r in rows}
+    if len(settings) != 1:
+        raise SystemExit(f"error: {path}: curves of {len(settings)} different settings; one file per setting")
+    setting = rows[0]["setting"]
+    curves = [sim.Curve.of(r, setting["max_t"]) for r in rows]
+    return curves, setting, reference_of(setting, list(rows[0]["tasks"]))
+
+
+def reference_of(setting: dict, tasks: list[str]) -> list[float] | None:
+    from mtl_core import keys
+    from search.reference import validation_reference
+    from search.space import load_space
+
+    spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
+    return validation_reference([keys.task("val", t) for t in tasks], spec.config)
+
+
+def draw(n_curves: int, num_samples: int, seed: int) -> list[int]:
+    """A seed's trials: num_samples of the recorded configurations, in a random order."""
+    return [int(i) for i in np.random.default_rng(seed).permutation(n_curves)[:num_samples]]
+
+
+def run_seeds(curves, names, seeds, num_samples, max_t, grace, eta, workers, reference) -> pd.DataFrame:
+    """One row per scheduler and seed: epochs, share, regret (val, test), hypervolume of the last-epoch front
+    and of everything observed, and the replay itself (for matched-epoch comparisons)."""
+    tasks = curves[0].tasks.shape[1]
+    rows = []
+    for seed in seeds:
+        order = draw(len(curves), num_samples, seed)
+        for name in names:
+            replay = sim.simulate(curves, order, make_scheduler(name, max_t, grace, eta, tasks), max_t, workers)
+            r_val, r_test = sim.regret(curves, replay)
+            rows.append({"scheduler": name, "seed": seed, "epochs": replay.epochs(),
+                         "share": sim.share_of_epochs(replay, max_t), "regret_val": r_val, "regret_test": r_test,
+                         "hv_last": sim.front_volume(sim.last_vectors(curves, replay), reference) if reference else np.nan,
+                         "replay": replay})
+    return pd.DataFrame(rows)
+
+
+def table(df: pd.DataFrame, max_t: int) -> str:
+    """Mean over seeds per scheduler; ratios against the unpruned replay (fifo) when it ran."""
+    lines = ["| scheduler | seeds | share of epochs | regret val (mean, median, share 0) | regret test (mean) "
+             "| hypervolume (last epochs) | hv / fifo's |", "|---|---|---|---|---|---|---|"]
+    fifo = df[df["scheduler"] == "fifo"]["hv_last"].mean() if (df["scheduler"] == "fifo").any() else np.nan
+    for name, r in df.groupby("scheduler", sort=False):
+        ratio = r["hv_last"].mean() / fifo if fifo and np.isfinite(fifo) else np.nan
+        lines.append(f"| {name} | {len(r)} | {r['share'].mean():.1%} | {r['regret_val'].mean():.4f}, "
+                     f"{r['regret_val'].median():.4f}, {(r['regret_val'] <= 1e-12).mean():.0%} "
+                     f"| {r['regret_test'].mean():.4f} | {r['hv_last'].mean():.5f} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def matched(curves, a: sim.Replay, b: sim.Replay, reference) -> tuple[int, float, float]:
+    """(E, hypervolume of a's observed front within its first E epochs, b's likewise), E the smaller of the
+    two replays' epochs."""
+    e = min(a.epochs(), b.epochs())
+    return (e, sim.front_volume(sim.observed_vectors(curves, a, e), reference),
+            sim.front_volume(sim.observed_vectors(curves, b, e), reference))
+
+
+def decide(diff: np.ndarray, base_mean: float, margin: float = TARGET_MARGIN, boot: int = 10000,
+           seed: int = 0) -> dict:
+    """The first target's verdict (the rule in the docstring) from the paired differences `diff` (arm minus
+    base, one per seed) and the base's mean hypervolume."""
+    n = len(diff)
+    mean, sd = float(np.mean(diff)), float(np.std(diff, ddof=1)) if n > 1 else float("nan")
+    half = float(stats.t.ppf(0.95, n - 1) * sd / np.sqrt(n)) if n > 1 else float("inf")
+    lower, upper = mean - half, mean + half
+    means = np.random.default_rng(seed).choice(diff, size=(boot, n), replace=True).mean(axis=1)
+    allowed = margin * base_mean
+    verdict = ("met, and better" if lower > 0 else "met (within margin)" if lower > -allowed
+               else "not met" if upper < -allowed else "undecided")
+    return {"n": n, "mean": mean, "sd": sd, "lower": lower, "upper": upper,
+            "boot_lower": float(np.quantile(means, 0.05)), "boot_upper": float(np.quantile(means, 0.95)),
+            "margin": allowed, "verdict": verdict}
+
+
+def target(curves, reference, seeds: int, num_samples: int, max_t: int, grace: int, eta: int, workers: int) -> str:
+    arms = [TARGET_ARM, "mo_asha_hypervolume", TARGET_BASE]
+    df = run_seeds(curves, arms, range(seeds), num_samples, max_t, grace, eta, workers, reference)
+    out = [table(df.drop(columns="replay"), max_t), ""]
+    base = df[df["scheduler"] == TARGET_BASE].set_index("seed")
+    for arm in arms[:-1]:
+        mine = df[df["scheduler"] == arm].set_index("seed")
+        m = pd.DataFrame([matched(curves, mine.loc[s, "replay"], base.loc[s, "replay"], reference)
+                          for s in mine.index], columns=["E", "hv_arm", "hv_base"], index=mine.index)
+        d = decide((m["hv_arm"] - m["hv_base"]).to_numpy(), float(m["hv_base"].mean()))
+        out.append(f"{arm} vs {TARGET_BASE} at the same epochs (mean E {m['E'].mean():.1f}, {len(m)} seeds): "
+                   f"hypervolume {m['hv_arm'].mean():.5f} vs {m['hv_base'].mean():.5f}; d {d['mean']:+.5f} "
+                   f"(sd {d['sd']:.5f}), one-sided 95% t bounds [{d['lower']:+.5f}, {d['upper']:+.5f}], bootstrap "
+                   f"[{d['boot_lower']:+.5f}, {d['boot_upper']:+.5f}]; margin {d['margin']:.5f}; d >= 0 on "
+                   f"{int((m['hv_arm'] >= m['hv_base']).sum())} seeds"
+                   + (f"; THE FIRST TARGET: {d['verdict']}" if arm == TARGET_ARM else f" (reported only: {d['verdict']})"))
+    return "\n".join(out)
+
+
+def earliest_rung(setting: dict) -> tuple[int, dict[str, int]]:
+    """The epoch the first rung must reach so that every sampleable strategy has acted (search.first_rung)."""
+    from dataclasses import replace
+
+    from search.first_rung import late_strategies
+    from search.space import load_space
+
+    spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
+    late = late_strategies(replace(spec, search=replace(spec.search, grace_period=0)))
+    return max(late.values(), default=1), late
+
+
+def rungs(curves, setting, reference, seeds: int, num_samples: int, workers: int, today=(1, 4)) -> str:
+    full_t = setting["max_t"]
+    earliest, late = earliest_rung(setting)
+    rows = []
+    for max_t in range(2, full_t + 1):
+        for grace in range(1, max_t + 1):
+            for eta in ((2, 3, 4) if grace < max_t else (4,)):
+                df = run_seeds(curves, ["asha"], range(seeds), num_samples, max_t, grace, eta, workers, reference)
+                rows.append({"grace": grace, "eta": eta, "max_t": max_t,
+                             "share": float((df["epochs"] / (num_samples * full_t)).mean()),
+                             "share_own": float(df["share"].mean()), "regret_val": float(df["regret_val"].mean()),
+                             "regret_test": float(df["regret_test"].mean()),
+                             "zero": float((df["regret_val"] <= 1e-12).mean()),
+                             "rung_ok": grace >= earliest or grace >= max_t,
+                             "grace_ok": grace >= earliest})
+    t = pd.DataFrame(rows)
+    now = t[(t["grace"] == today[0]) & (t["eta"] == today[1]) & (t["max_t"] == full_t)].iloc[0]
+    lines = [f"first rung at or after epoch {earliest} ({', '.join(f'{k} from {v}' for k, v in sorted(late.items()))})",
+             f"| grace | eta | max_t | epochs / ({num_samples} x {full_t}) | epochs / ({num_samples} x max_t) "
+             "| regret val | vs today | regret test | vs today | regret 0 | first rung after every strategy acts "
+             "| <= 35% |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in t.iterrows():
+        lines.append(f"| {r['grace']} | {r['eta'] if r['grace'] < r['max_t'] else '-'} | {r['max_t']} | "
+                     f"{r['share']:.1%} | {r['share_own']:.1%} | {r['regret_val']:.4f} | "
+                     f"{r['regret_val'] - now['regret_val']:+.4f} | {r['regret_test']:.4f} | "
+                     f"{r['regret_test'] - now['regret_test']:+.4f} | {r['zero']:.0%} | "
+                     f"{'yes' if r['grace_ok'] else 'no'} | {'yes' if r['share_own'] <= 0.35 else 'no'} |")
+    both = t[t["grace_ok"] & (t["share_own"] <= 0.35)]
+    lines.append("\nsettings meeting both: " + (", ".join(
+        f"grace {r['grace']} eta {r['eta']} max_t {r['max_t']} (regret val {r['regret_val']:.4f}, "
+        f"{r['regret_val'] - now['regret_val']:+.4f} vs today)" for _, r in both.iterrows()) or "none"))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,10 +245,39 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--n", type=int, default=40, help="configurations to record (default 40)")
     r.add_argument("--jobs", type=int, default=2, help="configurations training at once, one thread each")
     r.add_argument("--out", type=Path, default=None, help="default bench/results/curves-<space>.jsonl")
+    for name, seeds, samples in (("replay", 300, 0), ("target", 400, 10), ("rungs", 300, 12)):
+        q = sub.add_parser(name)
+        q.add_argument("curves", type=Path)
+        q.add_argument("--seeds", type=int, default=seeds)
+        q.add_argument("--num-samples", type=int, default=samples, help="trials a seed draws (0: every curve)")
+        q.add_argument("--workers", type=int, default=2)
+        q.add_argument("--grace", type=int, default=1)
+        q.add_argument("--eta", type=int, default=4)
+        q.add_argument("--max-t", type=int, default=0, help="default: the recording's")
+        if name == "replay":
+            q.add_argument("--schedulers", default=",".join(SCHEDULERS))
     args = p.parse_args(argv)
     if args.command == "record":
         out = args.out or replay_record.ROOT / "bench" / "results" / f"curves-{args.space.stem}.jsonl"
         return replay_record.record(args.space, args.overrides, args.n, out, args.jobs)
+    t0 = time.perf_counter()
+    curves, setting, reference = load(args.curves)
+    max_t = args.max_t or setting["max_t"]
+    n = args.num_samples or len(curves)
+    if n > len(curves):
+        raise SystemExit(f"error: --num-samples {n}: the file holds {len(curves)} curves")
+    print(f"{args.curves}: {len(curves)} curves of {setting['space']} {' '.join(setting['overrides'])} "
+          f"(max_t {setting['max_t']}); {args.seeds} seeds of {n} trials, {args.workers} workers")
+    if args.command == "replay":
+        names = [s for s in args.schedulers.split(",") if s]
+        df = run_seeds(curves, names, range(args.seeds), n, max_t, args.grace, args.eta, args.workers, reference)
+        print(f"grace {args.grace}, eta {args.eta}, max_t {max_t}")
+        print(table(df.drop(columns="replay"), max_t))
+    elif args.command == "target":
+        print(target(curves, reference, args.seeds, n, max_t, args.grace, args.eta, args.workers))
+    else:
+        print(rungs(curves, setting, reference, args.seeds, n, args.workers))
+    print(f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
