@@ -8,6 +8,7 @@ a server that is down costs one warning line, and the copy in the folder stays.
 """
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import logging
@@ -141,18 +142,35 @@ def pyfunc_kwargs(cfg: Config, artifacts: dict[str, str], example: dict | None) 
                 input_example=example, pip_requirements=requirements())
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the entries at `a` and `b` in one step (Linux renameat2 RENAME_EXCHANGE; never through a link);
+    False where the system or the filesystem cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def save_local(kwargs: dict[str, Any], dest: Path) -> None:
-    """The MLflow model directory at `dest`, written beside it and renamed over it (never through a link)."""
+    """The MLflow model directory at `dest`, written whole in a temporary sibling, then put at the name (never
+    through a link). A model already there is swapped out in one step, then removed: `dest` holds the old model
+    or the new one, never part of one (where the swap is not available, two renames: for the moment between
+    them no model is at the name, still never part of one)."""
     import mlflow.pyfunc
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        mlflow.pyfunc.save_model(str(tmp / "model"), **kwargs)
+        new = tmp / "model"
+        mlflow.pyfunc.save_model(str(new), **kwargs)
         if dest.is_symlink() or dest.is_file():
             dest.unlink()
+        elif dest.is_dir() and _exchange(new, dest):
+            return  # the old model is at `new` now, removed below
         elif dest.is_dir():
-            shutil.rmtree(dest)
-        (tmp / "model").rename(dest)
+            dest.rename(tmp / "old")
+        new.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,6 +1,7 @@
 """The best configuration's model: saved and logged as an MLflow pyfunc model, loaded back with MLflow alone, and
 the same test predictions as the run that trained it."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,41 @@ def test_a_refused_write_is_one_warning_line_and_the_server_stays_up(tmp_path, c
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("warning: not logged (ValueError: bad model)")
     assert not tracker.link.down
+
+
+@pytest.mark.parametrize("swap", [True, False], ids=["exchange", "two-renames"])
+def test_replacing_the_model_folder_never_leaves_part_of_a_model_at_its_name(tmp_path, monkeypatch, swap):
+    """The folder's model is replaced whole: whenever anything is removed, the name holds a whole model (the old
+    or the new), and a save that fails leaves the old one and no temporary folder."""
+    import shutil
+
+    import mlflow.pyfunc
+
+    import search.model_export as export
+
+    def save_model(path, version):
+        Path(path).mkdir()
+        for name in ("MLmodel", "weights"):
+            Path(path, name).write_text(version)
+    monkeypatch.setattr(mlflow.pyfunc, "save_model", save_model)
+    if not swap:
+        monkeypatch.setattr(export, "_exchange", lambda a, b: False)
+    dest = tmp_path / "winner_model"
+    export.save_local({"version": "1"}, dest)
+    seen, rmtree = [], shutil.rmtree
+
+    def watched(path, *args, **kwargs):
+        rmtree(path, *args, **kwargs)
+        seen.append({p.name: p.read_text() for p in dest.iterdir()} if dest.is_dir() else None)
+    monkeypatch.setattr(export.shutil, "rmtree", watched)
+    export.save_local({"version": "2"}, dest)
+    assert seen and all(s in ({"MLmodel": "1", "weights": "1"}, {"MLmodel": "2", "weights": "2"}) for s in seen)
+    assert {p.name: p.read_text() for p in dest.iterdir()} == {"MLmodel": "2", "weights": "2"}
+
+    def fails(path, version):
+        Path(path).mkdir()
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(mlflow.pyfunc, "save_model", fails)
+    with pytest.raises(OSError):
+        export.save_local({"version": "3"}, dest)
+    assert [p.name for p in tmp_path.iterdir()] == ["winner_model"] and (dest / "MLmodel").read_text() == "2"
