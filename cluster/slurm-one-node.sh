@@ -2,9 +2,10 @@
 # A one-node Slurm on a Debian/Ubuntu machine, for trying cluster/slurm.sbatch and for its tests:
 #   sudo cluster/slurm-one-node.sh          install slurm-wlm + munge, write the config, start the daemons
 #   sudo cluster/slurm-one-node.sh stop     stop the three daemons (munged, slurmctld, slurmd)
-# This host is the controller and the only compute node (NodeAddr 127.0.0.1: nothing listens outside the
-# machine), with nproc CPUs and 90% of its memory, in one partition `debug`. No systemd needed (the daemons
-# are started directly, so it works in containers); no cgroups (proctrack/linuxproc, task/none).
+# This host is the controller and the only compute node, at 127.0.0.1 (NoCtldInAddrAny and NoInAddrAny bind
+# the daemons there, not to every address: nothing listens outside the machine), with nproc CPUs and 90% of
+# its memory, in one partition `debug`. No systemd needed (the daemons are started directly, so it works in
+# containers); no cgroups (proctrack/linuxproc, task/none).
 # Idempotent: a second run keeps the munge key, rewrites the same config, and starts only what is not running.
 # KillWait=60: after `scancel`'s SIGTERM a job has a minute to stop cleanly before SIGKILL.
 set -euo pipefail
@@ -58,6 +59,7 @@ ClusterName=onenode
 SlurmctldHost=$node(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldPidFile=/run/mtl-slurm-slurmctld.pid
