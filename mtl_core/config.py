@@ -64,6 +64,9 @@ class ModelConfig:
     freeze_text: bool = True  # frozen encoder outputs are cached on disk once per dataset
     rnn_units: int = 512  # per direction, as in the reference
     attention_heads: int = 12
+    # the width the modalities meet at: null = the text encoder's; smaller adds a learned projection of the
+    # text states (video and audio are projected anyway), cutting the HCA's projections by (width / d)^2
+    width: int | None = None
     dropout: float = 0.2
     head_dropout: float = 0.3
     head_dims: tuple[int, ...] = (200, 40, 20)
@@ -326,6 +329,7 @@ UPPER = {
     "train.num_threads": 1024, "train.seed": 2**32 - 1, "data.video_len": 100_000, "data.audio_len": 100_000,
     "data.synthetic.n_train": 100_000, "data.synthetic.n_val": 100_000, "data.synthetic.n_test": 100_000,
     "data.synthetic.seed": 2**32 - 1, "model.rnn_units": 8192, "model.attention_heads": 256,
+    "model.width": 8192,
 }
 MAX_HEAD_DIM = 8192
 
@@ -360,6 +364,8 @@ def _check_upper_bounds(cfg: Config, problems: Problems) -> None:
         problems.add(f"train.grad_clip: must be positive (or null for no clipping), got {cfg.train.grad_clip}")
     if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
         problems.add(f"train.num_threads: must be >= 1, got {cfg.train.num_threads}")
+    if cfg.model.width is not None and cfg.model.width < 1:
+        problems.add(f"model.width: must be >= 1 (or null for the text encoder's width), got {cfg.model.width}")
     if not cfg.model.head_dims or len(cfg.model.head_dims) > 16 \
             or any(not 0 < d <= MAX_HEAD_DIM for d in cfg.model.head_dims):
         problems.add(f"model.head_dims: 1 to 16 sizes, each in [1, {MAX_HEAD_DIM}], got {show(cfg.model.head_dims)}")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from mtl_core import TASKS, keys
 from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
-from mtl_core.config import Config, ConfigError, StrategyChoice, StrategyConfig
+from mtl_core.config import Config, ConfigError, ModelConfig, StrategyChoice, StrategyConfig
 from mtl_core.data.dataset import SplitData
 from mtl_core.losses import class_weights
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
@@ -123,17 +123,23 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+def model_width(model: ModelConfig, text_width: int) -> int:
+    """The width the modalities meet at: `model.width`, or the text encoder's own."""
+    return model.width if model.width is not None else text_width
+
+
 def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
     """The `model.arch` fusion (HICCAP by default); every architecture has HICCAP's interface."""
-    width, heads = encoder.hidden_size, cfg.model.attention_heads
-    if width % heads:
-        raise ConfigError(f"model.attention_heads: {heads} does not divide the text encoder width {width}")
     m = cfg.model
+    width, heads = model_width(m, encoder.hidden_size), m.attention_heads
+    if width % heads:
+        what = "model.width" if m.width is not None else "the text encoder width"
+        raise ConfigError(f"model.attention_heads: {heads} does not divide {what} {width}")
     # a fine-tuned encoder is the model's own copy: the models of a partition must not share (and jointly
     # train) one encoder, and the pretrained weights stay as loaded for the next model
     return ARCHITECTURES[m.arch](cfg.tasks, width, text_encoder=None if m.freeze_text else copy.deepcopy(encoder.model),
-                  freeze_text=m.freeze_text, rnn_units=m.rnn_units, attention_heads=heads,
-                  dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
+                  text_width=encoder.hidden_size, freeze_text=m.freeze_text, rnn_units=m.rnn_units,
+                  attention_heads=heads, dropout=m.dropout, head_dropout=m.head_dropout, head_dims=m.head_dims)
 
 
 def backward_step(model: HICCAP, z: torch.Tensor, losses: torch.Tensor, active: torch.Tensor, combiner,
@@ -453,7 +459,7 @@ def pretrain(cfg: Config, data: Prepared, device: torch.device) -> tuple[dict[st
     check_modalities(tasks, train_split.modalities(), str(data.root))
     torch.manual_seed(cfg.train.seed)
     encoder = build_model(replace(cfg, tasks=()), data.encoder)  # no downstream heads
-    model = PretrainModel(encoder, tasks, data.encoder.hidden_size, temperature=cfg.pretrain.temperature,
+    model = PretrainModel(encoder, tasks, encoder.width, temperature=cfg.pretrain.temperature,
                           seed=cfg.train.seed).to(device)
     ctx = StrategyContext(tasks, pcfg.train.epochs, cfg.train.seed, None, train_split.modalities())
     strategies = {axis: build_strategy(axis, getattr(cfg.pretrain, axis), ctx, section="pretrain")

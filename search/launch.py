@@ -229,7 +229,11 @@ def _check_encoders(spec: SpaceSpec) -> None:
                 widths[model.text_encoder] = load_text_encoder(model.text_encoder).hidden_size
             except EncoderNotFound as exc:
                 raise ConfigError(f"space.{exc}") from None
-        if widths[model.text_encoder] % model.attention_heads:
+        if model.width is not None:
+            if model.width % model.attention_heads:
+                raise ConfigError(f"space.model.attention_heads: {model.attention_heads} does not divide "
+                                  f"model.width {model.width}")
+        elif widths[model.text_encoder] % model.attention_heads:
             raise ConfigError(f"space.model.attention_heads: {model.attention_heads} does not divide the width "
                               f"{widths[model.text_encoder]} of text encoder {model.text_encoder!r}")
 

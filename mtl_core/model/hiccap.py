@@ -127,7 +127,7 @@ class FusionModel(nn.Module):
     maps the three encoded sequences to z [B, 3d], the pooled (text, audio, video) parts in that order."""
 
     def __init__(self, tasks: tuple[str, ...], width: int, *, text_encoder: nn.Module | None = None,
-                 freeze_text: bool = True, rnn_units: int = 512, attention_heads: int = 12,
+                 text_width: int | None = None, freeze_text: bool = True, rnn_units: int = 512, attention_heads: int = 12,
                  dropout: float = 0.2, head_dropout: float = 0.3, head_dims: tuple[int, ...] = (200, 40, 20)):
         super().__init__()
         self.tasks = tuple(tasks)
@@ -141,6 +141,11 @@ class FusionModel(nn.Module):
         self._fusion_layers(width, attention_heads, dropout)  # before the pools: HICCAP's initialisation order
         self.pools = nn.ModuleList(AttentionPool(width, dropout) for _ in range(3))
         self.heads = nn.ModuleDict({t: task_head(3 * width, head_dims, head_dropout) for t in self.tasks})
+        self.width = width
+        # text states narrower than the encoder's (`model.width`): a learned map, as video and audio have;
+        # built last so a model at the encoder's width initialises exactly as without it
+        self.text_proj = (nn.Sequential(nn.Linear(text_width, width), nn.LayerNorm(width))
+                          if text_width is not None and text_width != width else None)
 
     def _fusion_layers(self, width: int, attention_heads: int, dropout: float) -> None:
         raise NotImplementedError
@@ -186,7 +191,10 @@ class FusionModel(nn.Module):
         """Each modality's encoded sequence [B, T, d] and mask (text, video, audio), an absent modality
         already replaced by its missing token: what the HCA reads (and what pretraining pools)."""
         present = x.available()
-        text, t_mask = self._fill_missing(self._text_hidden(x), x.text_mask, present[:, 0], 0)
+        hidden = self._text_hidden(x)
+        if self.text_proj is not None:
+            hidden = self.text_proj(hidden)
+        text, t_mask = self._fill_missing(hidden, x.text_mask, present[:, 0], 0)
         video, v_mask = self._fill_missing(self.video_enc(x.video, x.video_mask), x.video_mask, present[:, 1], 1)
         audio, a_mask = self._fill_missing(self.audio_enc(x.audio, x.audio_mask), x.audio_mask, present[:, 2], 2)
         return [text, video, audio], [t_mask, v_mask, a_mask]
