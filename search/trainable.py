@@ -97,10 +97,11 @@ class NoRetryOnDivergence(tune.Callback):
 
 
 class StopOnFullDisk(tune.Callback):
-    """A trial that failed for a full disk (search.disk) stops the phase at once: DiskFull, naming the
-    experiment folder `where`, comes out of Tuner.fit and the launcher says it in one line. A retry would fail
-    the same way, and a trial that used up its retries would stay failed on --resume; stopped here, it is
-    continued by --resume from its last whole checkpoint. First among the callbacks, so that no other one
+    """A trial that failed for a full disk (search.disk) stops the phase at once: DiskFull, naming the path
+    the error names (else the experiment folder `where`, or another device when the folder has room), comes
+    out of Tuner.fit and the launcher says it in one line. A retry would fail the same way, and a trial that
+    used up its retries would stay failed on --resume; stopped here, it is continued by --resume from its
+    last whole checkpoint. First among the callbacks, so that no other one
     reports the failure as a retry."""
 
     def __init__(self, where: str):
@@ -113,7 +114,7 @@ class StopOnFullDisk(tune.Callback):
         self._check(trial)
 
     def _check(self, trial) -> None:
-        from search.disk import DiskFull, says_no_space
+        from search.disk import DiskFull, has_room, named_path, says_no_space
 
         text = str(getattr(trial, "error_msg", "") or "")
         path = getattr(trial, "error_file", None)
@@ -124,5 +125,7 @@ class StopOnFullDisk(tune.Callback):
                     text = f.read().decode(errors="replace")
         except OSError:
             pass
-        if says_no_space(text.rsplit("Failure # ", 1)[-1]):  # Tune appends each failure: the latest is last
-            raise DiskFull(self.where)
+        latest = text.rsplit("Failure # ", 1)[-1]  # Tune appends each failure: the latest is last
+        if says_no_space(latest):  # the path the error names (e.g. /dev/shm), else the folder unless it has room
+            path = named_path(latest)
+            raise DiskFull(path) if path else DiskFull(self.where, elsewhere=has_room(self.where))

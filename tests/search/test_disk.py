@@ -98,3 +98,27 @@ def test_a_trial_that_failed_for_a_full_disk_stops_the_phase(tmp_path):
     assert raised.value.filename == str(tmp_path)
     with pytest.raises(DiskFull):
         stop.on_trial_error(0, [], SimpleNamespace(error_file=None, error_msg="OSError: [Errno 28] No space left"))
+
+
+def test_a_full_disk_elsewhere_is_not_blamed_on_the_experiment_folder(tmp_path, monkeypatch):
+    """Ray's object store (/dev/shm) or the temporary folder can fill up while the experiment folder has room:
+    the line names the path the error carries, or says that another device is full."""
+    import search.disk as disk
+    from search.trainable import StopOnFullDisk
+
+    stop = StopOnFullDisk(str(tmp_path))
+    shm = "OSError: [Errno 28] No space left on device: '/dev/shm/plasma-17'\n"
+    with pytest.raises(DiskFull) as raised:
+        stop.on_trial_error(0, [], SimpleNamespace(error_file=None, error_msg=shm))
+    line = no_space_line(raised.value, tmp_path, "continue with: --resume")
+    assert raised.value.filename == "/dev/shm/plasma-17" and "/dev/shm/plasma-17" in line and str(tmp_path) not in line
+
+    unnamed = "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device\n"
+    for free, blamed in ((10 * 2**30, False), (2**20, True)):  # the folder's device with room, then full
+        monkeypatch.setattr(disk.shutil, "disk_usage", lambda path: SimpleNamespace(total=20 * 2**30, free=free))
+        with pytest.raises(DiskFull) as raised:
+            stop.on_trial_error(0, [], SimpleNamespace(error_file=None, error_msg=unnamed))
+        wrapped = RuntimeError("Tuner.fit failed")  # as it comes out of Tune: DiskFull its cause
+        wrapped.__cause__ = raised.value
+        line = no_space_line(wrapped, tmp_path, "continue with: --resume")
+        assert (f"writing {tmp_path}" in line) == blamed and ("other than the experiment folder" in line) != blamed
