@@ -232,6 +232,9 @@ def append_whole(path: Path, text: str) -> None:
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
+MAX_HELD = 100_000  # operations kept in memory when the spool cannot be written: the newest are kept
+
+
 class Link:
     """What the trackers of one parent run share in this process: whether the server answers, so that an
     outage one tracker met is not waited out again by its forks (each phase's trials have one) or by the
@@ -244,6 +247,7 @@ class Link:
         self.down = False
         self.retry_at = 0.0  # time.monotonic() of the next probe while down
         self.exp_id: str | None = None
+        self.held: list[list] = []  # operations a tracker could neither send nor spool (e.g. a full disk)
 
     @classmethod
     def of(cls, uri: str, parent_run_id: str, spool: str | None) -> "Link":
@@ -341,6 +345,8 @@ class Tracker:
 
     def flush(self, force: bool = False) -> None:
         link = self.link
+        if link.held:  # what a tracker of this run could not spool (it may be gone): first, in order
+            self.pending[:0], link.held = link.held, []
         if link.down and not force and time.monotonic() < link.retry_at:
             return
         if link.down and not self._answers():  # still down: a quick probe, not MLflow's retries
@@ -401,7 +407,9 @@ class Tracker:
 
     def close(self) -> int:
         """Last flush; what is still queued goes to the spool file. Returns how many were spooled. A spool that
-        cannot be written (a full disk) keeps what it held, and the queue stays here: one line says so."""
+        cannot be written (a full disk) keeps what it held, and the queue is kept in memory, shared by this
+        run's trackers (`Link.held`, the newest MAX_HELD): the next flush or close of any of them sends or
+        spools it first (a phase's tracker is gone once its phase ends). One line says so, and what is lost."""
         self.flush(force=True)
         if not self.pending:
             return 0
@@ -409,8 +417,11 @@ class Tracker:
         try:
             append_whole(Path(where), "".join(json.dumps(op) + "\n" for op in self.pending))
         except OSError as exc:
-            print(f"warning: {where}: cannot write ({exc.strerror}); {len(self.pending)} tracking operations MLflow "
-                  f"did not take are not saved", flush=True)
+            n, dropped = len(self.pending), max(0, len(self.pending) - MAX_HELD)
+            self.link.held, self.pending = self.pending[dropped:], []
+            print(f"warning: {where}: cannot write ({exc.strerror}); {n - dropped} tracking operations MLflow did "
+                  f"not take are kept in memory until a later write succeeds, and lost if the launch ends first"
+                  + (f"; {dropped} older ones are lost" if dropped else ""), flush=True)
             return 0
         n, self.pending = len(self.pending), []
         print(f"WARNING: MLflow at {mask_uri(self.uri)} is still unreachable: {n} tracking operations were not logged; "

@@ -416,7 +416,33 @@ def test_a_spool_write_that_fails_keeps_what_the_spool_held(tmp_path, capsys, mo
     tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(spool), retry_s=3600)
     tracker._client, tracker._exp_id = _DownClient(), "1"
     tracker.call("set_terminated", status="FINISHED")
-    assert tracker.close() == 0 and len(tracker.pending) == 1
+    assert tracker.close() == 0 and len(tracker.link.held) == 1  # kept for the run's next write
     assert (spool.read_text() == held) if held else not spool.exists()
     warning = [line for line in capsys.readouterr().out.splitlines() if str(spool) in line and "cannot write" in line]
     assert len(warning) == 1 and "No space left on device" in warning[0]
+
+
+def test_what_a_phase_s_tracker_could_not_spool_is_written_by_a_later_close(tmp_path, capsys, monkeypatch):
+    """A phase's tracker is gone when its phase ends: what it could neither send nor spool (a full disk) is kept
+    for this run's next write, and the finish step's close spools it once there is space again."""
+    import errno
+    import search.tracking as tracking
+
+    spool, append = tmp_path / "spool", tracking.append_text
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    root = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(spool), retry_s=3600)
+    fork = root.fork()
+    for tracker in (root, fork):
+        tracker._client, tracker._exp_id = _DownClient(), "1"
+    monkeypatch.setattr(tracking, "append_text", full)
+    fork.push(["start", "search", "t1", {}, {}])
+    fork.push(["end", "search", "t1", "FINISHED", {}])
+    assert fork.close() == 0 and not spool.exists()
+    assert "2 tracking operations MLflow did not take are kept in memory" in capsys.readouterr().out
+    del fork
+    monkeypatch.setattr(tracking, "append_text", append)  # space again
+    root.call("set_terminated", status="FINISHED")
+    assert root.close() == 3
+    assert [json.loads(line)[0] for line in spool.read_text().splitlines()] == ["start", "end", "call"]
