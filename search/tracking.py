@@ -162,8 +162,12 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
     client.set_experiment_tag(exp_id, "mlflow.experimentKind", "custom_model_development")
     tags = {"sweep.kind": kind, **({"sweep.token": token} if token else {})}
     if run_id is not None:
+        before = client.get_run(run_id)
+        if before.info.status == "RUNNING":  # the launch before could not end it (killed, or its store's disk full)
+            print(f"note: MLflow parent run {run_id} was still RUNNING: the launch before this one could not end it "
+                  f"(killed, or the store's disk was full); this launch continues it and ends it", flush=True)
         client.update_run(run_id, status="RUNNING")
-        has = client.get_run(run_id).data.tags
+        has = before.data.tags
         for key, value in tags.items():
             if key not in has:
                 client.set_tag(run_id, key, value)
@@ -419,9 +423,13 @@ class Tracker:
         except OSError as exc:
             n, dropped = len(self.pending), max(0, len(self.pending) - MAX_HELD)
             self.link.held, self.pending = self.pending[dropped:], []
+            ended = [op[3].get("status") for op in self.link.held if op[:2] == ["call", "set_terminated"]
+                     and op[2][:1] == [self.parent_run_id] and isinstance(op[3], dict)]
             print(f"warning: {where}: cannot write ({exc.strerror}); {n - dropped} tracking operations MLflow did "
                   f"not take are kept in memory until a later write succeeds, and lost if the launch ends first"
-                  + (f"; {dropped} older ones are lost" if dropped else ""), flush=True)
+                  + (f"; {dropped} older ones are lost" if dropped else "")
+                  + (f"; among them the parent run's end ({ended[-1]}): until then MLflow shows parent run "
+                     f"{self.parent_run_id} RUNNING (--resume ends it)" if ended else ""), flush=True)
             return 0
         n, self.pending = len(self.pending), []
         print(f"WARNING: MLflow at {mask_uri(self.uri)} is still unreachable: {n} tracking operations were not logged; "

@@ -446,3 +446,34 @@ def test_what_a_phase_s_tracker_could_not_spool_is_written_by_a_later_close(tmp_
     root.call("set_terminated", status="FINISHED")
     assert root.close() == 3
     assert [json.loads(line)[0] for line in spool.read_text().splitlines()] == ["start", "end", "call"]
+
+
+def test_a_parent_run_end_the_full_disk_did_not_take_is_said_and_resume_says_it_was_left_running(
+        tmp_path, capsys, monkeypatch):
+    """A local SQLite store on the full disk cannot end the parent run, nor can the spool keep the end: the line
+    says MLflow shows the run RUNNING until --resume, and --resume says it found the run still RUNNING."""
+    import errno
+    import search.tracking as tracking
+    from search.mlflow_store import default_tracking_uri, start_store
+    from search.tracking import open_parent
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(tracking, "append_text", full)
+    tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(tmp_path / "spool"), retry_s=3600)
+    tracker._client, tracker._exp_id = _DownClient(), "1"
+    tracker.call("set_terminated", status="FAILED")
+    assert tracker.close() == 0
+    line = capsys.readouterr().out
+    assert "parent run's end (FAILED)" in line and "RUNNING" in line and "--resume" in line
+
+    start_store(tmp_path)
+    uri = default_tracking_uri(tmp_path)
+    (tmp_path / "space.yaml").write_text("name: x\n")
+    parent = open_parent(uri, "exp", None, {}, tmp_path / "space.yaml", "optuna-tpe+asha", tmp_path / "artifacts")
+    capsys.readouterr()
+    assert open_parent(uri, "exp", parent, {}, tmp_path / "space.yaml", "optuna-tpe+asha") == parent  # never ended
+    assert f"parent run {parent} was still RUNNING" in capsys.readouterr().out
+    MlflowClient(tracking_uri=uri).set_terminated(parent, status="KILLED")  # a launch that ended it: no note
+    open_parent(uri, "exp", parent, {}, tmp_path / "space.yaml", "optuna-tpe+asha")
+    assert "still RUNNING" not in capsys.readouterr().out
