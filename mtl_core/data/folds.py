@@ -18,22 +18,39 @@ from mtl_core.data.arrays import SplitArrays
 from mtl_core.data.dataset import Ragged, SplitData
 
 
-def take_arrays(a: SplitArrays, idx: np.ndarray) -> SplitArrays:
-    """The clips `idx` of `a`, in that order."""
-    rows = [a.tokens(int(i)) for i in idx]
-    offsets = np.zeros(len(idx) + 1, np.int32)
+CHUNK = 64  # rows copied at a time: a temporary of at most this many clips' features
+
+
+def _take_rows(sources: list[np.ndarray], part: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Row `row[j]` of `sources[part[j]]` as row j of one new array: each row copied once, from its own
+    split, with no joined copy of the pool."""
+    out = np.empty((len(part), *sources[0].shape[1:]), sources[0].dtype)
+    for k, src in enumerate(sources):
+        at = np.flatnonzero(part == k)
+        for s in range(0, len(at), CHUNK):
+            out[at[s:s + CHUNK]] = src[row[at[s:s + CHUNK]]]
+    return out
+
+
+def _take_arrays(parts: list[SplitArrays], part: np.ndarray, row: np.ndarray) -> SplitArrays:
+    rows = [parts[k].tokens(int(i)) for k, i in zip(part, row)]
+    offsets = np.zeros(len(rows) + 1, np.int32)
     np.cumsum([len(x) for x in rows], out=offsets[1:])
     values = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
-    return SplitArrays([a.clip_ids[i] for i in idx], values, offsets, [a.texts[i] for i in idx], a.labels[idx],
-                       a.video[idx], a.video_lens[idx], a.audio[idx], a.audio_lens[idx])
+    def take(name: str) -> np.ndarray:
+        return _take_rows([getattr(a, name) for a in parts], part, row)
+
+    return SplitArrays([parts[k].clip_ids[i] for k, i in zip(part, row)], values, offsets,
+                       [parts[k].texts[i] for k, i in zip(part, row)], take("labels"), take("video"),
+                       take("video_lens"), take("audio"), take("audio_lens"))
 
 
 def gather(parts: list[SplitData], index: list[tuple[int, int]]) -> SplitData:
     """One SplitData of the clips `index`, (part, row) pairs, in that order: arrays, tokens and frozen text
-    features follow their clips."""
-    starts = np.concatenate([[0], np.cumsum([len(p) for p in parts])[:-1]]).astype(np.int64)
-    rows = np.array([starts[k] + i for k, i in index], np.int64)
-    arrays = take_arrays(_join_arrays([p.arrays for p in parts]), rows)
+    features follow their clips. One pass: each clip's rows are copied once, straight from its part."""
+    part = np.array([k for k, _ in index], np.int64)
+    row = np.array([i for _, i in index], np.int64)
+    arrays = _take_arrays([p.arrays for p in parts], part, row)
     tokens = [parts[k].tokens.row(i) for k, i in index]
     hidden = None
     if all(p.text_features is not None for p in parts):
@@ -42,20 +59,6 @@ def gather(parts: list[SplitData], index: list[tuple[int, int]]) -> SplitData:
         np.cumsum([len(x) for x in feats], out=offsets[1:])
         hidden = Ragged(np.concatenate(feats) if feats else parts[0].text_features.values[:0], offsets)
     return SplitData(arrays, tokens, parts[0].tasks, hidden)
-
-
-def _join_arrays(parts: list[SplitArrays]) -> SplitArrays:
-    values, offsets, base = [], [np.zeros(1, np.int64)], 0
-    for a in parts:
-        values.append(a.token_values)
-        offsets.append(a.token_offsets[1:].astype(np.int64) + base)
-        base += int(a.token_offsets[-1])
-    cat = np.concatenate
-    return SplitArrays(sum((a.clip_ids for a in parts), []), cat(values).astype(np.int32),
-                       cat(offsets).astype(np.int32), sum((a.texts for a in parts), []),
-                       cat([a.labels for a in parts]), cat([a.video for a in parts]),
-                       cat([a.video_lens for a in parts]), cat([a.audio for a in parts]),
-                       cat([a.audio_lens for a in parts]))
 
 
 def fold_of(labels: np.ndarray, folds: int, shuffle: int) -> np.ndarray:

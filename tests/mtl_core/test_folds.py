@@ -1,11 +1,16 @@
 """Repeated k-fold re-splits: every train and test clip is tested once per repeat, val never, and each
 clip's features, tokens and labels follow it."""
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
 
+from mtl_core import TASKS
 from mtl_core.config import ConfigError, build_config
-from mtl_core.data.folds import fold_of
+from mtl_core.data.arrays import SplitArrays
+from mtl_core.data.dataset import SplitData
+from mtl_core.data.folds import fold_of, resplit
 from mtl_core.data.synth import write_synthetic
 from mtl_core.prepare import prepare
 
@@ -57,3 +62,37 @@ def test_folds_are_stratified_on_the_rarest_task():
 def test_a_bad_fold_setting_is_one_line_naming_it(cv, says):
     with pytest.raises(ConfigError, match=says):
         build_config({"data": {"cv": cv}})
+
+
+def _split(n: int, first: int, video_len: int = 8) -> SplitData:
+    rng = np.random.default_rng(first)
+    tokens = [rng.integers(1, 100, size=int(rng.integers(1, 9))) for _ in range(n)]
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum([len(t) for t in tokens], out=offsets[1:])
+    arrays = SplitArrays([f"c{first + i}" for i in range(n)], np.concatenate(tokens).astype(np.int32), offsets,
+                         ["w"] * n, rng.integers(0, 2, size=(n, len(TASKS))).astype(np.int8),
+                         rng.standard_normal((n, video_len, 1024), dtype=np.float32), np.full(n, video_len, np.int32),
+                         rng.standard_normal((n, video_len, 128), dtype=np.float32), np.full(n, video_len, np.int32))
+    return SplitData(arrays, tokens, TASKS)
+
+
+def test_a_fold_copies_each_clip_s_features_once():
+    """The re-split holds the pool's features once more (train and test folds), never a joined copy of the
+    whole pool besides: measured as the peak of the allocations numpy reports to tracemalloc."""
+    splits = {"train": _split(300, 0), "val": _split(20, 1000), "test": _split(100, 2000)}
+    pool = sum(s.arrays.video.nbytes + s.arrays.audio.nbytes for k, s in splits.items() if k != "val")
+    tracemalloc.start()
+    try:
+        out = resplit(splits, folds=5, fold=2, shuffle=3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.3 * pool, (peak / pool)
+    where = {cid: (s, i) for s in ("train", "test") for i, cid in enumerate(splits[s].arrays.clip_ids)}
+    for name in ("train", "test"):
+        for j, cid in enumerate(out[name].arrays.clip_ids):
+            src, i = splits[where[cid][0]], where[cid][1]
+            assert np.array_equal(out[name].arrays.video[j], src.arrays.video[i])
+            assert np.array_equal(out[name].arrays.audio[j], src.arrays.audio[i])
+            assert np.array_equal(out[name].arrays.tokens(j), src.arrays.tokens(i))
+            assert np.array_equal(out[name].labels[j], src.labels[i])
