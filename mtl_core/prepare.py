@@ -38,6 +38,17 @@ def data_root(cfg: Config) -> Path:
     return default_synthetic_dir(cache_root(cfg), s.seed, s.n_train, s.n_val, s.n_test)
 
 
+def _check_disjoint(root: Path, splits: dict[str, SplitData]) -> None:
+    """No clip in two splits: its test score would be of a clip it trained on (under data.cv, pooled train and
+    test put it in a training fold and a test fold). One line naming the clip and both splits."""
+    seen: dict[str, str] = {}
+    for split, data in splits.items():
+        for cid in data.arrays.clip_ids:
+            if seen.setdefault(cid, split) != split:
+                raise DataError(f"{root}: clip {cid} is in split {seen[cid]!r} and in split {split!r}; a clip may be "
+                                f"in one split only")
+
+
 def prepare(cfg: Config, device: torch.device, splits: tuple[str, ...] = ("train", "val", "test"),
             encoder: TextEncoder | None = None) -> Prepared:
     root = data_root(cfg)
@@ -62,6 +73,7 @@ def prepare(cfg: Config, device: torch.device, splits: tuple[str, ...] = ("train
         out[split] = SplitData(arrays, rows, cfg.tasks, hidden)
         log.info("%s: %d clips, %d without video, %d without audio", split, len(arrays),
                  arrays.missing_video, arrays.missing_audio)
+    _check_disjoint(root, out)
     if cv.folds:
         out = resplit(out, cv.folds, cv.fold, cv.shuffle)
         out = {split: out[split] for split in wanted}

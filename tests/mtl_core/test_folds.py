@@ -96,3 +96,22 @@ def test_a_fold_copies_each_clip_s_features_once():
             assert np.array_equal(out[name].arrays.audio[j], src.arrays.audio[i])
             assert np.array_equal(out[name].arrays.tokens(j), src.arrays.tokens(i))
             assert np.array_equal(out[name].labels[j], src.labels[i])
+
+
+@pytest.mark.parametrize("cv", [{"folds": 4, "fold": 1, "shuffle": 7}, {}], ids=["cv", "own-splits"])
+def test_a_clip_in_two_splits_is_refused_naming_it_and_both(tmp_path, cv):
+    """Under cross-validation the pooled train and test splits would put it in a training fold and a test
+    fold; on the dataset's own splits it is tested after training on it."""
+    import json
+
+    from mtl_core.data.layout import DataError
+
+    root = write_synthetic(tmp_path / "d", seed=1, n_train=12, n_val=4, n_test=6)
+    train, test = (json.loads((root / f"{s}.json").read_text()) for s in ("train", "test"))
+    cid = next(iter(train))
+    test[cid] = train[cid]
+    (root / "test.json").write_text(json.dumps(test))
+    with pytest.raises(DataError) as raised:
+        _prepared(root, tmp_path, **cv)
+    line = str(raised.value)
+    assert "\n" not in line and cid in line and "'train'" in line and "'test'" in line
