@@ -191,11 +191,24 @@ def quiet() -> Iterator[None]:
             os.environ[PROGRESS] = saved
 
 
-def save_winner(cfg: Config, checkpoint: Path, dest: Path) -> dict[str, Any]:
-    """The model of the run whose checkpoint folder is `checkpoint` saved as an MLflow model directory at `dest`;
-    returns what logs the same model (`log_model`), its artifacts read from `dest`."""
+def protocol_tags(meta, folds: int) -> dict[str, str]:
+    """How the model's run was evaluated, for whoever scores the model again: under cross-validation it is one
+    fold's run, trained on the pooled train and test splits less that fold, so most of the dataset's test split
+    is in its training set."""
+    if meta.fold is None:
+        return {"evaluation_protocol": "test_split", "training_overlaps_test_split": "false"}
+    return {"evaluation_protocol": "cross_validation", "cv_folds": str(folds), "cv_fold": str(meta.fold),
+            "cv_shuffle": str(meta.seed), "training_overlaps_test_split": "true"}
+
+
+def save_winner(cfg: Config, checkpoint: Path, dest: Path, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """The model of the run whose checkpoint folder is `checkpoint` saved as an MLflow model directory at `dest`
+    (`metadata` in its MLmodel file); returns what logs the same model (`log_model`), its artifacts read from
+    `dest`."""
     with tempfile.TemporaryDirectory() as tmp, quiet():
         kwargs = pyfunc_kwargs(cfg, model_files(cfg, Path(checkpoint), Path(tmp)), example_inputs(cfg))
+        if metadata:
+            kwargs["metadata"] = metadata
         save_local(kwargs, dest)
     stored = {name: dest / "artifacts" / Path(path).name for name, path in kwargs["artifacts"].items()}
     return {**kwargs, "artifacts": {name: str(path) for name, path in stored.items()}}
@@ -211,16 +224,23 @@ def export_winner(exp, results, name: str) -> str | None:
         return None
     dest = exp.dir / MODEL_DIR
     meta = meta_of(result.config["trial"])
+    protocol = protocol_tags(meta, exp.spec.search.cv_folds)
     try:
         cfg = trial_config(exp.spec.base, result.config["trial"]["overrides"])
         with result.checkpoint.as_directory() as ckpt:
-            kwargs = save_winner(cfg, Path(ckpt), dest)
+            kwargs = save_winner(cfg, Path(ckpt), dest, protocol)
     except Exception as exc:  # a model that cannot be written must not cost the results
         print(f"warning: the best configuration's model could not be saved ({type(exc).__name__}: "
               f"{error_line(exc)[:200]})", flush=True)
         log.debug("model export failed", exc_info=True)
         return None
-    tags = {"label": name, "seed": str(meta.seed), "tune_trial_id": str((result.metrics or {}).get("trial_id", ""))}
+    tags = {"label": name, "seed": str(meta.seed), "tune_trial_id": str((result.metrics or {}).get("trial_id", "")),
+            **protocol}
+    if meta.fold is not None:
+        print(f"note: the best configuration's model is its fold-{meta.fold} run of {exp.spec.search.cv_folds}-fold "
+              f"cross-validation: it trained on about {1 - 1 / exp.spec.search.cv_folds:.0%} of the dataset's test split, so "
+              f"score it on other clips "
+              f"(tagged training_overlaps_test_split=true)", flush=True)
     return exp.tracker.direct(f"the best configuration's model was not logged in MLflow; it is saved in {dest}",
                               lambda: log_model(exp.tracker.parent_run_id, kwargs, tags, exp.spec.search.register_model))
 

@@ -148,3 +148,43 @@ def test_replacing_the_model_folder_never_leaves_part_of_a_model_at_its_name(tmp
     with pytest.raises(OSError):
         export.save_local({"version": "3"}, dest)
     assert [p.name for p in tmp_path.iterdir()] == ["winner_model"] and (dest / "MLmodel").read_text() == "2"
+
+
+@pytest.mark.parametrize("fold", [0, None], ids=["cross-validation", "test-split"])
+def test_the_model_says_how_its_run_was_evaluated(tmp_path, monkeypatch, capsys, fold):
+    """Under cross-validation the model is one fold's run, which trained on most of the test split: the logged
+    model's tags and the folder's MLmodel metadata say so, and so does one console line."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    import search.model_export as export
+    from search.trial import TrialMeta, trial_entry
+
+    saved, logged = {}, {}
+
+    def save_winner(cfg, checkpoint, dest, metadata=None):
+        saved.update(metadata or {})
+        return {}
+
+    def log_model(run_id, kwargs, tags, register):
+        logged.update(tags)
+        return "models:/m-1"
+    monkeypatch.setattr(export, "save_winner", save_winner)
+    monkeypatch.setattr(export, "log_model", log_model)
+    monkeypatch.setattr(export, "trial_config", lambda base, overrides: None)
+    entry = trial_entry({}, TrialMeta("final", "final", "rank 1", seed=7, fold=fold))
+    result = SimpleNamespace(config={"trial": entry}, error=None, metrics={"trial_id": "t1"},
+                             checkpoint=SimpleNamespace(as_directory=lambda: nullcontext(str(tmp_path))))
+    tracker = SimpleNamespace(parent_run_id="parent", direct=lambda failed, write: write())
+    exp = SimpleNamespace(dir=tmp_path, tracker=tracker, spec=SimpleNamespace(
+        base={}, search=SimpleNamespace(cv_folds=5 if fold is not None else 0, register_model=None)))
+    assert export.export_winner(exp, [result], "rank 1") == "models:/m-1"
+    out = capsys.readouterr().out
+    if fold is None:
+        assert logged["evaluation_protocol"] == "test_split" and logged["training_overlaps_test_split"] == "false"
+        assert "note:" not in out
+    else:
+        assert logged["evaluation_protocol"] == "cross_validation" and logged["training_overlaps_test_split"] == "true"
+        assert logged["cv_fold"] == "0" and logged["cv_folds"] == "5" and logged["cv_shuffle"] == "7"
+        assert "training_overlaps_test_split=true" in out and "80%" in out
+    assert saved == {k: v for k, v in logged.items() if k not in ("label", "seed", "tune_trial_id")}
