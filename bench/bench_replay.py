@@ -111,6 +111,11 @@ def reference_of(setting: dict, tasks: list[str]) -> list[float] | None:
     return validation_reference([keys.task("val", t) for t in tasks], spec.config)
 
 
+def without(curves: list[sim.Curve], names: set[str]) -> list[sim.Curve]:
+    """The curves whose strategies (the label's `scheduler+combiner+modality`) name none of `names`."""
+    return [c for c in curves if not names & set(c.label.split(" | ")[0].split("+"))]
+
+
 def draw(n_curves: int, num_samples: int, seed: int) -> list[int]:
     """A seed's trials: num_samples of the recorded configurations, in a random order."""
     return [int(i) for i in np.random.default_rng(seed).permutation(n_curves)[:num_samples]]
@@ -190,8 +195,9 @@ def target(curves, reference, seeds: int, num_samples: int, max_t: int, grace: i
     return "\n".join(out)
 
 
-def earliest_rung(setting: dict) -> tuple[int, dict[str, int]]:
-    """The epoch the first rung must reach so that every sampleable strategy has acted (search.first_rung)."""
+def earliest_rung(setting: dict, skip: set[str] = frozenset()) -> tuple[int, dict[str, int]]:
+    """The epoch the first rung must reach so that every sampleable strategy (but those in `skip`) has acted
+    (search.first_rung)."""
     from dataclasses import replace
 
     from search.first_rung import late_strategies
@@ -199,12 +205,14 @@ def earliest_rung(setting: dict) -> tuple[int, dict[str, int]]:
 
     spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
     late = late_strategies(replace(spec, search=replace(spec.search, grace_period=0)))
+    late = {k: v for k, v in late.items() if k.split()[-1] not in skip}
     return max(late.values(), default=1), late
 
 
-def rungs(curves, setting, reference, seeds: int, num_samples: int, workers: int, today=(1, 4)) -> str:
+def rungs(curves, setting, reference, seeds: int, num_samples: int, workers: int, today=(1, 4),
+          skip: set[str] = frozenset()) -> str:
     full_t = setting["max_t"]
-    earliest, late = earliest_rung(setting)
+    earliest, late = earliest_rung(setting, skip)
     rows = []
     for max_t in range(2, full_t + 1):
         for grace in range(1, max_t + 1):
@@ -254,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--grace", type=int, default=1)
         q.add_argument("--eta", type=int, default=4)
         q.add_argument("--max-t", type=int, default=0, help="default: the recording's")
+        q.add_argument("--without", default="", metavar="NAMES",
+                       help="leave out the curves whose label names one of these strategies (comma-separated)")
         if name == "replay":
             q.add_argument("--schedulers", default=",".join(SCHEDULERS))
     args = p.parse_args(argv)
@@ -262,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         return replay_record.record(args.space, args.overrides, args.n, out, args.jobs)
     t0 = time.perf_counter()
     curves, setting, reference = load(args.curves)
+    if args.without:
+        curves = without(curves, set(args.without.split(",")))
     max_t = args.max_t or setting["max_t"]
     n = args.num_samples or len(curves)
     if n > len(curves):
@@ -276,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "target":
         print(target(curves, reference, args.seeds, n, max_t, args.grace, args.eta, args.workers))
     else:
-        print(rungs(curves, setting, reference, args.seeds, n, args.workers))
+        print(rungs(curves, setting, reference, args.seeds, n, args.workers,
+                    skip=set(args.without.split(",")) - {""}))
     print(f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
