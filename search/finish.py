@@ -277,9 +277,13 @@ def _bow_floor(exp: Experiment, final_runs: pd.DataFrame | None = None, table: p
             low, high = paired.interval()
             floor.update({"paired/name": best, "paired/diff": paired.value, "paired/low": low, "paired/high": high,
                           "paired/seeds": paired.n})
+    folds = exp.spec.search.cv_folds
+    if folds:  # the floor is scored on the test split, the configurations over folds: not the same clips
+        floor.update({"protocol": "test_split", "configurations_protocol": "cross_validation", "cv_folds": folds})
     path = exp.dir / Files.FLOOR
     write_text(path, json.dumps(floor, indent=2))
     exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith(("test/", "paired/d"))})
-    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}",
-          flush=True)
+    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}"
+          + (f" on the dataset's test split (the configurations: {folds}-fold cross-validation, not compared)"
+             if folds else ""), flush=True)
     return floor

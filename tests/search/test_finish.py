@@ -112,3 +112,36 @@ def test_the_tables_and_the_floor_never_write_through_a_link(tmp_path, monkeypat
         assert (elsewhere / name).read_text() == "precious", name
         assert not (exp_dir / name).is_symlink() and (exp_dir / name).stat().st_size > 0, name
     assert sorted(p.name for p in exp_dir.iterdir()) == sorted(names)  # no temporary file left beside them
+
+
+def test_under_cross_validation_the_floor_is_labelled_as_another_protocol_and_not_compared(tmp_path, capsys,
+                                                                                            monkeypatch):
+    """The floor is scored on the dataset's test split while the configurations are scored over folds of the
+    pooled train and test splits: bow_floor.json says which protocol is which, and the report's floor section
+    sets no gap between the two."""
+    import dataclasses
+    import json
+    from types import SimpleNamespace
+
+    import search.finish
+    from search.experiment import Files
+    from search.finish import _bow_floor
+    from search.report import _floor_section
+    from search.space import load_space
+
+    spec = load_space("spaces/smoke.yaml")
+    spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, cv_folds=5))
+    tracker = SimpleNamespace(log_metrics=lambda *a, **k: None)
+    exp = SimpleNamespace(spec=spec, dir=tmp_path, tracker=tracker)
+    monkeypatch.setattr(search.finish, "bag_of_words_floor", lambda *a, **k: {"test/avg_f1": 0.5, "test/gory/f1": 0.5})
+    floor = _bow_floor(exp)
+    saved = json.loads((tmp_path / Files.FLOOR).read_text())
+    assert saved == floor and saved["protocol"] == "test_split"
+    assert saved["configurations_protocol"] == "cross_validation" and saved["cv_folds"] == 5
+    assert "cross-validation" in capsys.readouterr().out
+    board = pd.DataFrame({"trial_id": ["a"], "final/name": [BEST], "final/test/avg_f1/mean": [0.63],
+                          "final/test/avg_f1/std": [0.03]})  # the leaderboard's best, above the floor's 0.5
+    text = "\n".join(_floor_section(saved, board))
+    assert "cross-validation" in text and "above the floor" not in text and "below the floor" not in text
+    plain = {k: v for k, v in saved.items() if k.startswith("test/")}
+    assert "above the floor" in "\n".join(_floor_section(plain, board))  # the test-split protocol: compared
