@@ -152,6 +152,17 @@ def task_order(order, tasks: tuple[str, ...], what: str = "order") -> tuple[str,
     return order
 
 
+GRADIENT_SPACES = ("parameters", "representation")
+
+
+def check_space(space: str) -> str:
+    """A gradient method's `space`: `parameters` (the task gradients of the shared parameters, the methods'
+    own rule) or `representation` (of the shared representation z, one backward through the encoder)."""
+    if space not in GRADIENT_SPACES:
+        raise ValueError(f"space must be one of {', '.join(GRADIENT_SPACES)}, got {space!r}")
+    return space
+
+
 class LossCombiner(Stateful):
     """How active task losses (or their gradients) become one update.
 
@@ -164,6 +175,7 @@ class LossCombiner(Stateful):
     uses_gradients: ClassVar[bool] = False
     needs_grad_norms: ClassVar[bool] = False
     param_lr: float | None = None
+    space: str = "parameters"  # gradient methods: where the task gradients are taken (GRADIENT_SPACES)
 
     def __init__(self, ctx: StrategyContext):
         self.ctx = ctx
@@ -214,6 +226,12 @@ class LossCombiner(Stateful):
         """Shared-parameter update direction [d] from the Jacobian [A, d] of the active tasks `idx`
         (`losses`: their detached raw losses)."""
         raise NotImplementedError
+
+    def aggregate_representation(self, dz: torch.Tensor, losses: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """`space: representation`: the gradient [B, D] to back-propagate into the encoder from the active
+        tasks' gradients dz [A, B, D] w.r.t. the shared representation z. Default: the method's rule on the
+        flattened rows [A, B·D]. A method whose state has one entry per parameter overrides it."""
+        return self.aggregate(dz.reshape(len(dz), -1), losses, idx).view_as(dz[0])
 
     def _weights_log(self, weights) -> dict[str, float]:
         return {keys.strategy("weight", t): float(weights[j]) for j, t in enumerate(self.ctx.tasks)}

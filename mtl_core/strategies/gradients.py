@@ -5,6 +5,9 @@ only, cheap), then one vector-Jacobian product through the encoder with the T ro
 (`is_grads_batched`, i.e. vmap). Where vmap has no rule for an op (cuDNN LSTM backward, some CPU
 kernels) we fall back to one retained backward per task and remember the choice per model class.
 Heads receive their own task's gradient; aggregation acts on shared parameters only.
+
+A combiner with `space: representation` stops at dL_t/dz: its rule runs on those rows, and one backward of
+the aggregated z-gradient through the encoder fills the shared parameters (docs/methods.md#gradient-space).
 """
 from __future__ import annotations
 
@@ -66,6 +69,9 @@ def backward_aggregated(model, z: torch.Tensor, losses: torch.Tensor, active: to
     grads = torch.autograd.grad(trained[idx].sum(), head_params + own, retain_graph=True, allow_unused=True)
     for p, g in zip(head_params + own, grads):
         p.grad = g
+    if combiner.space == "representation":
+        _backward_representation(model, z, trained, losses, idx, combiner)
+        return
     jac, shared = shared_jacobian(model, z, trained, idx)
     combiner.record_cosine(mean_pairwise_cosine(jac.detach()))
     direction = combiner.aggregate(jac, losses[idx].detach(), idx)  # [d]
@@ -74,6 +80,22 @@ def backward_aggregated(model, z: torch.Tensor, losses: torch.Tensor, active: to
         n = p.numel()
         p.grad = direction[offset:offset + n].view_as(p).to(p.dtype)
         offset += n
+
+
+def _backward_representation(model, z: torch.Tensor, trained: torch.Tensor, losses: torch.Tensor, idx: torch.Tensor,
+                             combiner) -> None:
+    """`space: representation`: the task gradients w.r.t. z [A, B, D] (through the heads only), the method's
+    rule on them, and one backward of its z-gradient through the encoder. The shared parameters get the same
+    combination of the task gradients as their own rule would give, with weights found in z's space."""
+    eye = torch.eye(len(idx), device=z.device, dtype=trained.dtype)
+    dz = _vjp_rows(trained[idx], [z], eye, type(model.heads))[0]
+    combiner.record_cosine(mean_pairwise_cosine(dz.detach().reshape(len(idx), -1)))
+    direction = combiner.aggregate_representation(dz.detach(), losses[idx].detach(), idx)  # [B, D]
+    shared = model.shared_parameters()
+    grads = torch.autograd.grad(z, shared, grad_outputs=direction.to(z.dtype), allow_unused=True,
+                                materialize_grads=True)
+    for p, g in zip(shared, grads):
+        p.grad = g.to(p.dtype)
 
 
 def last_layer_grad_norms(model, losses: torch.Tensor, active: torch.Tensor) -> torch.Tensor:

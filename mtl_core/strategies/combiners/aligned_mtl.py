@@ -9,8 +9,8 @@ class AlignedMTL(TorchjdWeighting):
 
     name = "aligned_mtl"
 
-    def __init__(self, ctx: StrategyContext, *, scale_mode: str = "min"):
-        super().__init__(ctx)
+    def __init__(self, ctx: StrategyContext, *, scale_mode: str = "min", space: str = "parameters"):
+        super().__init__(ctx, space=space)
         if scale_mode not in ("min", "median", "rmse"):
             raise ValueError(f"scale_mode must be min, median or rmse, got {scale_mode!r}")
         self.scale_mode = scale_mode

@@ -8,8 +8,8 @@ class CAGrad(TorchjdWeighting):
 
     name = "cagrad"
 
-    def __init__(self, ctx: StrategyContext, *, c: float = 0.4):
-        super().__init__(ctx)
+    def __init__(self, ctx: StrategyContext, *, c: float = 0.4, space: str = "parameters"):
+        super().__init__(ctx, space=space)
         if not 0 <= c < 1:
             raise ValueError(f"c must be in [0, 1), got {c}")
         self.c = c

@@ -1,6 +1,6 @@
 import torch
 
-from mtl_core.strategies.base import LossCombiner
+from mtl_core.strategies.base import LossCombiner, StrategyContext, check_space
 
 _RTOL = 1e-10  # eigenvalues of the unit Gramian below this share of the largest count as 0 (σ below 1e-5·σ_max)
 
@@ -18,6 +18,10 @@ class ConFIG(LossCombiner):
 
     name = "config"
     uses_gradients = True
+
+    def __init__(self, ctx: StrategyContext, *, space: str = "parameters"):
+        super().__init__(ctx)
+        self.space = check_space(space)
 
     def weights(self, jacobian, idx) -> torch.Tensor:
         """The weights [A] of the task gradients whose sum is ConFIG's direction."""

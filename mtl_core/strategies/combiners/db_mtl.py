@@ -1,6 +1,6 @@
 import torch
 
-from mtl_core.strategies.base import LossCombiner, StrategyContext
+from mtl_core.strategies.base import LossCombiner, StrategyContext, check_space
 
 
 class DBMTL(LossCombiner):
@@ -16,24 +16,38 @@ class DBMTL(LossCombiner):
     uses_gradients = True
     _state_keys = ("ema", "step")
 
-    def __init__(self, ctx: StrategyContext, *, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8):
+    def __init__(self, ctx: StrategyContext, *, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8,
+                 space: str = "parameters"):
         super().__init__(ctx)
+        self.space = check_space(space)
         if not 0 <= beta < 1 or beta_sigma < 0 or eps <= 0:
             raise ValueError("beta must be in [0, 1), beta_sigma >= 0, eps > 0")
         self.beta, self.beta_sigma, self.eps = beta, beta_sigma, eps
         self.ema: torch.Tensor | None = None
         self.step = 0
 
-    def aggregate(self, jacobian, losses, idx):
-        if self.ema is None or self.ema.device != jacobian.device:
-            self.ema = (torch.zeros(self.ctx.num_tasks, jacobian.shape[1], device=jacobian.device)
-                        if self.ema is None else self.ema.to(jacobian.device))
+    def _balance(self, log_grads, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adds [A, k] log-gradients to the EMA; returns its active rows and their balancing weights."""
+        if self.ema is None or self.ema.device != log_grads.device:
+            self.ema = (torch.zeros(self.ctx.num_tasks, log_grads.shape[1], device=log_grads.device)
+                        if self.ema is None else self.ema.to(log_grads.device))
         self.step += 1
         beta_k = self.beta / self.step ** self.beta_sigma
-        log_grads = jacobian / (losses.detach().to(jacobian)[:, None] + self.eps)
         self.ema[idx] = beta_k * self.ema[idx] + (1 - beta_k) * log_grads
         rows = self.ema[idx]
         norms = rows.norm(dim=1).clamp(min=1e-12)
         alpha = norms.max() / norms
         self.record_weights(idx, alpha)  # the magnitude-balancing weights of the EMA'd log-gradients
+        return rows, alpha
+
+    def aggregate(self, jacobian, losses, idx):
+        rows, alpha = self._balance(jacobian / (losses.detach().to(jacobian)[:, None] + self.eps), idx)
         return (alpha[:, None] * rows).sum(0)
+
+    def aggregate_representation(self, dz, losses, idx):
+        # Batches are shuffled, so an EMA per position of z would average different clips' gradients. The
+        # EMA is kept of the batch-summed z-gradient [A, D] (one entry per feature of z, LibMTL's reduction
+        # of representation gradients); its norms balance this step's per-clip log-gradients.
+        log_dz = dz / (losses.detach().to(dz)[:, None, None] + self.eps)
+        _, alpha = self._balance(log_dz.sum(1), idx)
+        return torch.einsum("a,abd->bd", alpha.to(dz), log_dz)

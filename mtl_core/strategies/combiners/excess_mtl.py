@@ -1,6 +1,6 @@
 import torch
 
-from mtl_core.strategies.base import LossCombiner, StrategyContext
+from mtl_core.strategies.base import LossCombiner, StrategyContext, check_space
 
 
 class ExcessMTL(LossCombiner):
@@ -20,8 +20,9 @@ class ExcessMTL(LossCombiner):
     uses_gradients = True
     _state_keys = ("sq_sum", "baseline", "log_w")
 
-    def __init__(self, ctx: StrategyContext, *, robust_step_size: float = 0.01):
+    def __init__(self, ctx: StrategyContext, *, robust_step_size: float = 0.01, space: str = "parameters"):
         super().__init__(ctx)
+        self.space = check_space(space)
         if robust_step_size <= 0:
             raise ValueError(f"robust_step_size must be > 0, got {robust_step_size}")
         self.robust_step_size = robust_step_size
@@ -39,6 +40,17 @@ class ExcessMTL(LossCombiner):
         return (sq / torch.sqrt(self.sq_sum[idx] + 1e-7)).sum(1).double().cpu()
 
     def aggregate(self, jacobian, losses, idx):
+        w = self.weights(jacobian, idx)
+        return w.to(jacobian) @ jacobian
+
+    def aggregate_representation(self, dz, losses, idx):
+        # The sums of squares are kept per feature of z, of the batch-summed z-gradient [A, D]: a sum per
+        # position of z would mix different clips (batches are shuffled). The weights apply per clip.
+        w = self.weights(dz.sum(1), idx)
+        return torch.einsum("a,abd->bd", w.to(dz), dz)
+
+    def weights(self, jacobian, idx) -> torch.Tensor:
+        """This step's weights [A] of the active tasks' gradients (rows of `jacobian`, [A, k])."""
         rows = idx.cpu()
         excess = self.excess(jacobian, idx)
         base = self.baseline[rows]
@@ -49,4 +61,4 @@ class ExcessMTL(LossCombiner):
         self.log_w -= self.log_w.max()  # only differences matter; keeps the values small
         w = len(rows) * torch.softmax(self.log_w[rows], 0)
         self.record_weights(idx, w)
-        return w.to(jacobian) @ jacobian
+        return w

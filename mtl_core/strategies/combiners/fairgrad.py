@@ -10,8 +10,9 @@ class FairGrad(TorchjdWeighting):
 
     name = "fairgrad"
 
-    def __init__(self, ctx: StrategyContext, *, alpha: float = 1.0, max_iters: int | None = None):
-        super().__init__(ctx)
+    def __init__(self, ctx: StrategyContext, *, alpha: float = 1.0, max_iters: int | None = None,
+                 space: str = "parameters"):
+        super().__init__(ctx, space=space)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         if max_iters is not None and max_iters < 1:

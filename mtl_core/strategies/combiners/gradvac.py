@@ -17,8 +17,8 @@ class GradVac(TorchjdWeighting):
     name = "gradvac"
     _state_keys = ("targets",)
 
-    def __init__(self, ctx: StrategyContext, *, beta: float = 0.5):
-        super().__init__(ctx)
+    def __init__(self, ctx: StrategyContext, *, beta: float = 0.5, space: str = "parameters"):
+        super().__init__(ctx, space=space)
         if not 0 <= beta <= 1:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
         self.beta = beta

@@ -1,7 +1,7 @@
 import torch
 
 from mtl_core import keys
-from mtl_core.strategies.base import LossCombiner, StrategyContext
+from mtl_core.strategies.base import LossCombiner, StrategyContext, check_space
 from mtl_core.strategies.combiners.torchjd_weighting import torchjd_aggregation
 
 
@@ -19,8 +19,10 @@ class IMTL(LossCombiner):
     uses_gradients = True
     _state_keys = ("s",)
 
-    def __init__(self, ctx: StrategyContext, *, loss_balance: bool = True, scale_lr: float = 0.01):
+    def __init__(self, ctx: StrategyContext, *, loss_balance: bool = True, scale_lr: float = 0.01,
+                 space: str = "parameters"):
         super().__init__(ctx)
+        self.space = check_space(space)
         if scale_lr <= 0:
             raise ValueError(f"scale_lr must be > 0, got {scale_lr}")
         self.loss_balance, self.param_lr = loss_balance, scale_lr

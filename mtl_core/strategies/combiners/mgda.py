@@ -8,8 +8,8 @@ class MGDA(TorchjdWeighting):
 
     name = "mgda"
 
-    def __init__(self, ctx: StrategyContext, *, epsilon: float = 1e-3, max_iters: int = 100):
-        super().__init__(ctx)
+    def __init__(self, ctx: StrategyContext, *, epsilon: float = 1e-3, max_iters: int = 100, space: str = "parameters"):
+        super().__init__(ctx, space=space)
         self.epsilon, self.max_iters = epsilon, max_iters
 
     def make(self, n_active):

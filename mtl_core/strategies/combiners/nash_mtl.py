@@ -12,8 +12,8 @@ class NashMTL(TorchjdWeighting):
     name = "nash_mtl"
 
     def __init__(self, ctx: StrategyContext, *, update_weights_every: int = 1, optim_niter: int = 20,
-                 max_norm: float = 1.0):
-        super().__init__(ctx)
+                 max_norm: float = 1.0, space: str = "parameters"):
+        super().__init__(ctx, space=space)
         try:
             import cvxpy  # noqa: F401
             import ecos  # noqa: F401

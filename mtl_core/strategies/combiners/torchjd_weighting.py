@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mtl_core.strategies.base import LossCombiner, StrategyContext
+from mtl_core.strategies.base import LossCombiner, StrategyContext, check_space
 
 if TYPE_CHECKING:
     from torchjd import aggregation as jd
@@ -33,8 +33,9 @@ class TorchjdWeighting(LossCombiner):
 
     uses_gradients = True
 
-    def __init__(self, ctx: StrategyContext):
+    def __init__(self, ctx: StrategyContext, *, space: str = "parameters"):
         super().__init__(ctx)
+        self.space = check_space(space)
         self._cache: dict[tuple[int, ...], jd.WeightedAggregator] = {}
 
     def make(self, n_active: int) -> jd.WeightedAggregator:

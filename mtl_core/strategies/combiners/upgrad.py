@@ -9,8 +9,9 @@ class UPGrad(TorchjdWeighting):
 
     name = "upgrad"
 
-    def __init__(self, ctx: StrategyContext, *, norm_eps: float = 1e-4, reg_eps: float = 1e-4):
-        super().__init__(ctx)
+    def __init__(self, ctx: StrategyContext, *, norm_eps: float = 1e-4, reg_eps: float = 1e-4,
+                 space: str = "parameters"):
+        super().__init__(ctx, space=space)
         if norm_eps < 0 or reg_eps < 0:
             raise ValueError("norm_eps and reg_eps must be >= 0")
         try:
