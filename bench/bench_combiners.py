@@ -1,10 +1,12 @@
 """Per-step cost of every loss combiner relative to `equal` (issue 3): prints ratios, not a test.
 
     python bench/bench_combiners.py [--steps 20] [--rnn-units 128] [--batch-size 16] [--only famo,upgrad]
+    python bench/bench_combiners.py --flagship        # spaces/groupings.yaml's model: rnn_units 32, heads 64-32-16, batch 32
 
 Each combiner runs in its own process on the same batches and model (same seed), so the peak RSS
-it reports is its own. Gradient methods also run with the per-task loop (T retained backward passes)
-instead of the one batched backward, to show what batching buys.
+it reports is its own. Gradient methods run three ways: the Jacobian of the shared parameters by one
+batched backward (`is_grads_batched`), by the per-task loop (T retained backward passes), and with
+`space: representation` (the gradients w.r.t. z, one backward through the encoder).
 
 On a machine shared with other jobs, `--interleave` times every combiner in one process, one step of
 each in turn, so a load that comes and goes slows them alike: the ratios are medians of per-round
@@ -29,21 +31,35 @@ import torch
 from mtl_core import TASKS
 
 
-def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, loop: bool) -> dict:
+def _config(data_dir: str, rnn_units: int, head_dims: list[int] | None):
+    from mtl_core.config import build_config
+
+    model = {"text_encoder": "tiny", "rnn_units": rnn_units, "attention_heads": 4}
+    return build_config({"data": {"root": data_dir}, "model": model | ({"head_dims": head_dims} if head_dims else {})})
+
+
+def _combiner(name: str):
+    """`pcgrad` or `pcgrad@representation` (a gradient method in the representation space)."""
+    from mtl_core.config import StrategyChoice
+    from mtl_core.strategies import StrategyContext, build_strategy
+
+    base, _, space = name.partition("@")
+    return build_strategy("combiner", StrategyChoice(base, {"space": space} if space else {}), StrategyContext(TASKS, 1, 0))
+
+
+def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, loop: bool,
+        head_dims: list[int] | None = None) -> dict:
     warnings.filterwarnings("ignore")
-    from mtl_core.config import StrategyChoice, build_config
     from mtl_core.prepare import prepare
-    from mtl_core.strategies import StrategyContext, build_strategy, gradients
+    from mtl_core.strategies import gradients
     from mtl_core.train import build_model
 
-    cfg = build_config({"data": {"root": data_dir}, "model": {"text_encoder": "tiny", "rnn_units": rnn_units,
-                                                              "attention_heads": 4}})
+    cfg = _config(data_dir, rnn_units, head_dims)
     data = prepare(cfg, torch.device("cpu"), splits=("train",))
     torch.manual_seed(0)
     model = build_model(cfg, data.encoder)
-    combiner = build_strategy("combiner", StrategyChoice(name), StrategyContext(TASKS, 1, 0))
-    if loop:
-        gradients._BATCHED_OK[type(model)] = False
+    combiner = _combiner(name)
+    gradients._BATCHED_OK[type(model)] = not loop
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + combiner.parameters(), lr=1e-4)
     split = data.splits["train"]
     batches = list(split.batches(batch_size, np.arange(len(split)), drop_last=True))
@@ -71,16 +87,17 @@ def timed_step(model, combiner, opt, inputs, labels) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(names: list[str], steps: int, rnn_units: int, batch_size: int, data_dir: str) -> dict[str, float]:
-    """Each combiner's median over rounds of (its step time / equal's step time in the same round)."""
+def interleaved(names: list[str], steps: int, rnn_units: int, batch_size: int, data_dir: str,
+                head_dims: list[int] | None = None) -> dict[str, float]:
+    """Each combiner's median over rounds of (its step time / equal's step time in the same round); a name
+    `pcgrad@representation` is that gradient method in the representation space, `pcgrad@loop` its
+    parameter-space Jacobian by the per-task loop (the model classes are shared: the path is set per step)."""
     warnings.filterwarnings("ignore")
-    from mtl_core.config import StrategyChoice, build_config
     from mtl_core.prepare import prepare
-    from mtl_core.strategies import StrategyContext, build_strategy
+    from mtl_core.strategies import gradients
     from mtl_core.train import build_model
 
-    cfg = build_config({"data": {"root": data_dir}, "model": {"text_encoder": "tiny", "rnn_units": rnn_units,
-                                                              "attention_heads": 4}})
+    cfg = _config(data_dir, rnn_units, head_dims)
     data = prepare(cfg, torch.device("cpu"), splits=("train",))
     split = data.splits["train"]
     batches = list(split.batches(batch_size, np.arange(len(split)), drop_last=True))
@@ -88,13 +105,14 @@ def interleaved(names: list[str], steps: int, rnn_units: int, batch_size: int, d
     for name in ["equal"] + [n for n in names if n != "equal"]:
         torch.manual_seed(0)
         model = build_model(cfg, data.encoder).train()
-        combiner = build_strategy("combiner", StrategyChoice(name), StrategyContext(TASKS, 1, 0))
+        combiner = _combiner(name.removesuffix("@loop"))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + combiner.parameters(), lr=1e-4)
         runs[name] = (model, combiner, opt)
     times = {name: [] for name in runs}
     for i in range(steps + 2):
         inputs, labels = batches[i % len(batches)]
         for name, (model, combiner, opt) in runs.items():
+            gradients._BATCHED_OK[type(model)] = not name.endswith("@loop")
             times[name].append(timed_step(model, combiner, opt, inputs, labels))
     base = np.array(times["equal"][2:])
     return {name: float(np.median(np.array(t[2:]) / base)) for name, t in times.items()} | {
@@ -112,13 +130,19 @@ def main():
     p.add_argument("--data", default=None)
     p.add_argument("--only", default=None, help="comma-separated combiners to time (default: all); equal always runs")
     p.add_argument("--interleave", action="store_true", help="one process, one step of each combiner in turn")
+    p.add_argument("--head-dims", default=None, help="comma-separated head layer sizes (default: the config's)")
+    p.add_argument("--flagship", action="store_true",
+                   help="spaces/groupings.yaml's model and batch: --rnn-units 32 --head-dims 64,32,16 --batch-size 32")
     args = p.parse_args()
+    if args.flagship:
+        args.rnn_units, args.head_dims, args.batch_size = 32, "64,32,16", 32
+    head_dims = [int(d) for d in args.head_dims.split(",")] if args.head_dims else None
     if args.interleave_run:
         print(json.dumps(interleaved(args.interleave_run.split(","), args.steps, args.rnn_units, args.batch_size,
-                                     args.data)))
+                                     args.data, head_dims)))
         return
     if args.one:
-        print(json.dumps(one(args.one, args.steps, args.rnn_units, args.batch_size, args.data, args.loop)))
+        print(json.dumps(one(args.one, args.steps, args.rnn_units, args.batch_size, args.data, args.loop, head_dims)))
         return
     from mtl_core.data.synth import write_synthetic
     from mtl_core.strategies import REGISTRIES
@@ -132,34 +156,44 @@ def main():
         env = {**os.environ, "MTL_CACHE_DIR": str(Path(tmp) / "cache")}
         data = write_synthetic(Path(tmp) / "data", seed=0, n_train=128, n_val=8, n_test=8)
 
+        shape = ["--steps", str(args.steps), "--rnn-units", str(args.rnn_units), "--batch-size", str(args.batch_size),
+                 "--data", str(data)] + (["--head-dims", args.head_dims] if args.head_dims else [])
+
         def run(name, loop=False):
-            cmd = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--rnn-units",
-                   str(args.rnn_units), "--batch-size", str(args.batch_size), "--data", str(data)]
+            cmd = [sys.executable, __file__, "--one", name, *shape]
             out = subprocess.run(cmd + (["--loop"] if loop else []), capture_output=True, text=True, env=env, check=True)
             return json.loads(out.stdout.strip().splitlines()[-1])
 
-        print(f"device: cpu, {torch.get_num_threads()} threads; HICCAP rnn_units={args.rnn_units}, tiny encoder "
-              f"(frozen, cached), batch {args.batch_size}, T={len(TASKS)}, median of {args.steps} steps")
+        print(f"device: cpu, {torch.get_num_threads()} threads; HICCAP rnn_units={args.rnn_units}, heads "
+              f"{args.head_dims or 'default'}, tiny encoder (frozen, cached), batch {args.batch_size}, T={len(TASKS)}, "
+              f"median of {args.steps} steps")
         if args.interleave:
-            cmd = [sys.executable, __file__, "--interleave-run", ",".join(names), "--steps", str(args.steps),
-                   "--rnn-units", str(args.rnn_units), "--batch-size", str(args.batch_size), "--data", str(data)]
+            variants = [f"{n}{v}" for n in names for v in
+                        (["", "@loop", "@representation"] if REGISTRIES["combiner"][n].uses_gradients else [""])]
+            cmd = [sys.executable, __file__, "--interleave-run", ",".join(variants), *shape]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
             ratios = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"interleaved: equal {ratios.pop('equal_ms'):.1f} ms/step (median); median per-round ratio to equal")
-            for name, ratio in ratios.items():
-                print(f"{name:<14}{ratio:>9.2f}")
+            print(f"interleaved: equal {ratios.pop('equal_ms'):.1f} ms/step (median); median per-round ratio to equal "
+                  "(gradient methods: batched, per-task loop, representation space)")
+            print(f"{'combiner':<14}{'x equal':>9}{'loop':>9}{'repr.':>9}")
+            for name in names:
+                cells = [ratios.get(f"{name}{v}") for v in ("", "@loop", "@representation")]
+                print(f"{name:<14}" + "".join(f"{c:>9.2f}" if c is not None else f"{'':>9}" for c in cells))
             return
         base = run("equal")
         print(f"shared parameters: {base['shared_params']:,}")
-        print(f"{'combiner':<14}{'ms/step':>9}{'x equal':>9}{'x T':>7}{'peak MB':>9}{'loop x equal':>14}")
+        print(f"{'combiner':<14}{'ms/step':>9}{'x equal':>9}{'x T':>7}{'peak MB':>9}{'loop x equal':>14}"
+              f"{'repr. x equal':>15}{'repr. peak MB':>15}")
         for name in names:
             cls = REGISTRIES["combiner"][name]
             r = base if name == "equal" else run(name)
             ratio = r["ms"] / base["ms"]
-            loop = ""
+            extra = ""
             if cls.uses_gradients:
-                loop = f"{run(name, loop=True)['ms'] / base['ms']:>14.2f}"
-            print(f"{name:<14}{r['ms']:>9.1f}{ratio:>9.2f}{ratio / len(TASKS):>7.2f}{r['peak_mb']:>9.0f}{loop}")
+                rep = run(f"{name}@representation")
+                extra = (f"{run(name, loop=True)['ms'] / base['ms']:>14.2f}{rep['ms'] / base['ms']:>15.2f}"
+                         f"{rep['peak_mb']:>15.0f}")
+            print(f"{name:<14}{r['ms']:>9.1f}{ratio:>9.2f}{ratio / len(TASKS):>7.2f}{r['peak_mb']:>9.0f}{extra}")
 
 
 if __name__ == "__main__":
