@@ -14,6 +14,7 @@ SCRIPT = CLUSTER / "slurm.sbatch"
 
 FAKE_RAY = r"""#!/usr/bin/env bash
 echo "ray $*" >> "$FAKE_LOG"
+[ "$1" = start ] && echo "ray-env single-machine=${RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER:-}" >> "$FAKE_LOG"
 case "$1" in
   start) trap 'exit 0' TERM; while :; do sleep 0.1; done ;;
   status) printf 'Active:\n 1 node_0123\nPending:\n (no pending nodes)\n' ;;
@@ -26,6 +27,7 @@ esac
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 echo "python $*" >> "$FAKE_LOG"
 echo "auth=$RAY_AUTH_MODE token=$RAY_AUTH_TOKEN address=${RAY_ADDRESS:-}" >> "$FAKE_LOG"
+echo "launcher-env single-machine=${RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER:-}" >> "$FAKE_LOG"
 while [ $# -gt 0 ]; do
   case "$1" in --storage) storage=$2 ;; --name) name=$2 ;; esac
   shift
@@ -110,6 +112,8 @@ def test_sigterm_reaches_the_launcher_ray_stops_and_the_resume_line_is_printed(f
     assert _left(tmp) == ""
     head = next(line for line in calls.splitlines() if line.startswith("ray start --head"))
     assert "--dashboard-host=127.0.0.1" in head and "--node-ip-address=127.0.0.1" in head  # one node: loopback
+    # ... which Ray honours only in its single-machine mode (else its servers listen on every address)
+    assert "ray-env single-machine=0" in calls and "launcher-env single-machine=0" in calls
     assert "--include-dashboard=true" in head and "--block" in head
     assert "--num-cpus=3" in head and "--num-gpus=2" in head  # from SLURM_CPUS_ON_NODE, CUDA_VISIBLE_DEVICES
     # the token reaches the launcher in its environment, never on a command line; RAY_ADDRESS is not inherited
