@@ -2,6 +2,7 @@
 
     dsg+equal+all | bin+sla+sar/mat+gor     scheduler+combiner+modality | the groups (tasks by their prefix)
     dsg+equal+all                           all tasks in one model
+    all+pcgrad@z+all                        a gradient method with `space: representation`
     equal_sum                               a baseline is its own name
 
 and the names of the MLflow runs built on them (`run_name`): `final dsg+equal+all | bin+sla+sar/mat+gor seed 1`,
@@ -61,12 +62,16 @@ def from_cell(key: str, text: str) -> Any:
 
 
 def _strategy_name(overrides: dict[str, Any], base: dict[str, Any], axis: str) -> str:
-    if name_key(axis) in overrides:
-        return str(overrides[name_key(axis)])
+    """The method's name; a gradient method in the representation space is its own variant, `pcgrad@z`."""
     raw = (base.get("strategy") or {}).get(axis)
+    params = raw if isinstance(raw, dict) and name_key(axis) not in overrides else {}
+    space = overrides.get(f"strategy.{axis}.space", params.get("space"))
+    suffix = "@z" if space == "representation" else ""
+    if name_key(axis) in overrides:
+        return str(overrides[name_key(axis)]) + suffix
     if isinstance(raw, dict):
         raw = raw.get("name")
-    return str(raw) if raw else BASELINE[axis]
+    return (str(raw) if raw else BASELINE[axis]) + suffix
 
 
 def config_label(overrides: dict[str, Any], base: dict[str, Any] | None = None) -> str:

@@ -25,6 +25,17 @@ def test_a_configuration_is_named_by_its_strategy_and_grouping():
     assert config_label({"tasks": ["mature", "gory"], "groups": None}, BASE) == "all+pcgrad+all | mat+gor"
 
 
+def test_the_representation_space_is_its_own_variant():
+    z = {"strategy.combiner.name": "upgrad", "strategy.combiner.space": "representation"}
+    assert config_label(z, {"tasks": TASKS}) == "all+upgrad@z+all"
+    assert config_label({**z, "strategy.combiner.space": "parameters"}, {"tasks": TASKS}) == "all+upgrad+all"
+    fixed = {"tasks": TASKS, "strategy": {"combiner": {"name": "pcgrad", "space": "representation"}}}
+    assert config_label({}, fixed) == "all+pcgrad@z+all"
+    assert config_label({"strategy.combiner.name": "equal"}, fixed) == "all+equal+all"  # the sampled method's own
+    assert row_label({"trial_id": "x", "config/strategy.combiner.name": "mgda",
+                      "config/strategy.combiner.space": "representation"}, {"tasks": TASKS}) == "all+mgda@z+all"
+
+
 def test_a_table_row_gives_the_same_label():
     row = {"trial_id": "x", "config/strategy.scheduler.name": "dsg", "config/groups": '[["binary"], ["mature"]]',
            "config/train.lr": 0.1, "config/strategy.modality.name": float("nan")}
