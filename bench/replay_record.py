@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import signal
 import sys
 import tempfile
 import time
@@ -103,6 +104,8 @@ def record(space: Path, overrides: list[str], n: int, out: Path, jobs: int = 2) 
     tasks = list(spec.config.tasks)
     work = [(i, spec.base, configs[i], spec.search.metric, spec.search.mode, tasks) for i in todo]
     out.parent.mkdir(parents=True, exist_ok=True)
+    # a TERM (a `timeout` on the recording) ends it like Ctrl-C: the pool's workers are terminated with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(jobs) as pool:
         for row in pool.imap_unordered(_train_one, work):
