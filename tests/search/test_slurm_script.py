@@ -17,7 +17,7 @@ echo "ray $*" >> "$FAKE_LOG"
 [ "$1" = start ] && echo "ray-env single-machine=${RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER:-}" >> "$FAKE_LOG"
 case "$1" in
   start) trap 'exit 0' TERM; while :; do sleep 0.1; done ;;
-  status) printf 'Active:\n 1 node_0123\nPending:\n (no pending nodes)\n' ;;
+  status) echo Active:; for i in $(seq 1 "${FAKE_NODES:-1}"); do echo " 1 node_$i"; done; echo Pending: ;;
   get-auth-token) mkdir -p "$HOME/.ray"; echo fake-token > "$HOME/.ray/auth_token" ;;
 esac
 """
@@ -40,11 +40,22 @@ while :; do sleep 0.1; done
 """
 
 
+# srun runs its command here, as the one other node would; scontrol names the allocation's nodes
+FAKE_SRUN = r"""#!/usr/bin/env bash
+echo "srun $*" >> "$FAKE_LOG"
+while [ "$1" != bash ]; do shift; done
+exec "$@"
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+echo node1; echo node2
+"""
+
+
 @pytest.fixture
 def fake(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("ray", FAKE_RAY), ("python", FAKE_PYTHON)):
+    for name, text in (("ray", FAKE_RAY), ("python", FAKE_PYTHON), ("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     log = tmp_path / "calls.log"
@@ -153,3 +164,28 @@ def test_the_head_address_must_be_a_private_one(fake):
     out = _finish(proc)
     assert proc.returncode == 2 and out.startswith("error: MTL_RAY_HEAD_IP") and "Traceback" not in out
     assert "ray start" not in log.read_text()
+
+
+def test_two_nodes_a_worker_through_srun_on_the_heads_private_address(fake):
+    env, log, tmp = fake
+    proc = _start(env, tmp, SLURM_JOB_NUM_NODES="2", SLURM_JOB_NODELIST="node[1-2]", SLURM_CPUS_PER_TASK="3",
+                  MTL_RAY_HEAD_IP="10.1.2.3", MTL_RAY_PORT="20100", FAKE_NODES="2")
+    try:
+        _wait_for(log, "launcher-started")
+        os.kill(proc.pid, signal.SIGTERM)
+        out = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    calls = log.read_text()
+    assert proc.returncode == 143 and _left(tmp) == "", out + calls
+    lines = calls.splitlines()
+    head = next(line for line in lines if line.startswith("ray start --head"))
+    assert "--dashboard-host=10.1.2.3" in head and "--node-ip-address=10.1.2.3" in head
+    srun = next(line for line in lines if line.startswith("srun "))
+    for arg in ("--overlap", "--nodes=1", "--ntasks=1", "--exclude=node1", "--cpus-per-task=3"):
+        assert arg in srun.split(), srun
+    worker = next(line for line in lines if line.startswith("ray start --address=10.1.2.3:20100"))
+    assert "--num-cpus=3" in worker and "--block" in worker
+    assert "ray-env single-machine=\n" in calls and "single-machine=0" not in calls  # a real cluster
+    assert "--address 10.1.2.3:20100" in next(line for line in lines if line.startswith("python "))
