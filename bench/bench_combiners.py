@@ -2,6 +2,7 @@
 
     python bench/bench_combiners.py [--steps 20] [--rnn-units 128] [--batch-size 16] [--only famo,upgrad]
     python bench/bench_combiners.py --flagship        # spaces/groupings.yaml's model: rnn_units 32, heads 64-32-16, batch 32
+    python bench/bench_combiners.py --flagship --profile pcgrad --steps 3    # where the time goes, batched and looped
 
 Each combiner runs in its own process on the same batches and model (same seed), so the peak RSS
 it reports is its own. Gradient methods run three ways: the Jacobian of the shared parameters by one
@@ -17,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +74,41 @@ def one(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, l
     shared = sum(p.numel() for p in model.shared_parameters())
     return {"ms": 1000 * float(np.median(times[2:])), "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "shared_params": shared}
+
+
+def profile(name: str, steps: int, rnn_units: int, batch_size: int, data_dir: str, head_dims: list[int] | None) -> None:
+    """torch.profiler's top operators over `steps` steps of a gradient method, with the batched Jacobian and with
+    the per-task loop, and the operators the batched backward has no batching rule for: vmap runs each of those
+    once per task and stacks the results (`aten::copy_`, `aten::cat`)."""
+    warnings.filterwarnings("ignore")
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from mtl_core.prepare import prepare
+    from mtl_core.strategies import gradients
+    from mtl_core.train import build_model
+
+    cfg = _config(data_dir, rnn_units, head_dims)
+    data = prepare(cfg, torch.device("cpu"), splits=("train",))
+    split = data.splits["train"]
+    batches = list(split.batches(batch_size, np.arange(len(split)), drop_last=True))
+    for loop in (False, True):
+        torch.manual_seed(0)
+        model = build_model(cfg, data.encoder).train()
+        combiner = _combiner(name)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] + combiner.parameters(), lr=1e-4)
+        gradients._BATCHED_OK[type(model)] = not loop
+        timed_step(model, combiner, opt, *batches[0])  # warm-up
+        torch._C._debug_only_display_vmap_fallback_warnings(True)
+        with warnings.catch_warnings(record=True) as caught, torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            warnings.simplefilter("always")
+            for i in range(steps):
+                timed_step(model, combiner, opt, *batches[(i + 1) % len(batches)])
+        torch._C._debug_only_display_vmap_fallback_warnings(False)
+        print(f"== {name}, {'per-task loop' if loop else 'batched Jacobian (is_grads_batched)'}, {steps} steps")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        ops = Counter(m.group(1) for w in caught if (m := re.search(r"batching rule for (\S+?)\. ", str(w.message))))
+        if ops:
+            print("no batching rule, run once per task:", ", ".join(f"{op} {n / steps:.0f}/step" for op, n in ops.most_common()))
 
 
 def timed_step(model, combiner, opt, inputs, labels) -> float:
@@ -133,6 +171,8 @@ def main():
     p.add_argument("--head-dims", default=None, help="comma-separated head layer sizes (default: the config's)")
     p.add_argument("--flagship", action="store_true",
                    help="spaces/groupings.yaml's model and batch: --rnn-units 32 --head-dims 64,32,16 --batch-size 32")
+    p.add_argument("--profile", default=None, metavar="COMBINER",
+                   help="torch.profiler's table of a gradient method's steps, batched and by the loop, and vmap's fallbacks")
     args = p.parse_args()
     if args.flagship:
         args.rnn_units, args.head_dims, args.batch_size = 32, "64,32,16", 32
@@ -155,6 +195,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MTL_CACHE_DIR": str(Path(tmp) / "cache")}
         data = write_synthetic(Path(tmp) / "data", seed=0, n_train=128, n_val=8, n_test=8)
+        if args.profile:
+            os.environ["MTL_CACHE_DIR"] = env["MTL_CACHE_DIR"]
+            profile(args.profile, min(args.steps, 5), args.rnn_units, args.batch_size, str(data), head_dims)
+            return
 
         shape = ["--steps", str(args.steps), "--rnn-units", str(args.rnn_units), "--batch-size", str(args.batch_size),
                  "--data", str(data)] + (["--head-dims", args.head_dims] if args.head_dims else [])
