@@ -3,7 +3,10 @@
 One batched backward computes the Jacobian: first dL_t/dz for every active task (through the heads
 only, cheap), then one vector-Jacobian product through the encoder with the T rows batched
 (`is_grads_batched`, i.e. vmap). Where vmap has no rule for an op (cuDNN LSTM backward, some CPU
-kernels) we fall back to one retained backward per task and remember the choice per model class.
+kernels) we fall back to one retained backward per task and remember the choice per model class. Where both
+run, the batched one is the faster on the CPU models measured, if only by 13-25%: `is_grads_batched` uses
+torch's legacy vmap, which runs the LSTMs' tanh_backward, the norms' and softmax's backward once per row, and
+the rest is GEMM-bound (docs/results.md#combiner-cost).
 Heads receive their own task's gradient; aggregation acts on shared parameters only.
 
 A combiner with `space: representation` stops at dL_t/dz: its rule runs on those rows, and one backward of
