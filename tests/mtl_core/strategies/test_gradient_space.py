@@ -176,3 +176,28 @@ def test_default_space_is_parameters():
     for name in GRADIENT:
         assert _combiner(name, "parameters").params["space"] == "parameters"
         assert build_strategy("combiner", StrategyChoice(name), CTX).space == "parameters"
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    from conftest import tiny_raw
+    from mtl_core.config import build_config
+    from mtl_core.data.synth import write_synthetic
+    from mtl_core.prepare import prepare
+
+    root = write_synthetic(tmp_path_factory.mktemp("micro"), seed=5, n_train=16, n_val=8, n_test=8)
+    return root, prepare(build_config(tiny_raw(root)), torch.device("cpu"), splits=("train", "val"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["db_mtl", "excess_mtl", "upgrad"])
+def test_training_in_z_space_resumes_exactly(micro, tmp_path, name):
+    # db_mtl's average and excess_mtl's sums of squares are kept per feature of z and checkpointed as such
+    from conftest import assert_resume_exact, tiny_raw
+    from mtl_core.config import build_config
+
+    root, data = micro
+    cfg = build_config(tiny_raw(root, train={"epochs": 3}, strategy={"combiner": {"name": name, "space": "representation"}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_resume_exact(cfg, tmp_path, stop_after=1, prepared=data)
