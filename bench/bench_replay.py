@@ -98,7 +98,8 @@ def load(path: Path) -> tuple[list[sim.Curve], dict, list[float] | None]:
     if len(settings) != 1:
         raise SystemExit(f"error: {path}: curves of {len(settings)} different settings; one file per setting")
     setting = rows[0]["setting"]
-    curves = [sim.Curve.of(r, setting["max_t"]) for r in rows]
+    # a run that diverged in its first epoch has nothing to replay: no trial of a search would report either
+    curves = [sim.Curve.of(r, setting["max_t"]) for r in rows if r["val"]]
     return curves, setting, reference_of(setting, list(rows[0]["tasks"]))
 
 
