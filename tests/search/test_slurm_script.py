@@ -34,7 +34,12 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$storage/$name" && echo '{}' > "$storage/$name/launch_state.json"
 [ -n "${FAKE_LAUNCH_EXIT:-}" ] && exit "$FAKE_LAUNCH_EXIT"
-trap 'echo launcher-got-TERM >> "$FAKE_LOG"; exit 143' TERM
+on_term() {  # the launcher's stop needs the head's Ray: is it still up?
+  pgrep -f "^bash .*/ray start --head" > /dev/null && echo head-up >> "$FAKE_LOG"
+  echo launcher-got-TERM >> "$FAKE_LOG"
+  exit 143
+}
+trap on_term TERM
 echo launcher-started >> "$FAKE_LOG"
 while :; do sleep 0.1; done
 """
@@ -63,7 +68,7 @@ def fake(tmp_path):
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), "FAKE_LOG": str(log),
            "SLURM_JOB_ID": "4242", "SLURM_JOB_NUM_NODES": "1", "SLURM_CPUS_ON_NODE": "3",
            "CUDA_VISIBLE_DEVICES": "0,1", "MTL_RAY_TMP": str(tmp_path / "raytmp"),
-           "RAY_ADDRESS": "http://somewhere:8265"}
+           "RAY_ADDRESS": "http://somewhere:8265", "MTL_RAY_STOP_GRACE_S": "1"}
     return env, log, tmp_path
 
 
@@ -119,7 +124,7 @@ def test_sigterm_reaches_the_launcher_ray_stops_and_the_resume_line_is_printed(f
             os.killpg(proc.pid, signal.SIGKILL)
     calls = log.read_text()
     assert proc.returncode == 143, out + calls
-    assert "launcher-got-TERM" in calls
+    assert "launcher-got-TERM" in calls and "head-up" in calls  # the head's Ray outlived the launcher's stop
     assert _left(tmp) == ""
     head = next(line for line in calls.splitlines() if line.startswith("ray start --head"))
     assert "--dashboard-host=127.0.0.1" in head and "--node-ip-address=127.0.0.1" in head  # one node: loopback
