@@ -88,12 +88,13 @@ def backward_aggregated(model, z: torch.Tensor, losses: torch.Tensor, active: to
 def _backward_representation(model, z: torch.Tensor, trained: torch.Tensor, losses: torch.Tensor, idx: torch.Tensor,
                              combiner) -> None:
     """`space: representation`: the task gradients w.r.t. z [A, B, D] (through the heads only), the method's
-    rule on them, and one backward of its z-gradient through the encoder. The shared parameters get the same
-    combination of the task gradients as their own rule would give, with weights found in z's space."""
+    rule on them, and one backward of its z-gradient through the encoder: the shared parameters get a weighted
+    sum of the task gradients, with the weights the rule finds in z's space."""
     eye = torch.eye(len(idx), device=z.device, dtype=trained.dtype)
     dz = _vjp_rows(trained[idx], [z], eye, type(model.heads))[0]
-    combiner.record_cosine(mean_pairwise_cosine(dz.detach().reshape(len(idx), -1)))
-    direction = combiner.aggregate_representation(dz.detach(), losses[idx].detach(), idx)  # [B, D]
+    dz = dz.detach().float()  # the rule in fp32, as on the parameters' gradients (z may be bf16 under autocast)
+    combiner.record_cosine(mean_pairwise_cosine(dz.reshape(len(idx), -1)))
+    direction = combiner.aggregate_representation(dz, losses[idx].detach(), idx)  # [B, D]
     shared = model.shared_parameters()
     grads = torch.autograd.grad(z, shared, grad_outputs=direction.to(z.dtype), allow_unused=True,
                                 materialize_grads=True)

@@ -201,3 +201,23 @@ def test_training_in_z_space_resumes_exactly(micro, tmp_path, name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert_resume_exact(cfg, tmp_path, stop_after=1, prepared=data)
+
+
+@pytest.mark.parametrize("name", ["upgrad", "nash_mtl", "db_mtl"])
+def test_z_space_under_bf16_autocast(name):
+    # z comes out in bf16; the rule runs in fp32, as it does on the parameters' gradients
+    from conftest import Toy
+
+    model = Toy().train()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(16, 6, generator=g), torch.randint(0, 2, (16, 3), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = model.encode(x)
+        logits = model.heads_forward(z)
+    assert z.dtype == torch.bfloat16
+    losses = torch.stack([nn.functional.cross_entropy(logits[t].float(), y[:, j]) for j, t in enumerate(TASKS)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        backward_aggregated(model, z, losses, torch.ones(3, dtype=torch.bool), _combiner(name, "representation"))
+    for p in model.shared_parameters():
+        assert p.grad is not None and p.grad.dtype == p.dtype and torch.isfinite(p.grad).all()
