@@ -221,3 +221,28 @@ def test_z_space_under_bf16_autocast(name):
         backward_aggregated(model, z, losses, torch.ones(3, dtype=torch.bool), _combiner(name, "representation"))
     for p in model.shared_parameters():
         assert p.grad is not None and p.grad.dtype == p.dtype and torch.isfinite(p.grad).all()
+
+
+def test_a_search_samples_the_space_of_a_gradient_method(tmp_path):
+    import yaml
+
+    from search.labels import config_label
+    from search.space import load_space, sample_configs
+    from search.trial import trial_config
+
+    raw = {"model": {"text_encoder": "tiny"}, "train": {"epochs": 1},
+           "space": {"strategy": {"combiner": {"choice": {"pcgrad": {"space": {"choice": ["parameters", "representation"]}},
+                                                          "equal": {}}}}}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = load_space(path)
+    seen = set()
+    for c in sample_configs(spec, 30):
+        cfg = trial_config(spec.base, c)
+        if cfg.strategy.combiner.name == "pcgrad":
+            space = cfg.strategy.combiner.params["space"]
+            seen.add(space)
+            assert config_label(c, spec.base) == ("all+pcgrad@z+all" if space == "representation" else "all+pcgrad+all")
+        else:
+            assert "strategy.combiner.space" not in c
+    assert seen == {"parameters", "representation"}
