@@ -136,7 +136,7 @@ def test_scancel_stops_the_search_and_resubmitting_resumes_it(slurm, how):
     assert state == ("CANCELLED" if how == ["scancel"] else "FAILED"), (state, code, out)
     assert how == ["scancel"] or code == "143:0", (state, code, out)
     exp = tmp_path / "store" / "again"
-    assert (exp / "launch_state.json").is_file() and not (exp / "leaderboard.csv").is_file(), out
+    assert (exp / "launch_state.json").is_file(), out  # (a stopped launch writes its partial leaderboard)
     assert "stopped by SIGTERM" in out and "MTL_NAME=again" in out, out  # the launcher's line, the script's
     assert "Ray stopped on 1 node(s)" in out
     assert _ray_left(ray_tmp) == []
