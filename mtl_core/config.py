@@ -72,6 +72,11 @@ class ModelConfig:
     head_dims: tuple[int, ...] = (200, 40, 20)
 
 
+def model_width(model: ModelConfig, text_width: int) -> int:
+    """The width the modalities meet at: `model.width`, or the text encoder's own."""
+    return model.width if model.width is not None else text_width
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from mtl_core import TASKS, keys
 from mtl_core.affinity import lookahead_affinity
 from mtl_core.checkpoint import load_checkpoint, save_checkpoint
-from mtl_core.config import Config, ConfigError, ModelConfig, StrategyChoice, StrategyConfig
+from mtl_core.config import Config, ConfigError, StrategyChoice, StrategyConfig, model_width
 from mtl_core.data.dataset import SplitData
 from mtl_core.losses import class_weights
 from mtl_core.metrics import binary_task_metrics, mean_over_tasks
@@ -121,11 +121,6 @@ def autocast(precision: str, device: torch.device):
     """Mixed precision for the forward pass (`train.precision`); a no-op context at fp32."""
     dtype = _DTYPES.get(resolve_precision(precision, device))
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-def model_width(model: ModelConfig, text_width: int) -> int:
-    """The width the modalities meet at: `model.width`, or the text encoder's own."""
-    return model.width if model.width is not None else text_width
 
 
 def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:

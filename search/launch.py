@@ -27,7 +27,7 @@ import yaml
 
 from mtl_core import safe_yaml
 from mtl_core.cli import OneLineParser, fail
-from mtl_core.config import ConfigError
+from mtl_core.config import ConfigError, model_width
 from mtl_core.model.text_encoder import EncoderNotFound, load_text_encoder
 from mtl_core.validation import Problems
 from search import signals
@@ -229,13 +229,11 @@ def _check_encoders(spec: SpaceSpec) -> None:
                 widths[model.text_encoder] = load_text_encoder(model.text_encoder).hidden_size
             except EncoderNotFound as exc:
                 raise ConfigError(f"space.{exc}") from None
-        if model.width is not None:
-            if model.width % model.attention_heads:
-                raise ConfigError(f"space.model.attention_heads: {model.attention_heads} does not divide "
-                                  f"model.width {model.width}")
-        elif widths[model.text_encoder] % model.attention_heads:
-            raise ConfigError(f"space.model.attention_heads: {model.attention_heads} does not divide the width "
-                              f"{widths[model.text_encoder]} of text encoder {model.text_encoder!r}")
+        width = model_width(model, widths[model.text_encoder])
+        if width % model.attention_heads:
+            what = (f"model.width {width}" if model.width is not None
+                    else f"the width {width} of text encoder {model.text_encoder!r}")
+            raise ConfigError(f"space.model.attention_heads: {model.attention_heads} does not divide {what}")
 
 
 def _checks(args) -> tuple[SpaceSpec, Path]:

@@ -127,8 +127,8 @@ class FusionModel(nn.Module):
     maps the three encoded sequences to z [B, 3d], the pooled (text, audio, video) parts in that order."""
 
     def __init__(self, tasks: tuple[str, ...], width: int, *, text_encoder: nn.Module | None = None,
-                 text_width: int | None = None, freeze_text: bool = True, rnn_units: int = 512, attention_heads: int = 12,
-                 dropout: float = 0.2, head_dropout: float = 0.3, head_dims: tuple[int, ...] = (200, 40, 20)):
+                 text_width: int | None = None, freeze_text: bool = True, rnn_units: int = 512,
+                 attention_heads: int = 12, dropout: float = 0.2, head_dropout: float = 0.3, head_dims: tuple[int, ...] = (200, 40, 20)):
         super().__init__()
         self.tasks = tuple(tasks)
         self.freeze_text = freeze_text

@@ -5,8 +5,6 @@ import torch
 
 from mtl_core import TASKS
 from mtl_core.config import ConfigError, build_config
-from mtl_core.data.arrays import read_source
-from mtl_core.data.dataset import SplitData, token_rows
 from mtl_core.data.synth import write_synthetic
 from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.model.hiccap import ModelInputs
@@ -15,18 +13,7 @@ from mtl_core.prepare import prepare
 from mtl_core.train import build_model, train
 
 from conftest import tiny_raw
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    return load_text_encoder("tiny")
-
-
-@pytest.fixture(scope="module")
-def batch(tiny_data, encoder):
-    arr = read_source(tiny_data, "train")
-    split = SplitData(arr, token_rows(arr, encoder.tokenizer, False, 500), TASKS)
-    return split.batch(np.arange(6))[0]
+from test_architectures import batch, encoder  # noqa: F401  (the shared fixtures)
 
 
 def _model(arch, encoder, width):

@@ -34,6 +34,7 @@ def test_arch_and_text_encoder_are_searchable(tmp_path):
      "space.model.text_encoder: 'no-such/encoder' is not on this machine"),
     ({"model": {"attention_heads": {"choice": [4, 5]}}},
      "space.model.attention_heads: 5 does not divide the width 96 of text encoder 'tiny'"),
+    ({"model": {"width": {"choice": [32, 30]}}}, "space.model.attention_heads: 4 does not divide model.width 30"),
 ])
 def test_a_bad_model_option_is_one_line_before_anything_starts(tmp_path, capsys, space, message):
     from search.launch import main
