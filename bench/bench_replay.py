@@ -200,14 +200,11 @@ def target(curves, reference, seeds: int, num_samples: int, max_t: int, grace: i
 def earliest_rung(setting: dict, skip: set[str] = frozenset()) -> tuple[int, dict[str, int]]:
     """The epoch the first rung must reach so that every sampleable strategy (but those in `skip`) has acted
     (search.first_rung)."""
-    from dataclasses import replace
-
-    from search.first_rung import late_strategies
+    from search.first_rung import acting_epochs
     from search.space import load_space
 
     spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
-    late = late_strategies(replace(spec, search=replace(spec.search, grace_period=0)))
-    late = {k: v for k, v in late.items() if k.split()[-1] not in skip}
+    late = {k: v for k, v in acting_epochs(spec).items() if k.split()[-1] not in skip}
     return max(late.values(), default=1), late
 
 

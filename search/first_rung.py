@@ -1,45 +1,58 @@
-"""Whether ASHA's first rung comes after every strategy the space can sample has acted.
+"""ASHA's first rung after every strategy the space can sample has acted.
 
 A rung compares trials at a budget of epochs. A strategy that trains exactly like its axis's plain value
 until some epoch (DWA until two epochs of losses exist, an assessed curriculum until its assessment, DSG
-until its first stop) is cut at an earlier rung by scores it had no part in: among such strategies the
-search's cut is noise. The first rung must then sit at or after the epoch each one first acts in; the
-price is epochs, since every trial runs to the first rung (docs/spaces.md#the-first-rung).
+until its first stop) would be cut at an earlier rung by scores it had no part in: among such strategies the
+search's cut would be noise. So `search.grace_period: auto` (the default) puts the first rung at the first
+budget where every one of them has trained an epoch acting, and an explicit grace period earlier than that is
+refused. The price is epochs, since every trial runs to the first rung (docs/spaces.md#the-first-rung).
 """
 from __future__ import annotations
 
+from mtl_core.config import Config, ConfigError
 from mtl_core.strategies import AXES, REGISTRIES
-from search.space import SpaceSpec, corner_samples
-from search.trial import trial_config
 
 
-def late_strategies(spec: SpaceSpec) -> dict[str, int]:
-    """Each strategy the space can sample that cannot act within the first rung's epochs: `axis name` ->
-    the epochs a trial needs to have trained one epoch with it acting (its earliest acting epoch + 1)."""
-    late: dict[str, int] = {}
-    for sample in corner_samples(spec.space, spec.config.tasks) or [{}]:
-        cfg = trial_config(spec.base, sample)
+def acting_epochs(configs) -> dict[str, int]:
+    """Each strategy a space (a search.space.SpaceSpec, or its corner configurations) can sample that trains
+    like its axis's plain value in its first epoch: `axis name` -> the epochs a trial needs to have trained one
+    epoch with it acting (its earliest acting epoch + 1), the worst corner of its parameters' ranges."""
+    out: dict[str, int] = {}
+    for cfg in (configs if isinstance(configs, list) else configs.corner_configs()):
         for axis in AXES:
             choice = getattr(cfg.strategy, axis)
             cls = REGISTRIES[axis].get(choice.name)
             if cls is None:
                 continue
             needs = cls.earliest_act(dict(choice.params)) + 1
-            if needs > spec.search.grace_period:
+            if needs > 1:
                 key = f"{axis} {choice.name}"
-                late[key] = max(late.get(key, 0), needs)
-    return late
+                out[key] = max(out.get(key, 0), needs)
+    return out
 
 
-def first_rung_warning(spec: SpaceSpec) -> str | None:
-    """One line when the first rung comes before some strategy can act; None when it does not (or without
-    early stopping: a fixed list of trials, or one rung at max_t)."""
-    s = spec.search
-    if s.grouping_mode != "search" or s.grace_period >= spec.max_t:
-        return None
-    late = late_strategies(spec)
+def late_strategies(spec) -> dict[str, int]:
+    """The strategies of `acting_epochs` that cannot act within the first rung's epochs."""
+    return {k: v for k, v in acting_epochs(spec).items() if v > spec.search.grace_period}
+
+
+def derived_grace(configs: list[Config], max_t: int) -> int:
+    """The smallest first rung after every strategy of these configurations has acted, at most max_t (a rung
+    at max_t stops nothing: the search then runs every trial to the end)."""
+    return max(1, min(max_t, max(acting_epochs(configs).values(), default=1)))
+
+
+def _stops_early(spec) -> bool:
+    """Whether ASHA has a rung below max_t (a fixed list of trials has none)."""
+    return spec.search.grouping_mode == "search" and spec.search.grace_period < spec.max_t
+
+
+def check_first_rung(spec) -> None:
+    """Refuse (ConfigError) a space's explicit first rung that comes before some sampleable strategy can act."""
+    late = late_strategies(spec) if _stops_early(spec) else {}
     if not late:
-        return None
-    names = ", ".join(f"{k} (from epoch {v})" for k, v in sorted(late.items(), key=lambda kv: (-kv[1], kv[0])))
-    return (f"warning: ASHA's first rung (search.grace_period {s.grace_period}) comes before {names} can act: "
-            f"the cut among them there is noise; search.grace_period {max(late.values())} puts it after them")
+        return
+    names = ", ".join(f"{k} (acts in epoch {v})" for k, v in sorted(late.items(), key=lambda kv: (-kv[1], kv[0])))
+    raise ConfigError(f"search.grace_period: {spec.search.grace_period} puts ASHA's first rung before {names}, "
+                      f"so the cut among them would be noise; use {min(spec.max_t, max(late.values()))} "
+                      f"(or auto, which derives it), or leave them out of the space")

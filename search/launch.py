@@ -35,7 +35,7 @@ from search.cluster import ClusterUnavailable, address_source, auth_env, check_c
 from search.console import close_log_file, log_to_file, route_third_party_logs, setup_console
 from search.disk import drop_broken_error_pickles, is_no_space, no_space_line
 from search.experiment import CorruptFile, Files, read_state, resume_hint
-from search.first_rung import first_rung_warning
+from search.first_rung import check_first_rung
 from search.folder_read import (RESUME_RISK, check_journal, check_no_links, check_only_ours, check_sqlite,
                                check_tune_pickles, read_rungs)
 from search.lock import ExperimentLock, Locked
@@ -239,6 +239,8 @@ def _check_encoders(spec: SpaceSpec) -> None:
 def _checks(args) -> tuple[SpaceSpec, Path]:
     """Everything that can be checked without writing: space, options, name, storage, folder, data."""
     spec = _apply_cli(load_space(args.space, args.overrides), args)
+    if not args.resume:  # an experiment already running keeps the rungs it started with
+        check_first_rung(spec)
     if args.name is not None:
         check_name(args.name, "--name")
     _check_encoders(spec)
@@ -351,8 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     exp_dir = None
     try:
         spec, exp_dir = _checks(args)
-        if (warning := first_rung_warning(spec)) is not None:
-            print(warning, flush=True)
         if args.dry_run:
             return _dry_run(args, spec)
         uri = _check_services(args)

@@ -34,6 +34,7 @@ from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass, finite, show
 from search.baselines import BASELINES
+from search.first_rung import derived_grace
 from search.labels import partition_label
 from search.pareto import TIE_BREAKS
 from search.trial import TrialMeta, trial_config, trial_entry
@@ -64,7 +65,7 @@ class SearchSettings:
     num_samples: int = 8
     seed: int = 0
     max_concurrent: int = 2
-    grace_period: int = 1
+    grace_period: int = 1  # in a space file, `auto` (the default) derives it: search.first_rung
     reduction_factor: int = 3
     resources_per_trial: Resources = field(default_factory=Resources)
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)
@@ -123,6 +124,10 @@ class SpaceSpec:
     def max_t(self) -> int:
         """The full budget of a trial, in epochs."""
         return self.config.train.epochs
+
+    def corner_configs(self) -> list[Config]:
+        """The run configuration at every corner of the space (each choice's branches, each range's ends)."""
+        return [trial_config(self.base, sample) for sample in corner_samples(self.space, self.config.tasks) or [{}]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +361,12 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
     with problems.collect():
         base_cfg = build_config(copy.deepcopy(base))
         _absolute_paths(base, base_cfg)
-    search = _search_settings(raw.get("search"), problems, base_cfg.tasks)
+    base_ok = not problems.items  # corners of a broken base would only repeat its problem
+    raw_search = raw.get("search")
+    derive_grace = not isinstance(raw_search, dict) or raw_search.get("grace_period", "auto") == "auto"
+    if derive_grace and isinstance(raw_search, dict):
+        raw_search = {k: v for k, v in raw_search.items() if k != "grace_period"}
+    search = _search_settings(raw_search, problems, base_cfg.tasks)
     space = _absolute_run_paths(raw.get("space") or {})
     if not isinstance(space, dict):
         problems.add("space: expected a mapping of config keys to values or distributions")
@@ -367,13 +377,15 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
     with problems.collect():
         check_name(name, "name")
     spec = SpaceSpec(path, str(name), base, search, space, base_cfg, raw)
-    if len(problems.items) == len(before):  # every branch's corners, once the space itself is well formed
+    if base_ok and len(problems.items) == len(before):  # every branch's corners, once base and space are well formed
         corners = Problems()
         for sample in corner_samples(space, base_cfg.tasks):
             with corners.collect():
                 trial_config(base, sample)
         problems.items += [f"space.{p}" for p in corners.items if p not in before]  # not the base's again
     problems.raise_if_any()
+    if derive_grace:  # `auto`: the first rung after every sampleable strategy acts (search.first_rung)
+        spec.search = dataclasses.replace(spec.search, grace_period=derived_grace(spec.corner_configs(), spec.max_t))
     return spec
 
 

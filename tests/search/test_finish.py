@@ -77,7 +77,7 @@ def test_the_report_gets_the_phases_tables_as_they_are(tmp_path):
     assert given.trials is out.trials and given.axis_study is out.axis_study and given.tuning is out.tuning
     assert given.leaderboard is board and given.floor == {"test/avg_f1": 0.5} and given.base is spec.base
     assert list(given.decisions["other"]) == ["equal_sum", "single_task"]  # the race's table, as decision.csv holds it
-    assert given.milestones == [1, 2, 4] and given.metric == spec.search.metric  # grace 1, factor 2, 4 epochs
+    assert given.milestones == [1, 2, 4] and given.metric == spec.search.metric  # grace 1 (auto), factor 2, 4 epochs
     assert given.objectives == [] and given.observed.empty and given.reference is None
     assert list(tmp_path.iterdir()) == []
 

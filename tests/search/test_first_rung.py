@@ -1,17 +1,25 @@
-"""The first rung against the epoch each sampleable strategy first acts in."""
+"""ASHA's first rung against the epoch each sampleable strategy first acts in: derived, or refused."""
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtl_core.config import ConfigError
 from mtl_core.strategies import REGISTRIES
-from search.first_rung import first_rung_warning, late_strategies
+from search.first_rung import acting_epochs, check_first_rung, late_strategies
 from search.space import load_space
 
-def _spec(space: dict, grace: int = 1, epochs: int = 8):
-    import yaml
+ROOT = Path(__file__).resolve().parents[2]
+LATE = {"combiner": {"choice": {"equal": {}, "dwa": {}}},
+        "scheduler": {"choice": {"all": {}, "curriculum": {"mode": "assessed", "assessment_epochs": {"int": [1, 3]}}}}}
 
-    def load(tmp):
-        path = tmp / "s.yaml"
-        path.write_text(yaml.safe_dump({"train": {"epochs": epochs}, "search": {"grace_period": grace},
-                                        "space": {"strategy": space}}))
-        return load_space(path)
-    return load
+
+def _load(tmp, space: dict, grace=None, epochs: int = 8):
+    search = {} if grace is None else {"grace_period": grace}
+    path = tmp / "s.yaml"
+    path.write_text(yaml.safe_dump({"train": {"epochs": epochs}, "search": search, "space": {"strategy": space}}))
+    return load_space(path)
 
 
 def test_the_earliest_epoch_of_each_late_strategy_is_its_rule():
@@ -22,12 +30,48 @@ def test_the_earliest_epoch_of_each_late_strategy_is_its_rule():
     assert dsg.acts_from({}) is None and dsg.earliest_act({"patience": 1}) == 3 and dsg.earliest_act({"patience": 0}) == 2
 
 
-def test_a_first_rung_before_a_strategy_acts_is_named_and_after_it_is_not(tmp_path):
-    space = {"combiner": {"choice": {"equal": {}, "dwa": {}}},
-             "scheduler": {"choice": {"all": {}, "curriculum": {"mode": "assessed", "assessment_epochs": {"int": [1, 3]}}}}}
-    spec = _spec(space, grace=1)(tmp_path)
+def test_an_explicit_first_rung_before_a_strategy_acts_is_refused_naming_each_and_the_rung(tmp_path):
+    spec = _load(tmp_path, LATE, grace=1)
     assert late_strategies(spec) == {"combiner dwa": 3, "scheduler curriculum": 4}  # the range's worst corner
-    line = first_rung_warning(spec)
-    assert line.startswith("warning:") and "combiner dwa (from epoch 3)" in line and "grace_period 4" in line
-    assert first_rung_warning(_spec(space, grace=4)(tmp_path)) is None
-    assert first_rung_warning(_spec({"combiner": {"choice": {"equal": {}, "pcgrad": {}}}})(tmp_path)) is None
+    with pytest.raises(ConfigError) as info:
+        check_first_rung(spec)
+    line = str(info.value)
+    assert line.startswith("search.grace_period: 1 ") and "\n" not in line
+    assert "scheduler curriculum (acts in epoch 4)" in line and "combiner dwa (acts in epoch 3)" in line
+    assert "use 4 (or auto" in line
+    check_first_rung(_load(tmp_path, LATE, grace=4))  # after both: accepted
+    check_first_rung(_load(tmp_path, LATE, grace=2, epochs=2))  # a rung at max_t stops nothing: accepted
+    check_first_rung(_load(tmp_path, {"combiner": {"choice": {"equal": {}, "pcgrad": {}}}}, grace=1))
+
+
+@pytest.mark.parametrize("grace", [None, "auto"])
+def test_auto_puts_the_first_rung_after_every_strategy_acts_and_at_most_at_max_t(tmp_path, grace):
+    assert _load(tmp_path, LATE, grace=grace).search.grace_period == 4
+    assert _load(tmp_path, LATE, grace=grace, epochs=3).search.grace_period == 3  # capped: no rung below max_t
+    assert _load(tmp_path, {"combiner": {"choice": {"equal": {}, "pcgrad": {}}}}, grace=grace).search.grace_period == 1
+    check_first_rung(_load(tmp_path, LATE, grace=grace))
+
+
+def test_every_shipped_space_passes_and_the_flagship_cuts_at_epoch_3(monkeypatch):
+    monkeypatch.setitem(os.environ, "CM_DATA", str(ROOT.parent / "shared" / "data" / "comic_mischief"))
+    for path in sorted((ROOT / "spaces").glob("*.yaml")):
+        if "comic_mischief" in path.name and not Path(os.environ["CM_DATA"]).is_dir():
+            continue
+        spec = load_space(path)
+        check_first_rung(spec)
+        assert spec.search.grace_period == min(spec.max_t, max([1, *acting_epochs(spec).values()])), path.name
+    flagship = load_space(ROOT / "spaces" / "groupings.yaml")
+    assert (flagship.search.grace_period, flagship.max_t) == (3, 4)
+
+
+def test_the_launcher_refuses_an_early_rung_in_one_line_before_writing_anything(tmp_path, capsys):
+    from search.launch import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"train": {"epochs": 4}, "search": {"grace_period": 1},
+                                    "space": {"strategy": {"scheduler": {"choice": {"all": {}, "dsg": {}}}}}}))
+    rc = main([str(path), "--storage", str(tmp_path / "exp")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: search.grace_period: 1 ") and err.count("\n") == 1, err
+    assert "scheduler dsg (acts in epoch 4)" in err
+    assert not (tmp_path / "exp").exists()
