@@ -14,7 +14,9 @@ For the real-text CPU model (spaces/comic_mischief_cpu.yaml's model and train se
    train_epoch: validation included), the achieved rate against the peak, and where a step's time goes:
    data, forward, backward, optimizer (perf_counter around each), and within them the time in torch's
    kernels by kind (torch.profiler) against the rest (Python, dispatch, the autograd engine);
-4. the LSTM encoders alone on video-shaped input, at fp32 and under bf16 autocast: speed and error (they
+4. the space as shipped (fusion width 192, `train.precision: auto`) against fp32 at MiniLM's width 384, whole
+   epochs alternating in one process: what the two speed-ups give together;
+5. the LSTM encoders alone on video-shaped input, at fp32 and under bf16 autocast: speed and error (they
    run at fp32 under bf16 in the model: mtl_core.model.hiccap.recurrence_precision).
 """
 from __future__ import annotations
@@ -225,6 +227,7 @@ def space_config(space: Path, root: Path, precision: str, extra: dict | None = N
     base["data"] = {**base.get("data", {}), "root": str(root)}
     base["train"] = {**base.get("train", {}), "precision": precision, "device": "cpu", "progress": False,
                      **((extra or {}).get("train", {}))}
+    base["model"] = {**base.get("model", {}), **((extra or {}).get("model", {}))}
     return build_config(base)
 
 
@@ -401,6 +404,31 @@ def bench_model(name: str, space: Path, root: Path, repeats: int, steps: int | N
     return figures
 
 
+def bench_shipped(space: Path, root: Path, repeats: int, against_width: int) -> float:
+    """The space as shipped (its fusion width, `train.precision: auto` as it resolves here) against fp32 at
+    fusion width `against_width`, whole epochs alternating in one process; returns the epoch ratio."""
+    from mtl_core.prepare import prepare
+    from mtl_core.train import resolve_precision
+
+    shipped = resolve_precision("auto", torch.device("cpu"))
+    cfgs = {"shipped": space_config(space, root, shipped),
+            "fp32 wide": space_config(space, root, "fp32", {"model": {"width": against_width}})}
+    data = prepare(cfgs["shipped"], torch.device("cpu"), splits=("train", "val"))
+    runs = {k: make_run(c, data) for k, c in cfgs.items()}
+    times: dict = {k: [] for k in cfgs}
+    for r in range(repeats):
+        for k in cfgs:
+            times[k].append(timed_epoch(runs[k], cfgs[k], r))
+    best = {k: min(v) for k, v in times.items()}
+    print(f"\n== {space.name} as shipped (fusion width {cfgs['shipped'].model.width}, precision auto = {shipped}) "
+          f"against fp32 at fusion width {against_width}, {repeats} epochs each, alternating:")
+    for k in cfgs:
+        print(f"  {k:<10} epoch (train + validation): best {best[k]:.1f}s of {', '.join(f'{t:.1f}' for t in times[k])}")
+    ratio = best["fp32 wide"] / best["shipped"]
+    print(f"  ratio: the shipped epoch is {ratio:.2f}x faster")
+    return ratio
+
+
 def bench_lstm(rnn_units: int, width: int, batch: int = 16, steps: int = 36, repeat: int = 3) -> None:
     """The video encoder on [batch, 36, 1024] (the reference's i3d length): fp32 vs under bf16 autocast."""
     torch.manual_seed(0)
@@ -440,7 +468,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="epochs per precision for the CPU model, alternating")
     p.add_argument("--gpu-batches", type=int, default=3, help="timed steps of the GPU-size model")
     p.add_argument("--threads", type=int, default=1, help="torch threads (a search trial has one CPU)")
-    p.add_argument("--skip", choices=["cpu", "gpu", "lstm"], action="append", default=[])
+    p.add_argument("--skip", choices=["cpu", "gpu", "lstm", "shipped"], action="append", default=[])
+    p.add_argument("--against-width", type=int, default=384,
+                   help="the shipped CPU space is timed against fp32 at this fusion width (MiniLM's own: 384)")
     args = p.parse_args(argv)
     if not args.real.is_dir():
         print(f"error: --real: dataset folder not found: {args.real}")
@@ -455,6 +485,8 @@ def main(argv=None) -> int:
           f"GFLOP/s ({peaks['bf16'] / peaks['fp32']:.2f}x)")
     if "cpu" not in args.skip:
         bench_model("real-text CPU model", ROOT / "spaces" / "comic_mischief_cpu.yaml", args.real, args.repeats, None, peaks)
+    if "shipped" not in args.skip:
+        bench_shipped(ROOT / "spaces" / "comic_mischief_cpu.yaml", args.real, args.repeats, args.against_width)
     if "gpu" not in args.skip:
         bench_model("GPU-size model", ROOT / "spaces" / "comic_mischief.yaml", args.real, 1, args.gpu_batches, peaks)
     if "lstm" not in args.skip:
