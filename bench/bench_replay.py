@@ -197,21 +197,24 @@ def target(curves, reference, seeds: int, num_samples: int, max_t: int, grace: i
     return "\n".join(out)
 
 
-def earliest_rung(setting: dict, skip: set[str] = frozenset()) -> tuple[int, dict[str, int]]:
-    """The epoch the first rung must reach so that every sampleable strategy (but those in `skip`) has acted
-    (search.first_rung)."""
+def earliest_rung(path: Path, setting: dict, skip: set[str] = frozenset()) -> tuple[int, dict[str, int], tuple]:
+    """The epoch the first rung must reach so that every recorded configuration's strategies (as recorded,
+    with their own parameters; but those in `skip`) have acted (search.first_rung), and the space file's
+    own rungs today (grace, reduction factor)."""
     from search.first_rung import acting_epochs
     from search.space import load_space
+    from search.trial import trial_config
 
     spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
-    late = {k: v for k, v in acting_epochs(spec).items() if k.split()[-1] not in skip}
-    return max(late.values(), default=1), late
+    configs = [trial_config(spec.base, r["overrides"]) for r in replay_record.read_curves(path) if r["val"]]
+    late = {k: v for k, v in acting_epochs(configs).items() if k.split()[-1] not in skip}
+    return max(late.values(), default=1), late, (spec.search.grace_period, spec.search.reduction_factor)
 
 
-def rungs(curves, setting, reference, seeds: int, num_samples: int, workers: int, today=(1, 4),
+def rungs(path: Path, curves, setting, reference, seeds: int, num_samples: int, workers: int,
           skip: set[str] = frozenset()) -> str:
     full_t = setting["max_t"]
-    earliest, late = earliest_rung(setting, skip)
+    earliest, late, today = earliest_rung(path, setting, skip)
     rows = []
     for max_t in range(2, full_t + 1):
         for grace in range(1, max_t + 1):
@@ -225,8 +228,14 @@ def rungs(curves, setting, reference, seeds: int, num_samples: int, workers: int
                              "rung_ok": grace >= earliest or grace >= max_t,
                              "grace_ok": grace >= earliest})
     t = pd.DataFrame(rows)
-    now = t[(t["grace"] == today[0]) & (t["eta"] == today[1]) & (t["max_t"] == full_t)].iloc[0]
-    lines = [f"first rung at or after epoch {earliest} ({', '.join(f'{k} from {v}' for k, v in sorted(late.items()))})",
+    now = t[(t["grace"] == today[0]) & (t["eta"] == today[1]) & (t["max_t"] == full_t)]
+    if now.empty:  # the space's rungs today are not among the rows (or its max_t differs): against grace 1, eta 4
+        today = (1, 4)
+        now = t[(t["grace"] == 1) & (t["eta"] == 4) & (t["max_t"] == full_t)]
+    now = now.iloc[0]
+    lines = [f"first rung at or after epoch {earliest} for the recorded configurations "
+             f"({', '.join(f'{k} from {v}' for k, v in sorted(late.items()))}); 'today' is grace {today[0]}, "
+             f"eta {today[1]}, max_t {full_t}",
              f"| grace | eta | max_t | epochs / ({num_samples} x {full_t}) | epochs / ({num_samples} x max_t) "
              "| regret val | vs today | regret test | vs today | regret 0 | first rung after every strategy acts "
              "| <= 35% |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -287,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "target":
         print(target(curves, reference, args.seeds, n, max_t, args.grace, args.eta, args.workers))
     else:
-        print(rungs(curves, setting, reference, args.seeds, n, args.workers,
+        print(rungs(args.curves, curves, setting, reference, args.seeds, n, args.workers,
                     skip=set(args.without.split(",")) - {""}))
     print(f"({time.perf_counter() - t0:.1f} s)")
     return 0

@@ -266,7 +266,7 @@ def _check_services(args) -> str:
 
 def _dry_run(args, spec: SpaceSpec) -> int:
     print(f"space {args.space} is valid; {spec.search.num_samples} trials of up to "
-          f"{spec.max_t} epochs; first configurations:")
+          f"{spec.max_t} epochs, ASHA's first rung at epoch {spec.search.grace_period}; first configurations:")
     for i, cfg in enumerate(sample_configs(spec, min(spec.search.num_samples, 10))):
         print(f"  {i}: {json.dumps(cfg)}")
     return 0

@@ -361,10 +361,13 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
     with problems.collect():
         base_cfg = build_config(copy.deepcopy(base))
         _absolute_paths(base, base_cfg)
-    base_ok = not problems.items  # corners of a broken base would only repeat its problem
+    tasks_ok = not any(p.split(":")[0].split(".")[0] == "tasks" for p in problems.items)  # strategies check against them
     raw_search = raw.get("search")
     derive_grace = not isinstance(raw_search, dict) or raw_search.get("grace_period", "auto") == "auto"
     if derive_grace and isinstance(raw_search, dict):
+        raw_search = {k: v for k, v in raw_search.items() if k != "grace_period"}
+    elif isinstance(raw_search, dict) and isinstance(raw_search.get("grace_period"), (str, type(None))):
+        problems.add(f"search.grace_period: expected an integer (epochs) or auto, got {show(raw_search['grace_period'])}")
         raw_search = {k: v for k, v in raw_search.items() if k != "grace_period"}
     search = _search_settings(raw_search, problems, base_cfg.tasks)
     space = _absolute_run_paths(raw.get("space") or {})
@@ -377,7 +380,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
     with problems.collect():
         check_name(name, "name")
     spec = SpaceSpec(path, str(name), base, search, space, base_cfg, raw)
-    if base_ok and len(problems.items) == len(before):  # every branch's corners, once base and space are well formed
+    if tasks_ok and len(problems.items) == len(before):  # every branch's corners, once the space itself is well formed
         corners = Problems()
         for sample in corner_samples(space, base_cfg.tasks):
             with corners.collect():

@@ -75,3 +75,30 @@ def test_the_launcher_refuses_an_early_rung_in_one_line_before_writing_anything(
     assert rc == 2 and err.startswith("error: search.grace_period: 1 ") and err.count("\n") == 1, err
     assert "scheduler dsg (acts in epoch 4)" in err
     assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("value", [None, "Auto", "soon"])
+def test_a_grace_period_that_is_neither_a_number_nor_auto_is_named(tmp_path, value):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"search": {"grace_period": value}, "space": {"strategy": LATE}}))
+    with pytest.raises(ConfigError, match=r"search.grace_period: expected an integer \(epochs\) or auto"):
+        load_space(path)
+
+
+def test_a_broken_base_still_has_the_space_corners_checked(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"train": {"lr": -1}, "space": {"strategy": {"scheduler": {"choice": {
+        "all": {}, "dsg": {"bogus": 1}}}}}}))
+    with pytest.raises(ConfigError) as info:
+        load_space(path)
+    assert "train.lr" in str(info.value) and "bogus" in str(info.value)
+
+
+def test_a_dry_run_says_where_the_first_rung_is(tmp_path, capsys):
+    from search.launch import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"train": {"epochs": 6}, "search": {"num_samples": 2},
+                                    "space": {"strategy": {"combiner": {"choice": {"equal": {}, "dwa": {}}}}}}))
+    assert main([str(path), "--dry-run", "--storage", str(tmp_path / "exp")]) == 0
+    assert "ASHA's first rung at epoch 3" in capsys.readouterr().out

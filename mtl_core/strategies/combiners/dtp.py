@@ -17,6 +17,10 @@ class Adaptive(LossCombiner):
     name = "adaptive"
     _state_keys = ("kpi", "w")
 
+    @classmethod
+    def acts_from(cls, params):
+        return 1  # w = 1 until the first validation
+
     def __init__(self, ctx: StrategyContext, *, gamma: float = 1.0, ema: float = 0.5):
         super().__init__(ctx)
         if gamma < 0 or not 0 <= ema < 1:

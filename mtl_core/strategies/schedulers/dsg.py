@@ -26,8 +26,13 @@ class DynamicStopAndGo(TaskScheduler):
     @classmethod
     def earliest_act(cls, params):
         # the first epoch sets each task's best; a stop needs `patience` + 1 epochs without improvement after
-        # it, and takes effect in the epoch after that
-        return int(params.get("patience", 1)) + 2
+        # it, and takes effect in the epoch after that; a reset at or before that epoch starts the count again
+        patience = int(params.get("patience", 1))
+        first = patience + 2
+        for epoch in sorted(params.get("reset_epochs", ()) or ()):
+            if epoch <= first:
+                first = int(epoch) + patience + 2
+        return first
 
     def __init__(self, ctx: StrategyContext, *, iter_gap: int = 4, threshold: float = 0.001,
                  continue_threshold: float = 0.005, patience: int = 1, cooldown: int = 1,
