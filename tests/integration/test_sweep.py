@@ -128,7 +128,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     # the console's last lines: the best by name, what it beats and what it does not, where the rest is
     assert f"answer: the best configuration is {top['label']}: test macro-F1" in out
     for other in ("equal_sum", "single_task"):
-        assert re.search(rf"\n  (beats|does not beat) {other} \(", out), out
+        assert re.search(rf"\n  (beats|does not beat|is equivalent to) {other} \(", out), out
     assert "details: " in out and "summary.md" in out and "total time: " in out
     assert re.search(r"MLflow: http://\S+/runs/\w+\?workflowType=machine_learning", out), out
     parent = client.get_run(parents[0].info.run_id)
