@@ -1,10 +1,10 @@
 """ASHA's first rung after every strategy the space can sample has acted.
 
-A rung compares trials at a budget of epochs. A strategy that trains exactly like its axis's plain value
+A rung compares trials at a budget of epochs. Some strategies train exactly like their axis's plain value
 until some epoch (DWA until two epochs of losses exist, an assessed curriculum until its assessment, DSG
-until its first stop) would be cut at an earlier rung by scores it had no part in: among such strategies the
-search's cut would be noise. So `search.grace_period: auto` (the default) puts the first rung at the first
-budget where every one of them has trained an epoch acting, and an explicit grace period earlier than that is
+until its first stop); a rung before that compares them by scores they had no part in, so among them the
+search's cut is noise. `search.grace_period: auto` (the default) puts the first rung at the first budget
+where every one of them has trained an epoch acting, and an explicit grace period earlier than that is
 refused. The price is epochs, since every trial runs to the first rung (docs/spaces.md#the-first-rung).
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from mtl_core.config import Config, ConfigError
 from mtl_core.strategies import AXES, REGISTRIES
 
 
-def acting_epochs(configs) -> dict[str, int]:
-    """Each strategy a space (a search.space.SpaceSpec, or its corner configurations) can sample that trains
-    like its axis's plain value in its first epoch: `axis name` -> the epochs a trial needs to have trained one
-    epoch with it acting (its earliest acting epoch + 1), the worst corner of its parameters' ranges."""
+def acting_epochs(configs: list[Config]) -> dict[str, int]:
+    """Each strategy of these configurations (a space's corners: search.space.SpaceSpec.corner_configs) that
+    trains like its axis's plain value in its first epoch: `axis name` -> the epochs a trial needs to have
+    trained one epoch with it acting (its earliest acting epoch + 1), the worst corner of its parameters' ranges."""
     out: dict[str, int] = {}
-    for cfg in (configs if isinstance(configs, list) else configs.corner_configs()):
+    for cfg in configs:
         for axis in AXES:
             choice = getattr(cfg.strategy, axis)
             cls = REGISTRIES[axis].get(choice.name)
@@ -33,7 +33,7 @@ def acting_epochs(configs) -> dict[str, int]:
 
 def late_strategies(spec) -> dict[str, int]:
     """The strategies of `acting_epochs` that cannot act within the first rung's epochs."""
-    return {k: v for k, v in acting_epochs(spec).items() if v > spec.search.grace_period}
+    return {k: v for k, v in acting_epochs(spec.corner_configs).items() if v > spec.search.grace_period}
 
 
 def derived_grace(configs: list[Config], max_t: int) -> int:

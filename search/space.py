@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -125,8 +126,10 @@ class SpaceSpec:
         """The full budget of a trial, in epochs."""
         return self.config.train.epochs
 
+    @functools.cached_property
     def corner_configs(self) -> list[Config]:
-        """The run configuration at every corner of the space (each choice's branches, each range's ends)."""
+        """The run configuration at every corner of the space (each choice's branches, each range's ends),
+        built once (load_space keeps those it validated): the first-rung rule reads them at load and at launch."""
         return [trial_config(self.base, sample) for sample in corner_samples(self.space, self.config.tasks) or [{}]]
 
 
@@ -380,15 +383,17 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
     with problems.collect():
         check_name(name, "name")
     spec = SpaceSpec(path, str(name), base, search, space, base_cfg, raw)
+    configs: list[Config] = []
     if tasks_ok and len(problems.items) == len(before):  # every branch's corners, once the space itself is well formed
         corners = Problems()
-        for sample in corner_samples(space, base_cfg.tasks):
+        for sample in corner_samples(space, base_cfg.tasks) or [{}]:
             with corners.collect():
-                trial_config(base, sample)
+                configs.append(trial_config(base, sample))
         problems.items += [f"space.{p}" for p in corners.items if p not in before]  # not the base's again
     problems.raise_if_any()
+    spec.corner_configs = configs  # every corner built without a problem: kept for the first-rung rule
     if derive_grace:  # `auto`: the first rung after every sampleable strategy acts (search.first_rung)
-        spec.search = dataclasses.replace(spec.search, grace_period=derived_grace(spec.corner_configs(), spec.max_t))
+        spec.search = dataclasses.replace(spec.search, grace_period=derived_grace(spec.corner_configs, spec.max_t))
     return spec
 
 

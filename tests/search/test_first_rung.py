@@ -59,7 +59,7 @@ def test_every_shipped_space_passes_and_the_flagship_cuts_at_epoch_3(monkeypatch
             continue
         spec = load_space(path)
         check_first_rung(spec)
-        assert spec.search.grace_period == min(spec.max_t, max([1, *acting_epochs(spec).values()])), path.name
+        assert spec.search.grace_period == min(spec.max_t, max([1, *acting_epochs(spec.corner_configs).values()])), path.name
     flagship = load_space(ROOT / "spaces" / "groupings.yaml")
     assert (flagship.search.grace_period, flagship.max_t) == (3, 4)
 
