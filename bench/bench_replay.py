@@ -200,7 +200,7 @@ def target(curves, reference, seeds: int, num_samples: int, max_t: int, grace: i
 def earliest_rung(path: Path, setting: dict, skip: set[str] = frozenset()) -> tuple[int, dict[str, int], tuple]:
     """The epoch the first rung must reach so that every recorded configuration's strategies (as recorded,
     with their own parameters; but those in `skip`) have acted (search.first_rung), and the space file's
-    own rungs today (grace, reduction factor)."""
+    own rungs (grace, reduction factor)."""
     from search.first_rung import acting_epochs
     from search.space import load_space
     from search.trial import trial_config
@@ -214,7 +214,7 @@ def earliest_rung(path: Path, setting: dict, skip: set[str] = frozenset()) -> tu
 def rungs(path: Path, curves, setting, reference, seeds: int, num_samples: int, workers: int,
           skip: set[str] = frozenset()) -> str:
     full_t = setting["max_t"]
-    earliest, late, today = earliest_rung(path, setting, skip)
+    earliest, late, current = earliest_rung(path, setting, skip)
     rows = []
     for max_t in range(2, full_t + 1):
         for grace in range(1, max_t + 1):
@@ -228,16 +228,16 @@ def rungs(path: Path, curves, setting, reference, seeds: int, num_samples: int, 
                              "rung_ok": grace >= earliest or grace >= max_t,
                              "grace_ok": grace >= earliest})
     t = pd.DataFrame(rows)
-    now = t[(t["grace"] == today[0]) & (t["eta"] == today[1]) & (t["max_t"] == full_t)]
-    if now.empty:  # the space's rungs today are not among the rows (or its max_t differs): against grace 1, eta 4
-        today = (1, 4)
+    now = t[(t["grace"] == current[0]) & (t["eta"] == current[1]) & (t["max_t"] == full_t)]
+    if now.empty:  # the space's own rungs are not among the rows (or its max_t differs): against grace 1, eta 4
+        current = (1, 4)
         now = t[(t["grace"] == 1) & (t["eta"] == 4) & (t["max_t"] == full_t)]
     now = now.iloc[0]
     lines = [f"first rung at or after epoch {earliest} for the recorded configurations "
-             f"({', '.join(f'{k} from {v}' for k, v in sorted(late.items()))}); 'today' is grace {today[0]}, "
-             f"eta {today[1]}, max_t {full_t}",
+             f"({', '.join(f'{k} from {v}' for k, v in sorted(late.items()))}); 'vs the space's' is against grace "
+             f"{current[0]}, eta {current[1]}, max_t {full_t}",
              f"| grace | eta | max_t | epochs / ({num_samples} x {full_t}) | epochs / ({num_samples} x max_t) "
-             "| regret val | vs today | regret test | vs today | regret 0 | first rung after every strategy acts "
+             "| regret val | vs the space's | regret test | vs the space's | regret 0 | first rung after every strategy acts "
              "| <= 35% |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in t.iterrows():
         lines.append(f"| {r['grace']} | {r['eta'] if r['grace'] < r['max_t'] else '-'} | {r['max_t']} | "
@@ -248,7 +248,7 @@ def rungs(path: Path, curves, setting, reference, seeds: int, num_samples: int, 
     both = t[t["grace_ok"] & (t["share_own"] <= 0.35)]
     lines.append("\nsettings meeting both: " + (", ".join(
         f"grace {r['grace']} eta {r['eta']} max_t {r['max_t']} (regret val {r['regret_val']:.4f}, "
-        f"{r['regret_val'] - now['regret_val']:+.4f} vs today)" for _, r in both.iterrows()) or "none"))
+        f"{r['regret_val'] - now['regret_val']:+.4f} vs the space's)" for _, r in both.iterrows()) or "none"))
     return "\n".join(lines)
 
 
