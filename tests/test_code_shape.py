@@ -106,7 +106,7 @@ def test_a_trial_worker_imports_no_heavy_library_it_may_not_need():
     import sys
 
     heavy = ("torchjd", "cvxpy", "transformers")
-    code = ("import sys, search.trainable, mtl_core.prepare, mtl_core.config; "
+    code = ("import sys, search.tune.trainable, mtl_core.prepare, mtl_core.config; "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
+from search.io.state import FORMAT
+
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = Path(__file__).resolve().parent
 SMOKE = ROOT / "spaces" / "smoke.yaml"
@@ -179,13 +181,13 @@ def _with_tables(exp: Path, trials=None, files: dict[str, str] | None = None) ->
         (exp / name).write_text(text)
 
 
-STATE = {"parent_run_id": "0123", "space": str(SMOKE), "tracking_uri": "sqlite:///x/mlflow.db"}
+STATE = {"parent_run_id": "0123", "space": str(SMOKE), "tracking_uri": "sqlite:///x/mlflow.db", "format": FORMAT}
 
 
 def _hold_lock(exp: Path):
     """A live launcher holding the folder's lock (a child process), until the case ends."""
     exp.mkdir(parents=True, exist_ok=True)
-    code = ("import sys, time; from search.lock import ExperimentLock; ExperimentLock(__import__('pathlib').Path("
+    code = ("import sys, time; from search.io.lock import ExperimentLock; ExperimentLock(__import__('pathlib').Path("
             "sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(exp)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -198,6 +200,8 @@ GIVEN = {
     "file_at_name": lambda exp: exp.write_text("not a folder"),
     "corrupt_state": lambda exp: _recorded(exp, '{"parent_run_id": "01'),
     "state_list": lambda exp: _recorded(exp, "[1, 2, 3]"),
+    "state_other_format": lambda exp: _recorded(exp, {**STATE, "format": "1"}),
+    "state_no_format": lambda exp: _recorded(exp, {k: v for k, v in STATE.items() if k != "format"}),
     "state_types": lambda exp: _recorded(exp, {**STATE, "parent_run_id": {"$ne": 1}}),
     "state_huge": lambda exp: _recorded(exp, json.dumps({**STATE, "pad": "x" * 100_000})),
     "corrupt_space": lambda exp: (_recorded(exp, STATE), (exp / "space.yaml").write_text("train: {lr: [")),

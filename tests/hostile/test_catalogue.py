@@ -58,7 +58,7 @@ def _argv(case: dict, where: dict) -> list[str]:
 
 def _main(cmd: str):
     if cmd == "launch":
-        from search.launch import main
+        from search.run.launch import main
     elif cmd == "train":
         from mtl_core.train import main
     elif cmd == "check":
@@ -66,9 +66,9 @@ def _main(cmd: str):
     elif cmd == "report":
         from search.report import main
     elif cmd == "front":
-        from search.front_report import main
+        from search.report.front import main
     else:
-        from search.replay import main
+        from search.tracking.replay import main
     return main
 
 
@@ -98,11 +98,11 @@ def test_hostile_case(case, tmp_path, capsys, monkeypatch, broken_data, good_dat
         where["data"] = broken_data(case["data"])
     for var, value in case.get("env", {}).items():
         monkeypatch.setenv(var, _fill(value, where))
-    import search.sweep
+    import search.run.sweep
 
     def no_ray(*_):  # a hostile case that got this far would start a sweep: fail it fast instead
         raise AssertionError("a hostile case reached Ray")
-    monkeypatch.setattr(search.sweep, "_start_ray", no_ray)
+    monkeypatch.setattr(search.run.sweep, "_start_ray", no_ray)
     holder = GIVEN[case["given"]](store / "x") if "given" in case else None
     before = _snapshot(store)
     try:
@@ -169,7 +169,7 @@ def test_trust_folder_resumes_a_folder_others_could_write(tmp_path, capsys):
     """The one way round the ownership check (storage that maps owners): the same folder the catalogue's
     resume-writable-by-others case refuses goes past the checks, to the MLflow parent run it records (which
     this made-up folder does not have)."""
-    from search.launch import main
+    from search.run.launch import main
 
     GIVEN["writable_by_others"](tmp_path / "store" / "x")
     argv = [str(SMOKE), "--name", "x", "--resume", "--storage", str(tmp_path / "store")]

@@ -72,7 +72,7 @@ def test_a_tracking_server_that_dies_mid_search_costs_no_waiting(tmp_path):
     """The server is killed once the first epoch is reported. MLflow's own HTTP retries waited about 4
     minutes at the next call, and again in the finish step (a phase's tracker is a fork of the launch's):
     a 30-second sweep took 9 minutes. Now the outage is met in seconds, once, and the rest goes to the spool,
-    which search.replay sends when the server is back."""
+    which search.tracking.replay sends when the server is back."""
     port, db = _free_port(), tmp_path / "server" / "mlflow.db"
     db.parent.mkdir()
     uri = f"http://127.0.0.1:{port}"

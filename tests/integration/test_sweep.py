@@ -44,7 +44,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     exp = tmp_path / "store" / "smoke"
     # the trials' local runs are gone: not copied into the trial folders (Ray copied the first trial's on each
     # worker, 34 files, before they moved out of its trial folder), nor left in the scratch folder
-    from search.trial import scratch_dir, scratch_key
+    from search.space.trial import scratch_dir, scratch_key
     assert list(exp.glob("*/trial_*/run")) == [] and not scratch_dir(scratch_key(exp)).exists()
     client, children, parents = _child_runs(exp)
     experiment = client.get_experiment_by_name("smoke")
@@ -92,7 +92,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     for noise in ("Configuration for experiment", "TensorBoard", "Token authentication", "ExperimentalWarning",
                   "Creating initial MLflow database tables"):  # other libraries' chatter: in the log file only
         assert noise not in out, noise
-    log = (exp / "launch.log").read_text()  # the store was copied (search.mlflow_store): MLflow made no tables
+    log = (exp / "launch.log").read_text()  # the store was copied (search.tracking.store): MLflow made no tables
     assert "Token authentication" in log and "ExperimentalWarning" in log
     # the best configuration and two baselines were retrained with 3 seeds each (not the search's seed 0)
     top = board.iloc[0]
@@ -111,7 +111,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert {r.data.tags["name"] for r in final_runs if r.data.tags["role"] == "baseline"} == {"equal_sum", "single_task"}
     assert sorted({int(r.data.tags["seed"]) for r in final_runs}) == [1, 2, 3]  # disjoint from the search's seed 0
     runs = pd.read_parquet(exp / "final_runs.parquet")
-    from search.stats import macro_f1
+    from search.analysis.stats import macro_f1
     for _, r in runs.iterrows():  # every run's per-clip test predictions came back, and give its reported F1
         assert len(r["pred/gory"]) == len(r["label/gory"]) > 0
         assert macro_f1(r["pred/gory"][:, None], r["label/gory"][:, None])[0] == pytest.approx(r["test/gory/f1"])
@@ -163,7 +163,7 @@ def _check_winner_model(exp, client, parent, runs, best):
 
     from mtl_core.config import build_config
     from mtl_core.prepare import prepare
-    from search.model_export import clip_inputs
+    from search.tracking.model_export import clip_inputs
     from search.space import RUN_SECTIONS
 
     (model_id,) = [m.model_id for m in parent.outputs.model_outputs]

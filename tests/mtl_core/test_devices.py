@@ -96,7 +96,7 @@ def _fake_gpu(monkeypatch, ids):
 
 
 def test_a_gpu_torch_cannot_see_is_an_error_naming_the_node(tiny_data, monkeypatch):
-    from search.trainable import NoCudaForGpuTrial, placement
+    from search.tune.trainable import NoCudaForGpuTrial, placement
 
     _fake_gpu(monkeypatch, [0])
     monkeypatch.delenv("MTL_ALLOW_FAKE_GPUS", raising=False)
@@ -105,7 +105,7 @@ def test_a_gpu_torch_cannot_see_is_an_error_naming_the_node(tiny_data, monkeypat
 
 
 def test_fake_gpus_train_on_cpu_with_one_warning(tiny_data, monkeypatch, caplog):
-    from search.trainable import placement
+    from search.tune.trainable import placement
 
     _fake_gpu(monkeypatch, [0])
     monkeypatch.setenv("MTL_ALLOW_FAKE_GPUS", "1")

@@ -200,7 +200,7 @@ def test_selection_follows_the_experiments_metric(tiny_cfg, tmp_path):
     lowest validation loss, not the best F1. The search hands its metric down (TrialSettings.runtime)."""
     import torch
 
-    from search.trial import TrialSettings
+    from search.space.trial import TrialSettings
 
     cfg = tiny_cfg(train={"epochs": 4, "lr": 0.01, "select_metric": "val/avg_loss", "select_mode": "min"})
     history = train(cfg, None, tmp_path)
@@ -247,7 +247,7 @@ def test_eval_test_reports_each_models_best_weights_and_saves_predictions(tiny_c
     last = history[-1]
     assert "test/avg_f1" in last and all(f"test/{t}/f1" in last for t in cfg.tasks)
     arrays = load_predictions(tmp_path / "checkpoint" / PREDICTIONS_FILE)
-    from search.stats import macro_f1
+    from search.analysis.stats import macro_f1
     for t in cfg.tasks:  # the saved predictions give back the reported test F1
         got = macro_f1(arrays[f"pred/{t}"][:, None], arrays[f"label/{t}"][:, None])[0]
         assert got == pytest.approx(last[f"test/{t}/f1"])

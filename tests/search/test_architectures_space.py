@@ -5,10 +5,10 @@ from pathlib import Path
 
 from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.strategies import AXES, BASELINE
-from search.axis_study import axis_design, axis_values
-from search.baselines import baseline_overrides
+from search.run.axis_study import axis_design, axis_values
+from search.space.baselines import baseline_overrides
 from search.space import load_space, sample_configs
-from search.trial import trial_config
+from search.space.trial import trial_config
 
 SPACE = Path(__file__).resolve().parents[2] / "spaces" / "architectures.yaml"
 ENCODERS = {"minilm", "tiny"}  # the encoders that load here without a download
@@ -29,7 +29,7 @@ def test_the_space_loads_and_samples_every_architecture_and_encoder():
 
 
 def test_every_encoder_it_offers_is_on_this_machine(capsys):
-    from search.launch import main
+    from search.run.launch import main
 
     assert main([str(SPACE), "--dry-run"]) == 0, capsys.readouterr().err
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from search.axis_study import axis_design, axis_effects_table, axis_values
+from search.run.axis_study import axis_design, axis_effects_table, axis_values
 
 TASKS = ("binary", "gory", "sarcasm")
 SPACE = {"train": {"lr": {"loguniform": [1e-3, 1e-2]}},
@@ -79,7 +79,7 @@ def test_pretraining_is_an_axis_with_no_pretraining_as_its_baseline():
 
 
 def test_pretraining_effects_per_task_are_paired_by_seed_against_no_pretraining():
-    from search.axis_study import pretraining_effects_table
+    from search.run.axis_study import pretraining_effects_table
 
     best = {**BEST, "pretrain.tasks": ["vtm"]}
     rows = []
@@ -105,8 +105,8 @@ def test_pretraining_effects_per_task_are_paired_by_seed_against_no_pretraining(
 def test_pretraining_effects_are_kept_by_holm_over_every_option_and_task():
     """Six cells (two options x three tasks), each with an effect whose 95% interval alone excludes 0 (p about
     0.02): by chance alone some would; Holm over the six keeps only the effect that is there on every seed."""
-    from search.axis_study import pretraining_effects_table
-    from search.decision import RunScores
+    from search.run.axis_study import pretraining_effects_table
+    from search.analysis.decision import RunScores
 
     best = {**BEST, "pretrain.tasks": ["vtm"]}
     marginal = [0.01, 0.03, 0.02, 0.00, 0.04, 0.02]  # mean 0.02, t 3.5 on 5 df: p 0.018 alone

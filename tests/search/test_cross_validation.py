@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from mtl_core.data.folds import fold_of
-from search.decision import RunScores, race
-from search.phases import fold_overrides
-from search.stats import SeedClipEstimate, cv_estimate, macro_f1
+from search.analysis.decision import RunScores, race
+from search.run.phases import fold_overrides
+from search.analysis.stats import SeedClipEstimate, cv_estimate, macro_f1
 
 TASKS = ["binary", "gory"]
 

@@ -6,11 +6,12 @@ from types import SimpleNamespace
 from mlflow import MlflowClient
 
 from mtl_core.config import build_config
-from search.data_input import dataset, inputs
-from search.mlflow_store import default_tracking_uri, start_store
-from search.replay import main as replay_main
-from search.tracking import MLflowTrials, Tracker
-from search.trial import TrialMeta, trial_entry
+from search.io.state import FORMAT
+from search.tracking.data_input import dataset, inputs
+from search.tracking.store import default_tracking_uri, start_store
+from search.tracking.replay import main as replay_main
+from search.tracking.tracker import MLflowTrials, Tracker
+from search.space.trial import TrialMeta, trial_entry
 
 from conftest import tiny_raw
 
@@ -52,14 +53,14 @@ def test_the_parent_and_each_trial_run_name_the_dataset(tiny_data, tmp_path):
 
 
 def test_a_spooled_dataset_input_is_replayed(tiny_data, tmp_path, capsys):
-    """A server down to the end: the inputs wait in the spool with the rest, and `search.replay` writes them."""
+    """A server down to the end: the inputs wait in the spool with the rest, and `search.tracking.replay` writes them."""
     exp = tmp_path / "exp"
     uri, client, parent = _store(exp)
     datasets = inputs(dataset(build_config(tiny_raw(tiny_data))), "train")
     ops = [["call", "log_inputs", [parent], {"datasets": datasets}],
            ["start", "search", "t1", {}, {"mlflow.runName": "search 0 all+equal+all"}], ["inputs", "search", "t1", datasets]]
     (exp / "mlflow_pending.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops))
-    (exp / "launch_state.json").write_text(json.dumps({"parent_run_id": parent, "tracking_uri": uri}))
+    (exp / "launch_state.json").write_text(json.dumps({"parent_run_id": parent, "tracking_uri": uri, "format": FORMAT}))
     assert replay_main([str(exp)]) == 0, capsys.readouterr().err
     child = client.search_runs([client.get_run(parent).info.experiment_id], "tags.tune_trial_id = 't1'")[0]
     for run_id in (parent, child.info.run_id):

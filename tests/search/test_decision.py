@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from search.decision import MIN_SEEDS, RunScores, looks, race, still_open
-from search.phases import Candidate, best_candidates, final_seeds, search_seeds
-from search.stats import clip_weights, holm, macro_f1, seed_clip_estimate, spent_alpha
+from search.analysis.decision import MIN_SEEDS, RunScores, looks, race, still_open
+from search.run.phases import Candidate, best_candidates, final_seeds, search_seeds
+from search.analysis.stats import clip_weights, holm, macro_f1, seed_clip_estimate, spent_alpha
 
 TASKS = ["binary", "gory"]
 
@@ -141,7 +141,7 @@ def test_racing_equally_good_configurations_rarely_decides_anything(monkeypatch)
     also suits this test set's clips a little better or worse than another would (the same for all its
     seeds): without the test-set term the same race decides falsely a third of the time."""
     assert _false_decision_rate(120) <= 0.05
-    import search.decision as decision
+    import search.analysis.decision as decision
 
     seed_only = decision.seed_clip_estimate
     monkeypatch.setattr(decision, "seed_clip_estimate", lambda per, res, value=None, **kw: seed_only(per, np.zeros(2), value))
@@ -206,7 +206,7 @@ def test_no_number_of_seeds_is_claimed_only_when_more_seeds_do_not_decide():
 def test_seeds_needed_plans_with_the_interaction_shrinking():
     """A plan from 3 seeds: its number of seeds decides the same difference with 80% power in the model it
     was made from, with the clip term held and the interaction shrinking as 1/n."""
-    from search.stats import SeedClipEstimate
+    from search.analysis.stats import SeedClipEstimate
 
     e = SeedClipEstimate(0.02, seed_sd=0.03, clip_var=0.0002, n=3, seed_clip_var=0.0005, clips=120)
     assert math.isnan(SeedClipEstimate(0.03, 0.01, math.nan, 5).p_value())  # no test-set term: no p-value
@@ -302,9 +302,9 @@ def test_the_floor_is_compared_clip_by_clip_over_the_same_resamples():
 
 
 def test_an_undecided_comparison_that_a_single_look_would_decide_says_so():
-    from search.decision import Comparison
-    from search.finish import _verdict
-    from search.stats import SeedClipEstimate
+    from search.analysis.decision import Comparison
+    from search.run.finish import _verdict
+    from search.analysis.stats import SeedClipEstimate
 
     e = SeedClipEstimate(-0.0124, seed_sd=0.002, clip_var=0.000004, n=5)
     c = Comparison("best", "single_task", e, "undecided", 2, 0.008, margin=0.02, tests=4)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from search.disk import DiskFull, drop_broken_error_pickles, is_no_space, no_space_line
+from search.io.disk import DiskFull, drop_broken_error_pickles, is_no_space, no_space_line
 
 
 def test_a_full_disk_is_recognised_however_it_is_said():
@@ -52,7 +52,7 @@ def test_an_empty_or_cut_short_error_pickle_is_removed_before_a_resume(tmp_path,
 
 def test_the_log_file_goes_quiet_on_a_full_disk_instead_of_a_traceback_per_record(capsys):
     """/dev/full refuses every write with ENOSPC, as a full disk does."""
-    from search.console import _LogFile
+    from search.io.console import _LogFile
 
     handler = _LogFile("/dev/full")
     logger = logging.getLogger("test_disk.full")
@@ -71,7 +71,7 @@ def test_the_log_file_goes_quiet_on_a_full_disk_instead_of_a_traceback_per_recor
 
 
 def test_the_console_leaves_a_full_disk_to_the_launcher_s_one_line():
-    from search.console import _ConsoleFilter
+    from search.io.console import _ConsoleFilter
 
     def record(name, msg, exc=None):
         return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (), (type(exc), exc, None) if exc else None)
@@ -85,7 +85,7 @@ def test_the_console_leaves_a_full_disk_to_the_launcher_s_one_line():
 
 def test_a_trial_that_failed_for_a_full_disk_stops_the_phase(tmp_path):
     """Its retries would fail the same way, and a trial that used them up would stay failed on --resume."""
-    from search.trainable import StopOnFullDisk
+    from search.tune.trainable import StopOnFullDisk
 
     error = tmp_path / "error.txt"
     error.write_text("Failure # 1 (occurred at x)\nOSError: [Errno 28] Error writing bytes to file. Detail: "
@@ -103,8 +103,8 @@ def test_a_trial_that_failed_for_a_full_disk_stops_the_phase(tmp_path):
 def test_a_full_disk_elsewhere_is_not_blamed_on_the_experiment_folder(tmp_path, monkeypatch):
     """Ray's object store (/dev/shm) or the temporary folder can fill up while the experiment folder has room:
     the line names the path the error carries, or says that another device is full."""
-    import search.disk as disk
-    from search.trainable import StopOnFullDisk
+    import search.io.disk as disk
+    from search.tune.trainable import StopOnFullDisk
 
     stop = StopOnFullDisk(str(tmp_path))
     shm = "OSError: [Errno 28] No space left on device: '/dev/shm/plasma-17'\n"

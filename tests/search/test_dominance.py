@@ -3,8 +3,8 @@ clips: equally good ones stay on the front, one worse on every task leaves it.""
 import numpy as np
 import pandas as pd
 
-from search.decision import RunScores, dominated_by
-from search.stats import macro_f1
+from search.analysis.decision import RunScores, dominated_by
+from search.analysis.stats import macro_f1
 
 TASKS = ["binary", "mature", "gory", "slapstick", "sarcasm"]
 

@@ -1,8 +1,8 @@
 import pandas as pd
 
-from search.decision import Comparison
-from search.finish import answer_markdown, conclusion, duration
-from search.stats import SeedClipEstimate
+from search.analysis.decision import Comparison
+from search.run.finish import answer_markdown, conclusion, duration
+from search.analysis.stats import SeedClipEstimate
 
 BEST = "dsg+equal+all | bin+sla+sar/mat+gor"
 
@@ -63,8 +63,8 @@ def test_the_report_gets_the_phases_tables_as_they_are(tmp_path):
     """The finish step hands the report what the phases made: nothing is read back from the folder."""
     from types import SimpleNamespace
 
-    from search.experiment import Outcome
-    from search.finish import report_input
+    from search.tune.experiment import Outcome
+    from search.run.finish import report_input
     from search.space import load_space
 
     spec = load_space("spaces/smoke.yaml")
@@ -87,9 +87,10 @@ def test_the_tables_and_the_floor_never_write_through_a_link(tmp_path, monkeypat
     stays as it was (an interrupted launch writes the tables, a finished one the floor too)."""
     from types import SimpleNamespace
 
-    import search.finish
-    from search.experiment import Files, Outcome
-    from search.finish import _bow_floor, finish
+    import search.run.finish
+    from search.io.files import Files
+    from search.tune.experiment import Outcome
+    from search.run.finish import _bow_floor, finish
     from search.space import load_space
 
     spec = load_space("spaces/smoke.yaml")
@@ -106,7 +107,7 @@ def test_the_tables_and_the_floor_never_write_through_a_link(tmp_path, monkeypat
     trials = pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "epochs": [1], spec.search.metric: [0.5]})
     history = pd.DataFrame({"trial_id": ["a"], "training_iteration": [1], spec.search.metric: [0.5]})
     assert finish(exp, Outcome(trials=trials, history=history, expected=1, interrupted=True)) == 130
-    monkeypatch.setattr(search.finish, "bag_of_words_floor", lambda *a, **k: {"test/avg_f1": 0.5})
+    monkeypatch.setattr(search.run.finish, "bag_of_words_floor", lambda *a, **k: {"test/avg_f1": 0.5})
     assert _bow_floor(exp) == {"test/avg_f1": 0.5}
     for name in names:
         assert (elsewhere / name).read_text() == "precious", name
@@ -123,9 +124,9 @@ def test_under_cross_validation_the_floor_is_labelled_as_another_protocol_and_no
     import json
     from types import SimpleNamespace
 
-    import search.finish
-    from search.experiment import Files
-    from search.finish import _bow_floor
+    import search.run.finish
+    from search.io.files import Files
+    from search.run.finish import _bow_floor
     from search.report import _floor_section
     from search.space import load_space
 
@@ -133,7 +134,7 @@ def test_under_cross_validation_the_floor_is_labelled_as_another_protocol_and_no
     spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, cv_folds=5))
     tracker = SimpleNamespace(log_metrics=lambda *a, **k: None)
     exp = SimpleNamespace(spec=spec, dir=tmp_path, tracker=tracker)
-    monkeypatch.setattr(search.finish, "bag_of_words_floor", lambda *a, **k: {"test/avg_f1": 0.5, "test/gory/f1": 0.5})
+    monkeypatch.setattr(search.run.finish, "bag_of_words_floor", lambda *a, **k: {"test/avg_f1": 0.5, "test/gory/f1": 0.5})
     floor = _bow_floor(exp)
     saved = json.loads((tmp_path / Files.FLOOR).read_text())
     assert saved == floor and saved["protocol"] == "test_split"

@@ -7,7 +7,7 @@ import yaml
 
 from mtl_core.config import ConfigError
 from mtl_core.strategies import REGISTRIES
-from search.first_rung import acting_epochs, check_first_rung, late_strategies
+from search.space.first_rung import acting_epochs, check_first_rung, late_strategies
 from search.space import load_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def test_every_shipped_space_passes_and_the_flagship_cuts_at_epoch_3(monkeypatch
 
 
 def test_the_launcher_refuses_an_early_rung_in_one_line_before_writing_anything(tmp_path, capsys):
-    from search.launch import main
+    from search.run.launch import main
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"train": {"epochs": 4}, "search": {"grace_period": 1},
@@ -95,7 +95,7 @@ def test_a_broken_base_still_has_the_space_corners_checked(tmp_path):
 
 
 def test_a_dry_run_says_where_the_first_rung_is(tmp_path, capsys):
-    from search.launch import main
+    from search.run.launch import main
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"train": {"epochs": 6}, "search": {"num_samples": 2},

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from mtl_core.validation import ConfigError
-from search.experiment import CorruptFile
-from search.folder_read import (RESUME_RISK, check_only_ours, read_json, read_json_lines, read_rungs, read_space,
+from search.io.files import CorruptFile
+from search.io.folder_read import (RESUME_RISK, check_only_ours, read_json, read_json_lines, read_rungs, read_space,
                                 read_table)
-from search.mo_asha import MultiObjectiveASHA
+from search.tune.mo_asha import MultiObjectiveASHA
 
 
 def test_a_table_that_is_not_one_is_named_in_one_line(tmp_path):
@@ -144,7 +144,7 @@ def test_an_access_control_list_counts_only_when_it_lets_others_write(tmp_path, 
     its mask, so the mask says whether any entry may write. (The first version refused every ACL.)"""
     import struct
 
-    import search.folder_read as folder_read
+    import search.io.folder_read as folder_read
 
     entry = lambda tag, perm, who=0xFFFFFFFF: struct.pack("<HHI", tag, perm, who)  # noqa: E731 (Linux's layout)
     def acl(folder, nobody, mask):  # owner rwx, user nobody, group r-x, the mask, other r-x
@@ -171,8 +171,8 @@ def test_a_journal_cut_short_by_a_kill_is_trimmed_and_a_bad_line_before_the_end_
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from search.folder_read import check_journal
-    from search.launch import _trim_journal
+    from search.io.folder_read import check_journal
+    from search.run.launch import _trim_journal
 
     path = tmp_path / "optuna.journal"
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -194,7 +194,7 @@ def test_a_journal_cut_short_by_a_kill_is_trimmed_and_a_bad_line_before_the_end_
 
 
 def test_group_write_is_fine_for_a_private_group_only(tmp_path, monkeypatch):
-    import search.folder_read as folder_read
+    import search.io.folder_read as folder_read
 
     exp = tmp_path / "exp"
     exp.mkdir()
@@ -208,7 +208,7 @@ def test_group_write_is_fine_for_a_private_group_only(tmp_path, monkeypatch):
 
 
 def test_a_fifo_and_a_parquet_bomb_are_refused_before_reading(tmp_path, monkeypatch):
-    import search.folder_read as folder_read
+    import search.io.folder_read as folder_read
 
     os.mkfifo(tmp_path / "result.json")  # reading it would block for ever
     with pytest.raises(CorruptFile, match="not a regular file"):
@@ -224,7 +224,7 @@ def test_json_nested_past_the_stack_is_one_line(tmp_path):
     with pytest.raises(CorruptFile, match="not JSON \\(RecursionError\\)"):
         read_json(tmp_path / "deep.json", expect=list)
     (tmp_path / "launch_state.json").write_text("[" * 60_000)
-    from search.experiment import read_state
+    from search.io.state import read_state
     with pytest.raises(CorruptFile, match="unreadable launch state"):
         read_state(tmp_path)
 
@@ -233,7 +233,7 @@ def test_a_private_group_is_named_after_its_user_and_has_no_one_else():
     import grp
     import pwd
 
-    from search.folder_read import _private_group
+    from search.io.folder_read import _private_group
 
     me = pwd.getpwuid(os.getuid())
     own = next((g for g in grp.getgrall() if g.gr_name == me.pw_name), None)
@@ -242,3 +242,14 @@ def test_a_private_group_is_named_after_its_user_and_has_no_one_else():
     shared = next((g for g in grp.getgrall() if g.gr_name != me.pw_name), None)  # e.g. nogroup, users
     assert shared is not None and not _private_group(shared.gr_gid, me.pw_uid)
     assert not _private_group(2**31 - 2, me.pw_uid)  # a group id nobody has
+
+
+def test_a_launch_state_carries_its_format_and_another_format_is_refused(tmp_path):
+    from search.io.state import FORMAT, read_state, write_state
+
+    write_state(tmp_path, {"parent_run_id": "p"})
+    assert read_state(tmp_path) == {"parent_run_id": "p", "format": FORMAT}
+    for other in ({"parent_run_id": "p"}, {"parent_run_id": "p", "format": "0"}):
+        (tmp_path / "launch_state.json").write_text(json.dumps(other))
+        with pytest.raises(CorruptFile, match="another version of the service"):
+            read_state(tmp_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.folder_write import append_text, write_csv, write_text
+from search.io.folder_write import append_text, write_csv, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,12 +61,12 @@ def test_appending_refuses_a_link_and_appends_to_a_file(tmp_path):
 
 WRITERS = {"to_csv", "to_parquet", "to_json", "write_text", "write_bytes", "savefig", "write_table", "dump"}
 ELSEWHERE = {  # (module, function): what writes some other way, and why that is safe
-    ("front_report.py", "front_section"): "its plot, into the new folder main() moves in",
-    ("front_report.py", "main"): "into a new temporary folder, then renamed into report/",
-    ("report.py", "_save"): "the plots, into the new folder the report is written in",
-    ("results.py", "write_parquet"): "into a buffer, then write_bytes",
-    ("mo_asha.py", "save"): "Tune's own checkpoint file, at the path Tune gives",
-    ("model_export.py", "model_files"): "into a temporary folder of its own, which the saved model copies from",
+    ("report/front.py", "front_section"): "its plot, into the new folder main() moves in",
+    ("report/front.py", "main"): "into a new temporary folder, then renamed into report/",
+    ("report/__init__.py", "_save"): "the plots, into the new folder the report is written in",
+    ("analysis/results.py", "write_parquet"): "into a buffer, then write_bytes",
+    ("tune/mo_asha.py", "save"): "Tune's own checkpoint file, at the path Tune gives",
+    ("tracking/model_export.py", "model_files"): "into a temporary folder of its own, which the saved model copies from",
 }
 
 
@@ -92,6 +92,6 @@ def _writes(path: Path):
 
 
 def test_every_writer_under_search_goes_through_folder_write():
-    found = [f"search/{p.name}: {fn}: {what}" for p in sorted((ROOT / "search").glob("*.py"))
-             if p.name != "folder_write.py" for fn, what in _writes(p) if (p.name, fn) not in ELSEWHERE]
+    found = [f"{p.relative_to(ROOT)}: {fn}: {what}" for p in sorted((ROOT / "search").rglob("*.py"))
+             if p.name != "folder_write.py" for fn, what in _writes(p) if (p.relative_to(ROOT / "search").as_posix(), fn) not in ELSEWHERE]
     assert found == []

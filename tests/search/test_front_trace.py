@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mtl_core import keys
-from search.front_trace import HYPERVOLUME, FrontTrace
-from search.reference import majority_scores, reference_point
+from search.tracking.front_trace import HYPERVOLUME, FrontTrace
+from search.analysis.reference import majority_scores, reference_point
 
 OBJECTIVES = ["val/gory/f1", "val/sarcasm/f1"]
 GORY, SARCASM = (keys.objective_score(o) for o in OBJECTIVES)

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from mtl_core import TASKS
 from mtl_core.grouping import subsets
-from search.groupings import group_trials, score_table, summarise
+from search.analysis.groupings import group_trials, score_table, summarise
 
 
 def test_group_trials_cover_every_group_once_per_configuration():
@@ -96,7 +96,7 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
 
 
 def test_every_grouping_mode_ends_in_the_final_phase():
-    from search.phases import PHASES, final
+    from search.run.phases import PHASES, final
     from search.space import SearchSettings
 
     assert set(PHASES) == {"search", "exhaustive", "affinity", "both"}

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-import search.finish
-import search.launch
-import search.phases
-import search.signals
-import search.sweep
-import search.tracking
-from search.launch import main
+import search.run.finish
+import search.run.launch
+import search.run.phases
+import search.io.signals
+import search.run.sweep
+import search.tracking.tracker
+from search.run.launch import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"
@@ -59,20 +59,20 @@ class _TuneLikeTuner:
 
 
 def _phase_without_trials(exp, out):
-    search.phases._fit(exp, "search")  # the launcher's own Tuner.fit path, with the Tune-like stand-in
+    search.run.phases._fit(exp, "search")  # the launcher's own Tuner.fit path, with the Tune-like stand-in
 
 
 @pytest.fixture
 def no_ray(monkeypatch):
-    monkeypatch.setattr(search.sweep.ray, "init", lambda *a, **k: None)
-    monkeypatch.setattr(search.sweep.ray, "shutdown", lambda *a, **k: None)
-    monkeypatch.setattr(search.phases, "build_tuner", lambda *a, **k: (_TuneLikeTuner(), 0))
-    monkeypatch.setitem(search.phases.PHASES, "search", (_phase_without_trials,))
+    monkeypatch.setattr(search.run.sweep.ray, "init", lambda *a, **k: None)
+    monkeypatch.setattr(search.run.sweep.ray, "shutdown", lambda *a, **k: None)
+    monkeypatch.setattr(search.run.phases, "build_tuner", lambda *a, **k: (_TuneLikeTuner(), 0))
+    monkeypatch.setitem(search.run.phases.PHASES, "search", (_phase_without_trials,))
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_during_the_checks_keeps_nothing(tmp_path, capsys, monkeypatch, sig, code):
-    monkeypatch.setattr(search.launch, "_check_data", _send(sig))
+    monkeypatch.setattr(search.run.launch, "_check_data", _send(sig))
     assert main([str(SMOKE), "--storage", str(tmp_path), *ARGS]) == code
     err = capsys.readouterr().err
     assert err.strip().endswith("before the experiment started; nothing was kept (run the same command again)")
@@ -81,7 +81,7 @@ def test_a_signal_during_the_checks_keeps_nothing(tmp_path, capsys, monkeypatch,
 
 @pytest.mark.slow
 def test_a_signal_while_the_data_is_prepared_removes_the_half_made_folder(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(search.sweep, "_prepare_data", _send(signal.SIGTERM))
+    monkeypatch.setattr(search.run.sweep, "_prepare_data", _send(signal.SIGTERM))
     assert main([str(SMOKE), "--storage", str(tmp_path), *ARGS]) == 143
     assert "nothing was kept" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # a rerun of the same command is not blocked
@@ -94,9 +94,9 @@ def test_a_sigterm_after_the_experiment_exists_is_143_with_the_resume_line(tmp_p
     """'finish step' comes after a (fake) Tune phase: Tune's SIGINT handler is still installed there, and
     swallowed the signal (exit 0, parent run FINISHED) until the launcher took SIGINT back after each fit."""
     if moment == "ray start":  # kept until ray.init returns (a Ray half started is harder to stop)
-        monkeypatch.setattr(search.sweep.ray, "init", _signal_then(signal.SIGTERM, lambda *a, **k: None))
+        monkeypatch.setattr(search.run.sweep.ray, "init", _signal_then(signal.SIGTERM, lambda *a, **k: None))
     else:
-        monkeypatch.setattr(search.finish, "_bow_floor", _send(signal.SIGTERM))
+        monkeypatch.setattr(search.run.finish, "_bow_floor", _send(signal.SIGTERM))
     assert main([str(SMOKE), "--storage", str(tmp_path), *ARGS]) == 143
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM; continue with: python -m search.launch ")
@@ -129,7 +129,7 @@ class _SignalledTuner(_TuneLikeTuner):
 
 def _signalled_phase(sigs):
     def phase(exp, out):
-        search.phases._fit(exp, "search")  # (build_tuner is patched to give the _SignalledTuner)
+        search.run.phases._fit(exp, "search")  # (build_tuner is patched to give the _SignalledTuner)
         out.interrupted = True  # as the search phase says after an interrupted fit
     return phase
 
@@ -137,14 +137,14 @@ def _signalled_phase(sigs):
 T, I = signal.SIGTERM, signal.SIGINT
 # moment -> (where the first signal comes: "stop" raises there, "then" lets the step go on), what it must end in
 MOMENTS = {
-    "data preparation": ("search.sweep._prepare_data", "stop", 143, None),
-    "opening the parent run": ("search.sweep.open_parent", "then", 143, "KILLED"),
-    "ray start": ("search.sweep.ray.init", "then", 143, "KILLED"),
+    "data preparation": ("search.run.sweep._prepare_data", "stop", 143, None),
+    "opening the parent run": ("search.run.sweep.open_parent", "then", 143, "KILLED"),
+    "ray start": ("search.run.sweep.ray.init", "then", 143, "KILLED"),
     "mid-search": ("tune", None, 143, "KILLED"),
     "between phases": ("phase", "stop", 143, "KILLED"),
-    "finish step": ("search.finish._bow_floor", "stop", 143, "KILLED"),
-    "answer printing": ("search.finish.ui_hint", "then", 0, "FINISHED"),
-    "ray shutdown": ("search.sweep.ray.shutdown", "then", 0, "FINISHED"),
+    "finish step": ("search.run.finish._bow_floor", "stop", 143, "KILLED"),
+    "answer printing": ("search.run.finish.ui_hint", "then", 0, "FINISHED"),
+    "ray shutdown": ("search.run.sweep.ray.shutdown", "then", 0, "FINISHED"),
 }
 CASES = [(m, sigs) for m in MOMENTS for sigs in ((T,), (T, T))] + [
     ("ray start", (I,)), ("between phases", (I, T)), ("mid-search", (T, I)), ("answer printing", (I, I))]
@@ -162,18 +162,18 @@ def test_one_outcome_whatever_the_moment_and_the_number_of_signals(tmp_path, cap
     where, how, code, status = MOMENTS[moment]
     first, rest = sigs[0], sigs[1:]
     if where == "tune":
-        monkeypatch.setattr(search.phases, "build_tuner", lambda *a, **k: (_SignalledTuner(sigs), 0))
-        monkeypatch.setitem(search.phases.PHASES, "search", (_signalled_phase(sigs),))
+        monkeypatch.setattr(search.run.phases, "build_tuner", lambda *a, **k: (_SignalledTuner(sigs), 0))
+        monkeypatch.setitem(search.run.phases.PHASES, "search", (_signalled_phase(sigs),))
     elif where == "phase":
-        monkeypatch.setitem(search.phases.PHASES, "search", (_phase_without_trials, _send(first)))
+        monkeypatch.setitem(search.run.phases.PHASES, "search", (_phase_without_trials, _send(first)))
     else:
         module, _, name = where.rpartition(".")
-        target = {"search.sweep": search.sweep, "search.finish": search.finish,
-                  "search.sweep.ray": search.sweep.ray}[module]
+        target = {"search.run.sweep": search.run.sweep, "search.run.finish": search.run.finish,
+                  "search.run.sweep.ray": search.run.sweep.ray}[module]
         monkeypatch.setattr(target, name, _send(first) if how == "stop" else _signal_then(first, getattr(target, name)))
     if rest and where != "tune":  # the next ones while the first one's outcome is carried out
-        monkeypatch.setattr(search.tracking.Tracker, "close", _signal_then(rest[0], search.tracking.Tracker.close))
-        monkeypatch.setattr(search.launch, "_discard", _signal_then(rest[0], search.launch._discard))
+        monkeypatch.setattr(search.tracking.tracker.Tracker, "close", _signal_then(rest[0], search.tracking.tracker.Tracker.close))
+        monkeypatch.setattr(search.run.launch, "_discard", _signal_then(rest[0], search.run.launch._discard))
     if code and first == signal.SIGINT:
         code = 130
     assert main([str(SMOKE), "--storage", str(tmp_path), *ARGS]) == code
@@ -181,7 +181,7 @@ def test_one_outcome_whatever_the_moment_and_the_number_of_signals(tmp_path, cap
     assert "Traceback" not in out + err
     how_stopped = "stopped by SIGTERM" if code == 143 else "interrupted"
     if status is None:
-        assert err.strip().splitlines()[-1] == f"{how_stopped} {search.signals.NOTHING_KEPT}"
+        assert err.strip().splitlines()[-1] == f"{how_stopped} {search.io.signals.NOTHING_KEPT}"
         assert list(tmp_path.iterdir()) == []
         return
     assert _parent_status(tmp_path / "sig") == status
@@ -196,14 +196,14 @@ def test_one_outcome_whatever_the_moment_and_the_number_of_signals(tmp_path, cap
 
 @pytest.fixture
 def our_handlers():
-    """search.signals' handlers in this process for one test, then pytest's back."""
+    """search.io.signals' handlers in this process for one test, then pytest's back."""
     saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    search.signals.reset()
-    search.signals.catch_signals()
-    yield search.signals
+    search.io.signals.reset()
+    search.io.signals.catch_signals()
+    yield search.io.signals
     signal.signal(signal.SIGINT, saved[0])
     signal.signal(signal.SIGTERM, saved[1])
-    search.signals.reset()
+    search.io.signals.reset()
 
 
 def test_a_signal_while_a_step_is_held_stops_the_launch_when_it_ends(our_handlers):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search.cluster import address_source
-from search.launch import main
+from search.io.cluster import address_source
+from search.run.launch import main
 
 SMOKE = Path(__file__).resolve().parents[2] / "spaces" / "smoke.yaml"
 
@@ -18,8 +18,8 @@ SMOKE = Path(__file__).resolve().parents[2] / "spaces" / "smoke.yaml"
 def test_a_local_launch_starts_its_own_ray_and_a_join_says_which_cluster(monkeypatch):
     import ray
 
-    from search.cluster import joined_cluster
-    from search.sweep import _start_ray
+    from search.io.cluster import joined_cluster
+    from search.run.sweep import _start_ray
 
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # what ray.init(address=None) would try to join
     try:

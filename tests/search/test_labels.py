@@ -1,8 +1,8 @@
 import pandas as pd
 
-from search.labels import (config_label, distinct, groups_label, partition_label, partition_of, row_label, run_name,
+from search.analysis.labels import (config_label, distinct, groups_label, partition_label, partition_of, row_label, run_name,
                            short_names, trial_number)
-from search.trial import TrialMeta, trial_entry
+from search.space.trial import TrialMeta, trial_entry
 
 TASKS = ["binary", "mature", "gory", "slapstick", "sarcasm"]
 BASE = {"tasks": TASKS, "strategy": {"combiner": {"name": "pcgrad"}}}
@@ -86,7 +86,7 @@ def test_repeated_labels_name_the_knobs_that_tell_them_apart():
 
 def test_the_tables_label_repeats_by_their_config_cells():
     from search.report import with_labels
-    from search.results import config_cells
+    from search.analysis.results import config_cells
 
     table = pd.DataFrame({"trial_id": ["t_00000", "t_00001"], "config/train.lr": [0.001, 0.002],
                           "config/strategy.scheduler.name": ["dsg", "dsg"], "val/avg_f1": [0.5, 0.6]})

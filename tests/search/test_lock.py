@@ -1,4 +1,4 @@
-"""One live launcher per experiment folder (search.lock): a second launch is refused in one line naming
+"""One live launcher per experiment folder (search.io.lock): a second launch is refused in one line naming
 the holder, a killed holder's lock blocks nothing, and two launches racing for one name never both run."""
 import os
 import signal
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from search.launch import main
-from search.lock import ExperimentLock, Locked
+from search.run.launch import main
+from search.io.lock import ExperimentLock, Locked
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"
-HOLD = ("import sys, time; from pathlib import Path; from search.lock import ExperimentLock; "
+HOLD = ("import sys, time; from pathlib import Path; from search.io.lock import ExperimentLock; "
         "ExperimentLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(120)")
 
 

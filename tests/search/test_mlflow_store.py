@@ -8,8 +8,8 @@ from contextlib import closing
 import pytest
 from mlflow import MlflowClient
 
-import search.mlflow_store as mlflow_store
-from search.mlflow_store import _is_empty_store, start_store, template_path
+import search.tracking.store as mlflow_store
+from search.tracking.store import _is_empty_store, start_store, template_path
 
 
 def _uri(folder):

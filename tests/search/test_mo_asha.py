@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from search.mo_asha import MultiObjectiveASHA, rung_levels
+from search.tune.mo_asha import MultiObjectiveASHA, rung_levels
 
 GO, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 METRICS = ["a", "b"]

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from search.space import load_space, sample_configs
-from search.trial import trial_config
+from search.space.trial import trial_config
 
 BASE = {"model": {"text_encoder": "tiny", "attention_heads": 4}, "train": {"epochs": 2}}
 
@@ -37,7 +37,7 @@ def test_arch_and_text_encoder_are_searchable(tmp_path):
     ({"model": {"width": {"choice": [32, 30]}}}, "space.model.attention_heads: 4 does not divide model.width 30"),
 ])
 def test_a_bad_model_option_is_one_line_before_anything_starts(tmp_path, capsys, space, message):
-    from search.launch import main
+    from search.run.launch import main
 
     assert main([str(_write(tmp_path, space)), "--storage", str(tmp_path / "exp"), "--dry-run"]) == 2
     err = capsys.readouterr().err

@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 from mtl_core.config import build_config
 from mtl_core.prepare import prepare
 from mtl_core.train import PREDICTIONS_FILE, load_predictions, train
-from search.mlflow_store import default_tracking_uri, start_store
-from search.model_export import clip_inputs, log_model, save_winner
-from search.tracking import Tracker
+from search.tracking.store import default_tracking_uri, start_store
+from search.tracking.model_export import clip_inputs, log_model, save_winner
+from search.tracking.tracker import Tracker
 
 from conftest import tiny_raw
 
@@ -120,7 +120,7 @@ def test_replacing_the_model_folder_never_leaves_part_of_a_model_at_its_name(tmp
 
     import mlflow.pyfunc
 
-    import search.model_export as export
+    import search.tracking.model_export as export
 
     def save_model(path, version):
         Path(path).mkdir()
@@ -157,8 +157,8 @@ def test_the_model_says_how_its_run_was_evaluated(tmp_path, monkeypatch, capsys,
     from contextlib import nullcontext
     from types import SimpleNamespace
 
-    import search.model_export as export
-    from search.trial import TrialMeta, trial_entry
+    import search.tracking.model_export as export
+    from search.space.trial import TrialMeta, trial_entry
 
     saved, logged = {}, {}
 

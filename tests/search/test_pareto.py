@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-import search.pareto
-from search.pareto import (ahead_counts, ahead_of, contribution_in_front, crowding_distance, epsilon_net_places,
+import search.analysis.pareto
+from search.analysis.pareto import (ahead_counts, ahead_of, contribution_in_front, crowding_distance, epsilon_net_places,
                            hypervolume,
                            hypervolume_contributions, non_dominated_ranks, pareto_order, rank_and_crowding, spread)
 
@@ -91,9 +91,9 @@ def _cells(points, ref):
 def both_algorithms(request, monkeypatch):
     """Every hypervolume test runs on Optuna's WFG (the fast path) and on the slicing fallback."""
     if request.param == "slicing":
-        monkeypatch.setattr(search.pareto, "_wfg", None)
+        monkeypatch.setattr(search.analysis.pareto, "_wfg", None)
     else:
-        assert search.pareto._wfg is not None
+        assert search.analysis.pareto._wfg is not None
 
 
 pytestmark = pytest.mark.usefixtures("both_algorithms")

@@ -1,4 +1,4 @@
-"""The final phase's race, driven through `search.phases.final` with Tune replaced by a fake that 'trains'
+"""The final phase's race, driven through `search.run.phases.final` with Tune replaced by a fake that 'trains'
 each entry to a known score: which entries get which seeds in which round."""
 import zlib
 from types import SimpleNamespace
@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from search import phases
-from search.phases import Candidate, Outcome
+from search.run import phases
+from search.run.phases import Candidate, Outcome
 from search.space import load_space
-from search.trial import meta_of
+from search.space.trial import meta_of
 
 TRUE = {"rank 1": 0.80, "rank 2": 0.79, "equal_sum": 0.40, "single_task": 0.45, "rlw": 0.795}
 
@@ -75,7 +75,7 @@ def test_a_tuned_baseline_searches_its_own_knobs_and_the_final_phase_uses_them(t
     knobs, the other baselines with the winner's."""
     import pandas as pd
 
-    from search.experiment import Files
+    from search.io.files import Files
 
     exp = _exp(tmp_path, "search.tune_baselines=[equal_sum]", "search.baseline_samples=3",
                "search.baselines=[equal_sum, rlw]")

@@ -11,7 +11,7 @@ from mtl_core import keys
 
 def test_launch_refuses_a_pretraining_task_the_data_cannot_feed_in_one_line(tmp_path, capsys):
     from mtl_core.data.synth import write_synthetic
-    from search.launch import main
+    from search.run.launch import main
 
     root = write_synthetic(tmp_path / "text_only", seed=0, n_train=6, n_val=3, n_test=3)
     shutil.rmtree(root / "i3d")  # as the real text release: no video (audio kept)
@@ -30,7 +30,7 @@ def test_launch_refuses_a_pretraining_task_the_data_cannot_feed_in_one_line(tmp_
 
 
 def test_the_pretraining_curve_becomes_one_mlflow_step_per_pretraining_epoch():
-    from search.tracking import pretrain_curve
+    from search.tracking.tracker import pretrain_curve
 
     curve = [{"epoch": 0, "pretrain/val/vtm/acc": 0.5, "pretrain/train/vtm/loss": 0.7, "other": 1.0},
              {"epoch": 1, "pretrain/val/vtm/acc": 0.6, "pretrain/train/vtm/loss": 0.6}]

@@ -1,8 +1,8 @@
 """search.progress: the console's line, in place on a terminal, on a change (or a minute) elsewhere."""
 from types import SimpleNamespace
 
-from search.progress import Progress, asha_epochs
-from search.trial import TrialMeta, trial_entry
+from search.tune.progress import Progress, asha_epochs
+from search.space.trial import TrialMeta, trial_entry
 
 BASE = {"tasks": ["binary", "mature"]}
 
@@ -71,7 +71,7 @@ def test_epochs_past_the_estimate_are_not_shown_as_a_fraction_over_one(capsys):
 def test_the_eta_weighs_each_trial_by_the_models_it_trains(capsys, monkeypatch):
     """A final phase of a five-model single-task baseline and a one-model entry, 2 epochs each: after the
     baseline's first epoch, 5 of 12 model-epochs are done, not 1 of 4 epochs."""
-    import search.progress as progress
+    import search.tune.progress as progress
 
     clock = iter([0.0, 50.0, 50.0, 50.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from search.report import _wrap, html_page, main, matched_importances, write_report
-from search.report_input import ReportInput
-from search.results import leaderboard
-from search.stats import rungs
+from search.report.inputs import ReportInput
+from search.analysis.results import leaderboard
+from search.analysis.stats import rungs
 
 
 def _sweep(n=12, seed=0):
@@ -77,8 +77,8 @@ def test_the_command_reads_the_same_tables_back_from_the_folder(tmp_path):
 
     import yaml
 
-    from search.experiment import Files
-    from search.results import write_parquet
+    from search.io.files import Files
+    from search.analysis.results import write_parquet
 
     given = _given()
     exp = tmp_path / "exp"
@@ -156,7 +156,7 @@ def test_the_launcher_s_report_replaces_links_and_refuses_a_linked_folder(tmp_pa
     file it pointed at kept; a `report` that is a link is refused."""
     import pytest
 
-    from search.experiment import CorruptFile
+    from search.io.files import CorruptFile
     from search.report import write_report_folder
 
     exp, victim = tmp_path / "exp", tmp_path / "victim.txt"

@@ -1,4 +1,4 @@
-"""search.results without Ray: Tune's results (stand-ins with the same attributes) become the history and
+"""search.analysis.results without Ray: Tune's results (stand-ins with the same attributes) become the history and
 trials tables, the trial's status and best epoch follow the experiment's metric and mode, and the tables
 survive Parquet whatever types their config columns mix."""
 import math
@@ -7,7 +7,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from search.results import collect, compute_saved, error_line, write_parquet
+from search.analysis.results import collect, compute_saved, write_parquet
+
+from search.io.console import error_line
 
 
 def _result(tid, losses, f1s, *, error=None, overrides=None):

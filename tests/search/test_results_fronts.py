@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from search.results import collect, leaderboard, with_fronts
+from search.analysis.results import collect, leaderboard, with_fronts
 
 OBJECTIVES = ("val/gory/f1", "val/sarcasm/f1")
 

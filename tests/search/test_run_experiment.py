@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 from ray._private import ray_constants
 
-import search.sweep as sweep
+import search.run.sweep as sweep
 from search.space import load_space
-from search.tracking import Link, Tracker
+from search.tracking.tracker import Link, Tracker
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"

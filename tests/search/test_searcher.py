@@ -6,7 +6,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from search.searcher import PrunedAwareOptunaSearch
+from search.tune.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
 
 SPACE = {"train": {"lr": {"loguniform": [1e-4, 1e-2]}}, "strategy": {"combiner": {"choice": {"equal": {}, "rlw": {}}}}}

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-import search.sweep
+import search.run.sweep
 from search.space import load_space
-from search.tracking import credentials_to_env, mask_uri, ui_hint
+from search.tracking.tracker import credentials_to_env, mask_uri, ui_hint
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +34,11 @@ def test_http_credentials_move_to_mlflow_s_environment(monkeypatch):
 
 
 def test_the_state_file_and_the_console_never_hold_the_password(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(search.sweep, "open_parent", lambda *a, **k: "run123")
+    monkeypatch.setattr(search.run.sweep, "open_parent", lambda *a, **k: "run123")
     spec = load_space(ROOT / "spaces" / "smoke.yaml")
     uri = "postgresql://bob:s3cret@db:5432/mlflow"
     (tmp_path / "space.yaml").write_text("x: 1")
-    search.sweep._open(spec, tmp_path, uri, resume=False)
+    search.run.sweep._open(spec, tmp_path, uri, resume=False)
     state = json.loads((tmp_path / "launch_state.json").read_text())
     assert state["tracking_uri"] == "postgresql://bob:***@db:5432/mlflow"
     assert "s3cret" not in ui_hint(uri, "1")

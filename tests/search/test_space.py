@@ -7,7 +7,7 @@ import yaml
 
 from mtl_core.config import ConfigError
 from search.space import DefineByRun, corner_samples, load_space, sample_configs
-from search.trial import trial_config
+from search.space.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
@@ -94,7 +94,7 @@ def test_invalid_spaces_are_one_line_errors(tmp_path, patch, message):
 def test_launch_rejects_bad_space_with_exit_2_before_ray(tmp_path):
     data = dict(BASE, space={"train": {"lr": {"uniform": [1, 0]}}})
     path = _write(tmp_path, data)
-    code = ("import sys; from search.launch import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from search.run.launch import main; rc = main(sys.argv[1:]); "
             "print('ray imported' if 'ray' in sys.modules else 'no ray'); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, str(path), "--storage", str(tmp_path / "exp")],
                           capture_output=True, text=True)
@@ -105,7 +105,7 @@ def test_launch_rejects_bad_space_with_exit_2_before_ray(tmp_path):
 
 
 def test_an_encoder_not_on_this_machine_is_one_line_and_exit_2_before_anything_starts(tmp_path, capsys):
-    from search.launch import main
+    from search.run.launch import main
 
     assert main([str(ROOT / "spaces" / "smoke.yaml"), "--set", "model.text_encoder=no-such/encoder",
                  "--storage", str(tmp_path / "exp")]) == 2
@@ -177,7 +177,7 @@ def test_a_space_file_reports_every_problem_at_once(tmp_path):
 
 
 def _launch_dry_run(path, capsys, *extra):
-    from search.launch import main
+    from search.run.launch import main
 
     rc = main([str(path), "--dry-run", *extra])
     return rc, capsys.readouterr()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import search.phases
-import search.sweep
-from search.launch import main
+import search.run.phases
+import search.run.sweep
+from search.run.launch import main
 from test_interrupts import _parent_status, no_ray  # noqa: F401 (a fixture: Ray replaced by no-ops)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def finished(tmp_path, capsys, no_ray) -> Path:
 
 
 def test_ray_that_does_not_start_undoes_a_fresh_start(tmp_path, capsys, monkeypatch, no_ray):
-    monkeypatch.setattr(search.sweep.ray, "init", _no_tmpdir)
+    monkeypatch.setattr(search.run.sweep.ray, "init", _no_tmpdir)
     assert main([str(SMOKE), "--storage", str(tmp_path), *ARGS]) == 1
     err = capsys.readouterr().err
     errors = _errors(err)
@@ -49,7 +49,7 @@ def test_ray_that_does_not_start_undoes_a_fresh_start(tmp_path, capsys, monkeypa
 
 
 def test_ray_that_does_not_start_on_resume_marks_the_parent_run_failed(finished, capsys, monkeypatch):
-    monkeypatch.setattr(search.sweep.ray, "init", _no_tmpdir)
+    monkeypatch.setattr(search.run.sweep.ray, "init", _no_tmpdir)
     assert main([str(SMOKE), "--storage", str(finished.parent), *ARGS, "--resume"]) == 1
     err = capsys.readouterr().err
     errors = _errors(err)
@@ -74,9 +74,9 @@ def test_a_damaged_mlflow_db_on_resume_is_named_exit_1(finished):
 
 def test_a_cut_short_tuner_state_on_resume_leaves_the_parent_run_as_it_was(finished, capsys, monkeypatch):
     """Tune unpickles tuner.pkl after the parent run is reopened: a file cut short is named before that."""
-    from search.tuner import build_tuner
+    from search.tune.tuner import build_tuner
 
-    monkeypatch.setattr(search.phases, "build_tuner", build_tuner)  # the real one, which restores the phase
+    monkeypatch.setattr(search.run.phases, "build_tuner", build_tuner)  # the real one, which restores the phase
     (finished / "search").mkdir(exist_ok=True)
     (finished / "search" / "tuner.pkl").write_bytes(pickle.dumps({"state": list(range(2000))}, protocol=5)[:3000])
     assert main([str(SMOKE), "--storage", str(finished.parent), *ARGS, "--resume"]) == 1

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from search.stats import delta_m, paired_difference, pareto_front
+from search.analysis.stats import delta_m, paired_difference, pareto_front
 
 
 def test_delta_m_on_a_hand_computed_case():
@@ -86,7 +86,7 @@ def _runs():
 
 
 def test_final_table_means_stds_and_delta_m_against_single_task():
-    from search.stats import final_table
+    from search.analysis.stats import final_table
 
     table = final_table(_runs(), ["a", "b"]).set_index("name")
     assert list(table.index) == ["rank 1", "equal_sum", "single_task"]  # in training order
@@ -99,7 +99,7 @@ def test_final_table_means_stds_and_delta_m_against_single_task():
 
 
 def test_per_axis_comparisons_use_one_budget_the_last_rung_every_trial_reached():
-    from search.stats import matched_budget
+    from search.analysis.stats import matched_budget
 
     trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "epochs": [4, 2, 2], "status": ["finished", "stopped", "failed"]})
     history = pd.DataFrame({"trial_id": ["a"] * 4 + ["b"] * 2 + ["c"],
@@ -111,7 +111,7 @@ def test_per_axis_comparisons_use_one_budget_the_last_rung_every_trial_reached()
 
 
 def test_axis_effects_against_the_baseline_value_with_welch_intervals():
-    from search.stats import axis_effects
+    from search.analysis.stats import axis_effects
 
     values = pd.Series([0.5, 0.6, 0.7, 0.8, 0.4])
     labels = pd.Series(["equal", "equal", "pcgrad", "pcgrad", "rlw"])
@@ -124,8 +124,8 @@ def test_axis_effects_against_the_baseline_value_with_welch_intervals():
 
 
 def test_leaderboard_names_the_baselines_and_marks_the_fronts():
-    from search.finish import with_final
-    from search.stats import final_table
+    from search.run.finish import with_final
+    from search.analysis.stats import final_table
 
     board = pd.DataFrame({"rank": [1, 2], "trial_id": ["t1", "t2"], "status": ["finished", "stopped"],
                           "val/a/f1": [0.8, 0.7], "val/b/f1": [0.5, 0.6]})
@@ -141,7 +141,7 @@ def test_leaderboard_names_the_baselines_and_marks_the_fronts():
 
 
 def test_rungs_follow_ashas_milestones():
-    from search.stats import rungs
+    from search.analysis.stats import rungs
 
     assert rungs(1, 3, 6) == [1, 3, 6]
     assert rungs(2, 2, 6) == [2, 4, 6]
@@ -149,7 +149,7 @@ def test_rungs_follow_ashas_milestones():
 
 
 def test_scores_at_a_rung_count_failed_trials_at_the_worst_score():
-    from search.stats import scores_at
+    from search.analysis.stats import scores_at
 
     trials = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "epochs": [3, 1, 1, 3],
                            "status": ["finished", "stopped", "failed", "finished"]})
@@ -205,7 +205,7 @@ def test_report_gives_a_table_per_rung_and_marks_strategies_that_had_not_acted(t
 
 
 def test_delta_m_leaves_a_derived_binary_out():
-    from search.stats import final_table
+    from search.analysis.stats import final_table
 
     rows = []
     for name, role, f1 in (("best", "final", {"binary": 0.9, "gory": 0.6}), ("single_task", "baseline",

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 from mlflow import MlflowClient
 
-from search.replay import main as replay_main
-from search.tracking import MLflowTrials, Tracker, check_tracking, quick_requests
-from search.trial import TrialMeta, trial_entry
+from search.io.state import FORMAT
+from search.tracking.replay import main as replay_main
+from search.tracking.tracker import MLflowTrials, Tracker, check_tracking, quick_requests
+from search.space.trial import TrialMeta, trial_entry
 
 
 class _FlakyClient:
@@ -117,7 +118,7 @@ def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path, c
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("exp")
     parent = client.create_run(exp_id, tags={"sweep.kind": "optuna-tpe+asha"}).info.run_id
-    (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent}))
+    (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent, "format": FORMAT}))
     ops = [["start", "final", "t1", {"train.lr": 0.1}, {"role": "baseline", "name": "equal_sum"}],
            ["metrics", "final", "t1", 0, {"val/avg_f1": 0.5}, {"node": "n"}, 1000],
            ["end", "final", "t1", "FINISHED", {"stopped_early": "false"}],
@@ -137,7 +138,7 @@ def test_replay_writes_the_spooled_operations_once_the_store_answers(tmp_path, c
 
 
 def test_replay_keeps_the_file_while_the_store_is_down(tmp_path, capsys):
-    (tmp_path / "launch_state.json").write_text(json.dumps({"tracking_uri": "http://127.0.0.1:9", "parent_run_id": "p"}))
+    (tmp_path / "launch_state.json").write_text(json.dumps({"tracking_uri": "http://127.0.0.1:9", "parent_run_id": "p", "format": FORMAT}))
     (tmp_path / "mlflow_pending.jsonl").write_text(json.dumps(["call", "set_terminated", ["p"], {}]) + "\n")
     assert replay_main([str(tmp_path)]) == 1
     err = capsys.readouterr().err
@@ -164,7 +165,7 @@ def test_a_refused_operation_is_dropped_with_a_warning_not_retried_forever(tmp_p
 
 
 def test_metric_names_are_ones_mlflow_accepts():
-    from search.finish import metric_name
+    from search.run.finish import metric_name
 
     assert metric_name("config 0: binary+gory|mature") == "config_0_binary_gory/mature"
     assert metric_name("rank 1") == "rank_1" and metric_name("equal_sum") == "equal_sum"
@@ -173,7 +174,7 @@ def test_metric_names_are_ones_mlflow_accepts():
 def test_a_tag_on_an_ended_run_leaves_its_status(tmp_path):
     """The front ranks are tagged by another callback's tracker once the runs have ended: the lookup must
     not reopen them (a resumed trial's lookup does)."""
-    from search.tracking import open_parent
+    from search.tracking.tracker import open_parent
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "space.yaml").write_text("name: x\n")
@@ -189,7 +190,7 @@ def test_a_tag_on_an_ended_run_leaves_its_status(tmp_path):
 
 def test_links_open_the_training_view_and_f1_scores_sort_together():
     from mtl_core import keys
-    from search.tracking import numeric_metrics, ui_hint, ui_link
+    from search.tracking.tracker import numeric_metrics, ui_hint, ui_link
 
     assert ui_link("http://host:5000/", "7", "abc") == "http://host:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
     assert ui_hint("sqlite:////x/mlflow.db", "1").endswith("http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning")
@@ -213,7 +214,7 @@ def _stranger_spool(tmp_path, store, ops):
     exp = tmp_path / "exp"
     exp.mkdir()
     parent = client.create_run(exp_id, tags={"sweep.kind": "optuna-tpe+asha"}).info.run_id
-    (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent}))
+    (exp / "launch_state.json").write_text(json.dumps({"tracking_uri": uri, "parent_run_id": parent, "format": FORMAT}))
     (exp / "mlflow_pending.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops(parent)))
     return exp, client, parent
 
@@ -302,7 +303,7 @@ def test_replay_logs_only_into_the_sweeps_own_parent_run(tmp_path, capsys, store
 
 
 def test_resume_tags_a_parent_run_from_before_the_tags(tmp_path, store):
-    from search.tracking import open_parent
+    from search.tracking.tracker import open_parent
 
     uri, client, exp_id = store
     old = client.create_run(exp_id).info.run_id  # a sweep from before sweep.kind and sweep.token
@@ -374,7 +375,7 @@ def test_an_outage_is_met_once_with_short_timeouts_and_shared_with_forks(tmp_pat
 
 
 def test_the_experiment_id_for_links_never_waits_on_a_server_that_is_down(tmp_path):
-    from search.tracking import ui_link
+    from search.tracking.tracker import ui_link
 
     tracker = Tracker("http://127.0.0.1:5000", "exp", "parent", spool=str(tmp_path / "spool"), retry_s=3600)
     client = _DownClient()
@@ -385,7 +386,7 @@ def test_the_experiment_id_for_links_never_waits_on_a_server_that_is_down(tmp_pa
 
 
 def test_mlflow_limits_keep_a_user_s_lower_setting(monkeypatch):
-    from search.tracking import DATA_CALLS, http_limits
+    from search.tracking.tracker import DATA_CALLS, http_limits
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
@@ -402,7 +403,7 @@ def test_a_spool_write_that_fails_keeps_what_the_spool_held(tmp_path, capsys, mo
     """A full disk mid-append: the spool is cut back to what it held (no half line that would make it
     unreadable, no empty file), the queue is kept and one line says so."""
     import errno
-    import search.tracking as tracking
+    import search.tracking.tracker as tracking
 
     spool = tmp_path / "spool"
     if held:
@@ -426,7 +427,7 @@ def test_what_a_phase_s_tracker_could_not_spool_is_written_by_a_later_close(tmp_
     """A phase's tracker is gone when its phase ends: what it could neither send nor spool (a full disk) is kept
     for this run's next write, and the finish step's close spools it once there is space again."""
     import errno
-    import search.tracking as tracking
+    import search.tracking.tracker as tracking
 
     spool, append = tmp_path / "spool", tracking.append_text
 
@@ -453,9 +454,9 @@ def test_a_parent_run_end_the_full_disk_did_not_take_is_said_and_resume_says_it_
     """A local SQLite store on the full disk cannot end the parent run, nor can the spool keep the end: the line
     says MLflow shows the run RUNNING until --resume, and --resume says it found the run still RUNNING."""
     import errno
-    import search.tracking as tracking
-    from search.mlflow_store import default_tracking_uri, start_store
-    from search.tracking import open_parent
+    import search.tracking.tracker as tracking
+    from search.tracking.store import default_tracking_uri, start_store
+    from search.tracking.tracker import open_parent
 
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device")

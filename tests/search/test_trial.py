@@ -13,11 +13,11 @@ from search.space import DefineByRun
 import pytest
 
 from mtl_core.config import ConfigError
-from search.trial import TrialMeta, TrialSettings, check_listed, meta_of, trial_config, trial_entry
+from search.space.trial import TrialMeta, TrialSettings, check_listed, meta_of, trial_config, trial_entry
 
 
 def _run_trial(monkeypatch, tmp_path, entry, values, objectives=()):
-    import search.trainable as trainable
+    import search.tune.trainable as trainable
 
     reported, seen = [], {}
     monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: reported.append(metrics))

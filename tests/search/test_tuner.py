@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pyarrow.fs as pafs
 
-from search.tuner import keep_latest_checkpoints
+from search.tune.tuner import keep_latest_checkpoints
 
 
 def _trial(root, name, n):
@@ -31,8 +31,8 @@ def test_only_the_checkpoint_a_result_points_to_survives(tmp_path):
 def test_only_this_experiments_scratch_runs_are_deleted(tmp_path, monkeypatch):
     import tempfile
 
-    from search.trial import scratch_dir, scratch_key
-    from search.tuner import drop_local_runs
+    from search.space.trial import scratch_dir, scratch_key
+    from search.tune.tuner import drop_local_runs
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     ours, theirs = tmp_path / "a" / "exp", tmp_path / "b" / "exp"  # a copy elsewhere: another key
@@ -54,7 +54,7 @@ def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_sche
     from optuna.samplers import NSGAIISampler
 
     from search.space import SearchSettings
-    from search.tuner import _mo_scheduler, _searcher, objectives
+    from search.tune.tuner import _mo_scheduler, _searcher, objectives
 
     settings = SearchSettings(objectives=("val/gory/f1", "val/gory/loss"), sampler="nsga2", tie_break="crowding",
                               grace_period=2, reduction_factor=2)
@@ -85,7 +85,7 @@ def test_tpe_leaves_its_random_start_up_within_a_small_budget(tmp_path):
     from types import SimpleNamespace
 
     from search.space import SearchSettings
-    from search.tuner import _searcher, startup_trials
+    from search.tune.tuner import _searcher, startup_trials
 
     assert [startup_trials(n) for n in (4, 12, 30, 200)] == [4, 4, 10, 10]
     exp = SimpleNamespace(spec=SimpleNamespace(search=SearchSettings(num_samples=12), space={},

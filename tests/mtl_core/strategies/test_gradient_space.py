@@ -226,9 +226,9 @@ def test_z_space_under_bf16_autocast(name):
 def test_a_search_samples_the_space_of_a_gradient_method(tmp_path):
     import yaml
 
-    from search.labels import config_label
+    from search.analysis.labels import config_label
     from search.space import load_space, sample_configs
-    from search.trial import trial_config
+    from search.space.trial import trial_config
 
     raw = {"model": {"text_encoder": "tiny"}, "train": {"epochs": 1},
            "space": {"strategy": {"combiner": {"choice": {"pcgrad": {"space": {"choice": ["parameters", "representation"]}},
