@@ -320,3 +320,12 @@ def decision_table(comparisons: Sequence[Comparison]) -> pd.DataFrame:
                      "seeds_could_decide": cost.get("seeds_could_decide"),
                      "sentence": c.sentence(len(comparisons))})
     return pd.DataFrame(rows)
+
+
+def dominators(scores: RunScores, names: list[str]) -> dict[str, list[str]]:
+    """Each retrained configuration's dominators beyond noise (`search.analysis.decision.dominated_by`): [] for one
+    no other is shown better than on every task, the Pareto front as the data can tell it."""
+    have = [n for n in names if scores.seeds(n)]
+    if len(have) < 2 or len(scores.tasks) < 2:
+        return {}
+    return dominated_by(scores, have)

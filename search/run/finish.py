@@ -22,7 +22,8 @@ from search.report.front import observed
 from search.run.phases import Outcome
 from search.analysis.decision import RunScores, decision_table
 from search.analysis.reference import validation_reference
-from search.report import dominators, write_report_folder
+from search.analysis.decision import dominators
+from search.report.cli import write_report_folder
 from search.report.inputs import ReportInput
 from search.analysis.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.tune.progress import duration

@@ -64,7 +64,7 @@ def _main(cmd: str):
     elif cmd == "check":
         from mtl_core.data.__main__ import main
     elif cmd == "report":
-        from search.report import main
+        from search.report.cli import main
     elif cmd == "front":
         from search.report.front import main
     else:

@@ -127,7 +127,7 @@ def test_under_cross_validation_the_floor_is_labelled_as_another_protocol_and_no
     import search.run.finish
     from search.io.files import Files
     from search.run.finish import _bow_floor
-    from search.report import _floor_section
+    from search.report.sections import _floor_section
     from search.space import load_space
 
     spec = load_space("spaces/smoke.yaml")

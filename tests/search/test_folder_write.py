@@ -63,7 +63,7 @@ WRITERS = {"to_csv", "to_parquet", "to_json", "write_text", "write_bytes", "save
 ELSEWHERE = {  # (module, function): what writes some other way, and why that is safe
     ("report/front.py", "front_section"): "its plot, into the new folder main() moves in",
     ("report/front.py", "main"): "into a new temporary folder, then renamed into report/",
-    ("report/__init__.py", "_save"): "the plots, into the new folder the report is written in",
+    ("report/plots.py", "save_figure"): "the plots, into the new folder the report is written in",
     ("analysis/results.py", "write_parquet"): "into a buffer, then write_bytes",
     ("tune/mo_asha.py", "save"): "Tune's own checkpoint file, at the path Tune gives",
     ("tracking/model_export.py", "model_files"): "into a temporary folder of its own, which the saved model copies from",

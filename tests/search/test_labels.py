@@ -85,7 +85,7 @@ def test_repeated_labels_name_the_knobs_that_tell_them_apart():
 
 
 def test_the_tables_label_repeats_by_their_config_cells():
-    from search.report import with_labels
+    from search.report.sections import with_labels
     from search.analysis.results import config_cells
 
     table = pd.DataFrame({"trial_id": ["t_00000", "t_00001"], "config/train.lr": [0.001, 0.002],

@@ -64,11 +64,11 @@ def test_a_relative_from_run_is_resolved_where_the_search_is_launched(tmp_path, 
 def test_the_report_has_a_table_for_the_architecture_and_the_text_encoder(tmp_path, monkeypatch):
     import pandas as pd
 
-    from search import report
-    from search.report import _axes_section
+    from search.report import sections
+    from search.report.sections import _axes_section
 
-    monkeypatch.setattr(report, "_strip", lambda *a: None)  # the tables are the point: no figures (seconds each)
-    monkeypatch.setattr(report, "_save", lambda fig, out, name, alt: report.plt.close(fig) or [])
+    monkeypatch.setattr(sections, "strip_plot", lambda *a: None)  # the tables are the point: no figures (seconds each)
+    monkeypatch.setattr(sections, "save_figure", lambda fig, out, name, alt: sections.plt.close(fig) or [])
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"train": {"epochs": 1}, "search": {"grace_period": 1}}))
     rows, hist = [], []

@@ -42,7 +42,7 @@ def test_the_pretraining_curve_becomes_one_mlflow_step_per_pretraining_epoch():
 
 
 def test_report_section_marks_the_effects_holm_keeps():
-    from search.report import pretraining_section
+    from search.report.sections import pretraining_section
 
     assert pretraining_section(pd.DataFrame()) == []  # no pretraining axis: no section
     table = pd.DataFrame([

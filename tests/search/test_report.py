@@ -1,11 +1,15 @@
 """search.report's pieces without an experiment: importances at a matched budget, the HTML page, tick labels;
 the whole report from tables in memory, and from the same tables read back from a folder."""
 import base64
+import re
 
 import numpy as np
 import pandas as pd
 
-from search.report import _wrap, html_page, main, matched_importances, write_report
+from search.report.cli import main
+from search.report.html import html_page
+from search.report.plots import wrap_label
+from search.report.sections import matched_importances, write_report
 from search.report.inputs import ReportInput
 from search.analysis.results import leaderboard
 from search.analysis.stats import rungs
@@ -42,16 +46,17 @@ def test_the_html_page_embeds_its_images(tmp_path):
     (tmp_path / "a.png").write_bytes(png)
     lines = ["# Report", "", "Best `dsg+equal+all | bin/mat` is **here**.", "", "- one", "- two", "",
              "| configuration | avg |", "|---|---|", "| dsg \\| bin | 0.5 |", "", "![plot](a.png)", ""]
-    page = html_page(lines, tmp_path, "t")
-    assert "<h1>Report</h1>" in page and "<code>dsg+equal+all | bin/mat</code>" in page and "<b>here</b>" in page
+    page = re.sub(r">\s+<", "><", html_page(lines, tmp_path, "t"))
+    assert "<h1>Report</h1>" in page and "<code>dsg+equal+all | bin/mat</code>" in page and "<strong>here</strong>" in page
     assert "<ul><li>one</li><li>two</li></ul>" in page
-    assert "<tr><th>configuration</th><th>avg</th></tr><tr><td>dsg | bin</td><td>0.5</td></tr>" in page
+    assert re.search("<tr><th[^>]*>configuration</th><th[^>]*>avg</th></tr></thead><tbody><tr><td[^>]*>dsg | bin</td>"
+                     "<td[^>]*>0.5</td></tr>", page)
     assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
 
 
 def test_long_tick_labels_are_wrapped():
-    assert _wrap("bin+sla+sar/mat+gor/xyz", 10) == "bin+sla+\nsar/mat+\ngor/xyz"
-    assert _wrap("none") == "none"
+    assert wrap_label("bin+sla+sar/mat+gor/xyz", 10) == "bin+sla+\nsar/mat+\ngor/xyz"
+    assert wrap_label("none") == "none"
 
 
 def _given(n=6):
@@ -105,12 +110,14 @@ def test_the_html_page_embeds_only_the_report_s_own_plots(tmp_path):
     secret.write_bytes(b"aws_secret_access_key=abc")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "linked.png").symlink_to(secret)
-    lines = [f"Best `x` ![k]({secret}) `y`, ![l](linked.png) and ![m](nope\" onerror=\"alert(1)) and "
-             "[a](javascript:alert(1)) [b](../leaderboard.csv) [c](http://127.0.0.1:5000/#/x)"]
+    lines = [f"Best `x` ![k]({secret}) `y`, ![l](linked.png) and ![m](nope\" onerror=\"alert(1))", "",
+             "[a](javascript:alert(1)) [b](../leaderboard.csv) [c](http://127.0.0.1:5000/#/x)", "",
+             "<script>x()</script> and <b onclick=x()>b</b>"]
     page = html_page(lines, tmp_path / "out", "t")
     assert base64.b64encode(secret.read_bytes()).decode() not in page and "<img" not in page
     assert 'onerror="' not in page and 'href="javascript' not in page and '<a href="#">a</a>' in page
     assert '<a href="../leaderboard.csv">b</a>' in page and '<a href="http://127.0.0.1:5000/#/x">c</a>' in page
+    assert "<script" not in page and "<b " not in page and "&lt;script&gt;" in page  # raw HTML in a value is text
 
 
 def test_the_command_never_writes_through_a_link_in_the_folder(tmp_path, capsys):
@@ -157,7 +164,7 @@ def test_the_launcher_s_report_replaces_links_and_refuses_a_linked_folder(tmp_pa
     import pytest
 
     from search.io.files import CorruptFile
-    from search.report import write_report_folder
+    from search.report.cli import write_report_folder
 
     exp, victim = tmp_path / "exp", tmp_path / "victim.txt"
     (exp / "report").mkdir(parents=True)
@@ -176,7 +183,7 @@ def test_the_launcher_s_report_replaces_links_and_refuses_a_linked_folder(tmp_pa
 
 
 def test_the_answer_states_how_the_family_wise_error_is_kept():
-    from search.report import family_wise
+    from search.report.sections import family_wise
 
     decisions = pd.DataFrame([{"tests": 4, "look": 2, "margin": 0.02}, {"tests": 4, "look": 1, "margin": 0.02}])
     text = family_wise(decisions)

@@ -177,7 +177,7 @@ def test_report_gives_a_table_per_rung_and_marks_strategies_that_had_not_acted(t
     budgets their rows are marked, later they are not; a failed trial is counted."""
     import yaml
 
-    from search.report import _axes_section
+    from search.report.sections import _axes_section
 
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"train": {"epochs": 3}, "search": {"grace_period": 1,
                                                                                             "reduction_factor": 3}}))
