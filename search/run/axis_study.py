@@ -21,7 +21,7 @@ from mtl_core import keys
 from mtl_core.config import ModelConfig
 from mtl_core.strategies import AXES, BASELINE, ONE_MODEL
 from search.analysis.labels import partition_label
-from search.space import _is_distribution, partition_options
+from search.space.settings import is_distribution, partition_options
 from search.analysis.stats import holm, paired_difference
 
 STRATEGY_AXES = tuple(f"strategy.{axis}" for axis in AXES)  # a choice of a method and its knobs
@@ -42,14 +42,14 @@ def axis_values(space: dict[str, Any], tasks: tuple[str, ...]) -> dict[str, list
         section, key = axis.split(".")
         node = space.get(axis, (space.get(section) or {}).get(key))  # `model: {arch: ...}` or `model.arch: ...`
         if axis in LIST_AXES:
-            if _is_distribution(node) and "choice" in node:
+            if is_distribution(node) and "choice" in node:
                 out[axis] = [list(o) for o in node["choice"] if isinstance(o, list)]
             continue
-        if _is_distribution(node) and "choice" in node:
+        if is_distribution(node) and "choice" in node:
             options = node["choice"]
             out[axis] = list(options) if isinstance(options, dict) else [o for o in options if isinstance(o, str)]
     groups = space.get("groups")
-    if _is_distribution(groups) and "partition" in groups:
+    if is_distribution(groups) and "partition" in groups:
         out["groups"] = partition_options(groups["partition"], tasks)
     return {axis: values for axis, values in out.items() if len(values) > 1}
 

@@ -164,7 +164,7 @@ def _check_winner_model(exp, client, parent, runs, best):
     from mtl_core.config import build_config
     from mtl_core.prepare import prepare
     from search.tracking.model_export import clip_inputs
-    from search.space import RUN_SECTIONS
+    from search.space.settings import RUN_SECTIONS
 
     (model_id,) = [m.model_id for m in parent.outputs.model_outputs]
     assert (exp / "winner_model" / "MLmodel").is_file()
