@@ -12,7 +12,7 @@ Up to four searches per seed, each a whole launch with the final phase off:
     mo_full         multi-objective TPE, no early stopping (grace_period = max_t: no rung below max_t)
 
 The front of a search is that of every (trial, epoch) validation vector it observed; its hypervolume is
-taken against the majority-class macro-F1 of each task on validation (`search.reference`), and traced
+taken against the majority-class macro-F1 of each task on validation (`search.analysis.reference`), and traced
 against the epochs spent in the order the results came (Tune's result.json timestamps), so two searches can
 be compared at the same number of epochs. Targets, for each MO-ASHA arm: its hypervolume >= scalar_asha's at
 the same epochs, and its epochs <= 40% of mo_full's. Prints a Markdown table; not a test. The default arms are
@@ -39,9 +39,9 @@ import yaml
 from scipy import stats
 
 from mtl_core import keys
-from search.front_report import hypervolume_trace, observed
-from search.mo_asha import MultiObjectiveASHA
-from search.reference import majority_scores, reference_point, validation_labels
+from search.report.front import hypervolume_trace, observed
+from search.tune.mo_asha import MultiObjectiveASHA
+from search.analysis.reference import majority_scores, reference_point, validation_labels
 from search.space import load_space
 
 ARMS = ("mo_asha", "mo_asha_epsnet", "scalar_asha", "mo_full")

@@ -25,8 +25,8 @@ The schedulers:
 Reported per scheduler, over seeds: the share of epochs (of num_samples x max_t), the regret of the
 configuration it picks (its trial with the best search metric at any epoch it ran; the regret is the best
 drawn configuration's full-curve best minus the pick's full-curve best, on val, and the same on the test
-split's score of each configuration's full run), and the hypervolume (`search.pareto.hypervolume`, against the
-majority-class reference `search.reference`) of the front of each trial's vector at its last epoch run.
+split's score of each configuration's full run), and the hypervolume (`search.analysis.pareto.hypervolume`, against the
+majority-class reference `search.analysis.reference`) of the front of each trial's vector at its last epoch run.
 
 The replay resamples configurations and orders from one recording (one training seed per configuration): its
 intervals cover the draw and the order, not training noise, and no sampler learns (the draws are random, as
@@ -105,7 +105,7 @@ def load(path: Path) -> tuple[list[sim.Curve], dict, list[float] | None]:
 
 def reference_of(setting: dict, tasks: list[str]) -> list[float] | None:
     from mtl_core import keys
-    from search.reference import validation_reference
+    from search.analysis.reference import validation_reference
     from search.space import load_space
 
     spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
@@ -199,11 +199,11 @@ def target(curves, reference, seeds: int, num_samples: int, max_t: int, grace: i
 
 def earliest_rung(path: Path, setting: dict, skip: set[str] = frozenset()) -> tuple[int, dict[str, int], tuple]:
     """The epoch the first rung must reach so that every recorded configuration's strategies (as recorded,
-    with their own parameters; but those in `skip`) have acted (search.first_rung), and the space file's
+    with their own parameters; but those in `skip`) have acted (search.space.rungs), and the space file's
     own rungs (grace, reduction factor)."""
-    from search.first_rung import acting_epochs
+    from search.space.rungs import acting_epochs
     from search.space import load_space
-    from search.trial import trial_config
+    from search.space.trial import trial_config
 
     spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
     configs = [trial_config(spec.base, r["overrides"]) for r in replay_record.read_curves(path) if r["val"]]

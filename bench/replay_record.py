@@ -57,8 +57,8 @@ def read_curves(path: Path, setting: dict | None = None) -> list[dict]:
 def _train_one(job: tuple) -> dict:
     index, base, overrides, metric, mode, tasks = job
     from mtl_core.train import TrainingDiverged, train
-    from search.labels import config_label
-    from search.trial import trial_config
+    from search.analysis.labels import config_label
+    from search.space.trial import trial_config
 
     cfg = trial_config(base, overrides)
     cfg = replace(cfg, train=replace(cfg.train, num_threads=1, progress=False, select_metric=metric,

@@ -99,10 +99,10 @@ def mean_f1(curve: Curve, e: int) -> float:
 
 
 class ProjectMOASHA:
-    """search.mo_asha.MultiObjectiveASHA over each task's val F1, as the launcher builds it (no state file)."""
+    """search.tune.mo_asha.MultiObjectiveASHA over each task's val F1, as the launcher builds it (no state file)."""
 
     def __init__(self, max_t: int, grace: int, eta: int, tasks: int, tie_break: str):
-        from search.mo_asha import MultiObjectiveASHA
+        from search.tune.mo_asha import MultiObjectiveASHA
 
         self.names = [f"objective{i}" for i in range(tasks)]
         self.sched = MultiObjectiveASHA(self.names, ["max"] * tasks, max_t, grace, eta, tie_break=tie_break)
@@ -124,7 +124,7 @@ def syne_order(points: np.ndarray) -> np.ndarray:
     """Each row's place in Syne Tune's MOASHA order (all objectives higher-is-better here): non-dominated
     fronts first to last; inside a front an ε-net, seeded by the row best on the first objective, each next
     row the one farthest (Euclidean, unscaled) from the rows already placed. Rows with a NaN come last."""
-    from search.pareto import non_dominated_ranks
+    from search.analysis.pareto import non_dominated_ranks
 
     p = np.asarray(points, dtype=float)
     bad = np.isnan(p).any(axis=1)
@@ -150,10 +150,10 @@ class SyneMOASHA:
     (m + 1) / eta (stop when place / (m + 1) > 1 / eta), then it is recorded."""
 
     def __init__(self, max_t: int, grace: int, eta: int):
-        from search.mo_asha import rung_levels
+        from search.space.rungs import rungs
 
         self.max_t, self.eta = max_t, eta
-        self.rungs: dict[int, dict[str, np.ndarray]] = {t: {} for t in rung_levels(max_t, grace, eta)}
+        self.rungs: dict[int, dict[str, np.ndarray]] = {t: {} for t in rungs(grace, eta, max_t)[:-1]}
 
     def add(self, trial) -> None:
         pass
@@ -269,7 +269,7 @@ def last_vectors(curves: Sequence[Curve], replay: Replay) -> np.ndarray:
 
 
 def front_volume(points: np.ndarray, reference: Sequence[float]) -> float:
-    from search.pareto import hypervolume
+    from search.analysis.pareto import hypervolume
 
     p = np.asarray(points, dtype=float)
     p = p[~np.isnan(p).any(axis=1)] if len(p) else p

@@ -107,15 +107,6 @@ def matched_budget(history: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
     return budget, (grouped.max() if mode == "max" else grouped.min())
 
 
-def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
-    """ASHA's milestones in epochs (grace, grace * rf, ...) below max_t, then max_t itself."""
-    out, b = [], max(1, grace_period)
-    while b < max_t:
-        out.append(b)
-        b *= max(2, reduction_factor)
-    return out + [max_t]
-
-
 def scores_at(history: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str, budget: int
               ) -> tuple[pd.Series, int]:
     """(each trial's best `metric` within its first `budget` epochs, for the trials that reached that budget,

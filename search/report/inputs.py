@@ -14,7 +14,7 @@ import pandas as pd
 from search.io.files import CorruptFile, Files
 from search.io.folder_read import read_json, read_space, read_table
 from search.report.front import read_front
-from search.analysis.stats import rungs
+from search.space.rungs import rungs
 
 TRIAL_COLUMNS = ("trial_id", "status")  # what every report section reads from the tables
 HISTORY_COLUMNS = ("trial_id", "training_iteration")

@@ -36,7 +36,7 @@ from search.io.console import close_log_file, log_to_file, route_third_party_log
 from search.io.disk import drop_broken_error_pickles, is_no_space, no_space_line
 from search.io.files import CorruptFile, Files
 from search.io.state import read_state, resume_hint
-from search.space.first_rung import check_first_rung
+from search.space.rungs import check_first_rung
 from search.io.folder_read import (RESUME_RISK, check_journal, check_no_links, check_only_ours, check_sqlite,
                                check_tune_pickles, read_rungs)
 from search.io.lock import ExperimentLock, Locked

@@ -13,7 +13,7 @@ from mtl_core import keys
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
 from mtl_core.validation import Problems, build_dataclass, finite, show
 from search.space.baselines import BASELINES
-from search.space.first_rung import derived_grace
+from search.space.rungs import derived_grace
 from search.analysis.pareto import TIE_BREAKS
 from search.space.trial import trial_config
 from search.space.settings import MODEL_NAME, RUN_SECTIONS, SAMPLERS, SEARCH_UPPER, SearchSettings, SpaceSpec, is_distribution, corner_samples
@@ -226,7 +226,7 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpe
         problems.items += [f"space.{p}" for p in corners.items if p not in before]  # not the base's again
     problems.raise_if_any()
     spec.corner_configs = configs  # every corner built without a problem: kept for the first-rung rule
-    if derive_grace:  # `auto`: the first rung after every sampleable strategy acts (search.space.first_rung)
+    if derive_grace:  # `auto`: the first rung after every sampleable strategy acts (search.space.rungs)
         spec.search = dataclasses.replace(spec.search, grace_period=derived_grace(spec.corner_configs, spec.max_t))
     return spec
 

@@ -49,7 +49,7 @@ class SearchSettings:
     num_samples: int = 8
     seed: int = 0
     max_concurrent: int = 2
-    grace_period: int = 1  # in a space file, `auto` (the default) derives it: search.space.first_rung
+    grace_period: int = 1  # in a space file, `auto` (the default) derives it: search.space.rungs
     reduction_factor: int = 3
     resources_per_trial: Resources = field(default_factory=Resources)
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)

@@ -42,18 +42,10 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from mtl_core import keys
 from search.io.folder_read import read_mo_asha_state
 from search.io.folder_write import write_text
+from search.space.rungs import rungs
 from search.analysis.pareto import ahead_of
 
 log = logging.getLogger(__name__)
-
-
-def rung_levels(max_t: int, grace_period: int, reduction_factor: int) -> list[int]:
-    """The epochs at which a trial can be stopped: grace * eta**k below max_t (at max_t it ends anyway)."""
-    levels, t = [], grace_period
-    while t < max_t:
-        levels.append(t)
-        t *= reduction_factor
-    return levels
 
 
 class MultiObjectiveASHA(FIFOScheduler):
@@ -67,8 +59,8 @@ class MultiObjectiveASHA(FIFOScheduler):
         self.max_t, self.eta, self.time_attr = max_t, reduction_factor, time_attr
         self.state_file, self.tie_break = state_file, tie_break
         # rung level -> trial id -> its vector, every objective turned into "higher is better"
-        self.rungs: dict[int, dict[str, list[float]]] = {t: {} for t in rung_levels(max_t, grace_period,
-                                                                                    reduction_factor)}
+        self.rungs: dict[int, dict[str, list[float]]] = {
+            t: {} for t in rungs(grace_period, reduction_factor, max_t)[:-1]}  # at max_t a trial ends anyway
         self.stopped: set[str] = set()  # the trials told to stop: a trial restored after a kill stays stopped
         self.num_stopped = 0
         self._loaded = False

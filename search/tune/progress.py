@@ -17,18 +17,6 @@ from search.analysis.labels import config_label, run_name, trial_number
 from search.tracking.tracker import trial_error
 
 
-def asha_epochs(num_samples: int, max_t: int, grace_period: int, reduction_factor: int) -> int:
-    """The epochs an ASHA search is expected to spend: every trial to the first rung, a 1/rf share of them on
-    to the next, and so on to max_t (the estimate behind the ETA; ASHA's real count varies around it)."""
-    rungs, b = [], max(1, grace_period)
-    while b < max_t:
-        rungs.append(b)
-        b *= max(2, reduction_factor)
-    rungs.append(max_t)
-    per_trial = sum((r - (rungs[i - 1] if i else 0)) / max(2, reduction_factor) ** i for i, r in enumerate(rungs))
-    return max(1, round(num_samples * per_trial))
-
-
 def duration(seconds: float) -> str:
     """`1h 02m 03s`, `7m 04s`, `12s`."""
     s = max(0, int(round(seconds)))

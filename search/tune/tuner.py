@@ -22,7 +22,8 @@ from search.tune.experiment import Experiment
 from search.io.files import Files
 from search.tracking.front_trace import FrontTrace
 from search.tune.mo_asha import MultiObjectiveASHA
-from search.tune.progress import Progress, asha_epochs
+from search.space.rungs import expected_epochs
+from search.tune.progress import Progress
 from search.analysis.reference import validation_reference
 from search.tune.searcher import PrunedAwareOptunaSearch
 from search.space import DefineByRun
@@ -72,7 +73,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
         check_listed(exp.spec.base, trials)
         param_space["trial"] = tune.grid_search(trials)
         tune_config = tune.TuneConfig(**common)
-    budget = (asha_epochs(plan.num_samples, exp.max_t, s.grace_period, s.reduction_factor) if trials is None
+    budget = (expected_epochs(plan.num_samples, exp.max_t, s.grace_period, s.reduction_factor) if trials is None
               else expected * exp.max_t)
     listed = {} if trials is None else dict(cost=_trial_models, work=sum(map(models_of, trials)) * exp.max_t)
     progress = Progress(phase, progress_metric or s.metric, s.mode, expected, exp.max_t, budget,

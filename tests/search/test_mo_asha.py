@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from search.tune.mo_asha import MultiObjectiveASHA, rung_levels
+from search.space.rungs import rungs
+from search.tune.mo_asha import MultiObjectiveASHA
 
 GO, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 METRICS = ["a", "b"]
@@ -24,10 +25,10 @@ def _report(s, trial_id, t, a, b):
 
 
 def test_rungs_are_those_of_ray_asha():
-    assert rung_levels(8, 1, 2) == [1, 2, 4]
-    assert rung_levels(9, 1, 3) == [1, 3]  # at 9 = max_t a trial ends anyway
-    assert rung_levels(100, 10, 3) == [10, 30, 90]
-    assert rung_levels(4, 4, 2) == []
+    assert rungs(1, 2, 8)[:-1] == [1, 2, 4]
+    assert rungs(1, 3, 9)[:-1] == [1, 3]  # at 9 = max_t a trial ends anyway
+    assert rungs(10, 3, 100)[:-1] == [10, 30, 90]
+    assert rungs(4, 2, 4)[:-1] == []
 
 
 def test_promotions_on_a_scripted_sequence():

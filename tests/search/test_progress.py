@@ -1,7 +1,8 @@
 """search.progress: the console's line, in place on a terminal, on a change (or a minute) elsewhere."""
 from types import SimpleNamespace
 
-from search.tune.progress import Progress, asha_epochs
+from search.space.rungs import expected_epochs
+from search.tune.progress import Progress
 from search.space.trial import TrialMeta, trial_entry
 
 BASE = {"tasks": ["binary", "mature"]}
@@ -14,8 +15,8 @@ def _trial(tid, overrides=None, meta=TrialMeta("search"), status="RUNNING", epoc
 
 
 def test_asha_spends_about_a_share_of_the_full_budget():
-    assert asha_epochs(8, 4, 1, 2) == 8 * (1 + 1 / 2 + 2 / 4)  # rungs 1, 2, 4
-    assert asha_epochs(3, 5, 5, 3) == 15  # one rung: every trial to the end
+    assert expected_epochs(8, 4, 1, 2) == 8 * (1 + 1 / 2 + 2 / 4)  # rungs 1, 2, 4
+    assert expected_epochs(3, 5, 5, 3) == 15  # one rung: every trial to the end
 
 
 def test_a_log_gets_a_line_on_each_change_with_the_best_by_name(capsys):

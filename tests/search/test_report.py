@@ -12,7 +12,7 @@ from search.report.plots import wrap_label
 from search.report.sections import matched_importances, write_report
 from search.report.inputs import ReportInput
 from search.analysis.results import leaderboard
-from search.analysis.stats import rungs
+from search.space.rungs import rungs
 
 
 def _sweep(n=12, seed=0):

@@ -141,7 +141,7 @@ def test_leaderboard_names_the_baselines_and_marks_the_fronts():
 
 
 def test_rungs_follow_ashas_milestones():
-    from search.analysis.stats import rungs
+    from search.space.rungs import rungs
 
     assert rungs(1, 3, 6) == [1, 3, 6]
     assert rungs(2, 2, 6) == [2, 4, 6]

@@ -1,6 +1,6 @@
 """Each strategy's declared first acting epoch against what it does: driven through epochs beside its axis's
 plain value, the first epoch it trains differently is the one `earliest_act` names (the search's first rung
-is placed after it: search.space.first_rung)."""
+is placed after it: search.space.rungs)."""
 import pytest
 import torch
 

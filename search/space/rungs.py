@@ -1,4 +1,5 @@
-"""ASHA's first rung after every strategy the space can sample has acted.
+"""ASHA's rungs: where they fall (`rungs`), the epochs a search is expected to spend on them, and the first
+rung after every strategy the space can sample has acted.
 
 A rung compares trials at a budget of epochs. Some strategies train exactly like their axis's plain value
 until some epoch (DWA until two epochs of losses exist, an assessed curriculum until its assessment, DSG
@@ -11,6 +12,24 @@ from __future__ import annotations
 
 from mtl_core.config import Config, ConfigError
 from mtl_core.strategies import AXES, REGISTRIES
+
+
+def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
+    """ASHA's milestones in epochs (grace, grace * rf, ...) below max_t, then max_t itself: a trial can be
+    stopped at each but the last, where it ends anyway."""
+    out, b = [], max(1, grace_period)
+    while b < max_t:
+        out.append(b)
+        b *= max(2, reduction_factor)
+    return out + [max_t]
+
+
+def expected_epochs(num_samples: int, max_t: int, grace_period: int, reduction_factor: int) -> int:
+    """The epochs an ASHA search is expected to spend: every trial to the first rung, a 1/rf share of them on
+    to the next, and so on to max_t (the estimate behind the ETA; ASHA's real count varies around it)."""
+    at, eta = rungs(grace_period, reduction_factor, max_t), max(2, reduction_factor)
+    per_trial = sum((r - (at[i - 1] if i else 0)) / eta ** i for i, r in enumerate(at))
+    return max(1, round(num_samples * per_trial))
 
 
 def acting_epochs(configs: list[Config]) -> dict[str, int]:
