@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

@@ -39,7 +39,8 @@ import yaml
 from scipy import stats
 
 from mtl_core import keys
-from search.report.front import hypervolume_trace, observed
+from search.analysis.pareto import hypervolume_trace
+from search.report.front import observed
 from search.tune.mo_asha import MultiObjectiveASHA
 from search.analysis.reference import majority_scores, reference_point, validation_labels
 from search.space import load_space

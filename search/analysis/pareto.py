@@ -1,4 +1,5 @@
-"""Pareto ranking of objective vectors: non-dominated sorting, crowding distance, exact hypervolume.
+"""Pareto logic, all of it: non-dominated sorting, crowding distance, the tie-breaks inside a front, exact
+hypervolume and its trace, the front of a table, and which configurations a multi-objective search retrains.
 
 Every function here maximises every column (negate a column to minimise it). A row with a NaN (a trial
 that diverged) is dominated by every row without one, so it always lands in the last front. Pure numpy,
@@ -6,7 +7,13 @@ sized for a search's fronts (dozens of points, up to five objectives).
 """
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
+import pandas as pd
+
+from mtl_core import keys
 
 try:  # Optuna's WFG (what its multi-objective samplers use): the same exact value, 10-40x faster on
     # 40-80 points in 5-D than the slicing below, which stays as the fallback if the private name moves
@@ -260,3 +267,48 @@ def _volume(p: np.ndarray) -> float:
     if p.shape[1] == 2:  # the base case in closed form: a staircase
         return float((heights * np.maximum.accumulate(p[:, 0])).sum())
     return float(sum(_volume(p[: i + 1, :-1]) * h for i, h in enumerate(heights) if h > 0))
+
+
+def pareto_front(table: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """True for rows no other row dominates (at least as good on every column, better on one); higher
+    is better. Rows with a missing value are never on the front."""
+    values = table[list(columns)].to_numpy(float)
+    ok = ~np.isnan(values).any(axis=1)
+    front = np.zeros(len(table), dtype=bool)
+    front[ok] = non_dominated_ranks(values[ok]) == 0
+    return pd.Series(front, index=table.index)
+
+
+def hypervolume_trace(values: np.ndarray, reference: Sequence[float]) -> np.ndarray:
+    """trace[e - 1]: the hypervolume of the front of the first e vectors (higher is better everywhere)."""
+    front, trace = np.empty((0, len(reference))), []
+    for vec in np.asarray(values, dtype=float):
+        points = np.vstack([front, vec])
+        keep = (non_dominated_ranks(points) == 0) & ~np.isnan(points).any(axis=1)
+        front = points[keep]
+        trace.append(hypervolume(front, reference) if len(front) else 0.0)
+    return np.array(trace)
+
+
+# ---------------------------------------------------------------------------------------------
+# the final phase of a multi-objective search: up to final_k configurations spread along the front. The
+# best by the metric comes first (the verdict against equal sum is about it), then each time the front
+# member farthest from those picked; a single-metric search's top k would crowd one corner of the front.
+
+
+def front_picks(candidates: Sequence, trials: pd.DataFrame, objectives: Sequence[str], k: int, mode: str) -> list:
+    """Up to k of `candidates` (objects with `trial_id` and `score`, the search metric), spread along the
+    front of their best-epoch objective vectors in `trials` (one row per trial, as `search.analysis.results.collect`)."""
+    rows = trials.set_index("trial_id") if not trials.empty else pd.DataFrame()
+    known = [c for c in candidates if c.trial_id in rows.index and not _nan(c.score)]
+    if not known or k < 1:
+        return []
+    signs = np.array([1.0 if keys.direction(o) == "max" else -1.0 for o in objectives])
+    values = np.array([[float(rows.at[c.trial_id, o]) if o in rows else math.nan for o in objectives]
+                       for c in known]) * signs
+    scores = np.array([c.score for c in known]) * (1.0 if mode == "max" else -1.0)
+    return [known[i] for i in spread(values, k, first=int(np.argmax(scores)))]
+
+
+def _nan(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -57,19 +57,6 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     return PairedDifference(mean, mean - half, mean + half, n, confidence)
 
 
-def pareto_front(table: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
-    """True for rows no other row dominates (at least as good on every column, better on one); higher
-    is better. Rows with a missing value are never on the front."""
-    values = table[list(columns)].to_numpy(float)
-    ok = ~np.isnan(values).any(axis=1)
-    front = ok.copy()
-    for i in np.flatnonzero(ok):
-        others = values[ok]
-        dominated = ((others >= values[i]).all(axis=1) & (others > values[i]).any(axis=1)).any()
-        front[i] = not dominated
-    return pd.Series(front, index=table.index)
-
-
 def final_table(runs: pd.DataFrame, tasks: Sequence[str], headline: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per retrained configuration or baseline (in the order they were trained): test macro-F1
     mean and std over seeds (the average and each task), the number of seeds, and Δm% against the

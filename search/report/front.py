@@ -29,7 +29,7 @@ from mtl_core.validation import ConfigError  # noqa: E402
 from search.io.files import CorruptFile, Files
 from search.io.folder_read import check_output_folder, read_json_lines, read_space, read_table  # noqa: E402
 from search.analysis.labels import name_key  # noqa: E402
-from search.analysis.pareto import hypervolume, non_dominated_ranks  # noqa: E402
+from search.analysis.pareto import hypervolume_trace, non_dominated_ranks  # noqa: E402
 
 STRATEGY = {**{f"config/{name_key(axis)}": axis for axis in AXES}, "config/groups": "groups"}  # column -> name
 
@@ -53,17 +53,6 @@ def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") ->
 def _number(value) -> float:
     """An objective's value as Tune recorded it; anything but a number (a stranger's file) counts as missing."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
-
-
-def hypervolume_trace(values: np.ndarray, reference: Sequence[float]) -> np.ndarray:
-    """trace[e - 1]: the hypervolume of the front of the first e vectors (higher is better everywhere)."""
-    front, trace = np.empty((0, len(reference))), []
-    for vec in np.asarray(values, dtype=float):
-        points = np.vstack([front, vec])
-        keep = (non_dominated_ranks(points) == 0) & ~np.isnan(points).any(axis=1)
-        front = points[keep]
-        trace.append(hypervolume(front, reference) if len(front) else 0.0)
-    return np.array(trace)
 
 
 def signed(df: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:

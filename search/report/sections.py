@@ -23,7 +23,8 @@ from search.report.front import front_section
 from search.analysis.labels import distinct, from_cell, groups_label, name_key, row_label
 from search.report.inputs import ReportInput
 from search.analysis.results import config_cells, numbers
-from search.analysis.stats import axis_effects, final_table, matched_budget, pareto_front, scores_at
+from search.analysis.pareto import pareto_front
+from search.analysis.stats import axis_effects, final_table, matched_budget, scores_at
 
 log = logging.getLogger(__name__)
 from search.report.plots import md_cell, affinity_heatmap, learning_curves, save_figure, strip_plot, task_heatmap

@@ -28,7 +28,8 @@ from search.report.inputs import ReportInput
 from search.analysis.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.tune.progress import duration
 from search.io.signals import settle, terminated
-from search.analysis.stats import final_table, pareto_front
+from search.analysis.pareto import pareto_front
+from search.analysis.stats import final_table
 from search.space.rungs import rungs
 from search.tracking.tracker import ui_hint, ui_link
 

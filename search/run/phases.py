@@ -32,7 +32,7 @@ from search.analysis.decision import RunScores, decision_table, looks, race, sti
 from search.tune.experiment import Candidate, Experiment, Outcome  # noqa: F401 (Candidate, Outcome: re-exported)
 from search.io.files import Files
 from search.io.folder_write import write_csv, write_text
-from search.analysis.front_picks import front_picks
+from search.analysis.pareto import front_picks
 from search.analysis.labels import config_label, partition_label, partition_of
 from search.tracking.model_export import export_winner
 from search.analysis.groupings import distinct_configs, group_trials, score_table, summarise

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from search.analysis.decision import MIN_SEEDS, RunScores, looks, race, still_open
+from search.analysis.decision import RunScores, looks, race, still_open
 from search.run.phases import Candidate, best_candidates, final_seeds, search_seeds
 from search.analysis.stats import clip_weights, holm, macro_f1, seed_clip_estimate, spent_alpha
 

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from search.analysis.front_picks import front_picks
+from search.analysis.pareto import front_picks
 
 OBJECTIVES = ("val/gory/f1", "val/sarcasm/f1")
 TRIALS = pd.DataFrame({

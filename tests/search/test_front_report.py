@@ -3,10 +3,10 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
-from search.report.front import (front_section, hypervolume_trace, main, markdown_table, observed, parts_of_front,
+from search.analysis.pareto import hypervolume_trace
+from search.report.front import (front_section, main, markdown_table, observed, parts_of_front,
                                   read_front)
 
 OBJECTIVES = ["val/gory/f1", "val/sarcasm/f1"]

@@ -8,7 +8,7 @@ from ray._private import ray_constants
 
 import search.run.sweep as sweep
 from search.space import load_space
-from search.tracking.tracker import Link, Tracker
+from search.tracking.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"

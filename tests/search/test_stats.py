@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from search.analysis.stats import delta_m, paired_difference, pareto_front
+from search.analysis.pareto import pareto_front
+from search.analysis.stats import delta_m, paired_difference
 
 
 def test_delta_m_on_a_hand_computed_case():
