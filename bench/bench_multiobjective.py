@@ -43,7 +43,7 @@ from search.analysis.pareto import hypervolume_trace
 from search.report.front import observed
 from search.tune.mo_asha import MultiObjectiveASHA
 from search.analysis.reference import majority_scores, reference_point, validation_labels
-from search.space import load_space
+from search.space.parse import load_space
 
 ARMS = ("mo_asha", "mo_asha_epsnet", "scalar_asha", "mo_full")
 DEFAULT_ARMS = ("mo_asha", "scalar_asha", "mo_full")

@@ -106,7 +106,7 @@ def load(path: Path) -> tuple[list[sim.Curve], dict, list[float] | None]:
 def reference_of(setting: dict, tasks: list[str]) -> list[float] | None:
     from mtl_core import keys
     from search.analysis.reference import validation_reference
-    from search.space import load_space
+    from search.space.parse import load_space
 
     spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))
     return validation_reference([keys.task("val", t) for t in tasks], spec.config)
@@ -202,7 +202,7 @@ def earliest_rung(path: Path, setting: dict, skip: set[str] = frozenset()) -> tu
     with their own parameters; but those in `skip`) have acted (search.space.rungs), and the space file's
     own rungs (grace, reduction factor)."""
     from search.space.rungs import acting_epochs
-    from search.space import load_space
+    from search.space.parse import load_space
     from search.space.trial import trial_config
 
     spec = load_space(replay_record.ROOT / setting["space"], list(setting["overrides"]))

@@ -90,7 +90,8 @@ def record(space: Path, overrides: list[str], n: int, out: Path, jobs: int = 2) 
     import torch
 
     from mtl_core.prepare import prepare
-    from search.space import load_space, sample_configs
+    from search.space.parse import load_space
+    from search.space.optuna import sample_configs
 
     spec = load_space(space, overrides)
     setting = setting_of(space, overrides, spec)

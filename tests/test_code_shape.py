@@ -89,13 +89,42 @@ def test_mtl_core_knows_nothing_of_ray_mlflow_or_search():
                 assert mod.split(".")[0] not in ("ray", "mlflow", "optuna", "search"), f"{name} imports {mod}"
 
 
+# --- search/'s layers ----------------------------------------------------------------------------------
+# Lowest first; a module imports only its own layer and those below (docs/layout.md). The command-line
+# aliases at the top (`search/launch.py`, ...) sit above every layer.
+LAYERS = ("io", "analysis", "space", "tracking", "tune", "report", "run")
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    if parts[0] != "search" or len(parts) < 2 or parts[1] not in LAYERS:
+        return len(LAYERS)  # `search` itself and the aliases
+    return LAYERS.index(parts[1])
+
+
+def _climbing(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() if m.startswith("search")
+                  for d in deps if d.startswith("search") and _layer(d) > _layer(m))
+
+
+def test_the_layer_check_finds_an_import_that_climbs():
+    assert _climbing({"search.io.lock": {"search.run.sweep"}, "search.run.sweep": {"search.io.lock"}}) == \
+        ["search.io.lock -> search.run.sweep"]
+
+
+def test_no_import_in_search_climbs_back_up_a_layer():
+    graph = _graph()
+    assert all(_layer(m) < len(LAYERS) for m in graph if m.startswith("search.") and m.count(".") > 1)
+    assert _climbing(graph) == []
+
+
 def test_no_function_in_search_is_longer_than_60_lines():
     """search/ reads as a pipeline of small steps (a long function there is where a newcomer got lost)."""
     long = []
-    for path in (ROOT / "search").glob("*.py"):
+    for path in (ROOT / "search").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
-                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+                long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
 
 

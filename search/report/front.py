@@ -126,7 +126,7 @@ def read_front(exp_dir: Path) -> tuple[list[str], pd.DataFrame, list[float] | No
 
 def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
     from search.analysis.reference import validation_reference
-    from search.space import load_space
+    from search.space.parse import load_space
 
     try:
         config = load_space(exp_dir / Files.SPACE).config

@@ -21,7 +21,7 @@ from mtl_core import keys
 from mtl_core.config import ModelConfig
 from mtl_core.strategies import AXES, BASELINE, ONE_MODEL
 from search.analysis.labels import partition_label
-from search.space.settings import is_distribution, partition_options
+from search.space.optuna import is_distribution, partition_options
 from search.analysis.stats import holm, paired_difference
 
 STRATEGY_AXES = tuple(f"strategy.{axis}" for axis in AXES)  # a choice of a method and its knobs

@@ -41,7 +41,9 @@ from search.io.folder_read import (RESUME_RISK, check_journal, check_no_links, c
                                check_tune_pickles, read_rungs)
 from search.io.lock import ExperimentLock, Locked
 from search.io.signals import catch_signals, terminated
-from search.space import SpaceSpec, as_written, check_name, corner_samples, dump_resolved, load_space, sample_configs
+from search.space.settings import SpaceSpec, corner_samples
+from search.space.parse import as_written, check_name, dump_resolved, load_space
+from search.space.optuna import sample_configs
 from search.space.settings import SEARCH_UPPER
 from search.space.trial import trial_config
 

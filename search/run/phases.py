@@ -39,7 +39,7 @@ from search.analysis.groupings import distinct_configs, group_trials, score_tabl
 from search.analysis.results import collect, leaderboard, trial_id_of, write_parquet
 from search.io.console import error_line
 from search.io.signals import fit_interrupted
-from search.space import sample_configs
+from search.space.optuna import sample_configs
 from search.tracking.tracker import close_orphans
 from search.space.trial import TrialMeta, meta_of, models_of, trial_entry
 from search.tune.tuner import SearchPlan, build_tuner, drop_local_runs, keep_latest_checkpoints

@@ -27,7 +27,8 @@ from search.io.folder_write import write_text
 from search.run.phases import PHASES, Outcome
 from search.io.cluster import joined_cluster
 from search.io.signals import catch_signals, hold, release, settle, sigterm_received
-from search.space import SpaceSpec, as_written, dump_resolved
+from search.space.settings import SpaceSpec
+from search.space.parse import as_written, dump_resolved
 from search.tracking.store import default_tracking_uri, start_store
 from search.tracking.tracker import Link, Tracker, mask_uri, open_parent
 

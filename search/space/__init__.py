@@ -1,4 +1,6 @@
-"""Search-space YAML: parse, validate before Ray starts, and turn into an Optuna define-by-run function.
+"""The search space: a YAML file parsed and validated before Ray starts (`parse`, into `settings`), turned
+into an Optuna define-by-run function (`optuna`), what each trial receives (`trial`), the baselines, and
+ASHA's rungs (`rungs`).
 
 A space file holds the run config sections (`tasks`, `data`, `model`, `train`, `strategy`) that every
 trial shares, a `search` section (metric, budget, ASHA, resources) and a `space` section whose
@@ -16,9 +18,3 @@ Optuna parameter names are dotted paths (`train.lr`, `strategy.combiner`,
 the flat dict of the dotted config keys it used (`strategy.combiner.name`, `strategy.combiner.alpha`,
 `train.lr`), which is also what MLflow records as its parameters.
 """
-from search.space.optuna import DefineByRun, sample_configs
-from search.space.parse import as_written, check_name, dump_resolved, load_space
-from search.space.settings import Resources, SearchSettings, SpaceSpec, corner_samples, partition_options
-
-__all__ = ["DefineByRun", "Resources", "SearchSettings", "SpaceSpec", "as_written", "check_name", "corner_samples",
-           "dump_resolved", "load_space", "partition_options", "sample_configs"]

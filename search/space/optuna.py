@@ -3,10 +3,22 @@ from __future__ import annotations
 
 from typing import Any
 
-
+from mtl_core.grouping import canonical, partitions
 from search.analysis.labels import partition_label
 from search.space.trial import TrialMeta, trial_entry
-from search.space.settings import SpaceSpec, is_distribution, partition_options
+
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
+
+
+def is_distribution(node: Any) -> bool:
+    """A `space` leaf that Optuna samples (`{choice: ...}`, `{uniform: ...}`, ...) rather than a fixed value."""
+    return isinstance(node, dict) and len(node) == 1 and next(iter(node)) in DISTRIBUTIONS
+
+
+def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]:
+    """The partitions a `partition` entry allows, as lists of task lists in configured order."""
+    chosen = partitions(tasks) if arg == "all" else [canonical(p, tasks) for p in arg]
+    return [[list(g) for g in p] for p in chosen]
 
 
 class DefineByRun:
@@ -17,7 +29,7 @@ class DefineByRun:
         self.space, self.tasks, self.fixed = space, tuple(tasks), dict(fixed or {})
 
     def __call__(self, trial) -> dict[str, Any]:
-        used: dict[str, Any] = dict(getattr(self, "fixed", {}))  # a searcher pickled before `fixed` existed
+        used: dict[str, Any] = dict(self.fixed)
         self._walk(trial, self.space, "", used)
         # Constants returned here are merged into the Tune config: the trial reads its entry here.
         return {"trial": trial_entry(used, TrialMeta("search", number=trial.number))}
@@ -57,8 +69,8 @@ class DefineByRun:
             used[path] = node
 
 
-def sample_configs(spec: SpaceSpec, n: int) -> list[dict[str, Any]]:
-    """n configurations as the search would draw them first (TPE's random start-up), no Ray."""
+def sample_configs(spec, n: int) -> list[dict[str, Any]]:
+    """n configurations of the space `spec` (a SpaceSpec) as the search would draw them first (TPE's random start-up), no Ray."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

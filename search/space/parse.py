@@ -16,7 +16,8 @@ from search.space.baselines import BASELINES
 from search.space.rungs import derived_grace
 from search.analysis.pareto import TIE_BREAKS
 from search.space.trial import trial_config
-from search.space.settings import MODEL_NAME, RUN_SECTIONS, SAMPLERS, SEARCH_UPPER, SearchSettings, SpaceSpec, is_distribution, corner_samples
+from search.space.settings import MODEL_NAME, RUN_SECTIONS, SAMPLERS, SEARCH_UPPER, SearchSettings, SpaceSpec, corner_samples
+from search.space.optuna import is_distribution
 
 
 def _check_range(kind: str, bounds: Any, path: str, problems: Problems) -> None:

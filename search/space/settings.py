@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import Any
 
 
-from mtl_core.grouping import canonical, partitions
 from mtl_core.config import Config
 from search.space.baselines import BASELINES
+from search.space.optuna import is_distribution, partition_options
 from search.space.trial import trial_config
-
-
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "partition")
 
 
 RUN_SECTIONS = ("tasks", "data", "model", "train", "strategy", "pretrain")
@@ -116,10 +113,6 @@ class SpaceSpec:
         return [trial_config(self.base, sample) for sample in corner_samples(self.space, self.config.tasks) or [{}]]
 
 
-def is_distribution(node: Any) -> bool:
-    return isinstance(node, dict) and len(node) == 1 and next(iter(node)) in DISTRIBUTIONS
-
-
 def corner_samples(space: dict[str, Any], tasks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Dotted overrides covering every option of every choice, with the bounds of every range.
 
@@ -156,9 +149,3 @@ def _merge_products(groups: list[list[dict]], limit: int = 64) -> list[dict]:
         return [dict(kv for d in combo for kv in d.items()) for combo in itertools.product(*groups)]
     n = max(len(g) for g in groups)
     return [dict(kv for g in groups for kv in g[i % len(g)].items()) for i in range(n)]
-
-
-def partition_options(arg: Any, tasks: tuple[str, ...]) -> list[list[list[str]]]:
-    """The partitions a `partition` entry allows, as lists of task lists in configured order."""
-    chosen = partitions(tasks) if arg == "all" else [canonical(p, tasks) for p in arg]
-    return [[list(g) for g in p] for p in chosen]

@@ -18,6 +18,8 @@ from typing import Any
 
 from mtl_core.config import Config, build_config
 
+DIVERGED = "diverged"  # the last result of a trial whose loss went non-finite: its error message
+
 
 @dataclass(frozen=True)
 class TrialSettings:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from search.io.state import resume_hint
-from search.space import SpaceSpec
+from search.space.settings import SpaceSpec
 from search.space.trial import TrialSettings, scratch_key
 
 if TYPE_CHECKING:  # the launcher reads this module before Ray may be imported (tracking imports it)

@@ -17,8 +17,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from search.analysis.labels import config_label, partition_label
-from search.tune.trainable import DIVERGED
-from search.space.trial import meta_of
+from search.space.trial import DIVERGED, meta_of
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,9 @@ from ray import tune
 from mtl_core import keys
 from mtl_core.config import Config
 from mtl_core.train import TrainingDiverged, train
-from search.space.trial import TrialSettings, scratch_dir, trial_config
+from search.space.trial import DIVERGED, TrialSettings, scratch_dir, trial_config
 
 log = logging.getLogger(__name__)
-DIVERGED = "diverged"  # the last result of a trial whose loss went non-finite: its error message
 
 
 class NoCudaForGpuTrial(RuntimeError):

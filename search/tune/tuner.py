@@ -26,7 +26,7 @@ from search.space.rungs import expected_epochs
 from search.tune.progress import Progress
 from search.analysis.reference import validation_reference
 from search.tune.searcher import PrunedAwareOptunaSearch
-from search.space import DefineByRun
+from search.space.optuna import DefineByRun
 from search.tracking.tracker import MLflowTrials
 from search.tune.trainable import NoRetryOnDivergence, StopOnFullDisk, train_trial
 from search.space.trial import check_listed, models_of, scratch_dir, scratch_key

@@ -146,7 +146,7 @@ def broken_data(good_data, tmp_path):
 
 def _recorded(exp: Path, state) -> None:
     """An experiment folder as a launch of spaces/smoke.yaml leaves it (without Ray's and MLflow's files)."""
-    from search.space import dump_resolved, load_space
+    from search.space.parse import dump_resolved, load_space
 
     exp.mkdir(parents=True)
     (exp / "space.yaml").write_text(dump_resolved(load_space(SMOKE)))
@@ -155,7 +155,7 @@ def _recorded(exp: Path, state) -> None:
 
 def _recorded_mo(exp: Path) -> None:
     """As `_recorded`, of the smoke space made multi-objective (the five tasks' F1 replace its metric)."""
-    from search.space import dump_resolved, load_space
+    from search.space.parse import dump_resolved, load_space
 
     raw = yaml.safe_load(SMOKE.read_text())
     del raw["search"]["metric"]

@@ -157,7 +157,7 @@ def test_a_yaml_bomb_is_refused_in_milliseconds():
     import time
 
     from mtl_core.config import ConfigError
-    from search.space import load_space
+    from search.space.parse import load_space
 
     start = time.perf_counter()
     with pytest.raises(ConfigError, match="more than 20000 values once its aliases are expanded"):

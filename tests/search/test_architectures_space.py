@@ -7,7 +7,8 @@ from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.strategies import AXES, BASELINE
 from search.run.axis_study import axis_design, axis_values
 from search.space.baselines import baseline_overrides
-from search.space import load_space, sample_configs
+from search.space.parse import load_space
+from search.space.optuna import sample_configs
 from search.space.trial import trial_config
 
 SPACE = Path(__file__).resolve().parents[2] / "spaces" / "architectures.yaml"

@@ -275,7 +275,7 @@ def test_each_look_tests_at_the_alpha_spent_since_the_previous_one():
 
 def test_the_space_sets_the_equivalence_margin_and_refuses_a_bad_one():
     from mtl_core.config import ConfigError
-    from search.space import load_space
+    from search.space.parse import load_space
 
     root = Path(__file__).resolve().parents[2]
     spec = load_space(root / "spaces" / "smoke.yaml", ["search.equivalence_margin=0.03"])

@@ -65,7 +65,7 @@ def test_the_report_gets_the_phases_tables_as_they_are(tmp_path):
 
     from search.tune.experiment import Outcome
     from search.run.finish import report_input
-    from search.space import load_space
+    from search.space.parse import load_space
 
     spec = load_space("spaces/smoke.yaml")
     exp = SimpleNamespace(spec=spec, name="exp", max_t=spec.max_t, dir=tmp_path)
@@ -91,7 +91,7 @@ def test_the_tables_and_the_floor_never_write_through_a_link(tmp_path, monkeypat
     from search.io.files import Files
     from search.tune.experiment import Outcome
     from search.run.finish import _bow_floor, finish
-    from search.space import load_space
+    from search.space.parse import load_space
 
     spec = load_space("spaces/smoke.yaml")
     exp_dir, elsewhere = tmp_path / "exp", tmp_path / "elsewhere"
@@ -128,7 +128,7 @@ def test_under_cross_validation_the_floor_is_labelled_as_another_protocol_and_no
     from search.io.files import Files
     from search.run.finish import _bow_floor
     from search.report.sections import _floor_section
-    from search.space import load_space
+    from search.space.parse import load_space
 
     spec = load_space("spaces/smoke.yaml")
     spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, cv_folds=5))

@@ -97,7 +97,7 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
 
 def test_every_grouping_mode_ends_in_the_final_phase():
     from search.run.phases import PHASES, final
-    from search.space import SearchSettings
+    from search.space.settings import SearchSettings
 
     assert set(PHASES) == {"search", "exhaustive", "affinity", "both"}
     assert all(phases[-1] is final for phases in PHASES.values())

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.space import load_space, sample_configs
+from search.space.parse import load_space
+
+from search.space.optuna import sample_configs
 from search.space.trial import trial_config
 
 BASE = {"model": {"text_encoder": "tiny", "attention_heads": 4}, "train": {"epochs": 2}}

@@ -8,7 +8,7 @@ import pytest
 
 from search.run import phases
 from search.run.phases import Candidate, Outcome
-from search.space import load_space
+from search.space.parse import load_space
 from search.space.trial import meta_of
 
 TRUE = {"rank 1": 0.80, "rank 2": 0.79, "equal_sum": 0.40, "single_task": 0.45, "rlw": 0.795}

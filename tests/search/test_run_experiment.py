@@ -7,7 +7,7 @@ import pytest
 from ray._private import ray_constants
 
 import search.run.sweep as sweep
-from search.space import load_space
+from search.space.parse import load_space
 from search.tracking.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import yaml
 from mtl_core.config import ConfigError
 from mtl_core.strategies import REGISTRIES
 from search.space.rungs import acting_epochs, check_first_rung, late_strategies
-from search.space import load_space
+from search.space.parse import load_space
 
 ROOT = Path(__file__).resolve().parents[2]
 LATE = {"combiner": {"choice": {"equal": {}, "dwa": {}}},

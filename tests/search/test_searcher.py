@@ -7,7 +7,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from search.tune.searcher import PrunedAwareOptunaSearch
-from search.space import DefineByRun
+from search.space.optuna import DefineByRun
 
 SPACE = {"train": {"lr": {"loguniform": [1e-4, 1e-2]}}, "strategy": {"combiner": {"choice": {"equal": {}, "rlw": {}}}}}
 METRICS = ["search/score/val/gory/f1", "search/score/val/sarcasm/f1"]

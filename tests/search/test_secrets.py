@@ -5,7 +5,7 @@ import json
 import pytest
 
 import search.run.sweep
-from search.space import load_space
+from search.space.parse import load_space
 from search.tracking.tracker import credentials_to_env, mask_uri, ui_hint
 from pathlib import Path
 

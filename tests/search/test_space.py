@@ -6,7 +6,9 @@ import pytest
 import yaml
 
 from mtl_core.config import ConfigError
-from search.space import DefineByRun, corner_samples, load_space, sample_configs
+from search.space.optuna import DefineByRun, sample_configs
+from search.space.settings import corner_samples
+from search.space.parse import load_space
 from search.space.trial import trial_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +215,7 @@ def test_objectives_tasks_means_each_tasks_val_f1(tmp_path, capsys):
     spec = load_space(_write(tmp_path, data))
     assert spec.search.objectives == ("val/gory/f1", "val/sarcasm/f1", "val/mature/f1")
     assert spec.search.sampler == "nsga2" and spec.search.metric == "val/avg_f1"  # the metric stays the default
-    from search.space import dump_resolved
+    from search.space.parse import dump_resolved
 
     assert yaml.safe_load(dump_resolved(spec))["search"]["objectives"] == list(spec.search.objectives)
     again = load_space(_write(tmp_path, yaml.safe_load(dump_resolved(spec)), "resolved.yaml"))  # runs as it ran

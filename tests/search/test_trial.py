@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import optuna
 
 from mtl_core import keys
-from search.space import DefineByRun
+from search.space.optuna import DefineByRun
 import pytest
 
 from mtl_core.config import ConfigError

@@ -53,7 +53,7 @@ def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_sche
 
     from optuna.samplers import NSGAIISampler
 
-    from search.space import SearchSettings
+    from search.space.settings import SearchSettings
     from search.tune.tuner import _mo_scheduler, _searcher, objectives
 
     settings = SearchSettings(objectives=("val/gory/f1", "val/gory/loss"), sampler="nsga2", tie_break="crowding",
@@ -84,7 +84,7 @@ def test_tpe_leaves_its_random_start_up_within_a_small_budget(tmp_path):
     """Optuna's default 10 random start-up trials would make the flagship's 12-trial search random."""
     from types import SimpleNamespace
 
-    from search.space import SearchSettings
+    from search.space.settings import SearchSettings
     from search.tune.tuner import _searcher, startup_trials
 
     assert [startup_trials(n) for n in (4, 12, 30, 200)] == [4, 4, 10, 10]

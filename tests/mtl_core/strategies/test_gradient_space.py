@@ -227,7 +227,8 @@ def test_a_search_samples_the_space_of_a_gradient_method(tmp_path):
     import yaml
 
     from search.analysis.labels import config_label
-    from search.space import load_space, sample_configs
+    from search.space.parse import load_space
+    from search.space.optuna import sample_configs
     from search.space.trial import trial_config
 
     raw = {"model": {"text_encoder": "tiny"}, "train": {"epochs": 1},
