@@ -1,4 +1,4 @@
-"""Per-step cost of every loss combiner relative to `equal` (issue 3): prints ratios, not a test.
+"""Per-step cost of every loss combiner relative to `equal`: prints ratios, not a test.
 
     python bench/bench_combiners.py [--steps 20] [--rnn-units 128] [--batch-size 16] [--only famo,upgrad]
     python bench/bench_combiners.py --flagship        # spaces/groupings.yaml's model: rnn_units 32, heads 64-32-16, batch 32

@@ -1,4 +1,4 @@
-"""Data-path benchmarks (issue 2): prints ratios, not a test.
+"""Data-path benchmarks: prints ratios, not a test.
 
     python bench/bench_data.py [--real ../shared/data/comic_mischief] [--batches 8]
 

@@ -1,4 +1,4 @@
-"""Multi-objective search against the single-objective one (issue 23): the hypervolume of the validation front
+"""Multi-objective search against the single-objective one: the hypervolume of the validation front
 each search found, and the epochs it spent, on the same space, trials and epoch budget, over several seeds.
 
     python bench/bench_multiobjective.py [spaces/groupings.yaml] [--seeds 3] [--num-samples N] [--set key=value ...]
@@ -48,7 +48,7 @@ from search.space.parse import load_space
 ARMS = ("mo_asha", "mo_asha_epsnet", "scalar_asha", "mo_full")
 DEFAULT_ARMS = ("mo_asha", "scalar_asha", "mo_full")
 MO_ASHA_ARMS = ("mo_asha", "mo_asha_epsnet")
-TARGET_SHARE = 0.40  # of the unpruned search's epochs (issue 23)
+TARGET_SHARE = 0.40  # of the unpruned search's epochs
 
 
 def arm_space(base: dict, arm: str, max_t: int) -> dict:

@@ -1,4 +1,4 @@
-"""Sweep efficiency (issue 4): wall time of a whole sweep, Ray start-up included, divided by the trials'
+"""Sweep efficiency: wall time of a whole sweep, Ray start-up included, divided by the trials'
 own training time over the concurrency. 1.0 = no overhead. Prints ratios, not a test.
 
     python bench/bench_sweep.py [spaces/smoke.yaml] [--set key=value ...]

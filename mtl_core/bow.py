@@ -58,7 +58,7 @@ def bag_of_words_floor(root: Path, tasks: tuple[str, ...] = TASKS, *, derive_bin
             predictions[task] = predicted.astype(np.int8)
     scores = [out[keys.task("test", t)] for t in headline_tasks(tasks, derive_binary)
               if keys.task("test", t) in out and np.isfinite(out[keys.task("test", t)])]
-    out["test/avg_f1"] = float(np.mean(scores)) if scores else float("nan")
+    out[keys.average("test")] = float(np.mean(scores)) if scores else float("nan")
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+FOLDER = "checkpoint"  # a run folder's checkpoint, and a Tune trial's
 STATE_FILE = "state.pt"
 BEST_FILE = "best_model.pt"
 

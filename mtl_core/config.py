@@ -98,7 +98,7 @@ class TrainConfig:
     # each model of a partition keeps the weights of its own best epoch by this metric, computed over its
     # own tasks (`val/avg_f1` -> the mean over the group's tasks; a task's key -> that task in its group,
     # the group's average of the same metric in the other groups); the search sets the experiment's metric
-    select_metric: str = "val/avg_f1"
+    select_metric: str = keys.DEFAULT_METRIC
     select_mode: str = "max"
 
 

@@ -9,6 +9,8 @@
     pretrain/<any of the above>                    the pretraining phase's own (its tasks: mtl_core.pretrain)
     pretrain_curve                                 in the first epoch's metrics: every pretraining epoch's
                                                    metrics, as JSON text (a list of dicts, one per epoch)
+    search/hypervolume                             a multi-objective search's front (parent run)
+    final/<name|seeds|folds|delta_m|dominated_by>  the final phase's columns; final/<metric>/<mean|std> too
     f1/<split>/avg, f1/<split>/<task>              MLflow's copies of the F1 scores users compare first
                                                    (`headline`): one prefix, so they sort together
 """
@@ -41,6 +43,16 @@ def task(split: str, task_name: str, metric: str = "f1") -> str:
 def average(split: str, metric: str = "f1") -> str:
     """`val/avg_f1`: the mean over the configured tasks."""
     return f"{split}/avg_{metric}"
+
+
+DEFAULT_METRIC = average("val")  # what a run selects its best epoch by and a search optimises, unless told
+FINAL = "final/"  # the final phase's columns in the leaderboard and the trials table
+HYPERVOLUME = "search/hypervolume"  # a multi-objective search's front, on the parent run
+
+
+def final(key: str, stat: str | None = None) -> str:
+    """A column of the final phase: `final/name`, `final/seeds`, `final/test/avg_f1/mean`."""
+    return f"{FINAL}{key}/{stat}" if stat else f"{FINAL}{key}"
 
 
 HEADLINE = "f1/"

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from mtl_core import TASKS, keys
 from mtl_core.affinity import lookahead_affinity
-from mtl_core.checkpoint import load_checkpoint, save_checkpoint
+from mtl_core.checkpoint import FOLDER as CHECKPOINT, load_checkpoint, save_checkpoint
 from mtl_core.config import Config, ConfigError, StrategyChoice, StrategyConfig, model_width
 from mtl_core.data.dataset import SplitData
 from mtl_core.losses import class_weights
@@ -404,7 +404,7 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
     runs = [build_group(cfg, g, data, device) for g in cfg.partition()]
 
     start_epoch, history = 0, []
-    ckpt_dir = run_dir / "checkpoint"
+    ckpt_dir = run_dir / CHECKPOINT
     curve = None
     if resume:
         state = load_checkpoint(ckpt_dir, runs)
@@ -539,11 +539,11 @@ def _progress_bar(enabled: bool):
 
 
 def _print_row(metrics: dict, tasks, first: bool) -> None:
-    cols = ["epoch", "train_loss", "val_loss", "val_avg_f1"] + [f"{t}_f1" for t in tasks] + ["sec"]
+    cols = ["epoch", "train_loss", "val_loss", keys.DEFAULT_METRIC] + [f"{t}_f1" for t in tasks] + ["sec"]
     if first:
         print(" ".join(f"{c:>11}" for c in cols), flush=True)
     train_loss = float(np.mean([metrics[keys.task("train", t, "loss")] for t in tasks]))
-    vals = [metrics["epoch"], train_loss, metrics["val/avg_loss"], metrics["val/avg_f1"]]
+    vals = [metrics["epoch"], train_loss, metrics[keys.average("val", "loss")], metrics[keys.DEFAULT_METRIC]]
     vals += [metrics[keys.task("val", t)] for t in tasks] + [metrics["time/epoch_s"]]
     print(f"{vals[0]:>11d} " + " ".join(f"{v:>11.4f}" for v in vals[1:]), flush=True)
 
@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as exc:
         return fail(str(exc))
-    if args.resume and (args.out is None or not (args.out / "checkpoint" / "state.pt").is_file()):
+    if args.resume and (args.out is None or not (args.out / CHECKPOINT / "state.pt").is_file()):
         return fail("--resume: needs --out DIR holding a checkpoint from an earlier run")
     out = args.out or Path("runs") / f"{args.config.stem if args.config else 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.eval_test and history:
             test = {k: v for k, v in history[-1].items() if k.startswith("test/")}
             (out / "test_metrics.json").write_text(json.dumps(test, indent=2))
-            print(f"test/avg_f1 {test['test/avg_f1']:.4f} (best checkpoint) -> {out / 'test_metrics.json'}")
+            print(f"test/avg_f1 {test[keys.average('test')]:.4f} (best checkpoint) -> {out / 'test_metrics.json'}")
     except (ConfigError, EncoderNotFound) as exc:
         return fail(str(exc))
     except (DataError, CheckpointError) as exc:
@@ -610,8 +610,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     if history:
-        best = max(history, key=lambda m: m["val/avg_f1"] if math.isfinite(m["val/avg_f1"]) else -1)
-        print(f"best val/avg_f1 {best['val/avg_f1']:.4f} at epoch {best['epoch']}; run folder {out}")
+        best = max(history, key=lambda m: m[keys.DEFAULT_METRIC] if math.isfinite(m[keys.DEFAULT_METRIC]) else -1)
+        print(f"best val/avg_f1 {best[keys.DEFAULT_METRIC]:.4f} at epoch {best['epoch']}; run folder {out}")
     return 0
 
 

@@ -224,3 +224,54 @@ def test_each_method_has_a_module_of_its_own():
 
     modules = [cls.__module__ for registry in REGISTRIES.values() for cls in registry.values()]
     assert not {m for m in modules if modules.count(m) > 1}
+
+
+# --- every name defined once -----------------------------------------------------------------------------
+# A metric key (`val/avg_f1`, `final/test/avg_f1/mean`), the experiment folder's file names and the
+# checkpoint folder are spelt in one place each (`mtl_core.keys`, `search.io.files.Files`,
+# `mtl_core.checkpoint.FOLDER`); elsewhere code builds them from there. A bare namespace (`"test/"` in a
+# `startswith`) is not a key. Docstrings may quote them.
+KEY_LITERAL = re.compile(r"(val|test|train|final|search|strategy|affinity|pretrain|f1)/\w[\w/]*|val_avg_f1")
+DEFINED_IN = ("mtl_core/keys.py", "search/io/files.py", "mtl_core/checkpoint.py")
+
+
+def _names_spelt_out(path: Path, names: set[str], base: Path = ROOT) -> list[str]:
+    tree = ast.parse(path.read_text())
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [f"{path.relative_to(base)}:{n.lineno}: {n.value!r}" for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+            and (KEY_LITERAL.fullmatch(n.value) or n.value in names)]
+
+
+def _defined_names() -> set[str]:
+    from mtl_core.checkpoint import FOLDER
+    from search.io.files import Files
+
+    return {v for k, v in vars(Files).items() if k.isupper() and isinstance(v, str)} | {FOLDER}
+
+
+def test_the_literal_check_finds_a_key_and_a_file_name_but_not_a_namespace_or_a_docstring(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text('"""Reads `val/avg_f1`."""\nA = "test/avg_f1"\nB = "trials.parquet"\nC = x.startswith("val/")\n')
+    assert _names_spelt_out(path, _defined_names(), tmp_path) == ["probe.py:2: 'test/avg_f1'", "probe.py:3: 'trials.parquet'"]
+
+
+def test_metric_keys_and_file_names_are_spelt_only_where_they_are_defined():
+    names = _defined_names()
+    found = [hit for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py"))
+             if path.relative_to(ROOT).as_posix() not in DEFINED_IN for hit in _names_spelt_out(path, names)]
+    assert found == []
+
+
+def test_docs_layout_names_every_module_of_search_in_its_package():
+    """docs/layout.md draws search/ as a tree: each package's block names each of its modules."""
+    tree = (ROOT / "docs" / "layout.md").read_text().split("mtl_core/ ")[0]
+    blocks = re.split(r"\n├── (\w+)/", tree)  # [top, name, body, name, body, ...]
+    named = {name: set(re.findall(r"([\w_]+\.py)", body)) for name, body in zip(blocks[1::2], blocks[2::2])}
+    missing = [path.relative_to(ROOT).as_posix() for path in sorted((ROOT / "search").rglob("*.py"))
+               if path.name != "__init__.py" and path.parent != ROOT / "search"
+               and path.name not in named.get(path.parent.name, set())]
+    assert named and missing == []
+    assert set(named) == set(LAYERS)

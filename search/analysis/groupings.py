@@ -55,9 +55,9 @@ def summarise(tables: dict[int, dict], tasks: tuple[str, ...], top: int = 10) ->
             continue  # a failed group trial: this configuration cannot be scored exactly
         for rank, (value, partition) in enumerate(rank_partitions(tasks, scores)[:top], start=1):
             parts.append({"config": cid, "rank": rank, "partition": partition_label(partition),
-                          "groups": len(partition), "val_avg_f1": value})
+                          "groups": len(partition), keys.DEFAULT_METRIC: value})
         for budget in range(1, len(tasks) + 1):
             value, groups = best_selection(scores, tasks, budget)
             picks.append({"config": cid, "budget": budget, "models": len(groups),
-                          "groups": partition_label(groups), "val_avg_f1": value})
+                          "groups": partition_label(groups), keys.DEFAULT_METRIC: value})
     return pd.DataFrame(parts), pd.DataFrame(picks)

@@ -143,7 +143,7 @@ def leaderboard(trials: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     cols = ["rank", "trial_id", "label", "status", "epochs", "front", "crowding", metric]
     cols += [keys.task("val", t) for t in TASKS if keys.task("val", t) in df]
     cols += [c for c in df.columns if c.startswith("config/")] + ["best_epoch", "meta/number", "hostname", "error"]
-    cols += [c for c in df.columns if c.startswith("final/")]
+    cols += [c for c in df.columns if c.startswith(keys.FINAL)]
     return df[[c for c in dict.fromkeys(cols) if c in df]]
 
 
@@ -178,18 +178,19 @@ def print_leaderboard(board: pd.DataFrame, metric: str, top: int = 10) -> None:
     view["epochs"] = view["epochs"].astype(int)  # a float column once the baselines' rows (no epochs) are in
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(view.to_string(index=False))
-    if "final/test/avg_f1/mean" in board:
-        final = board.dropna(subset=["final/test/avg_f1/mean"])
-        protocol = (f"by {int(final['final/folds'].max())}-fold cross-validation (mean ± std over folds and repeats"
-                    if "final/folds" in final and final["final/folds"].notna().any() else
+    mean, std = keys.final(keys.average("test"), "mean"), keys.final(keys.average("test"), "std")
+    if mean in board:
+        final = board.dropna(subset=[mean])
+        protocol = (f"by {int(final[keys.final('folds')].max())}-fold cross-validation (mean ± std over folds and repeats"
+                    if keys.final("folds") in final and final[keys.final("folds")].notna().any() else
                     "on the test split (mean ± std over seeds")
         print(f"final retraining {protocol}; baselines under the same protocol):")
         for _, row in final.iterrows():
-            tasks = "  ".join(f"{t} {row[f'final/test/{t}/f1/mean']:.3f}±{row[f'final/test/{t}/f1/std']:.3f}"
-                              for t in TASKS if f"final/test/{t}/f1/mean" in row)
-            delta = f"  Δm {row['final/delta_m']:+.1f}%" if pd.notna(row.get("final/delta_m")) else ""
-            print(f"  {row['final/name']:<24} avg_f1 {row['final/test/avg_f1/mean']:.4f}"
-                  f"±{row['final/test/avg_f1/std']:.4f}{delta}  {tasks}")
+            tasks = "  ".join(f"{t} {row[keys.final(keys.task('test', t), 'mean')]:.3f}±{row[keys.final(keys.task('test', t), 'std')]:.3f}"
+                              for t in TASKS if keys.final(keys.task("test", t), "mean") in row)
+            delta = f"  Δm {row[keys.final('delta_m')]:+.1f}%" if pd.notna(row.get(keys.final("delta_m"))) else ""
+            print(f"  {row[keys.final('name')]:<24} avg_f1 {row[mean]:.4f}"
+                  f"±{row[std]:.4f}{delta}  {tasks}")
     failed = board[board["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"trial {trial_number(row['trial_id'], row.get('meta/number'))} {row.get('label', '')} failed: {row['error']}")

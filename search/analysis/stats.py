@@ -61,24 +61,24 @@ def final_table(runs: pd.DataFrame, tasks: Sequence[str], headline: Sequence[str
     """One row per retrained configuration or baseline (in the order they were trained): test macro-F1
     mean and std over seeds (the average and each task), the number of seeds, and Δm% against the
     single-task baseline when it ran."""
-    if runs.empty or "test/avg_f1" not in runs:
+    if runs.empty or keys.average("test") not in runs:
         return pd.DataFrame()
     ok = runs[runs["error"].fillna("") == ""] if "error" in runs else runs
     ok = ok[ok["role"] != "axis"]  # the axis study has its own table (search.run.axis_study)
-    cols = ["test/avg_f1"] + [keys.task("test", t) for t in tasks if keys.task("test", t) in ok]
+    cols = [keys.average("test")] + [keys.task("test", t) for t in tasks if keys.task("test", t) in ok]
     table = ok.groupby(["name", "role"], sort=False)[cols].agg(["mean", "std"])
-    table.columns = [f"final/{k}/{agg}" for k, agg in table.columns]
-    table["final/seeds"] = ok.groupby(["name", "role"], sort=False)["seed"].nunique()
+    table.columns = [keys.final(k, agg) for k, agg in table.columns]
+    table[keys.final("seeds")] = ok.groupby(["name", "role"], sort=False)["seed"].nunique()
     if "folds" in ok and ok["folds"].notna().any():  # repeated k-fold: a seed is one repeat
-        table["final/folds"] = int(ok["folds"].max())
+        table[keys.final("folds")] = int(ok["folds"].max())
     table = table.reset_index()
     table["trial_id"] = table["name"].map(ok.drop_duplicates("name").set_index("name")["trial_id"])
     single = table[table["name"] == "single_task"]
     if len(single):
         over = list(headline or tasks)  # Δm% without a derived binary
-        base = {t: single[f"final/test/{t}/f1/mean"].iloc[0] for t in over}
-        table["final/delta_m"] = [
-            delta_m({t: r[f"final/test/{t}/f1/mean"] for t in over}, base, over) for _, r in table.iterrows()]
+        base = {t: single[keys.final(keys.task("test", t), "mean")].iloc[0] for t in over}
+        table[keys.final("delta_m")] = [
+            delta_m({t: r[keys.final(keys.task("test", t), "mean")] for t in over}, base, over) for _, r in table.iterrows()]
     return table
 
 

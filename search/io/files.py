@@ -27,6 +27,8 @@ class Files:
     MO_ASHA_RUNGS = "mo_asha_rungs.json"  # MO-ASHA's rungs, kept across --resume
     OPTUNA_JOURNAL = "optuna.journal"
     REPORT = "report"  # summary.md, summary.html and the plots
+    SUMMARY = "summary.md"  # in REPORT
+    SUMMARY_HTML = "summary.html"  # the same page, its plots inside
 
     @staticmethod
     def tuning(baseline: str) -> str:

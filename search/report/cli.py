@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         _move_in(fresh, out)
     except OSError as exc:
         return fail(f"{out}: cannot replace it ({exc.strerror}); the new report is in {fresh}", code=1)
-    print(f"report written to {out / 'summary.md'}")
+    print(f"report written to {out / Files.SUMMARY}")
     return 0
 
 def _fresh_folder(exp_dir: Path) -> Path:

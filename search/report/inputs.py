@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from mtl_core import keys
 from search.io.files import CorruptFile, Files
 from search.io.folder_read import read_json, read_space, read_table
 from search.report.front import read_front
@@ -23,7 +24,7 @@ HISTORY_COLUMNS = ("trial_id", "training_iteration")
 @dataclass
 class ReportInput:
     name: str  # the experiment's
-    metric: str = "val/avg_f1"
+    metric: str = keys.DEFAULT_METRIC
     mode: str = "max"
     milestones: list[int] = field(default_factory=list)  # the ASHA rungs, in epochs
     base: dict[str, Any] = field(default_factory=dict)  # the space's run sections (labels of an older table)
@@ -50,7 +51,7 @@ class ReportInput:
         search, train = (_section(space, name, exp_dir / Files.SPACE) for name in ("search", "train"))
         objectives, observed, reference = read_front(exp_dir)
         return cls(
-            name=exp_dir.name, metric=str(search.get("metric", "val/avg_f1")), mode=str(search.get("mode", "max")),
+            name=exp_dir.name, metric=str(search.get("metric", keys.DEFAULT_METRIC)), mode=str(search.get("mode", "max")),
             milestones=rungs(_int(search, "grace_period", 1, exp_dir), _int(search, "reduction_factor", 3, exp_dir),
                              _int(train, "epochs", 10, exp_dir)),
             base=space, baselines=[str(b) for b in search.get("baselines") or []],

@@ -39,18 +39,18 @@ def _floor_section(floor: dict[str, float], board: pd.DataFrame | None) -> list[
     tasks = [k.split("/")[1] for k in floor if k.startswith("test/") and k.endswith("/f1")]
     lines = ["## Bag-of-words floor", "",
              f"TF-IDF + logistic regression, one model per task on the text alone (C chosen on val): "
-             f"test macro-F1 {floor['test/avg_f1']:.4f} averaged over {', '.join(tasks)}.", ""]
+             f"test macro-F1 {floor[keys.average('test')]:.4f} averaged over {', '.join(tasks)}.", ""]
     board = board if board is not None else pd.DataFrame()
-    key = "final/test/avg_f1/mean"
+    key = keys.final(keys.average("test"), "mean")
     if floor.get("configurations_protocol") == "cross_validation":
         lines += [f"The floor is scored on the dataset's own test split, the configurations by "
                   f"{floor.get('cv_folds', 'k')}-fold cross-validation over the pooled train and test splits: "
                   f"different clips and training sets, so the two are not compared here.", ""]
     elif key in board and board[key].notna().any():
         best = board[board[key].notna()].iloc[0]
-        gap = best[key] - floor["test/avg_f1"]
-        lines += [f"The best configuration (`{md_cell(best.get('final/name', best['trial_id']))}`) retrained: test macro-F1 {best[key]:.4f} "
-                  f"± {best.get('final/test/avg_f1/std', float('nan')):.4f} over seeds, "
+        gap = best[key] - floor[keys.average("test")]
+        lines += [f"The best configuration (`{md_cell(best.get(keys.final('name'), best['trial_id']))}`) retrained: test macro-F1 {best[key]:.4f} "
+                  f"± {best.get(keys.final(keys.average('test'), 'std'), float('nan')):.4f} over seeds, "
                   f"{abs(gap):.4f} {'above' if gap > 0 else 'below'} the floor.", ""]
     if "paired/diff" in floor:
         shown = floor["paired/low"] > 0 or floor["paired/high"] < 0
@@ -106,8 +106,8 @@ def write_report(given: ReportInput, out: Path, top: int = 5) -> Path:
     lines += _floor_section(given.floor, given.leaderboard)
     if given.leaderboard is not None:
         lines += [f"Full ranking: [{Files.LEADERBOARD}](../{Files.LEADERBOARD}).", ""]
-    write_text(out / "summary.md", "\n".join(lines))
-    write_text(out / "summary.html", html_page(lines, out, f"Sweep report: {given.name}"))
+    write_text(out / Files.SUMMARY, "\n".join(lines))
+    write_text(out / Files.SUMMARY_HTML, html_page(lines, out, f"Sweep report: {given.name}"))
     return out
 
 def with_labels(trials: pd.DataFrame, base: dict) -> pd.DataFrame:
@@ -155,7 +155,7 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
     head = "| configuration | role | avg | " + " | ".join(tasks) + " | Δm% vs single-task [95%] | dominated by |"
     lines += [head, "|" + "---|" * (5 + len(tasks))]
     for _, r in table.iterrows():
-        cells = [_pm(r, "test/avg_f1")] + [_pm(r, keys.task("test", t)) for t in tasks]
+        cells = [_pm(r, keys.average("test"))] + [_pm(r, keys.task("test", t)) for t in tasks]
         dm = "-"
         if reference and r["name"] != reference:
             e = scores.delta_m(r["name"], reference)
@@ -180,7 +180,7 @@ def family_wise(decisions: pd.DataFrame) -> str:
             f"so the looks and comparisons together stay within 5% by the union bound.")
 
 def _seed_counts(table: pd.DataFrame) -> str:
-    counts = table["final/seeds"].astype(int)
+    counts = table[keys.final("seeds")].astype(int)
     return f"{counts.min()} seeds each" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()} seeds"
 
 def _protocols(baselines: list[str], tuning: dict[str, dict]) -> dict[str, str]:
@@ -189,7 +189,7 @@ def _protocols(baselines: list[str], tuning: dict[str, dict]) -> dict[str, str]:
             for b in baselines}
 
 def _pm(row, key: str) -> str:
-    mean, std = row.get(f"final/{key}/mean", np.nan), row.get(f"final/{key}/std", np.nan)
+    mean, std = row.get(keys.final(key, "mean"), np.nan), row.get(keys.final(key, "std"), np.nan)
     return f"{mean:.3f} ± {std:.3f}" if pd.notna(std) else f"{mean:.3f}"
 
 def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd.DataFrame,
@@ -199,7 +199,7 @@ def _pareto_section(out: Path, final: pd.DataFrame, tasks: list[str], ranked: pd
     validation scores and the front of their values."""
     if tasks and not final.empty and dominated:
         table = final.set_index("name")
-        cols, what = [f"final/test/{t}/f1/mean" for t in tasks], "test macro-F1 (mean over seeds)"
+        cols, what = [keys.final(keys.task("test", t), "mean") for t in tasks], "test macro-F1 (mean over seeds)"
         solid = {n: not dominated.get(n) for n in table.index}
         label = {n: f"{n}{' (dominated by ' + ', '.join(dominated[n]) + ')' if dominated.get(n) else ''}"
                  for n in table.index}

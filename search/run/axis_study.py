@@ -88,7 +88,7 @@ def axis_design(best: dict[str, Any], values: dict[str, list], tasks: tuple[str,
 
 
 def axis_effects_table(runs: pd.DataFrame, best: dict[str, Any], values: dict[str, list], tasks: tuple[str, ...],
-                       metric: str = "test/avg_f1") -> pd.DataFrame:
+                       metric: str = keys.average("test")) -> pd.DataFrame:
     """One row per axis value: mean over seeds and the paired difference against the axis's baseline value."""
     rows = []
     by_seed = lambda name: runs[runs["name"] == name].set_index("seed")[metric]  # noqa: E731

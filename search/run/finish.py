@@ -65,7 +65,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
         exp.tracker.call("log_artifacts", str(report), Files.REPORT)
     except Exception as exc:  # a plot must never lose the sweep's results
         log.warning("report failed: %s", exc)
-    summary = exp.dir / Files.REPORT / "summary.md"
+    summary = exp.dir / Files.REPORT / Files.SUMMARY
     exp.tracker.call("set_tag", "mlflow.note.content", answer_markdown(board, table, out.comparisons, s.metric))
     for path in [*out.artifacts, *(exp.dir / n for n in (Files.LEADERBOARD, Files.TRIALS, Files.HISTORY))]:
         exp.tracker.call("log_artifact", str(path))
@@ -99,16 +99,16 @@ def with_final(board: pd.DataFrame, table: pd.DataFrame, tasks, dominated: dict[
             keys.task("val", t) in board for t in tasks) else False
     if table.empty:
         return board
-    table = table.rename(columns={"name": "final/name"})
+    table = table.rename(columns={"name": keys.final("name")})
     known = table["trial_id"].isin(board.get("trial_id", pd.Series(dtype=str)))
     if known.any():
         board = board.merge(table[known].drop(columns="role"), on="trial_id", how="left")
-        board.loc[board["final/name"].notna(), "role"] = "final"
-    extra = table[~known].assign(trial_id=lambda t: t["final/name"], status="retrained")
+        board.loc[board[keys.final("name")].notna(), "role"] = "final"
+    extra = table[~known].assign(trial_id=lambda t: t[keys.final("name")], status="retrained")
     board = pd.concat([board, extra], ignore_index=True)
     if "rank" in board:  # the added rows have no search rank: an empty cell, and the others stay integers
         board["rank"] = board["rank"].astype("Int64")
-    board["final/dominated_by"] = board["final/name"].map({n: ", ".join(ys) for n, ys in (dominated or {}).items()})
+    board[keys.final("dominated_by")] = board[keys.final("name")].map({n: ", ".join(ys) for n, ys in (dominated or {}).items()})
     return board
 
 
@@ -118,12 +118,13 @@ def _headline(board: pd.DataFrame, comparisons: list, metric: str) -> dict[str, 
     ok = board[board.get("status", pd.Series(dtype=str)) != "failed"] if not board.empty else board
     if not ok.empty and metric in ok and np.isfinite(ok.iloc[0].get(metric, np.nan)):
         out[f"best/{metric}"] = float(ok.iloc[0][metric])
-    retrained = board[board["final/name"].notna()] if "final/name" in board else board.iloc[0:0]
+    retrained = board[board[keys.final("name")].notna()] if keys.final("name") in board else board.iloc[0:0]
     for _, row in retrained.iterrows():
-        name = metric_name(str(row["final/name"]))
-        for col in ("final/test/avg_f1/mean", "final/test/avg_f1/std", "final/delta_m"):
-            if col in row and pd.notna(row[col]):
-                out[f"{col.replace('final/', f'final/{name}/')}"] = float(row[col])
+        name = metric_name(str(row[keys.final("name")]))
+        for key in (keys.final(keys.average("test"), "mean"), keys.final(keys.average("test"), "std"),
+                    keys.final("delta_m")):
+            if key in row and pd.notna(row[key]):
+                out[keys.final(f"{name}/{key.removeprefix(keys.FINAL)}")] = float(row[key])
     for c in comparisons:
         low, high = c.estimate.interval()
         key = f"verdict/{metric_name(c.other)}"
@@ -137,8 +138,8 @@ def decision_lines(comparisons: list) -> list[str]:
     return [c.sentence(len(comparisons)) for c in comparisons]
 
 
-def _mean_sd(row, key: str = "test/avg_f1") -> str:
-    mean, sd = row.get(f"final/{key}/mean", np.nan), row.get(f"final/{key}/std", np.nan)
+def _mean_sd(row, key: str = keys.average("test")) -> str:
+    mean, sd = row.get(keys.final(key, "mean"), np.nan), row.get(keys.final(key, "std"), np.nan)
     return f"{mean:.3f} ± {sd:.3f}" if pd.notna(sd) else f"{mean:.3f}"
 
 
@@ -165,9 +166,9 @@ def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metr
     rows = table.set_index("name")
     best = comparisons[0].best if comparisons else str(table[table["role"] == "final"]["name"].iloc[0]) \
         if (table["role"] == "final").any() else str(table["name"].iloc[0])
-    seeds = int(rows.loc[best, "final/seeds"])
-    over = (f"{seeds} repeat{'s' * (seeds != 1)} of {int(rows.loc[best, 'final/folds'])}-fold cross-validation"
-            if "final/folds" in rows else f"{seeds} seeds the search never used")
+    seeds = int(rows.loc[best, keys.final("seeds")])
+    over = (f"{seeds} repeat{'s' * (seeds != 1)} of {int(rows.loc[best, keys.final('folds')])}-fold cross-validation"
+            if keys.final("folds") in rows else f"{seeds} seeds the search never used")
     lines = [f"answer: the best configuration is {best}: test macro-F1 {_mean_sd(rows.loc[best])} over {over}"]
     for c in comparisons:
         other = f"{c.other} ({_mean_sd(rows.loc[c.other])})" if c.other in rows.index else c.other
@@ -175,7 +176,7 @@ def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metr
         lines.append(f"  {verb} {other}: {_verdict(c, len(comparisons))}")
     if not comparisons:
         lines.append("  no baseline was retrained beside it (search.space.baselines), so there is no decision")
-    top = table.sort_values("final/test/avg_f1/mean", ascending=False).iloc[0]
+    top = table.sort_values(keys.final(keys.average("test"), "mean"), ascending=False).iloc[0]
     if top["name"] != best:
         lines.append(f"  the highest test mean is {top['name']}'s ({_mean_sd(top)}), not the searched configuration's")
     return lines
@@ -227,7 +228,7 @@ def answer_markdown(board: pd.DataFrame, table: pd.DataFrame, comparisons: list,
         against = "-" if c is None else f"{c.status} {c.estimate.value:+.4f}" + (
             " [{:+.4f}, {:+.4f}]".format(*c.estimate.interval()) if c.estimate.n >= 2 else "")
         name = str(r["name"]).replace("|", "\\|")
-        text.append(f"| {name} | {r['role']} | {_mean_sd(r)} | {int(r['final/seeds'])} | {against} |")
+        text.append(f"| {name} | {r['role']} | {_mean_sd(r)} | {int(r[keys.final('seeds')])} | {against} |")
     if comparisons:
         text += ["", "The decisions (test split, seeds the search never used, 95% family-wise):", ""]
         text += [f"- {line}" for line in decision_lines(comparisons)]
@@ -287,7 +288,7 @@ def _bow_floor(exp: Experiment, final_runs: pd.DataFrame | None = None, table: p
     path = exp.dir / Files.FLOOR
     write_text(path, json.dumps(floor, indent=2))
     exp.tracker.log_metrics({f"floor/bow/{k}": float(v) for k, v in floor.items() if k.startswith(("test/", "paired/d"))})
-    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor['test/avg_f1']:.4f}"
+    print(f"bag-of-words floor (TF-IDF + logistic regression on the text): test/avg_f1 {floor[keys.average('test')]:.4f}"
           + (f" on the dataset's test split (the configurations: {folds}-fold cross-validation, not compared)"
              if folds else ""), flush=True)
     return floor

@@ -152,13 +152,13 @@ def score(exp: Experiment, out: Outcome) -> None:
 
     print("top partitions (validation macro-F1 of each task from its group's model, averaged):")
     for _, r in top[top["rank"] <= 5].iterrows():
-        print(f"  config {r['config']} #{r['rank']}: {label(r):<55} {r['val_avg_f1']:.4f}")
+        print(f"  config {r['config']} #{r['rank']}: {label(r):<55} {r[keys.DEFAULT_METRIC]:.4f}")
     print("best selection per budget (overlapping groups allowed):")
     for _, r in picks.iterrows():
-        print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r['val_avg_f1']:.4f}")
+        print(f"  config {r['config']} budget {r['budget']}: {r['groups']:<55} {r[keys.DEFAULT_METRIC]:.4f}")
     for _, r in every[every["rank"] == 1].iterrows():  # each configuration's best partition
         overrides = {**out.configs[int(r["config"])], "groups": partition_of(r["partition"])}
-        out.candidates.append(Candidate(label(r), overrides, float(r["val_avg_f1"])))
+        out.candidates.append(Candidate(label(r), overrides, float(r[keys.DEFAULT_METRIC])))
 
 
 def affinity(exp: Experiment, out: Outcome) -> None:
@@ -188,10 +188,10 @@ def tag(exp: Experiment, out: Outcome) -> None:
     print("TAG proposals (best partition per number of groups), trained:")
     for _, r in table.iterrows():
         print(f"  config {r['config']} k={r['groups']}: {config_label(r['overrides'], exp.spec.base):<55} "
-              f"val/avg_f1 {r['trained_val_avg_f1']:.4f}")
+              f"{exp.spec.search.metric} {r[exp.spec.search.metric]:.4f}")
         if r["error"] == "":
             out.candidates.append(Candidate(config_label(r["overrides"], exp.spec.base), r["overrides"],
-                                            r["trained_val_avg_f1"], r["trial_id"]))
+                                            r[exp.spec.search.metric], r["trial_id"]))
 
 
 def _tag_proposals(exp: Experiment, out: Outcome) -> list[dict]:
@@ -219,11 +219,11 @@ def _tag_table(exp: Experiment, out: Outcome, results) -> pd.DataFrame:
         metric = exp.spec.search.metric
         best = float(df[metric].max()) if df is not None and not df.empty and metric in df else float("nan")
         row = {"config": meta.config, "groups": meta.k, "partition": partition, "tag_score": meta.tag_score,
-               "trained_val_avg_f1": best, "error": "" if r.error is None else error_line(r.error),
+               metric: best, "error": "" if r.error is None else error_line(r.error),
                "trial_id": trial_id_of(r), "overrides": entry["overrides"]}
         if not out.scores.empty:
             match = out.scores[(out.scores["config"] == meta.config) & (out.scores["partition"] == partition)]
-            row["exhaustive_val_avg_f1"] = float(match["val_avg_f1"].iloc[0]) if len(match) else float("nan")
+            row["exhaustive"] = float(match[keys.DEFAULT_METRIC].iloc[0]) if len(match) else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows).sort_values(["config", "groups"]) if rows else pd.DataFrame()
     return table

@@ -138,7 +138,7 @@ def _check_objectives(s: SearchSettings, raw: dict, tasks: tuple[str, ...], prob
     if "metric" in raw:
         problems.add("search.objectives: set search.metric (one objective) or search.objectives (several), not both")
     unknown = [o for o in s.objectives if not keys.SEARCHABLE.match(o)
-               or not (o.startswith("val/avg_") or keys.task_of(o) in tasks)]
+               or not (o in (keys.average("val"), keys.average("val", "loss")) or keys.task_of(o) in tasks)]
     twice = [o for o in s.objectives if s.objectives.count(o) > 1]
     if unknown:
         problems.add(f"search.objectives: {unknown[0]!r} is not a reported metric of the tasks {', '.join(tasks)} "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 
+from mtl_core import keys
 from mtl_core.config import Config
 from search.space.baselines import BASELINES
 from search.space.optuna import is_distribution, partition_options
@@ -41,7 +42,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    metric: str = "val/avg_f1"
+    metric: str = keys.DEFAULT_METRIC
     mode: str = "max"
     num_samples: int = 8
     seed: int = 0

@@ -16,7 +16,7 @@ from mtl_core import keys
 from search.analysis.pareto import hypervolume, non_dominated_ranks
 from search.tracking.tracker import Tracker
 
-HYPERVOLUME = "search/hypervolume"
+HYPERVOLUME = keys.HYPERVOLUME
 
 
 class FrontTrace(tune.Callback):

@@ -24,6 +24,7 @@ from ray import tune
 from mtl_core import keys
 from mtl_core.validation import ConfigError
 from search.tracking.data_input import entities
+from search.io.files import Files
 from search.io.folder_write import append_text
 from search.analysis.labels import config_label, run_name
 from search.io.console import error_line
@@ -378,7 +379,7 @@ class Tracker:
         the quick probe, every `retry_s`, until the server answers."""
         link = self.link
         if not link.down:
-            where = self.spool or "mlflow_pending.jsonl"
+            where = self.spool or Files.PENDING
             print(f"warning: MLflow at {mask_uri(self.uri)} is not answering ({type(exc).__name__}); training goes "
                   f"on, buffering tracking data: sent when it answers (checked every {self.retry_s:.0f}s), or "
                   f"saved in {where} at the end (python -m search.replay {Path(where).parent})", flush=True)
@@ -417,7 +418,7 @@ class Tracker:
         self.flush(force=True)
         if not self.pending:
             return 0
-        where = self.spool or "mlflow_pending.jsonl"
+        where = self.spool or Files.PENDING
         try:
             append_whole(Path(where), "".join(json.dumps(op) + "\n" for op in self.pending))
         except OSError as exc:

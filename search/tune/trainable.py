@@ -19,6 +19,7 @@ from ray import tune
 
 from mtl_core import keys
 from mtl_core.config import Config
+from mtl_core.checkpoint import FOLDER as CHECKPOINT
 from mtl_core.train import TrainingDiverged, train
 from search.space.trial import DIVERGED, TrialSettings, scratch_dir, trial_config
 
@@ -58,7 +59,7 @@ def train_trial(config: dict[str, Any]) -> None:
     resume = False
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # retried after a failure, or restored with --resume
-        checkpoint.to_directory(str(run_dir / "checkpoint"))
+        checkpoint.to_directory(str(run_dir / CHECKPOINT))
         resume = True
 
     def report(epoch: int, metrics: dict, checkpoint_dir: Path) -> None:

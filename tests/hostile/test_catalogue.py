@@ -125,7 +125,7 @@ def test_hostile_case(case, tmp_path, capsys, monkeypatch, broken_data, good_dat
     assert not Path("/tmp/escaped-by-name").exists() and not Path("/tmp/escaped-by-space-file").exists()
 
 
-def test_the_catalogue_is_at_least_the_issue_s_158_cases():
+def test_the_catalogue_keeps_its_158_cases_each_with_its_own_id():
     assert len(CASES) >= 158 and len({c["id"] for c in CASES}) == len(CASES)
 
 

@@ -96,7 +96,7 @@ def test_cli_writes_metrics_resumes_and_evaluates_test(tiny_data, tmp_path):
     cmd = [sys.executable, "-m", "mtl_core.train", str(cfg_path), "--out", str(out)]
     proc = subprocess.run(cmd + ["--set", "train.epochs=1"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "val_avg_f1" in proc.stdout  # the table header
+    assert "val/avg_f1" in proc.stdout  # the table header
     proc = subprocess.run(cmd + ["--resume", "--eval-test"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -32,9 +32,9 @@ def test_scores_and_selection_from_group_results():
         rows.append(row)
     parts, picks = summarise(score_table(pd.DataFrame(rows), TASKS), TASKS)
     assert parts.iloc[0]["partition"] == "binary+mature+gory+slapstick|sarcasm"
-    assert parts.iloc[0]["val_avg_f1"] == pytest.approx((4 * 0.6 + 0.9) / 5)
+    assert parts.iloc[0]["val/avg_f1"] == pytest.approx((4 * 0.6 + 0.9) / 5)
     assert picks.set_index("budget").loc[1, "groups"] == "+".join(TASKS)
-    assert picks.set_index("budget").loc[2, "val_avg_f1"] == pytest.approx((4 * 0.6 + 0.9) / 5)
+    assert picks.set_index("budget").loc[2, "val/avg_f1"] == pytest.approx((4 * 0.6 + 0.9) / 5)
 
 
 @pytest.mark.slow
@@ -74,7 +74,7 @@ def test_exhaustive_and_affinity_experiment(tmp_path, tiny_data):
     assert "affinity/mature/gory" in measured.data.metrics
     tag = pd.read_csv(exp / "affinity_groupings.csv")
     assert list(tag["groups"]) == [1, 2, 3] and (tag["error"].fillna("") == "").all()
-    assert tag["exhaustive_val_avg_f1"].notna().all()  # beside the exhaustive score of the same partition
+    assert tag["exhaustive"].notna().all()  # beside the exhaustive score of the same partition
     assert sum(r.data.tags.get("phase") == "tag" for r in runs) == 3
     # the common finish step: the best proposal retrained on test, leaderboard, report, parent run closed
     final = [r for r in runs if r.data.tags.get("phase") == "final" and r.data.tags["role"] == "final"]

@@ -89,7 +89,7 @@ def _stop(proc, sig=signal.SIGINT, timeout=180) -> str:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_two_launches_with_one_name_never_both_run(tmp_path):
-    """Started together (the race of the issue: both saw no folder): exactly one runs, the other exits 2
+    """Started together (the race where both saw no folder): exactly one runs, the other exits 2
     naming it, within seconds and before any tracking store or Ray of its own."""
     args = ["--storage", str(tmp_path), "--name", "same", "--set", "train.epochs=2", "--num-samples", "2"]
     a, b = _launch(*args), _launch(*args)

@@ -104,8 +104,9 @@ def test_the_command_reads_the_same_tables_back_from_the_folder(tmp_path):
 
 
 def test_the_html_page_embeds_only_the_report_s_own_plots(tmp_path):
-    """A table value from the folder reaches the page's text: before, `![k](/any/file)` in a label embedded
-    that file (any file the user can read) as base64, and a missing one put its text into src unescaped."""
+    """A table value from the folder reaches the page's text: an image it names (`![k](/any/file)` in a label)
+    is never embedded (it could be any file the user can read), its text never reaches an attribute, a
+    `javascript:` link is cut and raw HTML stays text."""
     secret = tmp_path / "creds"
     secret.write_bytes(b"aws_secret_access_key=abc")
     (tmp_path / "out").mkdir()
@@ -121,8 +122,8 @@ def test_the_html_page_embeds_only_the_report_s_own_plots(tmp_path):
 
 
 def test_the_command_never_writes_through_a_link_in_the_folder(tmp_path, capsys):
-    """Before, a `report/summary.md` linked to a file elsewhere had that file overwritten with the report,
-    and a `report` linked to a folder got the report written into it."""
+    """A `report/summary.md` linked to a file elsewhere is replaced, the file it points at untouched; a
+    `report` linked to a folder is refused, nothing written into it."""
     test_the_command_reads_the_same_tables_back_from_the_folder(tmp_path)
     exp, victim = tmp_path / "exp", tmp_path / "victim.txt"
     victim.write_text("precious")
