@@ -94,19 +94,6 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and value != value)
 
 
-def row_label(row: Any, base: dict[str, Any] | None = None) -> str:
-    """The label of a table row with `config/<key>` columns (trials.parquet, leaderboard.csv)."""
-    overrides = {}
-    for column, value in dict(row).items():
-        if not str(column).startswith("config/") or not _present(value):
-            continue
-        key = column[len("config/"):]
-        if key in ("groups", "tasks") and isinstance(value, str):
-            value = from_cell(key, value)
-        overrides[key] = value
-    return config_label(overrides, base)
-
-
 def trial_number(trial_id: str, number: Any = None) -> str:
     """A trial's number in its phase: the Optuna trial's (`number`, a searching phase), else Tune's count in the
     id of a listed trial (`b7589_00003` -> `3`), else the id as it is."""

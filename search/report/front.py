@@ -27,9 +27,11 @@ from mtl_core.strategies import AXES  # noqa: E402
 from mtl_core.cli import OneLineParser, fail  # noqa: E402
 from mtl_core.validation import ConfigError  # noqa: E402
 from search.io.files import CorruptFile, Files
-from search.io.folder_read import check_output_folder, read_json_lines, read_space, read_table  # noqa: E402
+from search.space.parse import load_space, recorded_space
+from search.space.settings import SpaceSpec
+from search.io.folder_read import check_output_folder, read_json_lines, read_table  # noqa: E402
 from search.analysis.labels import name_key  # noqa: E402
-from search.analysis.pareto import hypervolume_trace, non_dominated_ranks  # noqa: E402
+from search.analysis.pareto import hypervolume_trace  # noqa: E402
 
 STRATEGY = {**{f"config/{name_key(axis)}": axis for axis in AXES}, "config/groups": "groups"}  # column -> name
 
@@ -111,22 +113,19 @@ def front_section(objectives: Sequence[str], seen: pd.DataFrame, trials: pd.Data
     return lines
 
 
-def read_front(exp_dir: Path) -> tuple[list[str], pd.DataFrame, list[float] | None]:
-    """From an experiment folder: the search's objectives (none: a single metric), its results in the order
-    received (Tune's own record of them) and the hypervolume's reference point."""
-    search = read_space(exp_dir / Files.SPACE).get("search")
-    objectives = search.get("objectives") if isinstance(search, dict) else None
+def read_front(exp_dir: Path, spec: SpaceSpec) -> tuple[list[str], pd.DataFrame, list[float] | None]:
+    """From an experiment folder of the space `spec`: the search's objectives (none: a single metric), its
+    results in the order received (Tune's own record of them) and the hypervolume's reference point."""
+    objectives = list(spec.search.objectives)
     if not objectives:
         return [], pd.DataFrame(), None
-    if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
-        raise CorruptFile(f"{exp_dir / Files.SPACE}: search.objectives is not a list of metric names")
-    reference = _reference(exp_dir, objectives)  # validates the recorded space as a launch does
-    return objectives, observed(exp_dir, objectives), reference
+    return objectives, observed(exp_dir, objectives), _reference(exp_dir, objectives)
 
 
 def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
+    """The majority-class reference on validation: it reads the experiment's data, so the space is loaded as
+    a launch loads it (its data folder must be there)."""
     from search.analysis.reference import validation_reference
-    from search.space.parse import load_space
 
     try:
         config = load_space(exp_dir / Files.SPACE).config
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.experiment_dir.is_dir():
         return fail(f"{args.experiment_dir}: no such experiment folder")
     try:  # everything read before anything is written
-        objectives, seen, reference = read_front(args.experiment_dir)
+        objectives, seen, reference = read_front(args.experiment_dir, recorded_space(args.experiment_dir))
         trials = read_table(args.experiment_dir / Files.TRIALS, ("trial_id",)) if objectives else pd.DataFrame()
         check_output_folder(out)
     except CorruptFile as exc:

@@ -12,12 +12,14 @@ from typing import Any
 import pandas as pd
 
 from mtl_core import keys
-from search.io.files import CorruptFile, Files
-from search.io.folder_read import read_json, read_space, read_table
+from search.io.files import Files
+from search.io.state import read_state
+from search.io.folder_read import read_json, read_table
 from search.report.front import read_front
+from search.space.parse import recorded_space
 from search.space.rungs import rungs
 
-TRIAL_COLUMNS = ("trial_id", "status")  # what every report section reads from the tables
+TRIAL_COLUMNS = ("trial_id", "status", "label")  # what every report section reads from the tables
 HISTORY_COLUMNS = ("trial_id", "training_iteration")
 
 
@@ -47,14 +49,13 @@ class ReportInput:
         """The tables an experiment folder holds (the ones an interrupted or older experiment lacks: empty),
         read as a stranger may have left them (`search.io.folder_read`: CorruptFile naming the file)."""
         exp_dir = Path(exp_dir)
-        space = read_space(exp_dir / Files.SPACE)
-        search, train = (_section(space, name, exp_dir / Files.SPACE) for name in ("search", "train"))
-        objectives, observed, reference = read_front(exp_dir)
+        read_state(exp_dir)  # a folder of another format is refused here, not misread
+        spec = recorded_space(exp_dir)
+        s = spec.search
+        objectives, observed, reference = read_front(exp_dir, spec)
         return cls(
-            name=exp_dir.name, metric=str(search.get("metric", keys.DEFAULT_METRIC)), mode=str(search.get("mode", "max")),
-            milestones=rungs(_int(search, "grace_period", 1, exp_dir), _int(search, "reduction_factor", 3, exp_dir),
-                             _int(train, "epochs", 10, exp_dir)),
-            base=space, baselines=[str(b) for b in search.get("baselines") or []],
+            name=exp_dir.name, metric=s.metric, mode=s.mode, milestones=rungs(s.grace_period, s.reduction_factor, spec.max_t),
+            base=spec.base, baselines=list(s.baselines),
             trials=read_table(exp_dir / Files.TRIALS, TRIAL_COLUMNS),
             history=read_table(exp_dir / Files.HISTORY, HISTORY_COLUMNS),
             leaderboard=read_table(exp_dir / Files.LEADERBOARD) if (exp_dir / Files.LEADERBOARD).is_file() else None,
@@ -62,19 +63,3 @@ class ReportInput:
             axis_study=read_table(exp_dir / Files.AXIS_STUDY), pretraining_study=read_table(exp_dir / Files.PRETRAIN_STUDY),
             tuning=read_json(exp_dir / Files.TUNED, default={}), floor=read_json(exp_dir / Files.FLOOR, default={}),
             objectives=objectives, observed=observed, reference=reference)
-
-
-
-def _section(space: dict, name: str, path: Path) -> dict:
-    value = space.get(name) or {}
-    if not isinstance(value, dict):
-        raise CorruptFile(f"{path}: {name} is not a mapping; not a space this service recorded")
-    return value
-
-
-def _int(section: dict, key: str, default: int, exp_dir: Path) -> int:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**6:
-        raise CorruptFile(f"{exp_dir / Files.SPACE}: {key} is {value!r}, not a count of epochs or a factor "
-                          f"(1 to 10**6); not a space this service recorded")
-    return value

@@ -20,9 +20,9 @@ from search.analysis.decision import RunScores
 from search.io.files import Files
 from search.io.folder_write import write_text
 from search.report.front import front_section
-from search.analysis.labels import distinct, from_cell, groups_label, name_key, row_label
+from search.analysis.labels import from_cell, groups_label, name_key
 from search.report.inputs import ReportInput
-from search.analysis.results import config_cells, numbers
+from search.analysis.results import numbers
 from search.analysis.pareto import pareto_front
 from search.analysis.stats import axis_effects, final_table, matched_budget, scores_at
 
@@ -77,7 +77,7 @@ def write_report(given: ReportInput, out: Path, top: int = 5) -> Path:
     """The report of the experiment `given` describes, in the folder `out` (made if missing)."""
     out.mkdir(exist_ok=True)
     metric, mode, history, runs = given.metric, given.mode, given.history, given.final_runs
-    trials = with_labels(given.trials, given.base)
+    trials = given.trials
     ok = trials[(trials["status"] != "failed") & trials[metric].notna()] if metric in trials else trials.iloc[0:0]
     ranked = ok.sort_values(metric, ascending=mode == "min") if metric in ok else ok  # every trial failed: no column
     lines = [f"# Sweep report: {given.name}", "",
@@ -109,14 +109,6 @@ def write_report(given: ReportInput, out: Path, top: int = 5) -> Path:
     write_text(out / Files.SUMMARY, "\n".join(lines))
     write_text(out / Files.SUMMARY_HTML, html_page(lines, out, f"Sweep report: {given.name}"))
     return out
-
-def with_labels(trials: pd.DataFrame, base: dict) -> pd.DataFrame:
-    """The trials with their configuration's label (`search.analysis.labels`); a folder written before labels gets them
-    from the `config/` columns and the space's run sections `base`."""
-    if "label" in trials or trials.empty:
-        return trials
-    labels = [row_label(r, base) for _, r in trials.iterrows()]
-    return trials.assign(label=distinct(labels, numbers(trials), config_cells(trials)))
 
 def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, tasks: list[str],
                     dominated: dict[str, list[str]]) -> list[str]:

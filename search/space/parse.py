@@ -16,6 +16,8 @@ from search.space.baselines import BASELINES
 from search.space.rungs import derived_grace
 from search.analysis.pareto import TIE_BREAKS
 from search.space.trial import trial_config
+from search.io.files import CorruptFile, Files
+from search.io.folder_read import read_space
 from search.space.settings import MODEL_NAME, RUN_SECTIONS, SAMPLERS, SEARCH_UPPER, SearchSettings, SpaceSpec, corner_samples
 from search.space.optuna import is_distribution
 
@@ -189,7 +191,11 @@ def as_written(spec: SpaceSpec, text: str) -> str:
 def load_space(path: str | Path, overrides: list[str] | None = None) -> SpaceSpec:
     """Read and fully validate a space file; raise one ConfigError naming every problem (key paths)."""
     path = Path(path)
-    raw = apply_overrides(load_yaml(path), overrides or [])
+    return space_from(apply_overrides(load_yaml(path), overrides or []), path)
+
+
+def space_from(raw: dict[str, Any], path: Path) -> SpaceSpec:
+    """A space file's mapping (`path` names it in messages and the spec), fully validated."""
     problems = Problems()
     allowed = set(RUN_SECTIONS) | {"name", "search", "space"}
     for key in sorted(set(raw) - allowed, key=str):
@@ -240,3 +246,17 @@ def dump_resolved(spec: SpaceSpec) -> str:
     if search["objectives"]:  # they replace the metric: written together, the file would be refused
         del search["metric"]
     return yaml.safe_dump({"name": spec.name, **spec.base, "search": search, "space": spec.space}, sort_keys=False)
+
+
+def recorded_space(exp_dir: Path) -> SpaceSpec:
+    """The space an experiment ran, as `space.yaml` records it, read as a stranger may have left it and
+    validated as a launch would. Its data folder is left out: the report reads the tables, never the data,
+    and the folder may have moved."""
+    path = exp_dir / Files.SPACE
+    raw = read_space(path)
+    if isinstance(raw.get("data"), dict):
+        raw["data"] = {k: v for k, v in raw["data"].items() if k not in ("root", "cache_dir")}
+    try:
+        return space_from(raw, path)
+    except ConfigError as exc:
+        raise CorruptFile(f"{path}: not a space this service recorded ({exc.problems[0]})") from None

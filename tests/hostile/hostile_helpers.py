@@ -172,7 +172,7 @@ def _with_tables(exp: Path, trials=None, files: dict[str, str] | None = None) ->
     import pandas as pd
 
     _recorded(exp, STATE)
-    trials = pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "val/avg_f1": [0.5]}) if trials is None else trials
+    trials = pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "label": ["all+equal+all"], "val/avg_f1": [0.5]}) if trials is None else trials
     if isinstance(trials, bytes):
         (exp / "trials.parquet").write_bytes(trials)
     else:
@@ -213,7 +213,7 @@ GIVEN = {
     "corrupt_trials": lambda exp: _with_tables(exp, b"PAR1 not a table"),
     "trials_without_status": lambda exp: _with_tables(exp, __import__("pandas").DataFrame({"trial_id": ["a"]})),
     "trials_words_for_scores": lambda exp: _with_tables(exp, __import__("pandas").DataFrame(
-        {"trial_id": ["a", "b"], "status": ["finished", "finished"], "val/avg_f1": ["high", "low"]})),
+        {"trial_id": ["a", "b"], "status": ["finished", "finished"], "label": ["x", "y"], "val/avg_f1": ["high", "low"]})),
     "floor_list": lambda exp: _with_tables(exp, files={"bow_floor.json": "[1, 2]"}),
     "decision_not_csv": lambda exp: _with_tables(exp, files={"decision.csv": 'a,b\n1,"2\n'}),
     "space_rf_word": lambda exp: (_with_tables(exp), (exp / "space.yaml").write_text("search: {reduction_factor: x}\n")),

@@ -6,6 +6,7 @@ import pandas as pd
 import yaml
 
 from search.analysis.pareto import hypervolume_trace
+from search.space.parse import recorded_space
 from search.report.front import (front_section, main, markdown_table, observed, parts_of_front,
                                   read_front)
 
@@ -57,7 +58,7 @@ def test_a_knee_is_best_on_nothing_and_a_single_metric_search_has_no_section(tmp
     named = parts_of_front(trials.assign(label=["dsg+equal+all", "all+pcgrad+all", "all+equal+all"]), OBJECTIVES)
     assert list(named.columns) == ["configuration", *OBJECTIVES, "best on"]  # by label, as everywhere
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"search": {"metric": "val/avg_f1"}}))
-    objectives, seen, reference = read_front(tmp_path)
+    objectives, seen, reference = read_front(tmp_path, recorded_space(tmp_path))
     assert objectives == [] and seen.empty and reference is None
     assert front_section([], pd.DataFrame(), trials, tmp_path, None) == []
     assert main([str(tmp_path)]) == 2

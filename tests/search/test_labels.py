@@ -1,6 +1,6 @@
 import pandas as pd
 
-from search.analysis.labels import (config_label, distinct, groups_label, partition_label, partition_of, row_label, run_name,
+from search.analysis.labels import (config_label, distinct, groups_label, partition_label, partition_of, run_name,
                            short_names, trial_number)
 from search.space.trial import TrialMeta, trial_entry
 
@@ -32,18 +32,6 @@ def test_the_representation_space_is_its_own_variant():
     fixed = {"tasks": TASKS, "strategy": {"combiner": {"name": "pcgrad", "space": "representation"}}}
     assert config_label({}, fixed) == "all+pcgrad@z+all"
     assert config_label({"strategy.combiner.name": "equal"}, fixed) == "all+equal+all"  # the sampled method's own
-    assert row_label({"trial_id": "x", "config/strategy.combiner.name": "mgda",
-                      "config/strategy.combiner.space": "representation"}, {"tasks": TASKS}) == "all+mgda@z+all"
-
-
-def test_a_table_row_gives_the_same_label():
-    row = {"trial_id": "x", "config/strategy.scheduler.name": "dsg", "config/groups": '[["binary"], ["mature"]]',
-           "config/train.lr": 0.1, "config/strategy.modality.name": float("nan")}
-    assert row_label(row, {"tasks": ["binary", "mature"]}) == "dsg+equal+all | bin/mat"  # a table written with JSON
-    assert row_label({**row, "config/groups": "binary|mature"}, {"tasks": ["binary", "mature"]}) == "dsg+equal+all | bin/mat"
-    group = {"trial_id": "y", "config/tasks": "mature+gory", "config/groups": None}  # an exhaustive mode's group trial
-    assert row_label(group, BASE) == row_label({"trial_id": "y", "config/tasks": '["mature", "gory"]'}, BASE) \
-        == "all+pcgrad+all | mat+gor"
 
 
 def test_repeated_labels_carry_the_trial_number_and_runs_are_named():
@@ -85,12 +73,12 @@ def test_repeated_labels_name_the_knobs_that_tell_them_apart():
 
 
 def test_the_tables_label_repeats_by_their_config_cells():
-    from search.report.sections import with_labels
-    from search.analysis.results import config_cells
+    from search.analysis.labels import config_label, distinct
+    from search.analysis.results import config_cells, numbers
 
     table = pd.DataFrame({"trial_id": ["t_00000", "t_00001"], "config/train.lr": [0.001, 0.002],
                           "config/strategy.scheduler.name": ["dsg", "dsg"], "val/avg_f1": [0.5, 0.6]})
     assert config_cells(table) == [{"train.lr": 0.001, "strategy.scheduler.name": "dsg"},
                                    {"train.lr": 0.002, "strategy.scheduler.name": "dsg"}]
-    labelled = with_labels(table, BASE)
-    assert list(labelled["label"]) == ["dsg+pcgrad+all (lr 0.001)", "dsg+pcgrad+all (lr 0.002)"]
+    labels = distinct([config_label(c, BASE) for c in config_cells(table)], numbers(table), config_cells(table))
+    assert labels == ["dsg+pcgrad+all (lr 0.001)", "dsg+pcgrad+all (lr 0.002)"]
