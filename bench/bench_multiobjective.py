@@ -40,7 +40,7 @@ from scipy import stats
 
 from mtl_core import keys
 from search.analysis.pareto import hypervolume_trace
-from search.report.front import observed
+from search.report.inputs import observed
 from search.tune.mo_asha import MultiObjectiveASHA
 from search.analysis.reference import majority_scores, reference_point, validation_labels
 from search.space.parse import load_space

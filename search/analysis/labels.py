@@ -155,7 +155,7 @@ def _knob_value(value: Any) -> str:
     return str(value)
 
 
-def run_name(phase: str, trial_id: str, entry: dict[str, Any], base: dict[str, Any] | None = None) -> str:
+def run_name(phase: str, trial_id: str, entry: dict[str, Any]) -> str:
     """The MLflow run name of a trial: its phase, what it trains, and its seed in the final phase."""
     meta = entry.get("meta") or {}
     seed = f" seed {meta['seed']}" if meta.get("seed") is not None else ""
@@ -167,4 +167,4 @@ def run_name(phase: str, trial_id: str, entry: dict[str, Any], base: dict[str, A
     if meta.get("name"):
         return f"{phase} {meta['name']}{seed}"
     number = trial_number(trial_id, meta.get("number"))
-    return f"{phase} {number} {config_label(entry.get('overrides') or {}, base)}{seed}"
+    return f"{phase} {number} {meta.get('label', '')}{seed}"

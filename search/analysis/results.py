@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from mtl_core import TASKS, keys
 from search.io.console import error_line
 from search.io.folder_write import write_bytes
-from search.analysis.labels import config_label, distinct, partition_label, trial_number
+from search.analysis.labels import distinct, partition_label, trial_number
 from search.analysis.pareto import rank_and_crowding
 
 
@@ -52,8 +52,7 @@ def collect(results, metric: str, mode: str, max_t: int) -> tuple[pd.DataFrame, 
         entry = (r.config or {}).get("trial", {})
         df = _with_lost_epochs(r.metrics_dataframe, r.checkpoint)
         epochs = 0 if df is None or df.empty else int(df["training_iteration"].max())
-        base = ((r.config or {}).get("settings") or {}).get("base")
-        row: dict[str, Any] = {"trial_id": tid, "label": config_label(entry.get("overrides", {}), base), "epochs": epochs}
+        row: dict[str, Any] = {"trial_id": tid, "label": (entry.get("meta") or {}).get("label", ""), "epochs": epochs}
         row.update({f"config/{k}": cell(k, v) for k, v in entry.get("overrides", {}).items()})
         if entry.get("meta"):
             row.update({f"meta/{k}": v for k, v in entry["meta"].items() if v is not None})

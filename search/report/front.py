@@ -1,4 +1,4 @@
-"""python -m search.front_report EXPERIMENT_DIR: the front of a multi-objective search, for the report.
+"""The front of a multi-objective search, for the report (alone: `python -m search.front_report`).
 
 The hypervolume of every validation vector the search observed against the epochs it had spent (in the
 order Tune received the results), with the reference point each objective's majority-class score on
@@ -9,9 +9,6 @@ it); alone, this writes `report/front.md`.
 """
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -24,37 +21,10 @@ import pandas as pd  # noqa: E402
 
 from mtl_core import keys  # noqa: E402
 from mtl_core.strategies import AXES  # noqa: E402
-from mtl_core.cli import OneLineParser, fail  # noqa: E402
-from mtl_core.validation import ConfigError  # noqa: E402
-from search.io.files import CorruptFile, Files
-from search.space.parse import load_space, recorded_space
-from search.space.settings import SpaceSpec
-from search.io.folder_read import check_output_folder, read_json_lines, read_table  # noqa: E402
 from search.analysis.labels import name_key  # noqa: E402
 from search.analysis.pareto import hypervolume_trace  # noqa: E402
 
 STRATEGY = {**{f"config/{name_key(axis)}": axis for axis in AXES}, "config/groups": "groups"}  # column -> name
-
-
-def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") -> pd.DataFrame:
-    """Every result of the phase's trials (one row per trial and epoch, a restored epoch once), in the
-    order the driver received them (Tune's result.json timestamps)."""
-    rows = []
-    for path in sorted((Path(exp_dir) / phase).glob("trial_*/result.json")):
-        for r in read_json_lines(path):
-            if not isinstance(r, dict):
-                raise CorruptFile(f"{path}: a line is not a result (a JSON object)")
-            rows.append({"trial": path.parent.name.removeprefix("trial_"), "timestamp": _number(r.get("timestamp", 0)),
-                         "iteration": _number(r.get("training_iteration", 0)), **{o: _number(r.get(o)) for o in objectives}})
-    if not rows:
-        return pd.DataFrame(columns=["trial", "timestamp", "iteration", *objectives])
-    df = pd.DataFrame(rows).sort_values(["timestamp", "trial", "iteration"], kind="stable", ignore_index=True)
-    return df.drop_duplicates(["trial", "iteration"], keep="last").reset_index(drop=True)
-
-
-def _number(value) -> float:
-    """An objective's value as Tune recorded it; anything but a number (a stranger's file) counts as missing."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
 
 
 def signed(df: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:
@@ -112,58 +82,3 @@ def front_section(objectives: Sequence[str], seen: pd.DataFrame, trials: pd.Data
                   *markdown_table(parts), ""]
     return lines
 
-
-def read_front(exp_dir: Path, spec: SpaceSpec) -> tuple[list[str], pd.DataFrame, list[float] | None]:
-    """From an experiment folder of the space `spec`: the search's objectives (none: a single metric), its
-    results in the order received (Tune's own record of them) and the hypervolume's reference point."""
-    objectives = list(spec.search.objectives)
-    if not objectives:
-        return [], pd.DataFrame(), None
-    return objectives, observed(exp_dir, objectives), _reference(exp_dir, objectives)
-
-
-def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
-    """The majority-class reference on validation: it reads the experiment's data, so the space is loaded as
-    a launch loads it (its data folder must be there)."""
-    from search.analysis.reference import validation_reference
-
-    try:
-        config = load_space(exp_dir / Files.SPACE).config
-    except ConfigError as exc:  # the recorded space does not validate: not one this service wrote
-        first = str(exc).splitlines()[0]
-        where = str(exp_dir / Files.SPACE)
-        raise CorruptFile(first if where in first else f"{where}: {first}") from None
-    return validation_reference(objectives, config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m search.front_report", description=__doc__)
-    p.add_argument("experiment_dir", type=Path)
-    args = p.parse_args(argv)
-    out = args.experiment_dir / Files.REPORT
-    if not args.experiment_dir.is_dir():
-        return fail(f"{args.experiment_dir}: no such experiment folder")
-    try:  # everything read before anything is written
-        objectives, seen, reference = read_front(args.experiment_dir, recorded_space(args.experiment_dir))
-        trials = read_table(args.experiment_dir / Files.TRIALS, ("trial_id",)) if objectives else pd.DataFrame()
-        check_output_folder(out)
-    except CorruptFile as exc:
-        return fail(str(exc), code=1)
-    if not objectives:
-        return fail(f"{args.experiment_dir}: not a multi-objective search (no search.objectives)")
-    try:
-        with tempfile.TemporaryDirectory(prefix=".front-", dir=args.experiment_dir) as fresh:
-            fresh = Path(fresh)  # written here, then moved in: a link already at a name is replaced, never followed
-            (fresh / "front.md").write_text("\n".join(front_section(objectives, seen, trials, fresh, reference)))
-            out.mkdir(exist_ok=True)
-            for path in fresh.iterdir():
-                os.replace(path, out / path.name)
-    except OSError as exc:  # a read-only folder, a full disk
-        return fail(f"{args.experiment_dir}: cannot write the front there ({exc.strerror or type(exc).__name__})",
-                    code=1)
-    print(f"front written to {out / 'front.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 import pandas as pd
 
 from mtl_core import keys
-from search.io.files import Files
+from mtl_core.validation import ConfigError
+from search.io.files import CorruptFile, Files
 from search.io.state import read_state
-from search.io.folder_read import read_json, read_table
-from search.report.front import read_front
-from search.space.parse import recorded_space
+from search.io.folder_read import read_json_lines, read_json, read_table
+from search.space.parse import load_space, recorded_space
 from search.space.rungs import rungs
+from search.space.settings import SpaceSpec
 
 TRIAL_COLUMNS = ("trial_id", "status", "label")  # what every report section reads from the tables
 HISTORY_COLUMNS = ("trial_id", "training_iteration")
@@ -63,3 +66,47 @@ class ReportInput:
             axis_study=read_table(exp_dir / Files.AXIS_STUDY), pretraining_study=read_table(exp_dir / Files.PRETRAIN_STUDY),
             tuning=read_json(exp_dir / Files.TUNED, default={}), floor=read_json(exp_dir / Files.FLOOR, default={}),
             objectives=objectives, observed=observed, reference=reference)
+
+
+def observed(exp_dir: Path, objectives: Sequence[str], phase: str = "search") -> pd.DataFrame:
+    """Every result of the phase's trials (one row per trial and epoch, a restored epoch once), in the
+    order the driver received them (Tune's result.json timestamps)."""
+    rows = []
+    for path in sorted((Path(exp_dir) / phase).glob("trial_*/result.json")):
+        for r in read_json_lines(path):
+            if not isinstance(r, dict):
+                raise CorruptFile(f"{path}: a line is not a result (a JSON object)")
+            rows.append({"trial": path.parent.name.removeprefix("trial_"), "timestamp": _number(r.get("timestamp", 0)),
+                         "iteration": _number(r.get("training_iteration", 0)), **{o: _number(r.get(o)) for o in objectives}})
+    if not rows:
+        return pd.DataFrame(columns=["trial", "timestamp", "iteration", *objectives])
+    df = pd.DataFrame(rows).sort_values(["timestamp", "trial", "iteration"], kind="stable", ignore_index=True)
+    return df.drop_duplicates(["trial", "iteration"], keep="last").reset_index(drop=True)
+
+
+def _number(value) -> float:
+    """An objective's value as Tune recorded it; anything but a number (a stranger's file) counts as missing."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
+def read_front(exp_dir: Path, spec: SpaceSpec) -> tuple[list[str], pd.DataFrame, list[float] | None]:
+    """From an experiment folder of the space `spec`: the search's objectives (none: a single metric), its
+    results in the order received (Tune's own record of them) and the hypervolume's reference point."""
+    objectives = list(spec.search.objectives)
+    if not objectives:
+        return [], pd.DataFrame(), None
+    return objectives, observed(exp_dir, objectives), _reference(exp_dir, objectives)
+
+
+def _reference(exp_dir: Path, objectives: list[str]) -> list[float] | None:
+    """The majority-class reference on validation: it reads the experiment's data, so the space is loaded as
+    a launch loads it (its data folder must be there)."""
+    from search.analysis.reference import validation_reference
+
+    try:
+        config = load_space(exp_dir / Files.SPACE).config
+    except ConfigError as exc:  # the recorded space does not validate: not one this service wrote
+        first = str(exc).splitlines()[0]
+        where = str(exp_dir / Files.SPACE)
+        raise CorruptFile(first if where in first else f"{where}: {first}") from None
+    return validation_reference(objectives, config)

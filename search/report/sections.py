@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from mtl_core.metrics import headline_tasks
 from mtl_core.strategies import AXES as STRATEGY_AXES, BASELINE, ONE_MODEL, REGISTRIES
 from search.analysis.decision import RunScores
 from search.io.files import Files
+from search.io.folder_read import check_output_folder
 from search.io.folder_write import write_text
 from search.report.front import front_section
 from search.analysis.labels import from_cell, groups_label, name_key
@@ -412,3 +415,32 @@ def matched_importances(history: pd.DataFrame, trials: pd.DataFrame, metric: str
         log.info("no parameter importances: %s", exc)
         return {}, len(scores), budget
     return dict(found), len(scores), budget
+
+
+def fresh_folder(exp_dir: Path) -> Path:
+    """A new folder in the experiment folder to write a report into: new, so nothing in it leads elsewhere."""
+    return Path(tempfile.mkdtemp(prefix=".report-", dir=exp_dir))
+
+
+def move_in(fresh: Path, out: Path) -> None:
+    """The report written in `fresh` becomes `out`, the old one removed (a link inside it is removed, never
+    followed)."""
+    fresh.chmod(0o755)
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    fresh.rename(out)
+
+
+def write_report_folder(given: ReportInput, exp_dir: Path) -> Path:
+    """The report in `exp_dir/report`, written in a new folder and then moved in place (the launcher's end):
+    a link at `report` is refused (CorruptFile), one inside it replaced, never written through."""
+    out = exp_dir / Files.REPORT
+    check_output_folder(out)
+    fresh = fresh_folder(exp_dir)
+    try:
+        write_report(given, fresh)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    move_in(fresh, out)
+    return out

@@ -18,12 +18,12 @@ from mtl_core.prepare import cache_root, data_root
 from search.tune.experiment import Experiment
 from search.io.files import Files
 from search.io.folder_write import write_csv, write_text
-from search.report.front import observed
+from search.report.inputs import observed
 from search.run.phases import Outcome
 from search.analysis.decision import RunScores, decision_table
 from search.analysis.reference import validation_reference
 from search.analysis.decision import dominators
-from search.report.cli import write_report_folder
+from search.report.sections import write_report_folder
 from search.report.inputs import ReportInput
 from search.analysis.results import compute_saved, leaderboard, print_leaderboard, write_parquet
 from search.tune.progress import duration

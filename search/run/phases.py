@@ -126,7 +126,7 @@ def _strategy_configs(exp: Experiment, out: Outcome) -> list[dict]:
 def group(exp: Experiment, out: Outcome) -> None:
     """Every non-empty group of tasks, once per sampled strategy configuration, at the full budget."""
     spec = exp.spec
-    grid = [trial_entry(overrides, TrialMeta("group", config=i))
+    grid = [trial_entry(overrides, TrialMeta("group", config=i), exp.spec.base)
             for i, overrides in group_trials(_strategy_configs(exp, out), spec.config.tasks)]
     print(f"exhaustive groupings: {len(grid)} group trials", flush=True)
     results, expected, out.interrupted = _fit(exp, "group", grid)
@@ -164,7 +164,7 @@ def score(exp: Experiment, out: Outcome) -> None:
 def affinity(exp: Experiment, out: Outcome) -> None:
     """TAG: one all-task run per configuration measures the inter-task affinities."""
     every = exp.spec.config.train.affinity_every or 10
-    grid = [trial_entry({**c, "groups": None, "train.affinity_every": every}, TrialMeta("affinity", config=i))
+    grid = [trial_entry({**c, "groups": None, "train.affinity_every": every}, TrialMeta("affinity", config=i), exp.spec.base)
             for i, c in enumerate(_strategy_configs(exp, out))]
     print(f"affinity: measuring inter-task affinity in {len(grid)} all-task runs (every {every} steps)", flush=True)
     results, _, out.interrupted = _fit(exp, "affinity", grid)
@@ -206,7 +206,7 @@ def _tag_proposals(exp: Experiment, out: Outcome) -> list[dict]:
         measured = {k: float(df[c].mean()) for k, c in cols.items() if c in df}  # averaged over training
         for k, (tag_score, partition) in tag_partitions(measured, tasks).items():
             overrides = {**out.configs[meta.config], "groups": [list(g) for g in partition]}
-            grid.append(trial_entry(overrides, TrialMeta("tag", config=meta.config, k=k, tag_score=tag_score)))
+            grid.append(trial_entry(overrides, TrialMeta("tag", config=meta.config, k=k, tag_score=tag_score), exp.spec.base))
     return grid
 
 
@@ -297,7 +297,7 @@ def final(exp: Experiment, out: Outcome) -> None:
     _announce(exp, picks, entries, at)
     for round_ in range(len(at)):
         grid = [trial_entry({**overrides[name], "train.seed": seed, **fold_overrides(s.cv_folds, fold, seed)},
-                            TrialMeta("final", roles[name], name, seed, fold=fold if s.cv_folds else None))
+                            TrialMeta("final", roles[name], name, seed, fold=fold if s.cv_folds else None), exp.spec.base)
                 for name, round_seeds in todo.items() for seed in round_seeds for fold in range(max(1, s.cv_folds))]
         grid.sort(key=models_of, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)

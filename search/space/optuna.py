@@ -25,14 +25,15 @@ class DefineByRun:
     """The space as an Optuna define-by-run function (a picklable module-level class: Tune pickles the
     searcher into the experiment, and a function defined in __main__ would not restore)."""
 
-    def __init__(self, space: dict[str, Any], tasks: tuple[str, ...] = (), fixed: dict[str, Any] | None = None):
-        self.space, self.tasks, self.fixed = space, tuple(tasks), dict(fixed or {})
+    def __init__(self, space: dict[str, Any], tasks: tuple[str, ...] = (), fixed: dict[str, Any] | None = None,
+                 base: dict[str, Any] | None = None):
+        self.space, self.tasks, self.fixed, self.base = space, tuple(tasks), dict(fixed or {}), dict(base or {})
 
     def __call__(self, trial) -> dict[str, Any]:
         used: dict[str, Any] = dict(self.fixed)
         self._walk(trial, self.space, "", used)
         # Constants returned here are merged into the Tune config: the trial reads its entry here.
-        return {"trial": trial_entry(used, TrialMeta("search", number=trial.number))}
+        return {"trial": trial_entry(used, TrialMeta("search", number=trial.number), self.base)}
 
     def _walk(self, trial, node, path, used) -> None:
         if is_distribution(node):
@@ -76,7 +77,7 @@ def sample_configs(spec, n: int) -> list[dict[str, Any]]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.search.seed),
                                 direction="maximize" if spec.search.mode == "max" else "minimize")
-    fn = DefineByRun(spec.space, spec.config.tasks)
+    fn = DefineByRun(spec.space, spec.config.tasks, base=spec.base)
     out = []
     for _ in range(n):
         trial = study.ask()

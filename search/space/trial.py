@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.config import Config, build_config
+from search.analysis.labels import config_label, partition_label
 
 DIVERGED = "diverged"  # the last result of a trial whose loss went non-finite: its error message
 
@@ -71,12 +72,19 @@ class TrialMeta:
     k: int | None = None  # number of groups of a TAG proposal
     tag_score: float | None = None
     number: int | None = None  # the Optuna trial's number (a searching phase): how the console and MLflow count it
+    label: str = ""  # the configuration's label (search.analysis.labels), set once by trial_entry
+    partition: str = ""  # its tasks' models by full name, `binary+gory|mature+slapstick+sarcasm`
 
     def tags(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.__dict__.items() if v not in (None, "")}
 
 
-def trial_entry(overrides: dict[str, Any], meta: TrialMeta) -> dict[str, Any]:
+def trial_entry(overrides: dict[str, Any], meta: TrialMeta, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a trial receives: its `overrides` of the space's run sections `base`, and `meta`, which gets the
+    configuration's label and partition here, once; the console, the study, MLflow and the tables read them."""
+    base = base or {}
+    groups = overrides.get("groups") or base.get("groups") or [list(overrides.get("tasks") or base.get("tasks") or [])]
+    meta = replace(meta, label=config_label(overrides, base), partition=partition_label(groups))
     return {"overrides": overrides, "meta": asdict(meta)}
 
 

@@ -26,7 +26,7 @@ from mtl_core.validation import ConfigError
 from search.tracking.data_input import entities
 from search.io.files import Files
 from search.io.folder_write import append_text
-from search.analysis.labels import config_label, run_name
+from search.analysis.labels import run_name
 from search.io.console import error_line
 from search.space.trial import meta_of
 
@@ -512,9 +512,7 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         entry = trial.config.get("trial", {})
-        base = (trial.config.get("settings") or {}).get("base")
-        tags = {**meta_of(entry).tags(), "label": config_label(entry.get("overrides", {}), base),
-                RUN_NAME: run_name(self.phase, trial.trial_id, entry, base)}
+        tags = {**meta_of(entry).tags(), RUN_NAME: run_name(self.phase, trial.trial_id, entry)}
         self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}), tags])
         if getattr(self, "datasets", None):  # a callback restored from before datasets: none
             self.tracker.push(["inputs", self.phase, trial.trial_id, self.datasets])

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from ray import tune
 
-from search.analysis.labels import config_label, run_name, trial_number
+from search.analysis.labels import run_name, trial_number
+from search.space.trial import meta_of
 from search.tracking.tracker import trial_error
 
 
@@ -131,8 +132,7 @@ class Progress(tune.Callback):
 
 
 def label_of(trial) -> str:
-    config = trial.config or {}
-    return config_label((config.get("trial") or {}).get("overrides") or {}, (config.get("settings") or {}).get("base"))
+    return meta_of((trial.config or {}).get("trial") or {}).label
 
 
 def who(phase: str, trial) -> str:

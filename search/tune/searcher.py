@@ -16,32 +16,29 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from search.analysis.labels import config_label, partition_label
 from search.space.trial import DIVERGED, meta_of
 
 logger = logging.getLogger(__name__)
 
 
-def trial_attrs(entry: dict[str, Any], base: dict[str, Any], phase: str) -> dict[str, str]:
+def trial_attrs(entry: dict[str, Any], phase: str) -> dict[str, str]:
     """A searched trial's user attributes in the study: its configuration's label, its partition (tasks by full
     name, `binary+gory|mature+slapstick+sarcasm`; one group when all tasks share a model), its role and phase."""
-    overrides = entry.get("overrides") or {}
-    groups = overrides.get("groups") or base.get("groups") or [list(overrides.get("tasks") or base.get("tasks") or [])]
-    return {"label": config_label(overrides, base), "partition": partition_label(groups),
-            "role": meta_of(entry).role, "phase": phase}
+    meta = meta_of(entry)
+    return {"label": meta.label, "partition": meta.partition, "role": meta.role, "phase": phase}
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args, max_t: int, time_attr: str = "training_iteration", metric_names: list[str] | None = None,
-                 base: dict[str, Any] | None = None, phase: str = "search", **kwargs):
+                 phase: str = "search", **kwargs):
         # before the parent's __init__, which sets the study up (`_setup_study`)
-        self._metric_names, self._base, self._phase = list(metric_names or []), dict(base or {}), phase
+        self._metric_names, self._phase = list(metric_names or []), phase
         super().__init__(*args, **kwargs)
         self._max_t, self._time_attr = max_t, time_attr
 
     def _setup_study(self, mode):
         super()._setup_study(mode)
-        names = getattr(self, "_metric_names", [])
+        names = self._metric_names
         if names and len(names) == len(self._ot_study.directions):
             with warnings.catch_warnings():  # experimental since Optuna 3.2, and what its dashboard reads
                 warnings.simplefilter("ignore", ExperimentalWarning)
@@ -51,7 +48,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         config = super().suggest(trial_id)
         ot_trial, entry = self._ot_trials.get(trial_id), (config or {}).get("trial")
         if ot_trial is not None and isinstance(entry, dict):
-            attrs = trial_attrs(entry, getattr(self, "_base", {}), getattr(self, "_phase", "search"))
+            attrs = trial_attrs(entry, self._phase)
             for key, value in {**attrs, "tune_trial_id": trial_id}.items():
                 ot_trial.set_user_attr(key, value)
         return config

@@ -141,10 +141,10 @@ def _searcher(exp: Experiment, plan: SearchPlan | None = None, phase: str = "sea
         sampler = TPESampler(seed=s.seed, multivariate=True, group=True, n_startup_trials=startup_trials(plan.num_samples))
     single = not s.objectives
     return PrunedAwareOptunaSearch(
-        space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed), sampler=sampler,
+        space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed, exp.spec.base), sampler=sampler,
         storage=JournalStorage(JournalFileBackend(str(exp.dir / Files.OPTUNA_JOURNAL))),
         study_name=plan.study, max_t=exp.max_t,  # define-by-run: metric and mode set here too
-        metric_names=list(s.objectives) or [s.metric], base=exp.spec.base, phase=phase,  # what the dashboard shows
+        metric_names=list(s.objectives) or [s.metric], phase=phase,  # what the dashboard shows
         metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
 
 

@@ -66,7 +66,7 @@ def _main(cmd: str):
     elif cmd == "report":
         from search.report.cli import main
     elif cmd == "front":
-        from search.report.front import main
+        from search.report.cli import front_main as main
     else:
         from search.tracking.replay import main
     return main

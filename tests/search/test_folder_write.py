@@ -62,7 +62,7 @@ def test_appending_refuses_a_link_and_appends_to_a_file(tmp_path):
 WRITERS = {"to_csv", "to_parquet", "to_json", "write_text", "write_bytes", "savefig", "write_table", "dump"}
 ELSEWHERE = {  # (module, function): what writes some other way, and why that is safe
     ("report/front.py", "front_section"): "its plot, into the new folder main() moves in",
-    ("report/front.py", "main"): "into a new temporary folder, then renamed into report/",
+    ("report/cli.py", "front_main"): "into a new temporary folder, then renamed into report/",
     ("report/plots.py", "save_figure"): "the plots, into the new folder the report is written in",
     ("analysis/results.py", "write_parquet"): "into a buffer, then write_bytes",
     ("tune/mo_asha.py", "save"): "Tune's own checkpoint file, at the path Tune gives",

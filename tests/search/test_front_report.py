@@ -7,8 +7,9 @@ import yaml
 
 from search.analysis.pareto import hypervolume_trace
 from search.space.parse import recorded_space
-from search.report.front import (front_section, main, markdown_table, observed, parts_of_front,
-                                  read_front)
+from search.report.cli import front_main as main
+from search.report.front import front_section, markdown_table, parts_of_front
+from search.report.inputs import observed, read_front
 
 OBJECTIVES = ["val/gory/f1", "val/sarcasm/f1"]
 
@@ -67,7 +68,7 @@ def test_a_knee_is_best_on_nothing_and_a_single_metric_search_has_no_section(tmp
 
 def test_the_command_writes_front_md(tmp_path, monkeypatch):
     exp = _experiment(tmp_path)
-    monkeypatch.setattr("search.report.front._reference", lambda exp_dir, objectives: [0.5, 0.5])
+    monkeypatch.setattr("search.report.inputs._reference", lambda exp_dir, objectives: [0.5, 0.5])
     assert main([str(exp)]) == 0
     assert "## The front of the tasks" in (exp / "report" / "front.md").read_text()
 
@@ -79,7 +80,7 @@ def test_a_folder_the_front_cannot_be_written_in_is_one_line(tmp_path, monkeypat
 
     exp = _experiment(tmp_path)
     before = sorted(p.relative_to(exp) for p in exp.rglob("*"))
-    monkeypatch.setattr("search.report.front._reference", lambda exp_dir, objectives: [0.5, 0.5])
+    monkeypatch.setattr("search.report.inputs._reference", lambda exp_dir, objectives: [0.5, 0.5])
 
     def refused(*_, **__):
         raise PermissionError(errno.EACCES, "Permission denied")

@@ -2,7 +2,7 @@ import pandas as pd
 
 from search.analysis.labels import (config_label, distinct, groups_label, partition_label, partition_of, run_name,
                            short_names, trial_number)
-from search.space.trial import TrialMeta, trial_entry
+from search.space.trial import TrialMeta, meta_of, trial_entry
 
 TASKS = ["binary", "mature", "gory", "slapstick", "sarcasm"]
 BASE = {"tasks": TASKS, "strategy": {"combiner": {"name": "pcgrad"}}}
@@ -42,8 +42,9 @@ def test_repeated_labels_carry_the_trial_number_and_runs_are_named():
     assert run_name("final", "t_00001", final) == "final dsg+equal+all | bin+sla+sar/mat+gor seed 1"
     assert run_name("final", "t_00002", trial_entry({}, TrialMeta("final", "baseline", "equal_sum", 1))) \
         == "baseline equal_sum seed 1"
-    search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search", number=3))
-    assert run_name("search", "d0c574b4", search, BASE) == "search 3 dsg+pcgrad+all"
+    search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search", number=3), BASE)
+    assert run_name("search", "d0c574b4", search) == "search 3 dsg+pcgrad+all"
+    assert meta_of(search).label == "dsg+pcgrad+all" and meta_of(search).partition == "binary+mature+gory+slapstick+sarcasm"
 
 
 def test_repeated_labels_name_the_knobs_that_tell_them_apart():

@@ -165,7 +165,7 @@ def test_the_launcher_s_report_replaces_links_and_refuses_a_linked_folder(tmp_pa
     import pytest
 
     from search.io.files import CorruptFile
-    from search.report.cli import write_report_folder
+    from search.report.sections import write_report_folder
 
     exp, victim = tmp_path / "exp", tmp_path / "victim.txt"
     (exp / "report").mkdir(parents=True)

@@ -41,9 +41,10 @@ def test_the_study_names_its_objectives_and_each_trial_its_configuration(tmp_pat
     space = {**SPACE, "groups": {"partition": [[["binary", "gory"], ["mature"]]]}}
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     base = {"tasks": ["binary", "gory", "mature"], "strategy": {"scheduler": "dsg"}}
-    searcher = PrunedAwareOptunaSearch(space=DefineByRun(space, tuple(base["tasks"])), storage=storage, study_name="s",
+    searcher = PrunedAwareOptunaSearch(space=DefineByRun(space, tuple(base["tasks"]), base=base), storage=storage,
+                                       study_name="s",
                                        max_t=4, metric=metrics, mode="max" if isinstance(metrics, str) else ["max"] * 2,
-                                       metric_names=names, base=base, phase="tune-equal_sum")
+                                       metric_names=names, phase="tune-equal_sum")
     config = searcher.suggest("t1")
     study = optuna.load_study(study_name="s", storage=storage)
     assert study.metric_names == names
@@ -51,7 +52,7 @@ def test_the_study_names_its_objectives_and_each_trial_its_configuration(tmp_pat
     combiner = config["trial"]["overrides"]["strategy.combiner.name"]
     assert attrs == {"label": f"dsg+{combiner}+all | bin+gor/mat", "partition": "binary+gory|mature", "role": "search",
                      "phase": "tune-equal_sum", "tune_trial_id": "t1"}
-    plain = PrunedAwareOptunaSearch(space=DefineByRun(SPACE, ("binary", "gory")), storage=storage, study_name="p",
-                                    max_t=4, metric="search/score", mode="max", base={"tasks": ["binary", "gory"]})
+    plain = PrunedAwareOptunaSearch(space=DefineByRun(SPACE, ("binary", "gory"), base={"tasks": ["binary", "gory"]}),
+                                    storage=storage, study_name="p", max_t=4, metric="search/score", mode="max")
     plain.suggest("t2")
     assert optuna.load_study(study_name="p", storage=storage).trials[0].user_attrs["partition"] == "binary+gory"
