@@ -8,7 +8,7 @@
     search/score/<metric>                          the same per objective of a multi-objective search
     pretrain/<any of the above>                    the pretraining phase's own (its tasks: mtl_core.pretrain)
     pretrain_curve                                 in the first epoch's metrics: every pretraining epoch's
-                                                   metrics, as JSON text (a list of dicts, one per epoch)
+                                                   metrics, a list of {epoch, pretrain/...: number}
     search/hypervolume                             a multi-objective search's front (parent run)
     final/<name|seeds|folds|delta_m|dominated_by>  the final phase's columns; final/<metric>/<mean|std> too
     f1/<split>/avg, f1/<split>/<task>              MLflow's copies of the F1 scores users compare first

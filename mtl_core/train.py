@@ -427,7 +427,9 @@ def _train(cfg: Config, report: Report | None, run_dir: Path, resume: bool, prep
         metrics["time/epoch_s"] = time.perf_counter() - t0
         metrics["precision"] = precision  # what `auto` became on this machine
         if curve is not None and epoch == start_epoch:
-            metrics[keys.PRETRAIN_CURVE] = json.dumps(curve, default=float)
+            metrics[keys.PRETRAIN_CURVE] = [  # plain numbers: the result travels through Tune to the tracker
+                {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if isinstance(v, (int, float))}
+                for row in curve]
         history.append(metrics)
         save_checkpoint(ckpt_dir, runs, {"epoch": epoch, "history": history}, best_model=improved)
         if eval_test and epoch == cfg.train.epochs - 1:

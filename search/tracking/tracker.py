@@ -191,18 +191,17 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+MAX_PRETRAIN_EPOCHS = 100_000
+
+
 def pretrain_curve(result: dict[str, Any]) -> list[tuple[int, dict[str, float]]]:
-    """The pretraining epochs a result carries (`pretrain_curve`, JSON text in a trial's first result): each
-    epoch's numeric `pretrain/...` metrics, logged in the trial's run at step = pretraining epoch."""
-    text = result.get(keys.PRETRAIN_CURVE)
-    if not isinstance(text, str) or len(text) > 50_000_000:
-        return []
-    try:
-        rows = json.loads(text)
-    except ValueError:
+    """The pretraining epochs a result carries (`pretrain_curve`, a list of per-epoch dicts in a trial's first
+    result): each epoch's numeric `pretrain/...` metrics, logged in the trial's run at step = pretraining epoch."""
+    rows = result.get(keys.PRETRAIN_CURVE)
+    if not isinstance(rows, list) or len(rows) > MAX_PRETRAIN_EPOCHS:
         return []
     out = []
-    for i, row in enumerate(rows if isinstance(rows, list) else []):
+    for i, row in enumerate(rows):
         if isinstance(row, dict):
             values = {k: float(v) for k, v in row.items() if isinstance(k, str) and k.startswith("pretrain/")
                       and isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -34,11 +34,11 @@ def test_the_pretraining_curve_becomes_one_mlflow_step_per_pretraining_epoch():
 
     curve = [{"epoch": 0, "pretrain/val/vtm/acc": 0.5, "pretrain/train/vtm/loss": 0.7, "other": 1.0},
              {"epoch": 1, "pretrain/val/vtm/acc": 0.6, "pretrain/train/vtm/loss": 0.6}]
-    rows = pretrain_curve({keys.PRETRAIN_CURVE: json.dumps(curve), "train/binary/loss": 0.3})
+    rows = pretrain_curve({keys.PRETRAIN_CURVE: curve, "train/binary/loss": 0.3})
     assert rows == [(0, {"pretrain/val/vtm/acc": 0.5, "pretrain/train/vtm/loss": 0.7}),
                     (1, {"pretrain/val/vtm/acc": 0.6, "pretrain/train/vtm/loss": 0.6})]
     assert pretrain_curve({"train/binary/loss": 0.3}) == []  # later epochs carry none
-    assert pretrain_curve({keys.PRETRAIN_CURVE: "{not json"}) == [] and pretrain_curve({keys.PRETRAIN_CURVE: "3"}) == []
+    assert pretrain_curve({keys.PRETRAIN_CURVE: "[{}]"}) == [] and pretrain_curve({keys.PRETRAIN_CURVE: 3}) == []
 
 
 def test_report_section_marks_the_effects_holm_keeps():
