@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 from mtl_core import safe_yaml
 from mtl_core.cli import OneLineParser, fail
@@ -42,7 +41,7 @@ from search.io.folder_read import (RESUME_RISK, check_journal, check_no_links, c
 from search.io.lock import ExperimentLock, Locked
 from search.io.signals import catch_signals, terminated
 from search.space.settings import SpaceSpec, corner_samples
-from search.space.parse import as_written, check_name, dump_resolved, load_space
+from search.space.parse import as_written, check_name, load_space, resolved
 from search.space.optuna import sample_configs
 from search.space.settings import SEARCH_UPPER
 from search.space.trial import trial_config
@@ -163,7 +162,7 @@ def _check_same_space(spec: SpaceSpec, exp_dir: Path) -> None:
         before = safe_yaml.load_file(recorded)
     except ConfigError as exc:
         raise CorruptFile(str(exc)) from None
-    key = _first_difference(before, yaml.safe_load(dump_resolved(spec)))
+    key = _first_difference(before, resolved(spec))
     if key is not None:
         raise ConfigError(f"--resume: {spec.path} is not the space this experiment ran (they differ at "
                           f"{key}); resume with the recorded one: python -m search.launch {recorded} "
@@ -307,7 +306,7 @@ def _launch(args, spec: SpaceSpec, exp_dir: Path, uri: str) -> int:
         if args.resume:
             _trim_journal(exp_dir / Files.OPTUNA_JOURNAL, whole)
             drop_broken_error_pickles(exp_dir)  # Tune would unpickle them and fail
-        handler = log_to_file(exp_dir)
+        log_to_file(exp_dir)
         route_third_party_logs()
         from search.run.sweep import run_experiment
         from search.tracking.store import default_tracking_uri

@@ -238,14 +238,19 @@ def space_from(raw: dict[str, Any], path: Path) -> SpaceSpec:
     return spec
 
 
-def dump_resolved(spec: SpaceSpec) -> str:
-    """The space file as it will run (after --set and path resolution), for the experiment folder."""
+def resolved(spec: SpaceSpec) -> dict[str, Any]:
+    """The space as it will run (after --set and path resolution), as plain YAML values."""
     search = dataclasses.asdict(spec.search)
     search["baselines"], search["objectives"] = list(search["baselines"]), list(search["objectives"])
     search["tune_baselines"] = list(search["tune_baselines"])
     if search["objectives"]:  # they replace the metric: written together, the file would be refused
         del search["metric"]
-    return yaml.safe_dump({"name": spec.name, **spec.base, "search": search, "space": spec.space}, sort_keys=False)
+    return {"name": spec.name, **spec.base, "search": search, "space": spec.space}
+
+
+def dump_resolved(spec: SpaceSpec) -> str:
+    """The space file as it will run, for the experiment folder."""
+    return yaml.safe_dump(resolved(spec), sort_keys=False)
 
 
 def recorded_space(exp_dir: Path) -> SpaceSpec:
