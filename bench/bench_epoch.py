@@ -239,7 +239,8 @@ def make_run(cfg, data, seed: int = 0):
 
 def one_step(run, cfg, inputs, labels):
     """What mtl_core.train.train_step does, phase by phase: {phase: seconds}."""
-    from mtl_core.train import autocast, backward_step
+    from mtl_core.precision import autocast
+    from mtl_core.train import backward_step
 
     cpu = torch.device("cpu")
     t0 = time.perf_counter()
@@ -407,7 +408,7 @@ def bench_shipped(space: Path, root: Path, repeats: int, against_width: int) -> 
     """The space as shipped (its fusion width, `train.precision: auto` as it resolves here) against fp32 at
     fusion width `against_width`, whole epochs alternating in one process; returns the epoch ratio."""
     from mtl_core.prepare import prepare
-    from mtl_core.train import resolve_precision
+    from mtl_core.precision import resolve_precision
 
     shipped = resolve_precision("auto", torch.device("cpu"))
     cfgs = {"shipped": space_config(space, root, shipped),

@@ -24,7 +24,8 @@ from scipy import stats
 
 from mtl_core.config import build_config, load_yaml
 from mtl_core.prepare import prepare
-from mtl_core.train import resolve_precision, train
+from mtl_core.precision import resolve_precision
+from mtl_core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "comic_mischief"

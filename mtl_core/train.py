@@ -1,17 +1,22 @@
 """The training loop: one configuration (one model per task group), per-epoch metrics through `report`.
 
 `train(cfg, report)` is what `search/` wraps as a Ray Tune trainable; `python -m mtl_core.train`
-runs it alone for debugging.
+runs it alone (`mtl_core.train_cli`). Devices and precision: `mtl_core.precision`; the test split's
+per-clip predictions: `mtl_core.predictions`.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # the command: its module, before this one's heavy imports run twice
+    import sys
+
+    from mtl_core.train_cli import main
+
+    sys.exit(main())
+
 import contextlib
 import copy
-import functools
-import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +37,8 @@ from mtl_core.model.fusion import ARCHITECTURES
 from mtl_core.model.hiccap import HICCAP
 from mtl_core.model.text_encoder import TextEncoder
 from mtl_core.prepare import Prepared, cache_root, prepare
+from mtl_core.precision import autocast, deterministic_kernels, resolve_device, resolve_precision
+from mtl_core.predictions import PREDICTIONS_FILE, save_predictions
 from mtl_core.pretrain import check_modalities
 from mtl_core.pretrain.cache import pretrained_encoder
 from mtl_core.pretrain.objectives import PretrainModel, evaluate_pretraining
@@ -44,83 +51,6 @@ Report = Callable[[int, dict, Path], None]
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss: the run cannot continue (the message names epoch, step and task)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name} requested, but torch sees no CUDA device here (use auto or cpu)")
-    return torch.device(name)
-
-
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# CPU flags with native bf16 matmuls (oneDNN uses them under autocast); without them bf16 is emulated, no faster
-_CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-@functools.lru_cache(maxsize=4)
-def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The native-bf16 flags of this machine's CPU (Linux's cpuinfo, its first processor); empty where that
-    file is absent or unreadable, so `auto` stays at fp32 there."""
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as f:
-            text = f.read(1 << 20)  # bounded: the first processor's flags come first
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags") and ":" in line:
-            return frozenset(line.split(":", 1)[1].split()) & frozenset(_CPU_BF16_FLAGS)
-    return frozenset()
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether `device` multiplies in bf16 natively: a GPU that torch says supports it, a CPU with AMX or
-    AVX-512 BF16."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(cpu_bf16_flags())
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` is bf16 where the device has native bf16 (`bf16_native`), fp32 elsewhere; the others as given."""
-    if precision != "auto":
-        return precision
-    return "bf16" if bf16_native(device) else "fp32"
-
-
-@contextlib.contextmanager
-def deterministic_kernels(enabled: bool):
-    """On CUDA, attention's fused kernels, cuDNN and cuBLAS are non-deterministic by default, and cuDNN's
-    LSTM dropout has a state of its own, so two runs of one config (or a run and its resume) drift
-    apart. This picks deterministic kernels and the native LSTM for the duration of a run, then
-    restores the previous settings."""
-    if not enabled:
-        yield
-        return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark,
-             torch.backends.cuda.flash_sdp_enabled(), torch.backends.cuda.mem_efficient_sdp_enabled())
-    torch.use_deterministic_algorithms(True, warn_only=True)  # an op without such a kernel warns, never fails
-    # cuDNN's LSTM keeps its own dropout state, outside torch's generators (so outside checkpoints):
-    # the native LSTM draws its dropout from the CUDA generator that checkpoints carry
-    torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark = False, False
-    torch.backends.cuda.enable_flash_sdp(False)
-    torch.backends.cuda.enable_mem_efficient_sdp(False)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark = saved[2], saved[3]
-        torch.backends.cuda.enable_flash_sdp(saved[4])
-        torch.backends.cuda.enable_mem_efficient_sdp(saved[5])
-
-
-def autocast(precision: str, device: torch.device):
-    """Mixed precision for the forward pass (`train.precision`); a no-op context at fp32."""
-    dtype = _DTYPES.get(resolve_precision(precision, device))
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def build_model(cfg: Config, encoder: TextEncoder) -> HICCAP:
@@ -509,113 +439,3 @@ def _test_best(cfg: Config, runs: list[GroupRun], data: Prepared, device: torch.
     labels = {t: split.labels[:, j].astype(np.int8) for j, t in enumerate(split.tasks) if t in cfg.tasks}
     save_predictions(ckpt_dir / PREDICTIONS_FILE, np.asarray(split.arrays.clip_ids, dtype=str), labels, predicted)
     return out
-
-
-PREDICTIONS_FILE = "test_predictions.npz"
-
-
-def save_predictions(path: Path, ids: np.ndarray, labels: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> None:
-    """Plain arrays only (loadable with allow_pickle=False)."""
-    arrays = {"ids": ids, **{f"label/{t}": v for t, v in labels.items()},
-              **{f"pred/{t}": v for t, v in predicted.items()}}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-
-
-def load_predictions(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
-
-
-# ---------------------------------------------------------------------------------------------
-# command line: python -m mtl_core.train CONFIG.yaml [--set key.path=value ...] [--out DIR]
-
-
-def _progress_bar(enabled: bool):
-    from tqdm import tqdm
-
-    def wrap(batches, total, epoch):
-        return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, disable=not enabled, dynamic_ncols=True)
-    return wrap
-
-
-def _print_row(metrics: dict, tasks, first: bool) -> None:
-    cols = ["epoch", "train_loss", "val_loss", keys.DEFAULT_METRIC] + [f"{t}_f1" for t in tasks] + ["sec"]
-    if first:
-        print(" ".join(f"{c:>11}" for c in cols), flush=True)
-    train_loss = float(np.mean([metrics[keys.task("train", t, "loss")] for t in tasks]))
-    vals = [metrics["epoch"], train_loss, metrics[keys.average("val", "loss")], metrics[keys.DEFAULT_METRIC]]
-    vals += [metrics[keys.task("val", t)] for t in tasks] + [metrics["time/epoch_s"]]
-    print(f"{vals[0]:>11d} " + " ".join(f"{v:>11.4f}" for v in vals[1:]), flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    import yaml
-
-    from mtl_core.checkpoint import CheckpointError
-    from mtl_core.cli import fail, setup_logging
-    from mtl_core.config import load_config
-    from mtl_core.data.layout import DataError
-    from mtl_core.model.text_encoder import EncoderNotFound
-
-    p = argparse.ArgumentParser(prog="python -m mtl_core.train", description="Train one configuration (no Ray).")
-    p.add_argument("config", type=Path, nargs="?", help="YAML config; omitted = all defaults")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a config key (repeatable), e.g. --set train.epochs=3")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<config>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--eval-test", action="store_true", help="evaluate the best checkpoint on the test split")
-    args = p.parse_args(argv)
-    setup_logging()
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        return fail(str(exc))
-    if args.resume and (args.out is None or not (args.out / CHECKPOINT / "state.pt").is_file()):
-        return fail("--resume: needs --out DIR holding a checkpoint from an earlier run")
-    out = args.out or Path("runs") / f"{args.config.stem if args.config else 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    except OSError as exc:  # --out is a file, under a file, or not writable: one line, not a traceback
-        return fail(f"--out: {out}: {exc.strerror or exc}")
-    metrics_path = out / "metrics.jsonl"
-    if not args.resume:
-        metrics_path.unlink(missing_ok=True)
-    first = [True]
-
-    def report(epoch: int, metrics: dict, checkpoint_dir: Path) -> None:
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        _print_row(metrics, cfg.tasks, first[0])
-        first[0] = False
-
-    try:
-        history = train(cfg, report, out, resume=args.resume, eval_test=args.eval_test,
-                        progress=_progress_bar(cfg.train.progress and sys.stderr.isatty()))
-        if args.eval_test and history:
-            test = {k: v for k, v in history[-1].items() if k.startswith("test/")}
-            (out / "test_metrics.json").write_text(json.dumps(test, indent=2))
-            print(f"test/avg_f1 {test[keys.average('test')]:.4f} (best checkpoint) -> {out / 'test_metrics.json'}")
-    except (ConfigError, EncoderNotFound) as exc:
-        return fail(str(exc))
-    except (DataError, CheckpointError) as exc:
-        return fail(str(exc), code=1)
-    except TrainingDiverged as exc:
-        return fail(f"training diverged: {exc}", code=1)
-    except KeyboardInterrupt:
-        print(f"interrupted; resume with: python -m mtl_core.train {args.config or ''} --out {out} --resume",
-              file=sys.stderr)
-        return 130
-    if history:
-        best = max(history, key=lambda m: m[keys.DEFAULT_METRIC] if math.isfinite(m[keys.DEFAULT_METRIC]) else -1)
-        print(f"best val/avg_f1 {best[keys.DEFAULT_METRIC]:.4f} at epoch {best['epoch']}; run folder {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,11 +21,21 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _main_guard(node: ast.stmt) -> bool:
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)
+            and node.test.left.id == "__name__" and any(isinstance(c, ast.Constant) and c.value == "__main__"
+                                                          for c in node.test.comparators))
+
+
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     """The package modules `name` imports (`from pkg import sub` counts as importing pkg.sub)."""
     is_pkg = path.name == "__init__.py"
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    # A module's `if __name__ == "__main__":` block runs only when it is the script, not this module: an
+    # import there (a command handing over to its own module) closes no cycle.
+    tree.body = [n for n in tree.body if not _main_guard(n)]
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):

@@ -1,7 +1,6 @@
 """python -m mtl_core.data synth|check|cache ..."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

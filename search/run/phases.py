@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mtl_core import keys
-from mtl_core.train import PREDICTIONS_FILE, load_predictions
+from mtl_core.predictions import PREDICTIONS_FILE, load_predictions
 from mtl_core.grouping import tag_partitions
 from search.run.axis_study import (
     axis_design, axis_effects_table, axis_values, pretraining_effects_table,

@@ -70,7 +70,7 @@ class WinnerModel(PythonModel):
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         from mtl_core.data.text_cache import compute_hidden
         from mtl_core.model.hiccap import ModelInputs
-        from mtl_core.train import autocast
+        from mtl_core.precision import autocast
 
         x = {k: np.asarray(model_input[k]) for k in INPUTS}
         d, cfg = self.cfg.data, self.cfg

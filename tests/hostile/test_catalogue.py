@@ -60,7 +60,7 @@ def _main(cmd: str):
     if cmd == "launch":
         from search.run.launch import main
     elif cmd == "train":
-        from mtl_core.train import main
+        from mtl_core.train_cli import main
     elif cmd == "check":
         from mtl_core.data.__main__ import main
     elif cmd == "report":

@@ -56,7 +56,7 @@ def test_cli_bad_config_exits_2_with_one_line_per_problem(tmp_path):
 
 def test_cli_missing_and_unparsable_files(tmp_path, capsys):
     """In-process (the subprocess entry point is tested above): a traceback would raise out of main."""
-    from mtl_core.train import main
+    from mtl_core.train_cli import main
 
     assert main([str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err

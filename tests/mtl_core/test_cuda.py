@@ -96,7 +96,7 @@ def test_an_inactive_task_stays_untouched_on_cuda(tiny_data, combiner):
 
 
 def test_eval_test_predictions_on_cuda(tiny_data, tmp_path):
-    from mtl_core.train import PREDICTIONS_FILE, load_predictions
+    from mtl_core.predictions import PREDICTIONS_FILE, load_predictions
 
     cfg = build_config(tiny_raw(tiny_data, train={"device": "cuda", "epochs": 2}, groups=[["binary", "gory"],
                                                                                         ["mature", "slapstick", "sarcasm"]]))

@@ -4,9 +4,11 @@ within bf16's rounding."""
 import pytest
 import torch
 
+import mtl_core.precision as prec
 import mtl_core.train as train_mod
 from mtl_core.config import ConfigError, build_config
-from mtl_core.train import build_group, resolve_precision, train, train_step
+from mtl_core.train import build_group, train, train_step
+from mtl_core.precision import resolve_precision
 
 from conftest import tiny_raw
 
@@ -16,14 +18,14 @@ CPU = torch.device("cpu")
 @pytest.mark.parametrize("flags, expected", [(frozenset({"amx_bf16"}), "bf16"), (frozenset({"avx512_bf16"}), "bf16"),
                                              (frozenset(), "fp32")])
 def test_auto_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(monkeypatch, flags, expected):
-    monkeypatch.setattr(train_mod, "cpu_bf16_flags", lambda: flags)
+    monkeypatch.setattr(prec, "cpu_bf16_flags", lambda: flags)
     assert resolve_precision("auto", CPU) == expected
     for given in ("fp32", "bf16", "fp16"):  # an explicit precision is never changed
         assert resolve_precision(given, CPU) == given
 
 
 def test_auto_on_a_gpu_follows_torch_cuda_bf16_support(monkeypatch):
-    monkeypatch.setattr(train_mod, "cpu_bf16_flags", lambda: frozenset({"amx_bf16"}))  # the host's CPU is not asked
+    monkeypatch.setattr(prec, "cpu_bf16_flags", lambda: frozenset({"amx_bf16"}))  # the host's CPU is not asked
     for supported, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
         assert resolve_precision("auto", torch.device("cuda")) == expected
@@ -36,10 +38,10 @@ def test_the_cpu_probe_reads_the_bf16_flags_of_cpuinfo(tmp_path):
     zen.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
     old = tmp_path / "old"
     old.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")
-    assert train_mod.cpu_bf16_flags(str(amx)) == {"amx_bf16"}
-    assert train_mod.cpu_bf16_flags(str(zen)) == {"avx512_bf16"}
-    assert train_mod.cpu_bf16_flags(str(old)) == frozenset()
-    assert train_mod.cpu_bf16_flags(str(tmp_path / "absent")) == frozenset()  # not Linux: auto is fp32
+    assert prec.cpu_bf16_flags(str(amx)) == {"amx_bf16"}
+    assert prec.cpu_bf16_flags(str(zen)) == {"avx512_bf16"}
+    assert prec.cpu_bf16_flags(str(old)) == frozenset()
+    assert prec.cpu_bf16_flags(str(tmp_path / "absent")) == frozenset()  # not Linux: auto is fp32
 
 
 def test_auto_is_a_valid_precision_and_others_are_refused():
@@ -49,7 +51,7 @@ def test_auto_is_a_valid_precision_and_others_are_refused():
 
 
 def test_a_run_at_auto_records_the_precision_it_resolved_to(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "cpu_bf16_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(prec, "cpu_bf16_flags", lambda: frozenset({"avx512_bf16"}))
     expected = "bf16"
     seen = []
     real = train_mod.autocast

@@ -240,7 +240,7 @@ def test_checkpoints_load_without_unpickling_code(tiny_cfg, tmp_path):
 
 
 def test_eval_test_reports_each_models_best_weights_and_saves_predictions(tiny_cfg, tmp_path):
-    from mtl_core.train import PREDICTIONS_FILE, load_predictions
+    from mtl_core.predictions import PREDICTIONS_FILE, load_predictions
 
     cfg = tiny_cfg(groups=[["binary", "gory"], ["mature", "slapstick", "sarcasm"]], train={"epochs": 2})
     history = train(cfg, None, tmp_path, eval_test=True)

@@ -10,7 +10,8 @@ from mlflow import MlflowClient
 
 from mtl_core.config import build_config
 from mtl_core.prepare import prepare
-from mtl_core.train import PREDICTIONS_FILE, load_predictions, train
+from mtl_core.predictions import PREDICTIONS_FILE, load_predictions
+from mtl_core.train import train
 from search.tracking.store import default_tracking_uri, start_store
 from search.tracking.model_export import clip_inputs, log_model, save_winner
 from search.tracking.tracker import Tracker
