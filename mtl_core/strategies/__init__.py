@@ -18,7 +18,7 @@ REGISTRIES: dict[str, dict[str, type]] = {
 AXES = tuple(REGISTRIES)  # a configuration's strategy: scheduler, combiner, modality (its label's order)
 # Each axis's baseline, the plain multi-task model that every method is measured against (the `equal_sum`
 # baseline, the config's defaults): every task every step, the plain sum of the losses, every modality.
-BASELINE = {"scheduler": "all", "combiner": "equal", "modality": "all"}
+BASELINE = {"scheduler": "all_tasks", "combiner": "equal", "modality": "all_modalities"}
 ONE_MODEL = None  # the grouping axis's baseline: no `groups`, all tasks in one model
 
 

@@ -1,12 +1,12 @@
 """One readable label per configuration, the same in the console, the report, its plots and MLflow:
 
-    dsg+equal+all | bin+sla+sar/mat+gor     scheduler+combiner+modality | the groups (tasks by their prefix)
-    dsg+equal+all                           all tasks in one model
-    all+pcgrad@z+all                        a gradient method with `space: representation`
-    equal_sum                               a baseline is its own name
+    dsg+equal+all_modalities | bin+sla+sar/mat+gor   scheduler+combiner+modality | the groups (tasks by prefix)
+    dsg+equal+all_modalities                         all tasks in one model
+    all_tasks+pcgrad@z+all_modalities                a gradient method with `space: representation`
+    equal_sum                                        a baseline is its own name
 
-and the names of the MLflow runs built on them (`run_name`): `final dsg+equal+all | bin+sla+sar/mat+gor seed 1`,
-`baseline equal_sum seed 1`, `search 3 dsg+equal+all` (3: the trial's number in its phase).
+and the names of the MLflow runs built on them (`run_name`): `final dsg+equal+all_modalities | bin+sla+sar/mat+gor seed 1`,
+`baseline equal_sum seed 1`, `search 3 dsg+equal+all_modalities` (3: the trial's number in its phase).
 
 A label names the strategy and the grouping, not the training knobs (learning rate, class weights): two
 trials of a search may share one. A table tells them apart by the knobs that differ (`distinct`), and a search
@@ -106,8 +106,8 @@ def trial_number(trial_id: str, number: Any = None) -> str:
 def distinct(labels: Sequence[str], numbers: Sequence[str],
              configs: Sequence[dict[str, Any]] | None = None) -> list[str]:
     """Labels made distinct where they repeat: by the training knobs that tell the repeats apart, taken from
-    each row's `configs` (its `config/<key>` cells; `dsg+equal+all (class_weight balanced, lr 0.0018)`, at
-    most two knobs, those with the most distinct values first), else by the trial's number (`dsg+equal+all #3`),
+    each row's `configs` (its `config/<key>` cells; `dsg+equal+all_modalities (class_weight balanced, lr 0.0018)`, at
+    most two knobs, those with the most distinct values first), else by the trial's number (`dsg+equal+all_modalities #3`),
     also where a knob-named label would equal another row's."""
     out = list(labels)
     for label in dict.fromkeys(labels):

@@ -238,7 +238,7 @@ def best_candidates(candidates: list[Candidate], k: int, mode: str) -> list[Cand
 
 def distinct_names(picks: list[Candidate]) -> list[Candidate]:
     """The picks with names that differ: a label two picks share (same strategy and grouping, other knobs)
-    gets the pick's place, `dsg+equal+all (2)`; the final phase tells its runs apart by name."""
+    gets the pick's place, `dsg+equal+all_modalities (2)`; the final phase tells its runs apart by name."""
     seen: dict[str, int] = {}
     out = []
     for c in picks:

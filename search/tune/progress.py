@@ -136,7 +136,7 @@ def label_of(trial) -> str:
 
 
 def who(phase: str, trial) -> str:
-    """A trial as the console names it: `trial 3 dsg+equal+all` in a search, its run's name in the final phase."""
+    """A trial as the console names it: `trial 3 dsg+equal+all_modalities` in a search, its run's name in the final phase."""
     entry = (trial.config or {}).get("trial") or {}
     if (entry.get("meta") or {}).get("name"):
         return run_name(phase, trial.trial_id, entry)

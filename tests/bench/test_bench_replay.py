@@ -124,6 +124,6 @@ def test_curves_file_lines_by_setting_and_a_broken_line_is_one_error(tmp_path):
 
 
 def test_without_drops_the_curves_whose_strategies_are_named():
-    names = ["dsg+equal+all | bin+sla+sar/mat+gor", "all+dwa+dropout", "all+equal+all | bin/mat/gor/sla/sar"]
+    names = ["dsg+equal+all_modalities | bin+sla+sar/mat+gor", "all_tasks+dwa+dropout", "all_tasks+equal+all_modalities | bin/mat/gor/sla/sar"]
     curves = [sim.Curve(n, np.zeros(1), np.zeros((1, 1)), np.ones(1)) for n in names]
     assert [c.label for c in bench.without(curves, {"dsg", "dwa"})] == [names[2]]

@@ -172,7 +172,7 @@ def _with_tables(exp: Path, trials=None, files: dict[str, str] | None = None) ->
     import pandas as pd
 
     _recorded(exp, STATE)
-    trials = pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "label": ["all+equal+all"], "val/avg_f1": [0.5]}) if trials is None else trials
+    trials = pd.DataFrame({"trial_id": ["a"], "status": ["finished"], "label": ["all_tasks+equal+all_modalities"], "val/avg_f1": [0.5]}) if trials is None else trials
     if isinstance(trials, bytes):
         (exp / "trials.parquet").write_bytes(trials)
     else:

@@ -78,7 +78,7 @@ def _train_last(root, data, tmp_path, arch, **strategy):
 @pytest.mark.parametrize("arch", ["late_fusion", pytest.param("early_fusion", marks=pytest.mark.slow)])  # ~2 s
 def test_each_architecture_trains_in_groups_with_gradnorm_and_modality_dropout(arch, micro, tmp_path):
     """GradNorm reads the architecture's last shared layer: its weights move off 1 in both groups."""
-    m = _train_last(*micro, tmp_path, arch, scheduler="all", combiner="gradnorm", modality="dropout")
+    m = _train_last(*micro, tmp_path, arch, scheduler="all_tasks", combiner="gradnorm", modality="dropout")
     for group in (["binary", "gory"], ["mature", "slapstick", "sarcasm"]):
         assert any(m[f"strategy/{t}/weight"] != 1.0 for t in group)
 

@@ -12,7 +12,7 @@ from conftest import assert_resume_exact, tiny_raw
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.parametrize("combiner, modality", [("equal", "dropout"), ("pcgrad", "all"), ("uncertainty", "all")])
+@pytest.mark.parametrize("combiner, modality", [("equal", "dropout"), ("pcgrad", "all_modalities"), ("uncertainty", "all_modalities")])
 def test_resume_is_exact_on_cuda(tiny_data, tmp_path, combiner, modality):
     """With train.deterministic (CUDA's default kernels differ run to run from the first epoch)."""
     cfg = build_config(tiny_raw(tiny_data, train={"device": "cuda", "epochs": 3, "deterministic": True},

@@ -319,7 +319,7 @@ def test_strategies_pick_and_weight_pretraining_tasks(tiny_cfg, tmp_path):
     # neither; round robin alternates the tasks whenever they can train
     assert active[0] == {"contrast_av": 0.0, "vam": 0.0}
     assert all(keys.pretrain(keys.modality("audio")) in h for h in history)
-    cfg = replace(cfg, pretrain=replace(cfg.pretrain, modality=replace(cfg.pretrain.modality, name="all")))
+    cfg = replace(cfg, pretrain=replace(cfg.pretrain, modality=replace(cfg.pretrain.modality, name="all_modalities")))
     _, history = pretrain(cfg, data, torch.device("cpu"))
     for h in history:
         assert h[keys.pretrain(keys.strategy("active", "vam"))] == pytest.approx(0.5, abs=0.2)

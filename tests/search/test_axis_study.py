@@ -7,22 +7,22 @@ from search.run.axis_study import axis_design, axis_effects_table, axis_values
 TASKS = ("binary", "gory", "sarcasm")
 SPACE = {"train": {"lr": {"loguniform": [1e-3, 1e-2]}},
          "groups": {"partition": [[["binary", "gory", "sarcasm"]], [["binary", "gory"], ["sarcasm"]]]},
-         "strategy": {"scheduler": {"choice": {"all": {}, "dsg": {"iter_gap": {"int": [2, 6]}}}},
+         "strategy": {"scheduler": {"choice": {"all_tasks": {}, "dsg": {"iter_gap": {"int": [2, 6]}}}},
                       "combiner": {"choice": {"equal": {}, "gradnorm": {"alpha": {"uniform": [0.5, 2]}}, "pcgrad": {}}},
-                      "modality": "all"}}
+                      "modality": "all_modalities"}}
 BEST = {"train.lr": 0.004, "groups": [["binary", "gory"], ["sarcasm"]], "strategy.scheduler.name": "dsg",
         "strategy.scheduler.iter_gap": 4, "strategy.combiner.name": "gradnorm", "strategy.combiner.alpha": 1.5,
-        "strategy.modality.name": "all"}
+        "strategy.modality.name": "all_modalities"}
 
 
 def test_every_value_of_every_axis_once_with_the_others_held_at_the_best():
     values = axis_values(SPACE, TASKS)
     assert set(values) == {"strategy.scheduler", "strategy.combiner", "groups"}  # a fixed modality is no axis
     design = dict(axis_design(BEST, values, TASKS))
-    assert set(design) == {"scheduler=all", "combiner=equal", "combiner=pcgrad", "groups=binary+gory+sarcasm"}
+    assert set(design) == {"scheduler=all_tasks", "combiner=equal", "combiner=pcgrad", "groups=binary+gory+sarcasm"}
     # the changed axis loses the best's option parameters; everything else stays as in the best
-    assert design["scheduler=all"] == {**{k: v for k, v in BEST.items() if k != "strategy.scheduler.iter_gap"},
-                                       "strategy.scheduler.name": "all"}
+    assert design["scheduler=all_tasks"] == {**{k: v for k, v in BEST.items() if k != "strategy.scheduler.iter_gap"},
+                                       "strategy.scheduler.name": "all_tasks"}
     assert design["combiner=pcgrad"]["strategy.scheduler.iter_gap"] == 4
     assert "strategy.combiner.alpha" not in design["combiner=pcgrad"]
     assert design["groups=binary+gory+sarcasm"]["groups"] == [["binary", "gory", "sarcasm"]]
@@ -32,7 +32,7 @@ def test_effects_are_paired_by_seed_against_the_axis_baseline_value():
     rows = []
     for seed in range(3):
         for name, role, value in (("rank 1", "final", 0.70 + 0.01 * seed), ("combiner=equal", "axis", 0.60 + 0.02 * seed),
-                                  ("combiner=pcgrad", "axis", 0.65), ("scheduler=all", "axis", 0.71),
+                                  ("combiner=pcgrad", "axis", 0.65), ("scheduler=all_tasks", "axis", 0.71),
                                   ("groups=binary+gory+sarcasm", "axis", 0.5)):
             rows.append({"name": name, "role": role, "seed": seed, "test/avg_f1": value})
     table = axis_effects_table(pd.DataFrame(rows), BEST, axis_values(SPACE, TASKS), TASKS).set_index(["axis", "value"])

@@ -58,7 +58,7 @@ def test_a_spooled_dataset_input_is_replayed(tiny_data, tmp_path, capsys):
     uri, client, parent = _store(exp)
     datasets = inputs(dataset(build_config(tiny_raw(tiny_data))), "train")
     ops = [["call", "log_inputs", [parent], {"datasets": datasets}],
-           ["start", "search", "t1", {}, {"mlflow.runName": "search 0 all+equal+all"}], ["inputs", "search", "t1", datasets]]
+           ["start", "search", "t1", {}, {"mlflow.runName": "search 0 all_tasks+equal+all_modalities"}], ["inputs", "search", "t1", datasets]]
     (exp / "mlflow_pending.jsonl").write_text("".join(json.dumps(op) + "\n" for op in ops))
     (exp / "launch_state.json").write_text(json.dumps({"parent_run_id": parent, "tracking_uri": uri, "format": FORMAT}))
     assert replay_main([str(exp)]) == 0, capsys.readouterr().err

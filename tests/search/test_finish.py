@@ -1,10 +1,12 @@
+import re
+
 import pandas as pd
 
 from search.analysis.decision import Comparison
 from search.run.finish import answer_markdown, conclusion, duration
 from search.analysis.stats import SeedClipEstimate
 
-BEST = "dsg+equal+all | bin+sla+sar/mat+gor"
+BEST = "dsg+equal+all_modalities | bin+sla+sar/mat+gor"
 
 
 def _table():
@@ -18,26 +20,43 @@ def _comparisons():
             Comparison(BEST, "single_task", SeedClipEstimate(-0.006, 0.03, 0.0, 3), "undecided", 2, 0.01)]
 
 
+def _fields(line: str) -> tuple[str, str, str, str]:
+    """A comparison line's verdict, baseline, its mean ± sd, and the difference: `  beats equal_sum (m ± s): +d [...`."""
+    verb, rest = ("does not beat", line.split("does not beat ", 1)[1]) if "does not beat" in line else \
+        ("beats", line.split("beats ", 1)[1])
+    name, rest = rest.split(" (", 1)
+    mean_sd, rest = rest.split("): ", 1)
+    return verb, name, mean_sd, rest.split(" ", 1)[0]
+
+
+def _table_rows(markdown: str) -> list[list[str]]:
+    """The body rows of the Markdown table in `markdown`, as cells (an escaped `\\|` stays in its cell)."""
+    rows = [line for line in markdown.splitlines() if line.startswith("|")][2:]
+    return [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", r.strip())[1:-1]] for r in rows]
+
+
 def test_the_conclusion_names_the_best_and_what_it_beats():
     lines = conclusion(pd.DataFrame(), _table(), _comparisons(), "val/avg_f1")
-    assert lines[0] == f"answer: the best configuration is {BEST}: test macro-F1 0.630 ± 0.036 over 3 seeds the search never used"
-    assert lines[1].startswith("  beats equal_sum (0.580 ± 0.020): +0.0500 [") and "decided (better)" in lines[1]
-    assert lines[2].startswith("  does not beat single_task (0.636 ± 0.007): -0.0060 [") and "undecided" in lines[2]
-    assert lines[3] == "  the highest test mean is single_task's (0.636 ± 0.007), not the searched configuration's"
+    assert len(lines) == 4 and lines[0].startswith("answer: ")  # the answer, then one line per comparison
+    assert BEST in lines[0] and "0.630 ± 0.036" in lines[0] and "3 seeds" in lines[0]
+    assert _fields(lines[1]) == ("beats", "equal_sum", "0.580 ± 0.020", "+0.0500") and "decided (better)" in lines[1]
+    assert _fields(lines[2]) == ("does not beat", "single_task", "0.636 ± 0.007", "-0.0060") and "undecided" in lines[2]
+    assert "single_task" in lines[3] and "0.636 ± 0.007" in lines[3]  # the highest mean is not the best's
 
 
 def test_the_parent_run_description_holds_the_same_answer_as_a_table():
     text = answer_markdown(pd.DataFrame(), _table(), _comparisons(), "val/avg_f1")
-    assert text.startswith(f"**answer: the best configuration is {BEST}")
-    assert "| dsg+equal+all \\| bin+sla+sar/mat+gor | final | 0.630 ± 0.036 | 3 | - |" in text
-    assert "| equal_sum | baseline | 0.580 ± 0.020 | 3 | beats +0.0500 [" in text
+    assert text.startswith("**answer: ") and BEST in text.splitlines()[0]
+    rows = {r[0]: r for r in _table_rows(text)}
+    assert rows[BEST][1:5] == ["final", "0.630 ± 0.036", "3", "-"]
+    assert rows["equal_sum"][1:4] == ["baseline", "0.580 ± 0.020", "3"] and rows["equal_sum"][4].startswith("beats +0.0500 [")
 
 
 def test_without_a_final_phase_the_best_trial_is_named_on_validation():
-    board = pd.DataFrame([{"trial_id": "t_1", "label": "all+pcgrad+all", "status": "finished", "val/avg_f1": 0.71}])
+    board = pd.DataFrame([{"trial_id": "t_1", "label": "all_tasks+pcgrad+all_modalities", "status": "finished", "val/avg_f1": 0.71}])
     lines = conclusion(board, pd.DataFrame(), [], "val/avg_f1")
-    assert lines == ["answer: the best trial is all+pcgrad+all (val/avg_f1 0.7100 on validation); "
-                     "no final retraining on the test split (search.final_k 0), so no decision"]
+    assert len(lines) == 1 and lines[0].startswith("answer: ")
+    assert "all_tasks+pcgrad+all_modalities" in lines[0] and "0.7100" in lines[0] and "search.final_k 0" in lines[0]
     assert conclusion(board.assign(status="failed"), pd.DataFrame(), [], "val/avg_f1") == ["answer: no trial produced a score"]
 
 
@@ -45,13 +64,15 @@ def test_without_a_final_phase_a_multi_objective_search_answers_with_its_front()
     """The leaderboard of a multi-objective search ranks by front, then crowding: its first row is an end of the
     front, not the trial with the best val/avg_f1, so the answer names the front and the best on it by the metric."""
     board = pd.DataFrame([
-        {"trial_id": "t_1", "label": "all+pcgrad+all", "status": "finished", "front": 0, "crowding": float("inf"), "val/avg_f1": 0.52},
-        {"trial_id": "t_2", "label": "dsg+equal+all", "status": "stopped", "front": 0, "crowding": 0.4, "val/avg_f1": 0.61},
-        {"trial_id": "t_3", "label": "all+rlw+all", "status": "finished", "front": 1, "crowding": float("inf"), "val/avg_f1": 0.50},
-        {"trial_id": "t_4", "label": "sequential+equal+all", "status": "failed", "front": 2, "crowding": 0.0, "val/avg_f1": None}])
+        {"trial_id": "t_1", "label": "all_tasks+pcgrad+all_modalities", "status": "finished", "front": 0, "crowding": float("inf"), "val/avg_f1": 0.52},
+        {"trial_id": "t_2", "label": "dsg+equal+all_modalities", "status": "stopped", "front": 0, "crowding": 0.4, "val/avg_f1": 0.61},
+        {"trial_id": "t_3", "label": "all_tasks+rlw+all_modalities", "status": "finished", "front": 1, "crowding": float("inf"), "val/avg_f1": 0.50},
+        {"trial_id": "t_4", "label": "sequential+equal+all_modalities", "status": "failed", "front": 2, "crowding": 0.0, "val/avg_f1": None}])
     lines = conclusion(board, pd.DataFrame(), [], "val/avg_f1")
-    assert lines == ["answer: the validation front holds 2 trials (all+pcgrad+all, dsg+equal+all); the highest val/avg_f1 "
-                     "on it is dsg+equal+all's (0.6100); no final retraining on the test split (search.final_k 0), so no decision"]
+    assert len(lines) == 1 and lines[0].startswith("answer: ")
+    front = lines[0][lines[0].index("(") + 1:lines[0].index(")")]  # the front's members, in order
+    assert front.split(", ") == ["all_tasks+pcgrad+all_modalities", "dsg+equal+all_modalities"]
+    assert "dsg+equal+all_modalities's (0.6100)" in lines[0] and "search.final_k 0" in lines[0]
     assert answer_markdown(board, pd.DataFrame(), [], "val/avg_f1").startswith("**answer: the validation front holds 2")
 
 

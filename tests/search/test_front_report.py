@@ -56,7 +56,7 @@ def test_a_knee_is_best_on_nothing_and_a_single_metric_search_has_no_section(tmp
     trials = pd.DataFrame({"trial_id": ["x", "y", "z"], "front": [0, 0, 0], OBJECTIVES[0]: [1.0, 0.0, 0.6],
                            OBJECTIVES[1]: [0.0, 1.0, 0.6]})
     assert parts_of_front(trials, OBJECTIVES)["best on"].tolist() == ["val/gory/f1", "val/sarcasm/f1", "knee"]
-    named = parts_of_front(trials.assign(label=["dsg+equal+all", "all+pcgrad+all", "all+equal+all"]), OBJECTIVES)
+    named = parts_of_front(trials.assign(label=["dsg+equal+all_modalities", "all_tasks+pcgrad+all_modalities", "all_tasks+equal+all_modalities"]), OBJECTIVES)
     assert list(named.columns) == ["configuration", *OBJECTIVES, "best on"]  # by label, as everywhere
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"search": {"metric": "val/avg_f1"}}))
     objectives, seen, reference = read_front(tmp_path, recorded_space(tmp_path))

@@ -16,35 +16,35 @@ def test_short_names_are_unique_prefixes():
 def test_a_configuration_is_named_by_its_strategy_and_grouping():
     groups = [["binary", "slapstick", "sarcasm"], ["mature", "gory"]]
     overrides = {"strategy.scheduler.name": "dsg", "strategy.combiner.name": "equal", "groups": groups, "train.lr": 0.01}
-    assert config_label(overrides, {"tasks": TASKS}) == "dsg+equal+all | bin+sla+sar/mat+gor"
-    assert config_label({}, BASE) == "all+pcgrad+all"  # the space's fixed strategy, all tasks in one model
-    assert config_label({"groups": [TASKS]}, BASE) == "all+pcgrad+all"
+    assert config_label(overrides, {"tasks": TASKS}) == "dsg+equal+all_modalities | bin+sla+sar/mat+gor"
+    assert config_label({}, BASE) == "all_tasks+pcgrad+all_modalities"  # the space's fixed strategy, all tasks in one model
+    assert config_label({"groups": [TASKS]}, BASE) == "all_tasks+pcgrad+all_modalities"
     assert groups_label([[t] for t in TASKS]) == "bin/mat/gor/sla/sar"
     assert partition_label(groups) == "binary+slapstick+sarcasm|mature+gory" and partition_of(partition_label(groups)) == groups
     # a group trial of the exhaustive mode trains its tasks alone
-    assert config_label({"tasks": ["mature", "gory"], "groups": None}, BASE) == "all+pcgrad+all | mat+gor"
+    assert config_label({"tasks": ["mature", "gory"], "groups": None}, BASE) == "all_tasks+pcgrad+all_modalities | mat+gor"
 
 
 def test_the_representation_space_is_its_own_variant():
     z = {"strategy.combiner.name": "upgrad", "strategy.combiner.space": "representation"}
-    assert config_label(z, {"tasks": TASKS}) == "all+upgrad@z+all"
-    assert config_label({**z, "strategy.combiner.space": "parameters"}, {"tasks": TASKS}) == "all+upgrad+all"
+    assert config_label(z, {"tasks": TASKS}) == "all_tasks+upgrad@z+all_modalities"
+    assert config_label({**z, "strategy.combiner.space": "parameters"}, {"tasks": TASKS}) == "all_tasks+upgrad+all_modalities"
     fixed = {"tasks": TASKS, "strategy": {"combiner": {"name": "pcgrad", "space": "representation"}}}
-    assert config_label({}, fixed) == "all+pcgrad@z+all"
-    assert config_label({"strategy.combiner.name": "equal"}, fixed) == "all+equal+all"  # the sampled method's own
+    assert config_label({}, fixed) == "all_tasks+pcgrad@z+all_modalities"
+    assert config_label({"strategy.combiner.name": "equal"}, fixed) == "all_tasks+equal+all_modalities"  # the sampled method's own
 
 
 def test_repeated_labels_carry_the_trial_number_and_runs_are_named():
     assert trial_number("b7589_00003") == "3" and trial_number("d0c574b4") == "d0c574b4"
     assert trial_number("d0c574b4", 7) == "7" and trial_number("b7589_00003", float("nan")) == "3"  # Optuna's number
     assert distinct(["a", "b", "a"], ["1", "2", "3"]) == ["a #1", "b", "a #3"]
-    final = trial_entry({}, TrialMeta("final", "final", "dsg+equal+all | bin+sla+sar/mat+gor", 1))
-    assert run_name("final", "t_00001", final) == "final dsg+equal+all | bin+sla+sar/mat+gor seed 1"
+    final = trial_entry({}, TrialMeta("final", "final", "dsg+equal+all_modalities | bin+sla+sar/mat+gor", 1))
+    assert run_name("final", "t_00001", final) == "final dsg+equal+all_modalities | bin+sla+sar/mat+gor seed 1"
     assert run_name("final", "t_00002", trial_entry({}, TrialMeta("final", "baseline", "equal_sum", 1))) \
         == "baseline equal_sum seed 1"
     search = trial_entry({"strategy.scheduler.name": "dsg"}, TrialMeta("search", number=3), BASE)
-    assert run_name("search", "d0c574b4", search) == "search 3 dsg+pcgrad+all"
-    assert meta_of(search).label == "dsg+pcgrad+all" and meta_of(search).partition == "binary+mature+gory+slapstick+sarcasm"
+    assert run_name("search", "d0c574b4", search) == "search 3 dsg+pcgrad+all_modalities"
+    assert meta_of(search).label == "dsg+pcgrad+all_modalities" and meta_of(search).partition == "binary+mature+gory+slapstick+sarcasm"
 
 
 def test_repeated_labels_name_the_knobs_that_tell_them_apart():
@@ -82,4 +82,4 @@ def test_the_tables_label_repeats_by_their_config_cells():
     assert config_cells(table) == [{"train.lr": 0.001, "strategy.scheduler.name": "dsg"},
                                    {"train.lr": 0.002, "strategy.scheduler.name": "dsg"}]
     labels = distinct([config_label(c, BASE) for c in config_cells(table)], numbers(table), config_cells(table))
-    assert labels == ["dsg+pcgrad+all (lr 0.001)", "dsg+pcgrad+all (lr 0.002)"]
+    assert labels == ["dsg+pcgrad+all_modalities (lr 0.001)", "dsg+pcgrad+all_modalities (lr 0.002)"]

@@ -122,9 +122,9 @@ def test_the_final_phase_starts_the_partitions_with_most_models_first(tmp_path, 
 
 
 def test_picks_that_share_a_label_get_distinct_names():
-    picks = [Candidate("dsg+equal+all", {"train.lr": 0.1}, 0.7), Candidate("all+equal+all", {}, 0.6),
-             Candidate("dsg+equal+all", {"train.lr": 0.2}, 0.5)]
-    assert [c.name for c in phases.distinct_names(picks)] == ["dsg+equal+all", "all+equal+all", "dsg+equal+all (2)"]
+    picks = [Candidate("dsg+equal+all_modalities", {"train.lr": 0.1}, 0.7), Candidate("all_tasks+equal+all_modalities", {}, 0.6),
+             Candidate("dsg+equal+all_modalities", {"train.lr": 0.2}, 0.5)]
+    assert [c.name for c in phases.distinct_names(picks)] == ["dsg+equal+all_modalities", "all_tasks+equal+all_modalities", "dsg+equal+all_modalities (2)"]
 
 
 def test_under_cross_validation_every_seed_is_a_repeat_of_every_fold(tmp_path, fake_tune, monkeypatch):

@@ -27,9 +27,9 @@ def test_a_log_gets_a_line_on_each_change_with_the_best_by_name(capsys):
     a.last_result = {"training_iteration": 1}  # still RUNNING: Tune marks it after the callbacks
     p.on_trial_complete(0, [a, b], a)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and "best val/avg_f1 0.5000 (dsg+equal+all)" in lines[0]
+    assert len(lines) == 2 and "best val/avg_f1 0.5000 (dsg+equal+all_modalities)" in lines[0]
     assert lines[1].startswith("search: 1/2 trials done (0 finished, 1 stopped early, 0 failed), 1 running; 2/4 epochs; "
-                               "best val/avg_f1 0.7000 (all+equal+all); ")
+                               "best val/avg_f1 0.7000 (all_tasks+equal+all_modalities); ")
     assert "left" in lines[1] and "x_0000" not in "".join(lines)
 
 

@@ -44,10 +44,10 @@ def test_importances_count_every_trial_at_the_budget_all_reached():
 def test_the_html_page_embeds_its_images(tmp_path):
     png = b"\x89PNG fake"
     (tmp_path / "a.png").write_bytes(png)
-    lines = ["# Report", "", "Best `dsg+equal+all | bin/mat` is **here**.", "", "- one", "- two", "",
+    lines = ["# Report", "", "Best `dsg+equal+all_modalities | bin/mat` is **here**.", "", "- one", "- two", "",
              "| configuration | avg |", "|---|---|", "| dsg \\| bin | 0.5 |", "", "![plot](a.png)", ""]
     page = re.sub(r">\s+<", "><", html_page(lines, tmp_path, "t"))
-    assert "<h1>Report</h1>" in page and "<code>dsg+equal+all | bin/mat</code>" in page and "<strong>here</strong>" in page
+    assert "<h1>Report</h1>" in page and "<code>dsg+equal+all_modalities | bin/mat</code>" in page and "<strong>here</strong>" in page
     assert "<ul><li>one</li><li>two</li></ul>" in page
     assert re.search("<tr><th[^>]*>configuration</th><th[^>]*>avg</th></tr></thead><tbody><tr><td[^>]*>dsg | bin</td>"
                      "<td[^>]*>0.5</td></tr>", page)
@@ -63,7 +63,7 @@ def _given(n=6):
     """A finished search's tables as the launcher's finish step holds them (no final phase)."""
     history, trials = _sweep(n)
     best = history.groupby("trial_id")["val/avg_f1"].max()
-    trials = trials.assign(label=[f"all+equal+all #{i}" for i in range(n)], **{"val/avg_f1": best[trials["trial_id"]].to_numpy()})
+    trials = trials.assign(label=[f"all_tasks+equal+all_modalities #{i}" for i in range(n)], **{"val/avg_f1": best[trials["trial_id"]].to_numpy()})
     return ReportInput("exp", milestones=rungs(1, 3, 3), baselines=["equal_sum"], trials=trials, history=history,
                        leaderboard=leaderboard(trials, "val/avg_f1", "max"), floor={"test/avg_f1": 0.5, "test/gory/f1": 0.5})
 

@@ -12,7 +12,7 @@ from search.space.parse import load_space
 
 ROOT = Path(__file__).resolve().parents[2]
 LATE = {"combiner": {"choice": {"equal": {}, "dwa": {}}},
-        "scheduler": {"choice": {"all": {}, "curriculum": {"mode": "assessed", "assessment_epochs": {"int": [1, 3]}}}}}
+        "scheduler": {"choice": {"all_tasks": {}, "curriculum": {"mode": "assessed", "assessment_epochs": {"int": [1, 3]}}}}}
 
 
 def _load(tmp, space: dict, grace=None, epochs: int = 8):
@@ -69,7 +69,7 @@ def test_the_launcher_refuses_an_early_rung_in_one_line_before_writing_anything(
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"train": {"epochs": 4}, "search": {"grace_period": 1},
-                                    "space": {"strategy": {"scheduler": {"choice": {"all": {}, "dsg": {}}}}}}))
+                                    "space": {"strategy": {"scheduler": {"choice": {"all_tasks": {}, "dsg": {}}}}}}))
     rc = main([str(path), "--storage", str(tmp_path / "exp")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: search.grace_period: 1 ") and err.count("\n") == 1, err
@@ -88,7 +88,7 @@ def test_a_grace_period_that_is_neither_a_number_nor_auto_is_named(tmp_path, val
 def test_a_broken_base_still_has_the_space_corners_checked(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"train": {"lr": -1}, "space": {"strategy": {"scheduler": {"choice": {
-        "all": {}, "dsg": {"bogus": 1}}}}}}))
+        "all_tasks": {}, "dsg": {"bogus": 1}}}}}}))
     with pytest.raises(ConfigError) as info:
         load_space(path)
     assert "train.lr" in str(info.value) and "bogus" in str(info.value)

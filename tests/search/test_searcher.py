@@ -50,7 +50,7 @@ def test_the_study_names_its_objectives_and_each_trial_its_configuration(tmp_pat
     assert study.metric_names == names
     attrs = study.trials[0].user_attrs
     combiner = config["trial"]["overrides"]["strategy.combiner.name"]
-    assert attrs == {"label": f"dsg+{combiner}+all | bin+gor/mat", "partition": "binary+gory|mature", "role": "search",
+    assert attrs == {"label": f"dsg+{combiner}+all_modalities | bin+gor/mat", "partition": "binary+gory|mature", "role": "search",
                      "phase": "tune-equal_sum", "tune_trial_id": "t1"}
     plain = PrunedAwareOptunaSearch(space=DefineByRun(SPACE, ("binary", "gory"), base={"tasks": ["binary", "gory"]}),
                                     storage=storage, study_name="p", max_t=4, metric="search/score", mode="max")

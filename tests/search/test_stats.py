@@ -183,9 +183,9 @@ def test_report_gives_a_table_per_rung_and_marks_strategies_that_had_not_acted(t
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"train": {"epochs": 3}, "search": {"grace_period": 1,
                                                                                             "reduction_factor": 3}}))
     rows, hist = [], []
-    for i, (sched, comb, status) in enumerate([("all", "equal", "finished"), ("all", "dwa", "finished"),
+    for i, (sched, comb, status) in enumerate([("all_tasks", "equal", "finished"), ("all_tasks", "dwa", "finished"),
                                                ("dsg", "equal", "finished"), ("dsg", "dwa", "finished"),
-                                               ("all", "equal", "failed")]):
+                                               ("all_tasks", "equal", "failed")]):
         tid = f"t{i}"
         rows.append({"trial_id": tid, "epochs": 3 if status == "finished" else 1, "status": status,
                      "config/strategy.scheduler.name": sched, "config/strategy.combiner.name": comb})

@@ -90,7 +90,7 @@ def test_define_by_run_keeps_meta_out_of_the_sampled_overrides():
     assert set(entry["overrides"]) == {"train.lr", "strategy.combiner.name"}
     # the Optuna trial's number is bookkeeping too: it names the trial on the console and in MLflow
     label = meta_of(entry).label  # computed once, with the entry
-    assert meta_of(entry) == TrialMeta("search", number=0, label=label) and label.startswith("all+")
+    assert meta_of(entry) == TrialMeta("search", number=0, label=label) and label.startswith("all_tasks+")
     assert meta_of(entry).tags() == {"phase": "search", "role": "search", "number": "0", "label": label}
 
 
@@ -101,7 +101,7 @@ def test_trial_entries_are_plain_values_that_survive_a_restore():
     entry = trial_entry({"train.seed": 1}, meta)
     restored = json.loads(json.dumps({"settings": asdict(settings), "trial": entry}))
     assert TrialSettings.of(restored["settings"]) == settings and meta_of(restored["trial"]) == meta_of(entry)
-    assert meta_of(entry).name == meta.name and meta_of(entry).label == "all+equal+all"
+    assert meta_of(entry).name == meta.name and meta_of(entry).label == "all_tasks+equal+all_modalities"
     assert trial_config(settings.base, restored["trial"]["overrides"]) == trial_config(settings.base, {"train.seed": 1})
 
 

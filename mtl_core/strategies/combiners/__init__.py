@@ -3,7 +3,7 @@ from mtl_core.strategies.combiners.aligned_mtl import AlignedMTL
 from mtl_core.strategies.combiners.cagrad import CAGrad
 from mtl_core.strategies.combiners.conflict_free import ConFIG
 from mtl_core.strategies.combiners.db_mtl import DBMTL
-from mtl_core.strategies.combiners.dtp import Adaptive
+from mtl_core.strategies.combiners.adaptive import Adaptive
 from mtl_core.strategies.combiners.dwa import DWA
 from mtl_core.strategies.combiners.equal import Equal
 from mtl_core.strategies.combiners.excess_mtl import ExcessMTL

@@ -7,7 +7,7 @@ from mtl_core.strategies.base import ModalitySchedule
 class AllModalities(ModalitySchedule):
     """Text, video and audio for every sample."""
 
-    name = "all"
+    name = "all_modalities"
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -6,7 +6,7 @@ from mtl_core.strategies.base import StrategyContext, TaskScheduler
 class AllTasks(TaskScheduler):
     """Every task contributes at every step (plain multi-task learning)."""
 
-    name = "all"
+    name = "all_tasks"
 
     def __init__(self, ctx: StrategyContext):
         super().__init__(ctx)

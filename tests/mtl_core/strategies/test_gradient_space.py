@@ -243,7 +243,7 @@ def test_a_search_samples_the_space_of_a_gradient_method(tmp_path):
         if cfg.strategy.combiner.name == "pcgrad":
             space = cfg.strategy.combiner.params["space"]
             seen.add(space)
-            assert config_label(c, spec.base) == ("all+pcgrad@z+all" if space == "representation" else "all+pcgrad+all")
+            assert config_label(c, spec.base) == ("all_tasks+pcgrad@z+all_modalities" if space == "representation" else "all_tasks+pcgrad+all_modalities")
         else:
             assert "strategy.combiner.space" not in c
     assert seen == {"parameters", "representation"}

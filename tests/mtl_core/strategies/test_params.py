@@ -17,7 +17,7 @@ ALL = [(axis, name) for axis, reg in REGISTRIES.items() for name in reg]
 # strategy that records a normalised copy instead of what was passed fails.
 NON_DEFAULT = {
     "scheduler": {
-        "all": {},
+        "all_tasks": {},
         "sequential": {"order": list(reversed(TASKS)), "epochs_per_task": 2, "patience": 3,
                        "max_epochs_per_task": 4, "final_joint": True},
         "round_robin": {"order": list(reversed(TASKS))},
@@ -54,7 +54,7 @@ NON_DEFAULT = {
         "excess_mtl": {"robust_step_size": 0.1},
     },
     "modality": {
-        "all": {},
+        "all_modalities": {},
         "one_at_a_time": {"stages": [["text"], ["audio", "video"]], "epochs_per_stage": 2},
         "dropout": {"p": 0.3, "p_video": 0.1},
     },

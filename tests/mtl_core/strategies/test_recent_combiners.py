@@ -307,7 +307,7 @@ def micro(tmp_path_factory):
 
 @pytest.mark.slow  # 20-50 s each; test_registry.py's round trip checks the same state quickly
 @pytest.mark.parametrize("scheduler, combiner", [
-    ("all", "famo"), ("all", "stch"), ("dsg", "gradvac"), ("all", "excess_mtl"),
+    ("all_tasks", "famo"), ("all_tasks", "stch"), ("dsg", "gradvac"), ("all_tasks", "excess_mtl"),
 ])
 def test_resume_with_the_new_stateful_combiners_is_exact(micro, tmp_path, scheduler, combiner):
     from mtl_core.config import build_config
@@ -316,7 +316,7 @@ def test_resume_with_the_new_stateful_combiners_is_exact(micro, tmp_path, schedu
     root, data = micro
     params = {"warmup_epochs": 1} if combiner == "stch" else {}
     cfg = build_config(tiny_raw(root, train={"epochs": 4}, strategy={
-        "scheduler": {"name": scheduler}, "combiner": {"name": combiner, **params}, "modality": {"name": "all"}}))
+        "scheduler": {"name": scheduler}, "combiner": {"name": combiner, **params}, "modality": {"name": "all_modalities"}}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert_resume_exact(cfg, tmp_path, stop_after=1, prepared=data)

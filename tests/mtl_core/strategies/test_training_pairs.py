@@ -25,7 +25,7 @@ def micro(tmp_path_factory):
     return root, prepare(cfg, torch.device("cpu"), splits=("train", "val"))
 
 
-def _cfg(root, scheduler, combiner, modality="all", epochs=2):
+def _cfg(root, scheduler, combiner, modality="all_modalities", epochs=2):
     return build_config(tiny_raw(root, train={"epochs": epochs},
                                  strategy={"scheduler": {"name": scheduler}, "combiner": {"name": combiner},
                                            "modality": {"name": modality}}))
@@ -51,10 +51,10 @@ def test_pair_trains_without_nan(micro, tmp_path, scheduler, combiner):
             assert math.isfinite(m[f"train/{t}/loss"]) and math.isfinite(m[f"val/{t}/loss"])
             if active[t] > 0:  # every combiner reports the weight it gave each task that trained
                 assert math.isfinite(m[f"strategy/{t}/weight"]) and m[f"strategy/{t}/weight"] >= 0, t
-        if scheduler == "all":
+        if scheduler == "all_tasks":
             assert all(a == 1.0 for a in active.values())
     last = history[-1]
-    if REGISTRIES["combiner"][combiner].uses_gradients and scheduler in ("all", "dsg"):
+    if REGISTRIES["combiner"][combiner].uses_gradients and scheduler in ("all_tasks", "dsg"):
         assert -1.0 <= last["strategy/grad_cosine"] <= 1.0
 
 
@@ -62,13 +62,13 @@ def test_modality_schedules_train_on_what_they_say(micro, tmp_path):
     """The share of training samples that used each modality, per epoch: `all` = what the clips have,
     `dropout` less of each, `one_at_a_time` exactly its stage's modalities."""
     root, data = micro
-    runs = {m: train(_cfg(root, "all", "equal", m), None, tmp_path / m, prepared=data) for m in REGISTRIES["modality"]}
+    runs = {m: train(_cfg(root, "all_tasks", "equal", m), None, tmp_path / m, prepared=data) for m in REGISTRIES["modality"]}
     assert all(math.isfinite(m["val/avg_loss"]) for h in runs.values() for m in h)
     share = lambda h, e, mod: h[e][f"strategy/modality/{mod}"]  # noqa: E731
     for e in range(2):
         for mod in ("text", "video", "audio"):
-            assert 0.9 <= share(runs["all"], e, mod) <= 1.0
-            assert 0.0 < share(runs["dropout"], e, mod) < share(runs["all"], e, mod)
+            assert 0.9 <= share(runs["all_modalities"], e, mod) <= 1.0
+            assert 0.0 < share(runs["dropout"], e, mod) < share(runs["all_modalities"], e, mod)
     stages = [("text", "video"), ("text", "audio")]  # one epoch each by default
     for e, stage in enumerate(stages):
         for mod in ("text", "video", "audio"):
@@ -88,10 +88,10 @@ def test_strategy_metrics_are_reported(micro, tmp_path):
 @pytest.mark.parametrize("scheduler, combiner, modality", [
     ("sampling", "rlw", "dropout"),
     ("dsg", "gradnorm", "one_at_a_time"),
-    ("curriculum", "db_mtl", "all"),
+    ("curriculum", "db_mtl", "all_modalities"),
     ("round_robin", "pcgrad", "dropout"),
-    ("sequential", "learned", "all"),
-    ("all", "dwa", "all"),
+    ("sequential", "learned", "all_modalities"),
+    ("all_tasks", "dwa", "all_modalities"),
 ])
 def test_resume_with_stateful_strategies_is_exact(micro, tmp_path, scheduler, combiner, modality):
     root, data = micro

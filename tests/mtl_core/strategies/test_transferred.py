@@ -25,7 +25,7 @@ def micro(tmp_path_factory):
     return root, prepare(build_config(tiny_raw(root)), torch.device("cpu"), splits=("train", "val"))
 
 
-def _cfg(root, combiner, scheduler="all", epochs=2):
+def _cfg(root, combiner, scheduler="all_tasks", epochs=2):
     return build_config(tiny_raw(root, train={"epochs": epochs}, strategy={"scheduler": scheduler, "combiner": combiner}))
 
 
