@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -187,3 +188,14 @@ class Toy(nn.Module):
 
     def heads_forward(self, z, tasks=None):
         return {t: self.heads[t](z) for t in (tasks or self.tasks)}
+
+
+def kill_session(proc) -> None:
+    """`proc` (started with `start_new_session`) and everything it started, killed if it still runs: a test
+    never leaves a launcher, its Ray or a fake Slurm job behind."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

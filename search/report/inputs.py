@@ -32,7 +32,7 @@ class ReportInput:
     metric: str = keys.DEFAULT_METRIC
     mode: str = "max"
     milestones: list[int] = field(default_factory=list)  # the ASHA rungs, in epochs
-    base: dict[str, Any] = field(default_factory=dict)  # the space's run sections (labels of an older table)
+    base: dict[str, Any] = field(default_factory=dict)  # the space's run sections
     baselines: list[str] = field(default_factory=list)  # search.space.baselines
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)  # the leaderboard's trials, one row each
     history: pd.DataFrame = field(default_factory=pd.DataFrame)  # their metrics per epoch

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 
-from mtl_core import safe_yaml
 from mtl_core.cli import OneLineParser, fail
 from mtl_core.config import ConfigError, model_width
 from mtl_core.model.text_encoder import EncoderNotFound, load_text_encoder
@@ -36,7 +35,7 @@ from search.io.disk import drop_broken_error_pickles, is_no_space, no_space_line
 from search.io.files import CorruptFile, Files
 from search.io.state import read_state, resume_hint
 from search.space.rungs import check_first_rung
-from search.io.folder_read import (RESUME_RISK, check_journal, check_no_links, check_only_ours, check_sqlite,
+from search.io.folder_read import (RESUME_RISK, check_journal, check_no_links, check_only_ours, check_sqlite, read_space,
                                check_tune_pickles, read_rungs)
 from search.io.lock import ExperimentLock, Locked
 from search.io.signals import catch_signals, terminated
@@ -158,11 +157,7 @@ def _check_same_space(spec: SpaceSpec, exp_dir: Path) -> None:
     recorded = exp_dir / Files.SPACE
     if not recorded.is_file():
         return
-    try:
-        before = safe_yaml.load_file(recorded)
-    except ConfigError as exc:
-        raise CorruptFile(str(exc)) from None
-    key = _first_difference(before, resolved(spec))
+    key = _first_difference(read_space(recorded), resolved(spec))
     if key is not None:
         raise ConfigError(f"--resume: {spec.path} is not the space this experiment ran (they differ at "
                           f"{key}); resume with the recorded one: python -m search.launch {recorded} "

@@ -146,8 +146,7 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
                 artifact_dir: Path | None = None, token: str = "") -> str:
     """Create (or reopen, on --resume) the experiment's parent run; returns its id. `kind`: its `sweep.kind`
     tag (`SearchSettings.kind`); `token`: its `sweep.token` tag, which the experiment folder also records, so
-    that `search.tracking.replay` writes a spool only into the run of the folder that made it (both tags are added on
-    --resume to a run from before them).
+    that `search.tracking.replay` writes a spool only into the run of the folder that made it.
 
     `artifact_dir`: where artifacts go (the default store keeps them in the experiment folder; without
     it MLflow would write them to ./mlruns of whatever directory the launcher runs in). With a
@@ -168,10 +167,6 @@ def open_parent(uri: str, experiment: str, run_id: str | None, params: dict[str,
             print(f"note: MLflow parent run {run_id} was still RUNNING: the launch before this one could not end it "
                   f"(killed, or the store's disk was full); this launch continues it and ends it", flush=True)
         client.update_run(run_id, status="RUNNING")
-        has = before.data.tags
-        for key, value in tags.items():
-            if key not in has:
-                client.set_tag(run_id, key, value)
         return run_id
     run = client.create_run(exp_id, run_name=f"{experiment}-sweep", tags=tags)
     client.log_batch(run.info.run_id, params=flat_params(params))
@@ -297,10 +292,6 @@ class Tracker:
 
     def __getstate__(self) -> dict:  # Tune pickles callbacks: never a live client
         return {**self.__dict__, "_client": None}
-
-    def __setstate__(self, state: dict) -> None:
-        state.pop("_retry_at", None)  # a callback pickled before the outage state was shared
-        self.__dict__.update(state)
 
     @property
     def link(self) -> "Link":
@@ -486,7 +477,7 @@ class Tracker:
                 client.update_run(run_id, status="RUNNING")
         else:
             tags = {**(tags or {}), "mlflow.parentRunId": self.parent_run_id, "tune_trial_id": tid, "phase": phase}
-            name = tags.pop(RUN_NAME, None) or f"{phase}-{tid}"  # a spool from before run names: Tune's id
+            name = tags.pop(RUN_NAME, None) or f"{phase}-{tid}"  # an op without a name: Tune's id
             run_id = client.create_run(self._exp_id, run_name=name, tags=tags).info.run_id
             client.log_batch(run_id, params=flat_params(params or {}))
         self.runs[key] = run_id
@@ -513,7 +504,7 @@ class MLflowTrials(tune.Callback):
         entry = trial.config.get("trial", {})
         tags = {**meta_of(entry).tags(), RUN_NAME: run_name(self.phase, trial.trial_id, entry)}
         self.tracker.push(["start", self.phase, trial.trial_id, entry.get("overrides", {}), tags])
-        if getattr(self, "datasets", None):  # a callback restored from before datasets: none
+        if self.datasets:
             self.tracker.push(["inputs", self.phase, trial.trial_id, self.datasets])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):

@@ -1,8 +1,8 @@
 """Reading a launcher subprocess's output in the end-to-end tests: act on a line as it appears, never leave
 the launcher (or the Ray it started) behind."""
-import os
-import signal
 import time
+
+from conftest import kill_session
 
 
 def finish(proc, timeout=600) -> tuple[int, str]:
@@ -11,9 +11,7 @@ def finish(proc, timeout=600) -> tuple[int, str]:
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out
     finally:
-        if proc.poll() is None:  # never leave a launcher (or its Ray) behind
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_session(proc)
 
 
 def act_when(proc, when, act, timeout=300) -> str:
@@ -32,6 +30,5 @@ def act_when(proc, when, act, timeout=300) -> str:
                 break
         _, rest = finish(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_session(proc)
     return "".join(lines) + (rest or "")

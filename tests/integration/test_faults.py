@@ -1,9 +1,7 @@
 """Faults of the machine around a launch: a tracking server that dies mid-search, a full disk under the
 experiment folder, a trial's error pickle left empty. Whole launches in a subprocess (slow, Ray)."""
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 from launcher_output import finish as _finish
+
+from conftest import kill_session
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"
@@ -56,16 +56,7 @@ def _mlflow_server(db: Path, port: int):
                 time.sleep(0.5)
         yield proc
     finally:
-        _kill(proc)
-
-
-def _kill(proc) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        kill_session(proc)
 
 
 def test_a_tracking_server_that_dies_mid_search_costs_no_waiting(tmp_path):
@@ -85,13 +76,13 @@ def test_a_tracking_server_that_dies_mid_search_costs_no_waiting(tmp_path):
             for line in proc.stdout:
                 lines.append(line)
                 if killed_at is None and re.search(r"^search: .*; [1-9]\d*/\d+ epochs", line):
-                    _kill(server)
+                    kill_session(server)
                     killed_at = time.monotonic()
                     break
             assert killed_at is not None, "".join(lines)
             rc, rest = _finish(proc, timeout=150)  # MLflow's backoff alone took ~240 s, twice
         finally:
-            _kill(proc)
+            kill_session(proc)
         after_kill = time.monotonic() - killed_at
     out = "".join(lines) + rest
     assert rc == 0, out

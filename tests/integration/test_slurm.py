@@ -5,7 +5,6 @@ when it ends."""
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile

@@ -25,6 +25,8 @@ import search.run.sweep
 import search.tracking.tracker
 from search.run.launch import main
 
+from conftest import kill_session
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"
 ARGS = ["--name", "sig", "--set", "search.final_k=0", "--set", "train.epochs=1"]
@@ -300,9 +302,7 @@ def _signal_when(proc, first_line: str, delay_s: float, sigs) -> str:
                 break
         return "".join(lines) + proc.communicate(timeout=180)[0]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_session(proc)
 
 
 @pytest.mark.slow

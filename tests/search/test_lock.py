@@ -12,6 +12,8 @@ import pytest
 from search.run.launch import main
 from search.io.lock import ExperimentLock, Locked
 
+from conftest import kill_session
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "spaces" / "smoke.yaml"
 HOLD = ("import sys, time; from pathlib import Path; from search.io.lock import ExperimentLock; "
@@ -81,9 +83,7 @@ def _stop(proc, sig=signal.SIGINT, timeout=180) -> str:
         out, _ = proc.communicate(timeout=timeout)
         return out
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_session(proc)
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ import yaml
 
 from mtl_core import keys
 
+from conftest import kill_session
+
 
 def test_launch_refuses_a_pretraining_task_the_data_cannot_feed_in_one_line(tmp_path, capsys):
     from mtl_core.data.synth import write_synthetic
@@ -61,7 +63,6 @@ def test_report_section_marks_the_effects_holm_keeps():
 @pytest.mark.ray
 def test_pretraining_sweep_logs_its_curve_and_shares_the_cached_states(tmp_path):
     import os
-    import signal
     import subprocess
     import sys
     from pathlib import Path
@@ -79,9 +80,7 @@ def test_pretraining_sweep_logs_its_curve_and_shares_the_cached_states(tmp_path)
     try:
         out, _ = proc.communicate(timeout=1200)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_session(proc)
     assert proc.returncode == 0, out
     exp = tmp_path / "store" / "pre"
     client = MlflowClient(tracking_uri=f"sqlite:///{exp / 'mlflow.db'}")

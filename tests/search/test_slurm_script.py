@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import kill_session
+
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 SCRIPT = CLUSTER / "slurm.sbatch"
 
@@ -95,9 +97,7 @@ def _finish(proc, timeout=40) -> str:
         out, _ = proc.communicate(timeout=timeout)
         return out
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_session(proc)
 
 
 def test_both_scripts_parse():
@@ -120,8 +120,7 @@ def test_sigterm_reaches_the_launcher_ray_stops_and_the_resume_line_is_printed(f
         (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGTERM)
         out = _finish(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_session(proc)
     calls = log.read_text()
     assert proc.returncode == 143, out + calls
     assert "launcher-got-TERM" in calls and "head-up" in calls  # the head's Ray outlived the launcher's stop
@@ -180,8 +179,7 @@ def test_two_nodes_a_worker_through_srun_on_the_heads_private_address(fake):
         os.kill(proc.pid, signal.SIGTERM)
         out = _finish(proc)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_session(proc)
     calls = log.read_text()
     assert proc.returncode == 143 and _left(tmp) == "", out + calls
     lines = calls.splitlines()

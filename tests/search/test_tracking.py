@@ -302,17 +302,16 @@ def test_replay_logs_only_into_the_sweeps_own_parent_run(tmp_path, capsys, store
     assert (exp / "mlflow_pending.jsonl").is_file()
 
 
-def test_resume_tags_a_parent_run_from_before_the_tags(tmp_path, store):
+def test_a_parent_run_carries_its_kind_and_token_and_a_resume_keeps_them(tmp_path, store):
     from search.tracking.tracker import open_parent
 
     uri, client, exp_id = store
-    old = client.create_run(exp_id).info.run_id  # a sweep from before sweep.kind and sweep.token
     (tmp_path / "space.yaml").write_text("search: {}\n")
-    assert open_parent(uri, "exp", old, {}, tmp_path / "space.yaml", "optuna-tpe+asha", token="t") == old
-    assert {k: v for k, v in client.get_run(old).data.tags.items() if k.startswith("sweep.")} == \
-        {"sweep.kind": "optuna-tpe+asha", "sweep.token": "t"}
     new = open_parent(uri, "exp", None, {}, tmp_path / "space.yaml", "optuna-tpe+asha", token="u")
-    assert client.get_run(new).data.tags["sweep.token"] == "u"
+    tags = lambda run: {k: v for k, v in client.get_run(run).data.tags.items() if k.startswith("sweep.")}  # noqa: E731
+    assert tags(new) == {"sweep.kind": "optuna-tpe+asha", "sweep.token": "u"}
+    assert open_parent(uri, "exp", new, {}, tmp_path / "space.yaml", "optuna-tpe+asha", token="u") == new
+    assert tags(new) == {"sweep.kind": "optuna-tpe+asha", "sweep.token": "u"}
 
 
 def test_the_spool_a_sweep_writes_is_replayed_with_its_artifacts(tmp_path, capsys, store):
