@@ -58,7 +58,7 @@ class ReportInput:
         objectives, observed, reference = read_front(exp_dir, spec)
         return cls(
             name=exp_dir.name, metric=s.metric, mode=s.mode, milestones=rungs(s.grace_period, s.reduction_factor, spec.max_t),
-            base=spec.base, baselines=list(s.baselines),
+            base=spec.base, baselines=list(s.baselines.names),
             trials=read_table(exp_dir / Files.TRIALS, TRIAL_COLUMNS),
             history=read_table(exp_dir / Files.HISTORY, HISTORY_COLUMNS),
             leaderboard=read_table(exp_dir / Files.LEADERBOARD) if (exp_dir / Files.LEADERBOARD).is_file() else None,

@@ -247,7 +247,7 @@ def report_input(exp: Experiment, out: Outcome, board: pd.DataFrame, floor: dict
     objectives = list(s.objectives)
     return ReportInput(
         name=exp.name, metric=s.metric, mode=s.mode, milestones=rungs(s.grace_period, s.reduction_factor, exp.max_t),
-        base=exp.spec.base, baselines=list(s.baselines), trials=out.trials, history=out.history, leaderboard=board,
+        base=exp.spec.base, baselines=list(s.baselines.names), trials=out.trials, history=out.history, leaderboard=board,
         final_runs=out.final_runs, decisions=decision_table(out.comparisons), axis_study=out.axis_study,
         pretraining_study=out.pretraining_study, tuning=out.tuning, floor=floor, objectives=objectives,
         observed=observed(exp.dir, objectives) if objectives else pd.DataFrame(),
@@ -282,7 +282,7 @@ def _bow_floor(exp: Experiment, final_runs: pd.DataFrame | None = None, table: p
             low, high = paired.interval()
             floor.update({"paired/name": best, "paired/diff": paired.value, "paired/low": low, "paired/high": high,
                           "paired/seeds": paired.n})
-    folds = exp.spec.search.cv_folds
+    folds = exp.spec.search.final.cv_folds
     if folds:  # the floor is scored on the test split, the configurations over folds: not the same clips
         floor.update({"protocol": "test_split", "configurations_protocol": "cross_validation", "cv_folds": folds})
     path = exp.dir / Files.FLOOR

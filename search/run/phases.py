@@ -88,13 +88,13 @@ def tune_baselines(exp: Experiment, out: Outcome) -> None:
     with its own best knobs instead of the winner's (`tuned_baselines.json`)."""
     s, tasks = exp.spec.search, exp.spec.config.tasks
     knobs = {k: v for k, v in exp.spec.space.items() if k not in ("strategy", "groups")}
-    if not s.tune_baselines or out.interrupted:
+    if not s.baselines.tuned or out.interrupted:
         return
     if not knobs:
         print("tuned baselines: the space has no non-strategy knobs to tune; baselines use the defaults", flush=True)
         return
-    for b in s.tune_baselines:
-        n = s.baseline_samples or s.num_samples
+    for b in s.baselines.tuned:
+        n = s.baselines.samples or s.num_samples
         plan = SearchPlan(knobs, baseline_overrides(b, {}, tasks), n, f"{exp.name}-{b}")
         print(f"tuned baselines: {b}, its own search over {', '.join(sorted(knobs))} ({n} trials)", flush=True)
         results, _, out.interrupted = _fit(exp, f"tune-{b}", plan=plan)
@@ -280,15 +280,15 @@ def final(exp: Experiment, out: Outcome) -> None:
     undecided (search.analysis.decision), up to `final_max_seeds`. Test metrics and per-clip predictions per run."""
     s, tasks = exp.spec.search, exp.spec.config.tasks
     if s.objectives and not out.trials.empty:  # a front: members spread along it, the best by the metric first
-        picks = front_picks(out.candidates, out.trials, s.objectives, s.final_k, s.mode)
+        picks = front_picks(out.candidates, out.trials, s.objectives, s.final.k, s.mode)
     else:
-        picks = best_candidates(out.candidates, s.final_k, s.mode)
+        picks = best_candidates(out.candidates, s.final.k, s.mode)
     picks = distinct_names(picks)
     if not picks:
         return
     entries = _final_entries(exp, out, picks)
-    seeds = final_seeds(search_seeds(exp.spec), s.max_seeds)
-    at = looks(s.final_seeds, s.max_seeds, s.seed_step)
+    seeds = final_seeds(search_seeds(exp.spec), s.final.seed_cap)
+    at = looks(s.final.seeds, s.final.seed_cap, s.final.round_seeds)
     best, others = picks[0].name, [name for name, role, _ in entries if role in ("final", "baseline")][1:]
     overrides = {name: ov for name, _, ov in entries}
     roles = {name: role for name, role, _ in entries}
@@ -296,18 +296,18 @@ def final(exp: Experiment, out: Outcome) -> None:
     rows: list[dict] = []
     _announce(exp, picks, entries, at)
     for round_ in range(len(at)):
-        grid = [trial_entry({**overrides[name], "train.seed": seed, **fold_overrides(s.cv_folds, fold, seed)},
-                            TrialMeta("final", roles[name], name, seed, fold=fold if s.cv_folds else None), exp.spec.base)
-                for name, round_seeds in todo.items() for seed in round_seeds for fold in range(max(1, s.cv_folds))]
+        grid = [trial_entry({**overrides[name], "train.seed": seed, **fold_overrides(s.final.cv_folds, fold, seed)},
+                            TrialMeta("final", roles[name], name, seed, fold=fold if s.final.cv_folds else None), exp.spec.base)
+                for name, round_seeds in todo.items() for seed in round_seeds for fold in range(max(1, s.final.cv_folds))]
         grid.sort(key=models_of, reverse=True)  # longest first: no partition of 5 models left alone at the end
         results, _, out.interrupted = _fit(exp, "final" if round_ == 0 else f"final-{round_ + 1}", grid, eval_test=True)
         first = results if round_ == 0 else first  # every pick's lowest seeds: the best's model comes from them
-        rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks, s.cv_folds)
+        rows += _final_rows(results, {name: i for i, name in enumerate(overrides)}, picks, s.final.cv_folds)
         if out.interrupted:
             break
         out.comparisons = race(RunScores(pd.DataFrame(rows), exp.spec.config.headline_tasks), best, others, seeds, at,
                                done=round_ + 1,
-                               margin=s.equivalence_margin)
+                               margin=s.final.equivalence_margin)
         open_ = still_open(out.comparisons)
         if round_ + 1 == len(at) or not open_:
             break
@@ -341,7 +341,7 @@ def _final_entries(exp: Experiment, out: Outcome, picks: list[Candidate]) -> lis
     the axis-study variants."""
     s, tasks = exp.spec.search, exp.spec.config.tasks
     entries = [(c.name, "final", c.overrides) for c in picks]
-    for b in s.baselines:
+    for b in s.baselines.names:
         knobs = out.tuned.get(b, picks[0].overrides)
         entries.append((b, "baseline", baseline_overrides(b, knobs, tasks)))
     values = axis_values(exp.spec.space, tasks) if s.axis_study else {}
@@ -351,11 +351,11 @@ def _final_entries(exp: Experiment, out: Outcome, picks: list[Candidate]) -> lis
 
 def _announce(exp: Experiment, picks, entries, at: list[int]) -> None:
     s = exp.spec.search
-    others = f", the baselines {', '.join(s.baselines)}" if s.baselines else ""
+    others = f", the baselines {', '.join(s.baselines.names)}" if s.baselines.names else ""
     study = sum(role == "axis" for _, role, _ in entries)
     study = f", {study} axis-study variants" if study else ""
     top = "the best configuration" if len(picks) == 1 else f"the top {len(picks)} configurations"
-    unit = f"repeats of {s.cv_folds}-fold cross-validation" if s.cv_folds else "seeds"
+    unit = f"repeats of {s.final.cv_folds}-fold cross-validation" if s.final.cv_folds else "seeds"
     more = f", racing up to {at[-1]} {unit} for comparisons still undecided" if len(at) > 1 else ""
     print(f"final: retraining {top}{others}{study} with {at[0]} {unit} each{more}", flush=True)
 

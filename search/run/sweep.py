@@ -7,7 +7,6 @@ import secrets
 import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import ray
@@ -118,7 +117,7 @@ def _run_phases(exp: Experiment, started: float) -> int:
 def _open(spec: SpaceSpec, exp_dir: Path, uri: str, resume: bool) -> Experiment:
     """The experiment's context: its MLflow parent run (reopened on --resume) and the state file."""
     state = read_state(exp_dir)
-    params = {"space_file": str(spec.path), **{f"search.{k}": v for k, v in asdict(spec.search).items()}}
+    params = {"space_file": str(spec.path), **{f"search.{k}": v for k, v in spec.search.as_keys().items()}}
     artifacts = exp_dir / "mlartifacts" if uri == default_tracking_uri(exp_dir) else None
     if artifacts is not None:
         start_store(exp_dir)  # a copy of a cached empty store: no schema migrations per launch

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import typing
 import math
 from pathlib import Path
 from typing import Any
@@ -11,14 +13,14 @@ import yaml
 
 from mtl_core import keys
 from mtl_core.config import Config, ConfigError, apply_overrides, build_config, load_yaml
-from mtl_core.validation import Problems, build_dataclass, finite, show
+from mtl_core.validation import Problems, build_dataclass, coerce_value, finite, show
 from search.space.baselines import BASELINES
 from search.space.rungs import derived_grace
 from search.analysis.pareto import TIE_BREAKS
 from search.space.trial import trial_config
 from search.io.files import CorruptFile, Files
 from search.io.folder_read import read_space
-from search.space.settings import MODEL_NAME, RUN_SECTIONS, SAMPLERS, SEARCH_UPPER, SearchSettings, SpaceSpec, corner_samples
+from search.space.settings import GROUPS, MODEL_NAME, RUN_SECTIONS, SAMPLERS, SEARCH_UPPER, SearchSettings, SpaceSpec, corner_samples, search_keys
 from search.space.optuna import is_distribution
 
 
@@ -77,7 +79,7 @@ def check_name(name: Any, where: str) -> None:
 def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) -> SearchSettings:
     if isinstance(raw, dict) and raw.get("objectives") == "tasks":
         raw = {**raw, "objectives": [keys.task("val", t) for t in tasks]}
-    s = build_dataclass(SearchSettings, raw or {}, "search", problems)
+    s = _build_search(raw or {}, problems)
     if s.sampler not in SAMPLERS:
         problems.add(f"search.sampler: unknown sampler {s.sampler!r}; valid choices: {', '.join(SAMPLERS)}")
     if s.tie_break not in TIE_BREAKS:
@@ -90,40 +92,41 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
     if not keys.SEARCHABLE.match(s.metric):
         problems.add(f"search.metric: {s.metric!r} is not a reported metric (e.g. val/avg_f1, val/gory/f1)")
     for key in ("num_samples", "max_concurrent", "grace_period", "final_seeds"):
-        if getattr(s, key) < 1:
-            problems.add(f"search.{key}: must be >= 1, got {getattr(s, key)}")
+        if _value(s, key) < 1:
+            problems.add(f"search.{key}: must be >= 1, got {_value(s, key)}")
     for key, bound in SEARCH_UPPER.items():
         value = s.resources_per_trial.cpu if key == "resources_per_trial.cpu" else \
-            s.resources_per_trial.gpu if key == "resources_per_trial.gpu" else getattr(s, key)
+            s.resources_per_trial.gpu if key == "resources_per_trial.gpu" else _value(s, key)
         if value is not None and value > bound:
             problems.add(f"search.{key}: at most {bound:g}, got {show(value)}")
     if s.seed < 0:
         problems.add(f"search.seed: must be >= 0, got {s.seed}")
     if s.reduction_factor < 2:
         problems.add(f"search.reduction_factor: must be >= 2, got {s.reduction_factor}")
-    if s.final_k < 0:
-        problems.add(f"search.final_k: must be >= 0, got {s.final_k}")
-    if s.final_max_seeds is not None and s.final_max_seeds < s.final_seeds:
-        problems.add(f"search.final_max_seeds: must be >= final_seeds ({s.final_seeds}), got {s.final_max_seeds}")
-    if s.cv_folds != 0 and not 2 <= s.cv_folds <= 100:
-        problems.add(f"search.cv_folds: 0 (the test split) or 2 to 100, got {s.cv_folds}")
-    if not (isinstance(s.equivalence_margin, (int, float)) and 0 <= s.equivalence_margin < 1):
-        problems.add(f"search.equivalence_margin: must be >= 0 and < 1 (test macro-F1), got {s.equivalence_margin!r}")
-    if s.final_seed_step is not None and s.final_seed_step < 1:
-        problems.add(f"search.final_seed_step: must be >= 1, got {s.final_seed_step}")
-    if s.baseline_samples is not None and s.baseline_samples < 1:
-        problems.add(f"search.baseline_samples: must be >= 1, got {s.baseline_samples}")
-    for name in s.tune_baselines:
-        if name not in s.baselines:
-            problems.add(f"search.tune_baselines: {name!r} is not one of search.space.baselines ({', '.join(s.baselines) or 'none'})")
+    if s.final.k < 0:
+        problems.add(f"search.final_k: must be >= 0, got {s.final.k}")
+    f, b = s.final, s.baselines
+    if f.max_seeds is not None and f.max_seeds < f.seeds:
+        problems.add(f"search.final_max_seeds: must be >= final_seeds ({f.seeds}), got {f.max_seeds}")
+    if f.cv_folds != 0 and not 2 <= f.cv_folds <= 100:
+        problems.add(f"search.cv_folds: 0 (the test split) or 2 to 100, got {f.cv_folds}")
+    if not (isinstance(f.equivalence_margin, (int, float)) and 0 <= f.equivalence_margin < 1):
+        problems.add(f"search.equivalence_margin: must be >= 0 and < 1 (test macro-F1), got {f.equivalence_margin!r}")
+    if f.seed_step is not None and f.seed_step < 1:
+        problems.add(f"search.final_seed_step: must be >= 1, got {f.seed_step}")
+    if b.samples is not None and b.samples < 1:
+        problems.add(f"search.baseline_samples: must be >= 1, got {b.samples}")
+    for name in b.tuned:
+        if name not in b.names:
+            problems.add(f"search.tune_baselines: {name!r} is not one of search.baselines ({', '.join(b.names) or 'none'})")
     if s.register_model is not None and not MODEL_NAME.fullmatch(s.register_model):
         problems.add(f"search.register_model: {show(s.register_model)} is not a model name (letters, digits, "
                      f"'_', '-', '.'; at most 100, starting with a letter or digit)")
-    elif s.register_model is not None and s.final_k < 1:
+    elif s.register_model is not None and s.final.k < 1:
         problems.add("search.register_model: the model is the final phase's best run (needs search.final_k >= 1)")
     if s.max_failures < -1:
         problems.add(f"search.max_failures: must be >= -1 (-1 = retry forever), got {s.max_failures}")
-    for name in s.baselines:
+    for name in s.baselines.names:
         if name not in BASELINES:
             problems.add(f"search.baselines: unknown baseline {name!r}; valid choices: {', '.join(BASELINES)}")
     if s.cpu <= 0 or s.gpu < 0:
@@ -131,6 +134,34 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
     elif 0 < s.gpu < 1 and not math.isclose(1 / s.gpu, round(1 / s.gpu)):
         problems.add(f"search.resources_per_trial.gpu: a fraction must divide 1 (0.5, 0.25, ...), got {s.gpu}")
     return s
+
+
+def _build_search(raw: Any, problems: Problems) -> SearchSettings:
+    """SearchSettings from a space file's flat `search` section: each key coerced to the type of the field it
+    names (search_keys), every problem named by the key as written."""
+    if not isinstance(raw, dict):
+        problems.add(f"search: expected a mapping, got {show(raw)}")
+        return SearchSettings()
+    where = search_keys()
+    for key in sorted(set(raw) - set(where), key=str):
+        problems.add(f"search.{key}: unknown key; valid keys here: {', '.join(where)}")
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    for key in [k for k in where if k in raw]:
+        *group, name = where[key]
+        owner = GROUPS[group[0]] if group else SearchSettings
+        hint, into = typing.get_type_hints(owner)[name], nested[group[0]] if group else top
+        if dataclasses.is_dataclass(hint):  # a section (resources_per_trial): each of its problems named
+            into[name] = build_dataclass(hint, raw[key], f"search.{key}", problems)
+            continue
+        with problems.collect():
+            into[name] = coerce_value(hint, raw[key], f"search.{key}")
+    return SearchSettings(**top, **{group: cls(**nested[group]) for group, cls in GROUPS.items()})
+
+
+def _value(s: SearchSettings, key: str) -> Any:
+    """The value of a `search` key as written in a space file."""
+    return functools.reduce(getattr, search_keys()[key], s)
 
 
 def _check_objectives(s: SearchSettings, raw: dict, tasks: tuple[str, ...], problems: Problems) -> None:
@@ -240,9 +271,7 @@ def space_from(raw: dict[str, Any], path: Path) -> SpaceSpec:
 
 def resolved(spec: SpaceSpec) -> dict[str, Any]:
     """The space as it will run (after --set and path resolution), as plain YAML values."""
-    search = dataclasses.asdict(spec.search)
-    search["baselines"], search["objectives"] = list(search["baselines"]), list(search["objectives"])
-    search["tune_baselines"] = list(search["tune_baselines"])
+    search = spec.search.as_keys()
     if search["objectives"]:  # they replace the metric: written together, the file would be refused
         del search["metric"]
     return {"name": spec.name, **spec.base, "search": search, "space": spec.space}

@@ -6,7 +6,7 @@ import functools
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,38 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class FinalPhase:
+    """The final phase: the best configurations retrained beside the baselines on seeds the search never used,
+    raced on the test split (or by repeated k-fold CV). A space file's `final_*` keys and the two below."""
+
+    k: int = 3  # final_k: retrain the top k configurations (0: no final phase) ...
+    seeds: int = 3  # final_seeds: ... with this many seeds first
+    max_seeds: int | None = None  # final_max_seeds: the race adds seeds to undecided comparisons up to this
+    seed_step: int | None = None  # final_seed_step: seeds added per round
+    equivalence_margin: float = 0.02  # the race also decides "equivalent within ±margin" (test macro-F1; 0 = off)
+    cv_folds: int = 0  # > 1: evaluate by repeated k-fold CV, one repeat per seed (0: the test split)
+
+    @property
+    def seed_cap(self) -> int:
+        """The most seeds a comparison gets (final_max_seeds; unset: twice final_seeds)."""
+        return self.max_seeds if self.max_seeds is not None else 2 * self.seeds
+
+    @property
+    def round_seeds(self) -> int:
+        """Seeds added per round of the race (final_seed_step; unset: final_seeds)."""
+        return self.seed_step if self.seed_step is not None else self.seeds
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """The baselines retrained beside the final configurations, under the same protocol."""
+
+    names: tuple[str, ...] = BASELINES  # baselines: [] = none
+    tuned: tuple[str, ...] = ()  # tune_baselines: these get their own search over the non-strategy knobs
+    samples: int | None = None  # baseline_samples: trials of each such search (None: num_samples)
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     metric: str = keys.DEFAULT_METRIC
     mode: str = "max"
@@ -51,29 +83,22 @@ class SearchSettings:
     reduction_factor: int = 3
     resources_per_trial: Resources = field(default_factory=Resources)
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)
-    final_k: int = 3  # retrain the top k configurations ...
-    final_seeds: int = 3  # ... with this many seeds first, evaluated on the test split; final_k 0 = off
-    final_max_seeds: int | None = None  # the race adds seeds to undecided comparisons up to this (None: 2 x final_seeds)
-    final_seed_step: int | None = None  # seeds added per round (None: final_seeds)
-    equivalence_margin: float = 0.02  # the race also decides "equivalent within ±margin" (test macro-F1; 0 = off)
-    cv_folds: int = 0  # > 1: the final phase evaluates by repeated k-fold CV, one repeat per seed (0: the test split)
     grouping_mode: str = "search"  # `search` (Optuna + ASHA), `exhaustive` (every group), `affinity` (TAG), `both`
-    baselines: tuple[str, ...] = BASELINES  # retrained with the final configurations; [] = none
-    tune_baselines: tuple[str, ...] = ()  # these baselines get their own search over the non-strategy knobs
-    baseline_samples: int | None = None  # trials of each such search (None: num_samples)
     axis_study: bool = False  # also retrain the best with one axis changed to each value (search.run.axis_study)
     objectives: tuple[str, ...] = ()  # a multi-objective search (`tasks` = each task's val F1); () = metric alone
     sampler: str = "tpe"  # tpe or nsga2
     tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution, crowding or epsilon_net
     register_model: str | None = None  # the best configuration's model is registered in MLflow under this name
+    final: FinalPhase = field(default_factory=FinalPhase)
+    baselines: BaselineSettings = field(default_factory=BaselineSettings)
 
-    @property
-    def max_seeds(self) -> int:
-        return self.final_max_seeds if self.final_max_seeds is not None else 2 * self.final_seeds
-
-    @property
-    def seed_step(self) -> int:
-        return self.final_seed_step if self.final_seed_step is not None else self.final_seeds
+    def as_keys(self) -> dict[str, Any]:
+        """The settings as a space file's flat `search` section writes them (plain YAML values)."""
+        out = {}
+        for key, path in search_keys().items():
+            value = functools.reduce(getattr, path, self)
+            out[key] = list(value) if isinstance(value, tuple) else asdict(value) if is_dataclass(value) else value
+        return out
 
     @property
     def cpu(self) -> float:
@@ -90,6 +115,21 @@ class SearchSettings:
     @property
     def gpu(self) -> float:
         return self.resources_per_trial.gpu
+
+
+# A space file's `search` section is flat (`final_k`, `tune_baselines`); in code the final phase and the
+# baselines are objects of their own. This table says where each nested key lives.
+NESTED_KEYS = {"final_k": ("final", "k"), "final_seeds": ("final", "seeds"), "final_max_seeds": ("final", "max_seeds"),
+               "final_seed_step": ("final", "seed_step"), "equivalence_margin": ("final", "equivalence_margin"),
+               "cv_folds": ("final", "cv_folds"), "baselines": ("baselines", "names"),
+               "tune_baselines": ("baselines", "tuned"), "baseline_samples": ("baselines", "samples")}
+GROUPS = {"final": FinalPhase, "baselines": BaselineSettings}
+
+
+def search_keys() -> dict[str, tuple[str, ...]]:
+    """Every key of a space file's `search` section, and where its value lives in SearchSettings."""
+    top = [f.name for f in fields(SearchSettings) if f.name not in GROUPS]
+    return {**{k: (k,) for k in top}, **NESTED_KEYS}
 
 
 @dataclass

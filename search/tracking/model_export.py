@@ -224,7 +224,7 @@ def export_winner(exp, results, name: str) -> str | None:
         return None
     dest = exp.dir / MODEL_DIR
     meta = meta_of(result.config["trial"])
-    protocol = protocol_tags(meta, exp.spec.search.cv_folds)
+    protocol = protocol_tags(meta, exp.spec.search.final.cv_folds)
     try:
         cfg = trial_config(exp.spec.base, result.config["trial"]["overrides"])
         with result.checkpoint.as_directory() as ckpt:
@@ -237,8 +237,8 @@ def export_winner(exp, results, name: str) -> str | None:
     tags = {"label": name, "seed": str(meta.seed), "tune_trial_id": str((result.metrics or {}).get("trial_id", "")),
             **protocol}
     if meta.fold is not None:
-        print(f"note: the best configuration's model is its fold-{meta.fold} run of {exp.spec.search.cv_folds}-fold "
-              f"cross-validation: it trained on about {1 - 1 / exp.spec.search.cv_folds:.0%} of the dataset's test split, so "
+        print(f"note: the best configuration's model is its fold-{meta.fold} run of {exp.spec.search.final.cv_folds}-fold "
+              f"cross-validation: it trained on about {1 - 1 / exp.spec.search.final.cv_folds:.0%} of the dataset's test split, so "
               f"score it on other clips "
               f"(tagged training_overlaps_test_split=true)", flush=True)
     return exp.tracker.direct(f"the best configuration's model was not logged in MLflow; it is saved in {dest}",

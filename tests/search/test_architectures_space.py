@@ -38,11 +38,11 @@ def test_every_encoder_it_offers_is_on_this_machine(capsys):
 def test_the_final_phase_compares_at_the_best_model_choice():
     spec = load_space(SPACE)
     tasks = spec.config.tasks
-    assert spec.search.axis_study and "equal_sum" not in spec.search.baselines  # equal sum is the best itself
-    assert not spec.search.tune_baselines  # a tuned baseline would search the model axis again
+    assert spec.search.axis_study and "equal_sum" not in spec.search.baselines.names  # equal sum is the best itself
+    assert not spec.search.baselines.tuned  # a tuned baseline would search the model axis again
     best = {"model.arch": "late_fusion", "model.text_encoder": "tiny", "train.lr": 0.002,
             "train.class_weight": "balanced"}
-    for name in spec.search.baselines:
+    for name in spec.search.baselines.names:
         ov = baseline_overrides(name, best, tasks)
         assert {k: ov[k] for k in best} == best
     assert baseline_overrides("single_task", best, tasks)["groups"] == [[t] for t in tasks]

@@ -279,8 +279,8 @@ def test_the_space_sets_the_equivalence_margin_and_refuses_a_bad_one():
 
     root = Path(__file__).resolve().parents[2]
     spec = load_space(root / "spaces" / "smoke.yaml", ["search.equivalence_margin=0.03"])
-    assert spec.search.equivalence_margin == 0.03
-    assert load_space(root / "spaces" / "smoke.yaml").search.equivalence_margin == 0.02
+    assert spec.search.final.equivalence_margin == 0.03
+    assert load_space(root / "spaces" / "smoke.yaml").search.final.equivalence_margin == 0.02
     with pytest.raises(ConfigError, match="search.equivalence_margin"):
         load_space(root / "spaces" / "smoke.yaml", ["search.equivalence_margin=1.5"])
 

@@ -152,7 +152,7 @@ def test_under_cross_validation_the_floor_is_labelled_as_another_protocol_and_no
     from search.space.parse import load_space
 
     spec = load_space("spaces/smoke.yaml")
-    spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, cv_folds=5))
+    spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, final=dataclasses.replace(spec.search.final, cv_folds=5)))
     tracker = SimpleNamespace(log_metrics=lambda *a, **k: None)
     exp = SimpleNamespace(spec=spec, dir=tmp_path, tracker=tracker)
     monkeypatch.setattr(search.run.finish, "bag_of_words_floor", lambda *a, **k: {"test/avg_f1": 0.5, "test/gory/f1": 0.5})

@@ -178,7 +178,7 @@ def test_the_model_says_how_its_run_was_evaluated(tmp_path, monkeypatch, capsys,
                              checkpoint=SimpleNamespace(as_directory=lambda: nullcontext(str(tmp_path))))
     tracker = SimpleNamespace(parent_run_id="parent", direct=lambda failed, write: write())
     exp = SimpleNamespace(dir=tmp_path, tracker=tracker, spec=SimpleNamespace(
-        base={}, search=SimpleNamespace(cv_folds=5 if fold is not None else 0, register_model=None)))
+        base={}, search=SimpleNamespace(final=SimpleNamespace(cv_folds=5 if fold is not None else 0), register_model=None)))
     assert export.export_winner(exp, [result], "rank 1") == "models:/m-1"
     out = capsys.readouterr().out
     if fold is None:

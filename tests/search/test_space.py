@@ -130,7 +130,7 @@ def test_the_space_file_reference_example_is_valid(tmp_path):
     spec = load_space(_write(tmp_path, yaml.safe_load(block)))
     configs = sample_configs(spec, 20)
     assert {c["train.batch_size"] for c in configs} <= {8, 16, 32}
-    assert spec.search.gpu == 0.5 and spec.search.final_k == 2
+    assert spec.search.gpu == 0.5 and spec.search.final.k == 2
 
 
 def test_partition_entries_sample_valid_groupings(tmp_path):
@@ -224,3 +224,22 @@ def test_objectives_tasks_means_each_tasks_val_f1(tmp_path, capsys):
     assert rc == 0 and "is valid" in out.out
     mixed = load_space(_write(tmp_path, {**BASE, "search": {"objectives": ["val/gory/f1", "val/avg_loss"]}}))
     assert mixed.search.objectives == ("val/gory/f1", "val/avg_loss")
+
+
+def test_the_flat_search_section_maps_onto_nested_settings_and_back():
+    """A space file's `search` keys are flat (`final_k`, `tune_baselines`); the settings nest them (`final.k`,
+    `baselines.tuned`), and `as_keys` writes them flat again, the same values."""
+    from mtl_core.validation import Problems
+    from search.space.parse import _build_search
+    from search.space.settings import search_keys
+
+    raw = {"final_k": 2, "cv_folds": 5, "final_max_seeds": 9, "tune_baselines": ["equal_sum"], "baseline_samples": 4,
+           "num_samples": 7, "resources_per_trial": {"cpu": 2, "gpu": 0.5}}
+    problems = Problems()
+    s = _build_search(raw, problems)
+    assert problems.items == []
+    assert (s.final.k, s.final.cv_folds, s.final.seed_cap, s.final.round_seeds) == (2, 5, 9, 3)
+    assert s.baselines.tuned == ("equal_sum",) and s.baselines.samples == 4 and s.num_samples == 7
+    keys = s.as_keys()
+    assert list(keys) == list(search_keys()) and {k: keys[k] for k in raw} == raw
+    assert _build_search(keys, Problems()) == s
