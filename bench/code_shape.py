@@ -63,8 +63,8 @@ def main() -> None:
 
     real = {m: p for m, p in mods.items() if p.stat().st_size > 0 and m != "search"}
     lines = {m: len(p.read_text().splitlines()) for m, p in real.items()}
-    layer = Counter(m.split(".")[1] if (path := real[m]).parent.name != "search" or path.name == "__init__.py"
-                    else "(command-line aliases)" for m in real)
+    layer = Counter(path.parent.name if path.parent.name != "search" else "(command-line aliases)"
+                    for path in real.values() if path.name != "__init__.py")
     inits = sum(1 for m in real if real[m].name == "__init__.py")
     print(f"modules: {len(real) - inits} (and {inits} packages), lines: {sum(lines.values())}")
     print("per layer: " + ", ".join(f"{k} {v}" for k, v in sorted(layer.items())))

@@ -2,7 +2,7 @@
 folder (`winner_model/`, an MLflow model directory), logged as a model of the parent run, with its signature and
 an input example, and registered under `search.register_model` when the space names one.
 
-The model is `search/winner_model.py` (a pyfunc model from code, with `mtl_core` beside it): its run config and
+The model is `search/tracking/winner_model.py` (a pyfunc model from code, with `mtl_core` beside it): its run config and
 its weights as plain tensors (safetensors), nothing pickled. Logging goes through the tracker (`Tracker.direct`):
 a server that is down costs one warning line, and the copy in the folder stays.
 """
