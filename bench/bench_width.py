@@ -3,7 +3,7 @@
     python bench/bench_width.py --real ../shared/data/comic_mischief [--widths 0,192,128,64] [--seeds 0,1,2]
 
 Each (seed, width) trains configs/comic_mischief_cpu.yaml's run (the CPU space's model and train settings,
-`all` + `equal`, 4 epochs, one thread as a search trial has, `train.precision: auto`) at that width (0 = the
+`all_tasks` + `equal`, 4 epochs, one thread as a search trial has, `train.precision: auto`) at that width (0 = the
 text encoder's own, 384 for MiniLM), widths alternating within a seed so that the machine's load falls on all
 alike. Each run appends one JSON line to --out (the run is resumable: pairs already there are skipped) with its
 mean epoch seconds (training and validation), the best epoch's validation macro-F1 and the test macro-F1 of

@@ -1,6 +1,6 @@
 """Record every epoch of an unpruned search once, for bench/bench_replay.py to replay schedulers on.
 
-The configurations are the ones the search would draw first (`search.space.sample_configs`: Optuna's random
+The configurations are the ones the search would draw first (`search.space.optuna.sample_configs`: Optuna's random
 sampler on the space's seed, TPE's start-up), each trained to max_t by `mtl_core.train` directly: no Ray and no
 scheduler, one thread each, `--jobs` at a time. One JSON line per finished configuration is appended to the
 curves file: its index in the draw, label, overrides, and per epoch the search metric, every task's val F1

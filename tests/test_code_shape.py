@@ -155,7 +155,7 @@ def test_a_trial_worker_imports_no_heavy_library_it_may_not_need():
 # The research group keeps private notes in a folder beside the checkout (`shared`, one level up) that a
 # clone does not have. Nothing here may point into it: no note by name or section number, no path into
 # the folder. The one allowed path is the real Comic Mischief data the group keeps there too
-# (tests/conftest.py REAL_DATA, bench/bench_data.py, the README's real-text commands): its users skip or
+# (tests/conftest.py REAL_DATA, bench/bench_data.py, the real-text commands in docs/results.md): its users skip or
 # say so when it is absent. The cluster files' absolute `/shared/...` is a cluster mount, not this folder,
 # and is not matched: only `../shared...` strings and `... / "shared"` path joins are.
 SCANNED = ("mtl_core", "search", "tests", "bench", "spaces", "cluster", "configs", "docs", ".ci",

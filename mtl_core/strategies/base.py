@@ -65,7 +65,7 @@ class Stateful:
     @classmethod
     def acts_from(cls, params: dict[str, Any]) -> int | None:
         """The first epoch (0-based) in which this method trains differently from its axis's plain value
-        (`all`, `equal`, `all`), given its parameters; None when that depends on the run (DSG: its first
+        (`all_tasks`, `equal`, `all_modalities`), given its parameters; None when that depends on the run (DSG: its first
         stop, read from `strategy/<task>/active`). A comparison at a smaller budget has not seen it act."""
         return 0
 

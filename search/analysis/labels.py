@@ -55,9 +55,7 @@ def partition_of(label: str) -> list[list[str]]:
 
 
 def from_cell(key: str, text: str) -> Any:
-    """A table's `groups` or `tasks` cell back as lists (a table written before they were labels holds JSON)."""
-    if text.startswith("["):
-        return json.loads(text)
+    """A table's `groups` or `tasks` cell (their label, `binary+gory|mature`) back as lists."""
     return partition_of(text) if key == "groups" else text.split("+")
 
 

@@ -1,7 +1,7 @@
 """The numbers behind "which strategy is best, and by how much": pure functions, tested by hand.
 
-Δm% against single-task baselines (Maninis et al. 2019), a paired interval over seeds, and the Pareto
-front of per-task scores.
+Δm% against single-task baselines (Maninis et al. 2019) and paired intervals over seeds; Pareto fronts are
+`search.analysis.pareto`'s.
 """
 from __future__ import annotations
 

@@ -18,7 +18,9 @@ from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
 
 OWN_PLOT = re.compile(r"[A-Za-z0-9_.-]+\.png")  # a plot this report saved in its own folder, by bare name
-SAFE_HREF = re.compile(r"https?://\S+|[^:\s]*")  # web links and relative paths (no javascript: or file:)
+# web links and relative paths (no javascript: or file:); no `&`: an entity (`&#58;`) would spell a `:` the
+# browser decodes after this check
+SAFE_HREF = re.compile(r"https?://[^\s&]+|[^:\s&]*")
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
          "img{max-width:100%}code{background:#f4f4f4}")

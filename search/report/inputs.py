@@ -33,7 +33,7 @@ class ReportInput:
     mode: str = "max"
     milestones: list[int] = field(default_factory=list)  # the ASHA rungs, in epochs
     base: dict[str, Any] = field(default_factory=dict)  # the space's run sections
-    baselines: list[str] = field(default_factory=list)  # search.space.baselines
+    baselines: list[str] = field(default_factory=list)  # search.baselines
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)  # the leaderboard's trials, one row each
     history: pd.DataFrame = field(default_factory=pd.DataFrame)  # their metrics per epoch
     leaderboard: pd.DataFrame | None = None  # with the final phase's columns; None: no leaderboard.csv to link
@@ -44,7 +44,7 @@ class ReportInput:
     tuning: dict[str, dict] = field(default_factory=dict)  # each tuned baseline's own search (tuned_baselines.json)
     floor: dict[str, float] = field(default_factory=dict)  # the bag-of-words floor's test metrics
     objectives: list[str] = field(default_factory=list)  # a multi-objective search's
-    observed: pd.DataFrame = field(default_factory=pd.DataFrame)  # its results in arrival order (front_report.observed)
+    observed: pd.DataFrame = field(default_factory=pd.DataFrame)  # its results in arrival order (observed, below)
     reference: list[float] | None = None  # its hypervolume's reference point
 
     @classmethod
@@ -92,7 +92,7 @@ def _number(value) -> float:
 def read_front(exp_dir: Path, spec: SpaceSpec) -> tuple[list[str], pd.DataFrame, list[float] | None]:
     """From an experiment folder of the space `spec`: the search's objectives (none: a single metric), its
     results in the order received (Tune's own record of them) and the hypervolume's reference point."""
-    objectives = list(spec.search.objectives)
+    objectives = list(spec.search.multi.objectives)
     if not objectives:
         return [], pd.DataFrame(), None
     return objectives, observed(exp_dir, objectives), _reference(exp_dir, objectives)

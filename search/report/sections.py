@@ -126,7 +126,7 @@ def _answer_section(given: ReportInput, scores: RunScores, table: pd.DataFrame, 
         lines += [f"- {r['sentence']}" for _, r in decided.iterrows()] + [""]
         lines += [family_wise(decided), ""]
     else:
-        lines += ["No comparison with a baseline ran (search.space.baselines), so there is no decision.", ""]
+        lines += ["No comparison with a baseline ran (search.baselines), so there is no decision.", ""]
     reference = "single_task" if (table["name"] == "single_task").any() else None
     if len(scores.tasks) < len(tasks):
         lines += [f"Means over tasks, the comparisons and Δm% count {', '.join(scores.tasks)}: `binary` is derived "

@@ -4,7 +4,7 @@ The search phase's per-axis comparisons are marginal (every other axis varies to
 a short budget. The axis study trains, with the final phase's seeds, the best configuration with one axis
 changed to each value the space allows (each scheduler, combiner, modality schedule, grouping, model
 architecture and text encoder; a chosen option gets its default parameters), so each value's effect is
-measured with the other axes held fixed, against the axis's baseline value (`all`, `equal`, `all`, all tasks in
+measured with the other axes held fixed, against the axis's baseline value (`all_tasks`, `equal`, `all_modalities`, all tasks in
 one model, `hiccap`, `minilm`; an axis whose values leave the baseline out: its first value), paired by seed.
 Cost: the number of values over all axes, times `final_seeds` trainings.
 

@@ -58,7 +58,7 @@ def finish(exp: Experiment, out: Outcome) -> int:
     saved = compute_saved(out.trials, out.expected, exp.max_t)
     print_leaderboard(board, s.metric)
     print(f"epochs run {saved['epochs_run']} of {saved['epochs_budget']} "
-          f"({saved['compute_saved_frac']:.0%} saved by {'MO-ASHA' if s.objectives else 'ASHA'})", flush=True)
+          f"({saved['compute_saved_frac']:.0%} saved by {'MO-ASHA' if s.multi.objectives else 'ASHA'})", flush=True)
     exp.tracker.log_metrics({**saved, **_headline(board, out.comparisons, s.metric), **_axis_metrics(out.axis_study)})
     try:
         report = write_report_folder(report_input(exp, out, board, floor), exp.dir)
@@ -175,7 +175,7 @@ def conclusion(board: pd.DataFrame, table: pd.DataFrame, comparisons: list, metr
         verb = {"beats": "beats", "equivalent": "is equivalent to"}.get(c.status, "does not beat")
         lines.append(f"  {verb} {other}: {_verdict(c, len(comparisons))}")
     if not comparisons:
-        lines.append("  no baseline was retrained beside it (search.space.baselines), so there is no decision")
+        lines.append("  no baseline was retrained beside it (search.baselines), so there is no decision")
     top = table.sort_values(keys.final(keys.average("test"), "mean"), ascending=False).iloc[0]
     if top["name"] != best:
         lines.append(f"  the highest test mean is {top['name']}'s ({_mean_sd(top)}), not the searched configuration's")
@@ -244,7 +244,7 @@ def report_input(exp: Experiment, out: Outcome, board: pd.DataFrame, floor: dict
     """What the report is written from, as the phases left it (nothing read back from the folder but Tune's
     record of a multi-objective search's results, in the order they came)."""
     s = exp.spec.search
-    objectives = list(s.objectives)
+    objectives = list(s.multi.objectives)
     return ReportInput(
         name=exp.name, metric=s.metric, mode=s.mode, milestones=rungs(s.grace_period, s.reduction_factor, exp.max_t),
         base=exp.spec.base, baselines=list(s.baselines.names), trials=out.trials, history=out.history, leaderboard=board,

@@ -146,8 +146,8 @@ def _check_folder(args, spec: SpaceSpec, exp_dir: Path, ours: bool = False) -> i
     check_tune_pickles(exp_dir)  # unpickled once the parent run is reopened: a cut-short one is said here
     if args.mlflow_uri is None:
         check_sqlite(exp_dir / Files.MLFLOW_DB)
-    if spec.search.objectives:  # MO-ASHA reads its rungs back inside Ray: a corrupt file is said here
-        read_rungs(exp_dir / Files.MO_ASHA_RUNGS, len(spec.search.objectives))
+    if spec.search.multi.objectives:  # MO-ASHA reads its rungs back inside Ray: a corrupt file is said here
+        read_rungs(exp_dir / Files.MO_ASHA_RUNGS, len(spec.search.multi.objectives))
     return whole
 
 

@@ -279,8 +279,8 @@ def final(exp: Experiment, out: Outcome) -> None:
     race: `final_seeds` seeds each, then more seeds only for the comparisons with the best that are still
     undecided (search.analysis.decision), up to `final_max_seeds`. Test metrics and per-clip predictions per run."""
     s, tasks = exp.spec.search, exp.spec.config.tasks
-    if s.objectives and not out.trials.empty:  # a front: members spread along it, the best by the metric first
-        picks = front_picks(out.candidates, out.trials, s.objectives, s.final.k, s.mode)
+    if s.multi.objectives and not out.trials.empty:  # a front: members spread along it, the best by the metric first
+        picks = front_picks(out.candidates, out.trials, s.multi.objectives, s.final.k, s.mode)
     else:
         picks = best_candidates(out.candidates, s.final.k, s.mode)
     picks = distinct_names(picks)

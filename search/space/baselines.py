@@ -2,7 +2,7 @@
 seeds, same budget, the best configuration's training knobs such as its learning rate and class weights):
 
 - `equal_sum`: all tasks in one model, every task every step, the plain sum of the losses
-  (`all` + `equal` + `all`); Kurin et al. 2022 and Xin et al. 2022 found a tuned one matches most
+  (`all_tasks` + `equal` + `all_modalities`); Kurin et al. 2022 and Xin et al. 2022 found a tuned one matches most
   multi-task optimizers;
 - `single_task`: one model per task (one trial trains the five side by side, as a grouping of singletons),
   the reference of Δm% (Maninis et al. 2019);
@@ -16,7 +16,7 @@ from typing import Any
 from mtl_core.strategies import BASELINE, ONE_MODEL
 from search.analysis.labels import name_key
 
-BASELINES = ("equal_sum", "single_task", "rlw")  # what search.space.baselines may name
+BASELINES = ("equal_sum", "single_task", "rlw")  # what search.baselines may name
 STRATEGY_KEYS = ("strategy.", "groups", "tasks")  # what a baseline sets itself; everything else it shares
 PLAIN = {**{name_key(axis): name for axis, name in BASELINE.items()}, "groups": ONE_MODEL}  # equal_sum
 

@@ -80,10 +80,10 @@ def _search_settings(raw: Any, problems: Problems, tasks: tuple[str, ...] = ()) 
     if isinstance(raw, dict) and raw.get("objectives") == "tasks":
         raw = {**raw, "objectives": [keys.task("val", t) for t in tasks]}
     s = _build_search(raw or {}, problems)
-    if s.sampler not in SAMPLERS:
-        problems.add(f"search.sampler: unknown sampler {s.sampler!r}; valid choices: {', '.join(SAMPLERS)}")
-    if s.tie_break not in TIE_BREAKS:
-        problems.add(f"search.tie_break: unknown rule {s.tie_break!r}; valid choices: {', '.join(TIE_BREAKS)}")
+    if s.multi.sampler not in SAMPLERS:
+        problems.add(f"search.sampler: unknown sampler {s.multi.sampler!r}; valid choices: {', '.join(SAMPLERS)}")
+    if s.multi.tie_break not in TIE_BREAKS:
+        problems.add(f"search.tie_break: unknown rule {s.multi.tie_break!r}; valid choices: {', '.join(TIE_BREAKS)}")
     _check_objectives(s, raw if isinstance(raw, dict) else {}, tasks, problems)
     if s.grouping_mode not in ("search", "exhaustive", "affinity", "both"):
         problems.add(f"search.grouping_mode: unknown mode {s.grouping_mode!r}; valid choices: search, exhaustive, affinity, both")
@@ -166,19 +166,19 @@ def _value(s: SearchSettings, key: str) -> Any:
 
 def _check_objectives(s: SearchSettings, raw: dict, tasks: tuple[str, ...], problems: Problems) -> None:
     """Several objectives replace the one metric: both written, or an objective no trial reports, is refused."""
-    if not s.objectives:
+    if not s.multi.objectives:
         return
     if "metric" in raw:
         problems.add("search.objectives: set search.metric (one objective) or search.objectives (several), not both")
-    unknown = [o for o in s.objectives if not keys.SEARCHABLE.match(o)
+    unknown = [o for o in s.multi.objectives if not keys.SEARCHABLE.match(o)
                or not (o in (keys.average("val"), keys.average("val", "loss")) or keys.task_of(o) in tasks)]
-    twice = [o for o in s.objectives if s.objectives.count(o) > 1]
+    twice = [o for o in s.multi.objectives if s.multi.objectives.count(o) > 1]
     if unknown:
         problems.add(f"search.objectives: {unknown[0]!r} is not a reported metric of the tasks {', '.join(tasks)} "
                      f"(e.g. val/{tasks[0] if tasks else 'gory'}/f1, val/avg_f1; or `tasks`)")
     elif twice:
         problems.add(f"search.objectives: {twice[0]!r} is named twice")
-    elif len(s.objectives) < 2:
+    elif len(s.multi.objectives) < 2:
         problems.add("search.objectives: needs two or more metrics (one objective is search.metric)")
     if s.grouping_mode != "search":
         problems.add(f"search.objectives: only grouping_mode search samples configurations, not {s.grouping_mode!r}")

@@ -33,7 +33,7 @@ def expected_epochs(num_samples: int, max_t: int, grace_period: int, reduction_f
 
 
 def acting_epochs(configs: list[Config]) -> dict[str, int]:
-    """Each strategy of these configurations (a space's corners: search.space.SpaceSpec.corner_configs) that
+    """Each strategy of these configurations (a space's corners: search.space.settings.SpaceSpec.corner_configs) that
     trains like its axis's plain value in its first epoch: `axis name` -> the epochs a trial needs to have
     trained one epoch with it acting (its earliest acting epoch + 1), the worst corner of its parameters' ranges."""
     out: dict[str, int] = {}

@@ -41,6 +41,16 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class MultiObjective:
+    """Several objectives in place of the one metric, and how the search proposes and stops trials over them.
+    A space file's `objectives`, `sampler` and `tie_break` keys."""
+
+    objectives: tuple[str, ...] = ()  # a multi-objective search (`tasks` = each task's val F1); () = metric alone
+    sampler: str = "tpe"  # Optuna's: tpe or nsga2 (both take one or several objectives)
+    tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution, crowding or epsilon_net
+
+
+@dataclass(frozen=True)
 class FinalPhase:
     """The final phase: the best configurations retrained beside the baselines on seeds the search never used,
     raced on the test split (or by repeated k-fold CV). A space file's `final_*` keys and the two below."""
@@ -85,10 +95,8 @@ class SearchSettings:
     max_failures: int = 2  # retries of a trial whose worker died (from its last checkpoint)
     grouping_mode: str = "search"  # `search` (Optuna + ASHA), `exhaustive` (every group), `affinity` (TAG), `both`
     axis_study: bool = False  # also retrain the best with one axis changed to each value (search.run.axis_study)
-    objectives: tuple[str, ...] = ()  # a multi-objective search (`tasks` = each task's val F1); () = metric alone
-    sampler: str = "tpe"  # tpe or nsga2
-    tie_break: str = "hypervolume"  # MO-ASHA, inside a front: hypervolume contribution, crowding or epsilon_net
     register_model: str | None = None  # the best configuration's model is registered in MLflow under this name
+    multi: MultiObjective = field(default_factory=MultiObjective)
     final: FinalPhase = field(default_factory=FinalPhase)
     baselines: BaselineSettings = field(default_factory=BaselineSettings)
 
@@ -110,7 +118,7 @@ class SearchSettings:
         `optuna-nsga2+mo-asha`, or the grouping mode (`groupings-exhaustive`, ...), which trains fixed lists."""
         if self.grouping_mode != "search":
             return f"groupings-{self.grouping_mode}"
-        return f"optuna-{self.sampler}+{'mo-asha' if self.objectives else 'asha'}"
+        return f"optuna-{self.multi.sampler}+{'mo-asha' if self.multi.objectives else 'asha'}"
 
     @property
     def gpu(self) -> float:
@@ -119,11 +127,12 @@ class SearchSettings:
 
 # A space file's `search` section is flat (`final_k`, `tune_baselines`); in code the final phase and the
 # baselines are objects of their own. This table says where each nested key lives.
-NESTED_KEYS = {"final_k": ("final", "k"), "final_seeds": ("final", "seeds"), "final_max_seeds": ("final", "max_seeds"),
+NESTED_KEYS = {"objectives": ("multi", "objectives"), "sampler": ("multi", "sampler"),
+               "tie_break": ("multi", "tie_break"), "final_k": ("final", "k"), "final_seeds": ("final", "seeds"), "final_max_seeds": ("final", "max_seeds"),
                "final_seed_step": ("final", "seed_step"), "equivalence_margin": ("final", "equivalence_margin"),
                "cv_folds": ("final", "cv_folds"), "baselines": ("baselines", "names"),
                "tune_baselines": ("baselines", "tuned"), "baseline_samples": ("baselines", "samples")}
-GROUPS = {"final": FinalPhase, "baselines": BaselineSettings}
+GROUPS = {"multi": MultiObjective, "final": FinalPhase, "baselines": BaselineSettings}
 
 
 def search_keys() -> dict[str, tuple[str, ...]]:

@@ -83,7 +83,8 @@ def trial_entry(overrides: dict[str, Any], meta: TrialMeta, base: dict[str, Any]
     """What a trial receives: its `overrides` of the space's run sections `base`, and `meta`, which gets the
     configuration's label and partition here, once; the console, the study, MLflow and the tables read them."""
     base = base or {}
-    groups = overrides.get("groups") or base.get("groups") or [list(overrides.get("tasks") or base.get("tasks") or [])]
+    groups = overrides["groups"] if "groups" in overrides else base.get("groups")  # None set here: one model
+    groups = groups or [list(overrides.get("tasks") or base.get("tasks") or [])]
     meta = replace(meta, label=config_label(overrides, base), partition=partition_label(groups))
     return {"overrides": overrides, "meta": asdict(meta)}
 

@@ -66,7 +66,7 @@ class Experiment:
 
     def trial_settings(self, eval_test: bool = False) -> TrialSettings:
         s = self.spec.search
-        return TrialSettings(self.spec.base, s.metric, s.mode, s.cpu, eval_test, tuple(s.objectives),
+        return TrialSettings(self.spec.base, s.metric, s.mode, s.cpu, eval_test, tuple(s.multi.objectives),
                              scratch_key(self.dir))
 
     def resume_hint(self) -> str:

@@ -61,7 +61,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
     param_space = {"settings": asdict(exp.trial_settings(eval_test))}  # plain values: see search.space.trial
     common = dict(max_concurrent_trials=s.max_concurrent, trial_dirname_creator=trial_dirname,
                   reuse_actors=True)  # no new process (torch import, data mapping) per trial
-    if trials is None and s.objectives:  # the scheduler and the study hold the objectives, Tune no metric
+    if trials is None and s.multi.objectives:  # the scheduler and the study hold the objectives, Tune no metric
         tune_config = tune.TuneConfig(search_alg=_searcher(exp, plan, phase), num_samples=plan.num_samples,
                                       scheduler=_mo_scheduler(exp), **common)
     elif trials is None:
@@ -83,7 +83,7 @@ def build_tuner(exp: Experiment, phase: str, trials: list[dict] | None = None, e
         exp.tracker.call("log_inputs", datasets=datasets)  # once per run: MLflow keeps one link per dataset
     callbacks = [StopOnFullDisk(str(exp.dir)), NoRetryOnDivergence(),
                  MLflowTrials(exp.tracker.fork(), phase, exp.max_t, datasets), progress]
-    if trials is None and s.objectives:
+    if trials is None and s.multi.objectives:
         callbacks.append(_front_trace(exp, phase))
     run_config = tune.RunConfig(name=phase, storage_path=str(exp.dir), verbose=0, callbacks=callbacks,
                                 failure_config=tune.FailureConfig(max_failures=s.max_failures))
@@ -120,9 +120,9 @@ def drop_local_runs(exp: Experiment) -> None:
 def objectives(exp: Experiment) -> tuple[list[str], list[str]]:
     """(the score keys the search optimises, their modes): one per objective, or `search/score` alone."""
     s = exp.spec.search
-    if not s.objectives:
+    if not s.multi.objectives:
         return [keys.SCORE], [s.mode]
-    return [keys.objective_score(o) for o in s.objectives], [keys.direction(o) for o in s.objectives]
+    return [keys.objective_score(o) for o in s.multi.objectives], [keys.direction(o) for o in s.multi.objectives]
 
 
 def startup_trials(num_samples: int) -> int:
@@ -135,16 +135,16 @@ def _searcher(exp: Experiment, plan: SearchPlan | None = None, phase: str = "sea
     s = exp.spec.search
     plan = plan or SearchPlan(exp.spec.space, {}, s.num_samples, exp.name)
     metrics, modes = objectives(exp)
-    if s.sampler == "nsga2":  # Optuna's generation of 50 would leave most searches at random: about 4 generations
+    if s.multi.sampler == "nsga2":  # Optuna's generation of 50 would leave most searches at random: about 4 generations
         sampler = NSGAIISampler(seed=s.seed, population_size=min(50, max(4, s.num_samples // 4)))
     else:
         sampler = TPESampler(seed=s.seed, multivariate=True, group=True, n_startup_trials=startup_trials(plan.num_samples))
-    single = not s.objectives
+    single = not s.multi.objectives
     return PrunedAwareOptunaSearch(
         space=DefineByRun(plan.space, exp.spec.config.tasks, plan.fixed, exp.spec.base), sampler=sampler,
         storage=JournalStorage(JournalFileBackend(str(exp.dir / Files.OPTUNA_JOURNAL))),
         study_name=plan.study, max_t=exp.max_t,  # define-by-run: metric and mode set here too
-        metric_names=list(s.objectives) or [s.metric], phase=phase,  # what the dashboard shows
+        metric_names=list(s.multi.objectives) or [s.metric], phase=phase,  # what the dashboard shows
         metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
 
 
@@ -153,14 +153,14 @@ def _mo_scheduler(exp: Experiment) -> MultiObjectiveASHA:
     metrics, modes = objectives(exp)
     return MultiObjectiveASHA(metrics, modes, max_t=exp.max_t, grace_period=s.grace_period,
                               reduction_factor=s.reduction_factor, state_file=str(exp.dir / Files.MO_ASHA_RUNGS),
-                              tie_break=s.tie_break)
+                              tie_break=s.multi.tie_break)
 
 
 def _front_trace(exp: Experiment, phase: str) -> FrontTrace:
     """search/hypervolume per epoch spent, against the majority-class scores on validation; front_rank tags."""
     s = exp.spec.search
-    reference = validation_reference(s.objectives, exp.spec.config)
-    return FrontTrace(exp.tracker.fork(), phase, s.objectives, s.mode, reference)
+    reference = validation_reference(s.multi.objectives, exp.spec.config)
+    return FrontTrace(exp.tracker.fork(), phase, s.multi.objectives, s.mode, reference)
 
 
 def _trial_models(trial) -> int:

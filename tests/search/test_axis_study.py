@@ -1,4 +1,4 @@
-"""search.axis_study: the one-factor-at-a-time design around the best configuration, and its paired effects."""
+"""search.run.axis_study: the one-factor-at-a-time design around the best configuration, and its paired effects."""
 import pandas as pd
 import pytest
 
@@ -40,7 +40,7 @@ def test_effects_are_paired_by_seed_against_the_axis_baseline_value():
     assert gradnorm["best"] and gradnorm["diff"] == pytest.approx(0.71 - 0.62)  # means of the paired differences
     assert gradnorm["low"] < gradnorm["diff"] < gradnorm["high"]
     assert table.loc[("combiner", "equal"), "diff"] == 0 and table.loc[("combiner", "pcgrad"), "diff"] == pytest.approx(0.03)
-    # the baseline of the scheduler axis is `all`: the best (dsg) is compared against it
+    # the baseline of the scheduler axis is `all_tasks`: the best (dsg) is compared against it
     assert table.loc[("scheduler", "dsg"), "diff"] == pytest.approx(0.71 - 0.71)
     assert table.loc[("groups", "binary+gory|sarcasm"), "diff"] == pytest.approx(0.71 - 0.5)
 

@@ -1,4 +1,4 @@
-"""search.folder_write: a file of the experiment folder is written whole and renamed over its name, so a link
+"""search.io.folder_write: a file of the experiment folder is written whole and renamed over its name, so a link
 at the name is replaced and the file it pointed at is kept, and a write that fails midway leaves the old file;
 and nothing under search/ writes a file any other way."""
 import ast

@@ -83,3 +83,13 @@ def test_the_tables_label_repeats_by_their_config_cells():
                                    {"train.lr": 0.002, "strategy.scheduler.name": "dsg"}]
     labels = distinct([config_label(c, BASE) for c in config_cells(table)], numbers(table), config_cells(table))
     assert labels == ["dsg+pcgrad+all_modalities (lr 0.001)", "dsg+pcgrad+all_modalities (lr 0.002)"]
+
+
+def test_an_entry_that_unsets_the_grouping_is_labelled_and_partitioned_as_one_model():
+    """A baseline or a group trial sets `groups: None` over a space whose shared sections group the tasks: its
+    label and its partition both say one model, not the space's grouping."""
+    base = {"tasks": ["binary", "mature"], "groups": [["binary"], ["mature"]]}
+    plain = meta_of(trial_entry({"groups": None}, TrialMeta("final", "baseline", "equal_sum", 1), base))
+    assert (plain.label, plain.partition) == ("all_tasks+equal+all_modalities", "binary+mature")
+    grouped = meta_of(trial_entry({}, TrialMeta("search", number=0), base))
+    assert (grouped.label, grouped.partition) == ("all_tasks+equal+all_modalities | bin/mat", "binary|mature")

@@ -1,4 +1,4 @@
-"""search.progress: the console's line, in place on a terminal, on a change (or a minute) elsewhere."""
+"""search.tune.progress: the console's line, in place on a terminal, on a change (or a minute) elsewhere."""
 from types import SimpleNamespace
 
 from search.space.rungs import expected_epochs

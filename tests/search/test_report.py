@@ -112,11 +112,12 @@ def test_the_html_page_embeds_only_the_report_s_own_plots(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "linked.png").symlink_to(secret)
     lines = [f"Best `x` ![k]({secret}) `y`, ![l](linked.png) and ![m](nope\" onerror=\"alert(1))", "",
-             "[a](javascript:alert(1)) [b](../leaderboard.csv) [c](http://127.0.0.1:5000/#/x)", "",
+             "[a](javascript:alert(1)) [b](../leaderboard.csv) [c](http://127.0.0.1:5000/#/x) [d](javascript&#58;x())", "",
              "<script>x()</script> and <b onclick=x()>b</b>"]
     page = html_page(lines, tmp_path / "out", "t")
     assert base64.b64encode(secret.read_bytes()).decode() not in page and "<img" not in page
     assert 'onerror="' not in page and 'href="javascript' not in page and '<a href="#">a</a>' in page
+    assert '<a href="#">d</a>' in page  # an entity that spells `:` is no way round it
     assert '<a href="../leaderboard.csv">b</a>' in page and '<a href="http://127.0.0.1:5000/#/x">c</a>' in page
     assert "<script" not in page and "<b " not in page and "&lt;script&gt;" in page  # raw HTML in a value is text
 

@@ -213,17 +213,17 @@ def test_an_objective_of_a_task_the_experiment_does_not_train_is_refused(tmp_pat
 def test_objectives_tasks_means_each_tasks_val_f1(tmp_path, capsys):
     data = {**BASE, "tasks": ["gory", "sarcasm", "mature"], "search": {"objectives": "tasks", "sampler": "nsga2"}}
     spec = load_space(_write(tmp_path, data))
-    assert spec.search.objectives == ("val/gory/f1", "val/sarcasm/f1", "val/mature/f1")
-    assert spec.search.sampler == "nsga2" and spec.search.metric == "val/avg_f1"  # the metric stays the default
+    assert spec.search.multi.objectives == ("val/gory/f1", "val/sarcasm/f1", "val/mature/f1")
+    assert spec.search.multi.sampler == "nsga2" and spec.search.metric == "val/avg_f1"  # the metric stays the default
     from search.space.parse import dump_resolved
 
-    assert yaml.safe_load(dump_resolved(spec))["search"]["objectives"] == list(spec.search.objectives)
+    assert yaml.safe_load(dump_resolved(spec))["search"]["objectives"] == list(spec.search.multi.objectives)
     again = load_space(_write(tmp_path, yaml.safe_load(dump_resolved(spec)), "resolved.yaml"))  # runs as it ran
     assert again.search == spec.search
     rc, out = _launch_dry_run(_write(tmp_path, data), capsys)
     assert rc == 0 and "is valid" in out.out
     mixed = load_space(_write(tmp_path, {**BASE, "search": {"objectives": ["val/gory/f1", "val/avg_loss"]}}))
-    assert mixed.search.objectives == ("val/gory/f1", "val/avg_loss")
+    assert mixed.search.multi.objectives == ("val/gory/f1", "val/avg_loss")
 
 
 def test_the_flat_search_section_maps_onto_nested_settings_and_back():
@@ -234,12 +234,13 @@ def test_the_flat_search_section_maps_onto_nested_settings_and_back():
     from search.space.settings import search_keys
 
     raw = {"final_k": 2, "cv_folds": 5, "final_max_seeds": 9, "tune_baselines": ["equal_sum"], "baseline_samples": 4,
-           "num_samples": 7, "resources_per_trial": {"cpu": 2, "gpu": 0.5}}
+           "num_samples": 7, "resources_per_trial": {"cpu": 2, "gpu": 0.5}, "sampler": "nsga2", "tie_break": "crowding"}
     problems = Problems()
     s = _build_search(raw, problems)
     assert problems.items == []
     assert (s.final.k, s.final.cv_folds, s.final.seed_cap, s.final.round_seeds) == (2, 5, 9, 3)
     assert s.baselines.tuned == ("equal_sum",) and s.baselines.samples == 4 and s.num_samples == 7
+    assert (s.multi.sampler, s.multi.tie_break, s.multi.objectives) == ("nsga2", "crowding", ())
     keys = s.as_keys()
     assert list(keys) == list(search_keys()) and {k: keys[k] for k in raw} == raw
     assert _build_search(keys, Problems()) == s

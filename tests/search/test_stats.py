@@ -174,7 +174,7 @@ def test_strategies_say_when_they_first_act():
 
 
 def test_report_gives_a_table_per_rung_and_marks_strategies_that_had_not_acted(tmp_path):
-    """DWA's weights are 1 for two epochs and a DSG that never stopped a task trained like `all`: at those
+    """DWA's weights are 1 for two epochs and a DSG that never stopped a task trained like `all_tasks`: at those
     budgets their rows are marked, later they are not; a failed trial is counted."""
     import yaml
 

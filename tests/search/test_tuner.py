@@ -53,10 +53,10 @@ def test_a_multi_objective_search_hands_its_objectives_to_the_study_and_the_sche
 
     from optuna.samplers import NSGAIISampler
 
-    from search.space.settings import SearchSettings
+    from search.space.settings import MultiObjective, SearchSettings
     from search.tune.tuner import _mo_scheduler, _searcher, objectives
 
-    settings = SearchSettings(objectives=("val/gory/f1", "val/gory/loss"), sampler="nsga2", tie_break="crowding",
+    settings = SearchSettings(multi=MultiObjective(("val/gory/f1", "val/gory/loss"), "nsga2", "crowding"),
                               grace_period=2, reduction_factor=2)
     exp = SimpleNamespace(spec=SimpleNamespace(search=settings, space={}, config=SimpleNamespace(tasks=("gory",)), base={}),
                           dir=tmp_path, name="mo", max_t=8)

@@ -13,7 +13,7 @@ class STCH(LossCombiner):
     |S|·mu·log Σ_{t∈S} exp(f_t / mu), f_t = log(L_t / n_t + 1e-20): the objectives are the log losses
     normalised by the nadir and the ideal point is 0 in that space (not estimated, as in that code). As
     mu → 0 it tends to |S|·max_t f_t (Tchebycheff), as mu grows the weights tend to equal (the softmax of
-    f/mu flattens). Under `all` every task leaves the warm-up together, as in LibMTL (whose
+    f/mu flattens). Under `all_tasks` every task leaves the warm-up together, as in LibMTL (whose
     STCH_warmup_epoch: 4 is warmup_epochs: 5 here)."""
 
     name = "stch"

@@ -59,7 +59,7 @@ def test_pair_trains_without_nan(micro, tmp_path, scheduler, combiner):
 
 
 def test_modality_schedules_train_on_what_they_say(micro, tmp_path):
-    """The share of training samples that used each modality, per epoch: `all` = what the clips have,
+    """The share of training samples that used each modality, per epoch: `all_modalities` = what the clips have,
     `dropout` less of each, `one_at_a_time` exactly its stage's modalities."""
     root, data = micro
     runs = {m: train(_cfg(root, "all_tasks", "equal", m), None, tmp_path / m, prepared=data) for m in REGISTRIES["modality"]}
