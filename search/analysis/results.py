@@ -27,7 +27,11 @@ def trial_id_of(result) -> str:
 
 def _with_lost_epochs(df: pd.DataFrame | None, checkpoint) -> pd.DataFrame | None:
     """A trial retried on another node can miss earlier epochs in Tune's result log; mtl_core keeps the
-    whole metric history in each checkpoint, so the missing epochs are taken from the latest one."""
+    whole metric history in each checkpoint, so the missing epochs are taken from the latest one. It can
+    also report an epoch twice (its node died after the report, before the checkpoint reached storage, and
+    the retry trained that epoch again): the last report is the one the trial went on from."""
+    if df is not None and not df.empty and "epoch" in df:
+        df = df.drop_duplicates("epoch", keep="last").reset_index(drop=True)
     if df is None or df.empty or "epoch" not in df or checkpoint is None:
         return df
     missing = set(range(int(df["epoch"].max()) + 1)) - set(df["epoch"].astype(int))

@@ -76,3 +76,15 @@ def test_a_column_mixing_types_is_written_as_strings(tmp_path):
     back = pd.read_parquet(tmp_path / "t.parquet")
     assert back["config/x"].tolist()[:2] == ["1", "a"] and back["config/x"].isna().iloc[2]
     assert back["n"].tolist() == [1, 2, 3]
+
+
+def test_an_epoch_a_retried_trial_trained_twice_is_kept_once_as_it_was_last_reported():
+    """A worker node that dies after a trial reported an epoch but before its checkpoint reached storage: the
+    retry resumes from the checkpoint before and reports that epoch again. The history keeps one row per epoch,
+    the later one (the weights the trial went on from)."""
+    r = _result("retried", [0.6, 0.5, 0.4], [0.4, 0.6, 0.5])
+    again = r.metrics_dataframe.iloc[[1]].assign(**{"val/avg_f1": 0.55})
+    r.metrics_dataframe = pd.concat([r.metrics_dataframe.iloc[:2], again, r.metrics_dataframe.iloc[2:]], ignore_index=True)
+    history, trials = collect([r], "val/avg_f1", "max", max_t=3)
+    assert list(history["epoch"]) == [0, 1, 2] and list(history["val/avg_f1"]) == [0.4, 0.55, 0.5]
+    assert trials.iloc[0]["epochs"] == 3
