@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return fail(str(exc))
     if args.resume and (args.out is None or not (args.out / CHECKPOINT / "state.pt").is_file()):
-        return fail("--resume: needs --out DIR holding a checkpoint from an earlier run")
+        return fail("--resume: needs --out DIR holding a checkpoint (a run folder of python -m mtl_core.train)")
     out = args.out or Path("runs") / f"{args.config.stem if args.config else 'default'}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         out.mkdir(parents=True, exist_ok=True)

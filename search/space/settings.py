@@ -135,8 +135,10 @@ NESTED_KEYS = {"objectives": ("multi", "objectives"), "sampler": ("multi", "samp
 GROUPS = {"multi": MultiObjective, "final": FinalPhase, "baselines": BaselineSettings}
 
 
+@functools.cache
 def search_keys() -> dict[str, tuple[str, ...]]:
-    """Every key of a space file's `search` section, and where its value lives in SearchSettings."""
+    """Every key of a space file's `search` section, and where its value lives in SearchSettings (one
+    table, built once: callers read it, never change it)."""
     top = [f.name for f in fields(SearchSettings) if f.name not in GROUPS]
     return {**{k: (k,) for k in top}, **NESTED_KEYS}
 
